@@ -1,0 +1,173 @@
+import { readFile } from 'node:fs/promises';
+import { basename, extname } from 'node:path';
+import { parseArgs } from 'node:util';
+import { bootstrapOrganization } from './admin/bootstrap.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { openDatabase } from './db/client.js';
+import { createDocumentsRepository } from './db/repositories/documents.repository.js';
+import { createTenancyRepository } from './db/repositories/tenancy.repository.js';
+import { createDocumentsService } from './domain/documents/documents.service.js';
+import { createLogger } from './logger.js';
+import { prepareDatabase, startServer, type Role } from './main.js';
+
+const USAGE = `Usage: honeyjar <command> [options]
+
+Server:
+  start                         API and workers in one process (what npm start runs)
+  api                           HTTP API only
+
+Administration (prints JSON on stdout, logs on stderr):
+  migrate                       create the database if missing and apply migrations
+  bootstrap --org NAME --email EMAIL
+                                create or reuse the organization and its admin user, issue a token:
+                                {"orgId","userId","token"}
+  token create --org ID --email EMAIL [--role admin|member] [--name NAME]
+                                add the user to the organization (if needed) and issue a token
+  token revoke TOKEN_OR_ID      revoke a token
+  ingest --org ID FILE...       add text or markdown files as documents for retrieval
+
+Settings come from the environment; see the README.`;
+
+class UsageError extends Error {}
+
+export async function runCli(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(`${USAGE}\n`);
+    return command ? 0 : 1;
+  }
+  let config: Readonly<Config>;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  try {
+    switch (command) {
+      case 'start':
+      case 'all':
+      case 'api':
+        return await serve(config, command === 'api' ? 'api' : 'all');
+      case 'migrate':
+        await prepareDatabase(config, createLogger(config.logLevel, 2));
+        printJson({ migrated: true });
+        return 0;
+      case 'bootstrap':
+        return await bootstrap(config, rest);
+      case 'token':
+        return await token(config, rest);
+      case 'ingest':
+        return await ingest(config, rest);
+      default:
+        throw new UsageError(`unknown command: ${command}`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`${(error as Error).message}\n\n${USAGE}\n`);
+      return 2;
+    }
+    throw error;
+  }
+}
+
+async function serve(config: Readonly<Config>, role: Role): Promise<number> {
+  const logger = createLogger(config.logLevel);
+  try {
+    await startServer(config, role, logger);
+  } catch (error) {
+    logger.fatal({ err: error }, 'could not start');
+    return 1;
+  }
+  // Keeps running until a signal; main.ts exits the process.
+  return new Promise<number>(() => {});
+}
+
+/** Runs `work` against the database after migrating it, then closes everything. */
+async function withDatabase<T>(config: Readonly<Config>, work: (db: ReturnType<typeof openDatabase>) => Promise<T>): Promise<T> {
+  await prepareDatabase(config, createLogger(config.logLevel, 2));
+  const database = openDatabase(config.database.url, { poolMax: 2 });
+  try {
+    return await work(database);
+  } finally {
+    await database.close();
+  }
+}
+
+async function bootstrap(config: Readonly<Config>, args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { org: { type: 'string' }, email: { type: 'string' } }, strict: true });
+  if (!values.org?.trim() || !values.email?.includes('@')) throw new UsageError('bootstrap needs --org NAME and --email EMAIL');
+  const result = await withDatabase(config, (database) =>
+    bootstrapOrganization(createTenancyRepository(database.db), values.org!.trim(), values.email!.trim()),
+  );
+  printJson(result);
+  return 0;
+}
+
+async function token(config: Readonly<Config>, args: string[]): Promise<number> {
+  const [action, ...rest] = args;
+  if (action === 'create') {
+    const { values } = parseArgs({
+      args: rest,
+      options: { org: { type: 'string' }, email: { type: 'string' }, role: { type: 'string', default: 'member' }, name: { type: 'string' } },
+      strict: true,
+    });
+    if (!values.org || !values.email?.includes('@')) throw new UsageError('token create needs --org ID and --email EMAIL');
+    if (values.role !== 'admin' && values.role !== 'member') throw new UsageError('--role is admin or member');
+    const role = values.role;
+    const result = await withDatabase(config, async ({ db }) => {
+      const tenancy = createTenancyRepository(db);
+      const org = /^[0-9a-f-]{36}$/i.test(values.org!) ? await tenancy.findOrganization(values.org!) : undefined;
+      if (!org) throw new UsageError(`no organization with id ${values.org}`);
+      const user = await tenancy.upsertUser(values.email!);
+      await tenancy.setMembership(org.id, user.id, role);
+      const created = await tenancy.createToken(user.id, values.name);
+      return { orgId: org.id, userId: user.id, tokenId: created.id, token: created.token };
+    });
+    printJson(result);
+    return 0;
+  }
+  if (action === 'revoke') {
+    const [value] = rest;
+    if (!value) throw new UsageError('token revoke needs a token or a token id');
+    const revoked = await withDatabase(config, ({ db }) => createTenancyRepository(db).revokeToken(value));
+    printJson({ revoked });
+    return revoked ? 0 : 1;
+  }
+  throw new UsageError('token needs create or revoke');
+}
+
+async function ingest(config: Readonly<Config>, args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: { org: { type: 'string' } }, allowPositionals: true, strict: true });
+  if (!values.org || positionals.length === 0) throw new UsageError('ingest needs --org ID and at least one FILE');
+  const documents = await withDatabase(config, async ({ db }) => {
+    const tenancy = createTenancyRepository(db);
+    const org = /^[0-9a-f-]{36}$/i.test(values.org!) ? await tenancy.findOrganization(values.org!) : undefined;
+    if (!org) throw new UsageError(`no organization with id ${values.org}`);
+    const service = createDocumentsService({ documents: createDocumentsRepository(db) });
+    const added = [];
+    for (const file of positionals) {
+      const content = await readFile(file, 'utf8');
+      if (Buffer.byteLength(content) > config.limits.maxDocumentBytes) throw new UsageError(`${file} is larger than ${config.limits.maxDocumentBytes} bytes`);
+      if (!content.trim()) throw new UsageError(`${file} is empty`);
+      const doc = await service.add(org.id, null, titleOf(file, content), content);
+      added.push({ id: doc.id, title: doc.title, chunks: doc.chunks, file });
+    }
+    return added;
+  });
+  printJson({ documents });
+  return 0;
+}
+
+/** A markdown file's first heading, else the file name. */
+function titleOf(file: string, content: string): string {
+  const heading = /^#\s+(.+)$/m.exec(content)?.[1]?.trim();
+  return (heading || basename(file, extname(file))).slice(0, 300);
+}
+
+function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}

@@ -1,0 +1,114 @@
+import { and, desc, eq, lt, or, sql } from 'drizzle-orm';
+import type { Db } from '../client.js';
+import { documentChunks, documents } from '../schema.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
+import { InvalidCursorError, type Page } from './threads.repository.js';
+import type { RagDocument } from '../../domain/stages/types.js';
+
+export interface DocumentSummary {
+  id: string;
+  title: string;
+  createdAt: Date;
+  size: number;
+  chunks: number;
+}
+
+type DocCursor = { t: string; id: string };
+const isDocCursor = (v: Record<string, unknown>): v is DocCursor => typeof v.t === 'string' && typeof v.id === 'string';
+
+export function createDocumentsRepository(db: Db) {
+  return {
+    async create(orgId: string, userId: string | null, title: string, content: string, chunks: string[]): Promise<DocumentSummary> {
+      return db.transaction(async (tx) => {
+        const [doc] = await tx
+          .insert(documents)
+          .values({ orgId, createdBy: userId, title, content })
+          .returning({ id: documents.id, title: documents.title, createdAt: documents.createdAt });
+        if (chunks.length > 0) {
+          await tx
+            .insert(documentChunks)
+            .values(chunks.map((chunk, position) => ({ documentId: doc!.id, orgId, position, title, content: chunk })));
+        }
+        return { ...doc!, size: Buffer.byteLength(content), chunks: chunks.length };
+      });
+    },
+
+    async list(orgId: string, limit: number, cursor?: string): Promise<Page<DocumentSummary>> {
+      const after = decodeCursor(cursor, isDocCursor);
+      if (after === 'invalid') throw new InvalidCursorError();
+      const afterDate = after ? new Date(after.t) : undefined;
+      const rows = await db
+        .select({
+          id: documents.id,
+          title: documents.title,
+          createdAt: documents.createdAt,
+          size: sql<number>`octet_length(${documents.content})`.mapWith(Number),
+          chunks: sql<number>`(select count(*) from ${documentChunks} where ${documentChunks.documentId} = ${documents.id})`.mapWith(Number),
+        })
+        .from(documents)
+        .where(
+          and(
+            eq(documents.orgId, orgId),
+            after && afterDate
+              ? or(lt(documents.createdAt, afterDate), and(eq(documents.createdAt, afterDate), lt(documents.id, after.id)))
+              : undefined,
+          ),
+        )
+        .orderBy(desc(documents.createdAt), desc(documents.id))
+        .limit(limit + 1);
+      const items = rows.slice(0, limit);
+      const last = items.at(-1);
+      return {
+        items,
+        nextCursor: rows.length > limit && last ? encodeCursor({ t: last.createdAt.toISOString(), id: last.id }) : null,
+      };
+    },
+
+    async get(orgId: string, id: string) {
+      const [row] = await db
+        .select({ id: documents.id, title: documents.title, content: documents.content, createdAt: documents.createdAt })
+        .from(documents)
+        .where(and(eq(documents.orgId, orgId), eq(documents.id, id)));
+      return row;
+    },
+
+    async delete(orgId: string, id: string): Promise<boolean> {
+      const rows = await db
+        .delete(documents)
+        .where(and(eq(documents.orgId, orgId), eq(documents.id, id)))
+        .returning({ id: documents.id });
+      return rows.length > 0;
+    },
+
+    /**
+     * Full-text search over one organization's chunks. Any of the query's terms may match (an AND
+     * of every word of a natural question finds too little); ts_rank_cd then favours chunks that
+     * hold more of them, closer together. The best chunk stands for its document.
+     */
+    async search(orgId: string, text: string, limit: number): Promise<RagDocument[]> {
+      const result = await db.execute<{ id: string; title: string; snippet: string; score: number }>(sql`
+        with q as (
+          select nullif(replace(plainto_tsquery('english', ${text})::text, '&', '|'), '')::tsquery as query
+        ),
+        ranked as (
+          select c.document_id, c.title, c.content,
+                 ts_rank_cd(c.tsv, q.query, 1) as score,
+                 row_number() over (partition by c.document_id order by ts_rank_cd(c.tsv, q.query, 1) desc, c.position) as n
+          from ${documentChunks} c, q
+          where q.query is not null and c.org_id = ${orgId} and c.tsv @@ q.query
+        )
+        select r.document_id as id, r.title,
+               ts_headline('english', r.content, q.query,
+                 'MaxFragments=2, MaxWords=40, MinWords=15, StartSel="", StopSel="", FragmentDelimiter=" … "') as snippet,
+               r.score::float8 as score
+        from ranked r, q
+        where r.n = 1
+        order by r.score desc, r.document_id
+        limit ${limit}
+      `);
+      return result.rows.map((row) => ({ id: row.id, title: row.title, snippet: row.snippet, score: Number(Number(row.score).toFixed(4)) }));
+    },
+  };
+}
+
+export type DocumentsRepository = ReturnType<typeof createDocumentsRepository>;

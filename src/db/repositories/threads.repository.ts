@@ -1,0 +1,119 @@
+import { and, asc, desc, eq, gt, lt, or } from 'drizzle-orm';
+import type { Db } from '../client.js';
+import { messages, threads } from '../schema.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export interface ThreadRecord {
+  id: string;
+  title: string;
+  createdAt: Date;
+}
+
+export interface MessageRecord {
+  id: string;
+  seq: number;
+  role: 'user' | 'assistant';
+  content: string;
+  createdAt: Date;
+  runId: string | null;
+}
+
+type ThreadCursor = { t: string; id: string };
+const isThreadCursor = (v: Record<string, unknown>): v is ThreadCursor => typeof v.t === 'string' && typeof v.id === 'string';
+type MessageCursor = { seq: number };
+const isMessageCursor = (v: Record<string, unknown>): v is MessageCursor => Number.isSafeInteger(v.seq);
+
+export class InvalidCursorError extends Error {}
+
+export function createThreadsRepository(db: Db) {
+  return {
+    async create(orgId: string, userId: string, title: string): Promise<ThreadRecord> {
+      const [row] = await db
+        .insert(threads)
+        .values({ orgId, createdBy: userId, title })
+        .returning({ id: threads.id, title: threads.title, createdAt: threads.createdAt });
+      return row!;
+    },
+
+    async get(orgId: string, threadId: string): Promise<ThreadRecord | undefined> {
+      const [row] = await db
+        .select({ id: threads.id, title: threads.title, createdAt: threads.createdAt })
+        .from(threads)
+        .where(and(eq(threads.orgId, orgId), eq(threads.id, threadId)));
+      return row;
+    },
+
+    /** Newest first. */
+    async list(orgId: string, limit: number, cursor?: string): Promise<Page<ThreadRecord>> {
+      const after = decodeCursor(cursor, isThreadCursor);
+      if (after === 'invalid') throw new InvalidCursorError();
+      const afterDate = after ? new Date(after.t) : undefined;
+      const rows = await db
+        .select({ id: threads.id, title: threads.title, createdAt: threads.createdAt })
+        .from(threads)
+        .where(
+          and(
+            eq(threads.orgId, orgId),
+            after && afterDate
+              ? or(lt(threads.createdAt, afterDate), and(eq(threads.createdAt, afterDate), lt(threads.id, after.id)))
+              : undefined,
+          ),
+        )
+        .orderBy(desc(threads.createdAt), desc(threads.id))
+        .limit(limit + 1);
+      const items = rows.slice(0, limit);
+      const last = items.at(-1);
+      return {
+        items,
+        nextCursor: rows.length > limit && last ? encodeCursor({ t: last.createdAt.toISOString(), id: last.id }) : null,
+      };
+    },
+
+    /** Oldest first. */
+    async listMessages(orgId: string, threadId: string, limit: number, cursor?: string): Promise<Page<MessageRecord>> {
+      const after = decodeCursor(cursor, isMessageCursor);
+      if (after === 'invalid') throw new InvalidCursorError();
+      const rows = await db
+        .select({
+          id: messages.id,
+          seq: messages.seq,
+          role: messages.role,
+          content: messages.content,
+          createdAt: messages.createdAt,
+          runId: messages.runId,
+        })
+        .from(messages)
+        .where(and(eq(messages.orgId, orgId), eq(messages.threadId, threadId), after ? gt(messages.seq, after.seq) : undefined))
+        .orderBy(asc(messages.seq))
+        .limit(limit + 1);
+      const items = rows.slice(0, limit);
+      const last = items.at(-1);
+      return { items, nextCursor: rows.length > limit && last ? encodeCursor({ seq: last.seq }) : null };
+    },
+
+    /** The turns before a given message, oldest first, for an LLM's context. */
+    async history(threadId: string, beforeSeq: number, maxTurns: number): Promise<MessageRecord[]> {
+      const rows = await db
+        .select({
+          id: messages.id,
+          seq: messages.seq,
+          role: messages.role,
+          content: messages.content,
+          createdAt: messages.createdAt,
+          runId: messages.runId,
+        })
+        .from(messages)
+        .where(and(eq(messages.threadId, threadId), lt(messages.seq, beforeSeq)))
+        .orderBy(desc(messages.seq))
+        .limit(maxTurns);
+      return rows.reverse();
+    },
+  };
+}
+
+export type ThreadsRepository = ReturnType<typeof createThreadsRepository>;

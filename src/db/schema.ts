@@ -1,0 +1,209 @@
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  customType,
+  index,
+  integer,
+  jsonb,
+  pgEnum,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+const tsvector = customType<{ data: string }>({ dataType: () => 'tsvector' });
+
+const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
+
+export const membershipRole = pgEnum('membership_role', ['admin', 'member']);
+export const messageRole = pgEnum('message_role', ['user', 'assistant']);
+export const runStatus = pgEnum('run_status', ['processing', 'partial', 'completed', 'failed', 'cancelled']);
+export const stepStatus = pgEnum('step_status', ['pending', 'active', 'retrying', 'completed', 'failed', 'cancelled']);
+
+export const organizations = pgTable('organizations', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  name: text('name').notNull(),
+  createdAt: createdAt(),
+});
+
+export const users = pgTable(
+  'users',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    email: text('email').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('users_email_key').on(sql`lower(${t.email})`)],
+);
+
+export const memberships = pgTable(
+  'memberships',
+  {
+    orgId: uuid('org_id').notNull().references(() => organizations.id, { onDelete: 'cascade' }),
+    userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+    role: membershipRole('role').notNull().default('member'),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.orgId, t.userId] }), index('memberships_user_idx').on(t.userId)],
+);
+
+/** Only a SHA-256 of each token is kept; the token itself is shown once when created. */
+export const apiTokens = pgTable(
+  'api_tokens',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+    tokenHash: text('token_hash').notNull(),
+    prefix: text('prefix').notNull(),
+    name: text('name'),
+    createdAt: createdAt(),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true, mode: 'date' }),
+    revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [uniqueIndex('api_tokens_hash_key').on(t.tokenHash), index('api_tokens_user_idx').on(t.userId)],
+);
+
+export const threads = pgTable(
+  'threads',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    orgId: uuid('org_id').notNull().references(() => organizations.id, { onDelete: 'cascade' }),
+    createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
+    title: text('title').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('threads_org_created_idx').on(t.orgId, t.createdAt, t.id)],
+);
+
+/** A run is a batch: one processing of one user message through the stage pipeline. */
+export const runs = pgTable(
+  'runs',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    orgId: uuid('org_id').notNull().references(() => organizations.id, { onDelete: 'cascade' }),
+    threadId: uuid('thread_id').notNull().references(() => threads.id, { onDelete: 'cascade' }),
+    userId: uuid('user_id').references(() => users.id, { onDelete: 'set null' }),
+    status: runStatus('status').notNull().default('processing'),
+    /** blocking, queued or comprehensive: which endpoint accepted it. */
+    source: text('source').notNull(),
+    /** Which driver runs it: inline (in-process) or queue (BullMQ). */
+    driver: text('driver').notNull(),
+    /** Stages requested and their inputs (e.g. explicit contacts to enrich). */
+    options: jsonb('options').$type<RunOptions>().notNull().default({}),
+    idempotencyKey: text('idempotency_key'),
+    /** The 202 document answered for an idempotent request, returned again on a replay. */
+    acceptedResponse: jsonb('accepted_response'),
+    error: jsonb('error').$type<StepErrorInfo>(),
+    createdAt: createdAt(),
+    finishedAt: timestamp('finished_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [
+    index('runs_org_created_idx').on(t.orgId, t.createdAt),
+    index('runs_thread_idx').on(t.threadId, t.createdAt),
+    index('runs_unfinished_idx').on(t.createdAt).where(sql`${t.finishedAt} is null`),
+    uniqueIndex('runs_idempotency_key').on(t.orgId, t.idempotencyKey),
+  ],
+);
+
+export const messages = pgTable(
+  'messages',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    /** Total order of messages, used for history and cursors (timestamps can tie). */
+    seq: bigint('seq', { mode: 'number' }).generatedAlwaysAsIdentity().notNull(),
+    orgId: uuid('org_id').notNull().references(() => organizations.id, { onDelete: 'cascade' }),
+    threadId: uuid('thread_id').notNull().references(() => threads.id, { onDelete: 'cascade' }),
+    runId: uuid('run_id').references(() => runs.id, { onDelete: 'set null' }),
+    role: messageRole('role').notNull(),
+    content: text('content').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    index('messages_thread_seq_idx').on(t.threadId, t.seq),
+    // A run has one user message and produces at most one reply, whatever retries happen.
+    uniqueIndex('messages_one_per_run_role').on(t.runId, t.role).where(sql`${t.runId} is not null`),
+  ],
+);
+
+export const runSteps = pgTable(
+  'run_steps',
+  {
+    runId: uuid('run_id').notNull().references(() => runs.id, { onDelete: 'cascade' }),
+    stage: text('stage').notNull(),
+    orgId: uuid('org_id').notNull(),
+    /** Globally unique job id: `<runId>.<stage>`. */
+    jobId: text('job_id').notNull(),
+    queue: text('queue').notNull(),
+    status: stepStatus('status').notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    maxAttempts: integer('max_attempts').notNull(),
+    result: jsonb('result'),
+    error: jsonb('error').$type<StepErrorInfo>(),
+    createdAt: createdAt(),
+    startedAt: timestamp('started_at', { withTimezone: true, mode: 'date' }),
+    finishedAt: timestamp('finished_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.stage] }), uniqueIndex('run_steps_job_id_key').on(t.jobId)],
+);
+
+export const documents = pgTable(
+  'documents',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    orgId: uuid('org_id').notNull().references(() => organizations.id, { onDelete: 'cascade' }),
+    title: text('title').notNull(),
+    content: text('content').notNull(),
+    createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
+    createdAt: createdAt(),
+  },
+  (t) => [index('documents_org_created_idx').on(t.orgId, t.createdAt, t.id)],
+);
+
+export const documentChunks = pgTable(
+  'document_chunks',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    documentId: uuid('document_id').notNull().references(() => documents.id, { onDelete: 'cascade' }),
+    orgId: uuid('org_id').notNull(),
+    position: integer('position').notNull(),
+    title: text('title').notNull(),
+    content: text('content').notNull(),
+    tsv: tsvector('tsv')
+      .notNull()
+      .generatedAlwaysAs(
+        sql`setweight(to_tsvector('english', title), 'A') || setweight(to_tsvector('english', content), 'B')`,
+      ),
+  },
+  (t) => [
+    index('document_chunks_tsv_idx').using('gin', t.tsv),
+    index('document_chunks_org_idx').on(t.orgId),
+    index('document_chunks_document_idx').on(t.documentId),
+  ],
+);
+
+/** RocketReach answers per organization, so one lookup costs one API call. */
+export const contactCache = pgTable(
+  'contact_cache',
+  {
+    orgId: uuid('org_id').notNull().references(() => organizations.id, { onDelete: 'cascade' }),
+    key: text('key').notNull(),
+    result: jsonb('result').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.orgId, t.key] })],
+);
+
+export interface StepErrorInfo {
+  code: string;
+  message: string;
+}
+
+export interface RunOptions {
+  includeRAG?: boolean;
+  includeSecurityAnalysis?: boolean;
+  includeContactEnrichment?: boolean;
+  contacts?: Array<{ name: string; employer?: string; title?: string }>;
+}

@@ -1,0 +1,99 @@
+import { randomUUID } from 'node:crypto';
+import { notFound } from '../errors.js';
+import { jobIdFor, PIPELINE, STAGE_ORDER } from '../pipeline.js';
+import type { StageName } from '../stages/types.js';
+import { toBatchDocument, type BatchDocument } from './batch-view.js';
+import type { InlineDriver } from './inline-driver.js';
+import type { NewRun, RunsRepository } from '../../db/repositories/runs.repository.js';
+import type { ThreadsRepository } from '../../db/repositories/threads.repository.js';
+import type { RunOptions } from '../../db/schema.js';
+
+/** Who is asking: every call is scoped to the caller's organization. */
+export interface Actor {
+  orgId: string;
+  userId: string;
+}
+
+export interface ChatServiceDeps {
+  threads: ThreadsRepository;
+  runs: RunsRepository;
+  inline: InlineDriver;
+}
+
+export interface BlockingReply extends BatchDocument {
+  messageId: string;
+  assistantMessage: { id: string; content: string } | null;
+}
+
+/** The stages a run includes, from the options a client may set. */
+export function stagesFor(options: RunOptions): StageName[] {
+  // Security always runs: the LLM stage never sends unchecked text out.
+  return STAGE_ORDER.filter((stage) => stage !== 'rag' || options.includeRAG !== false);
+}
+
+export class ChatService {
+  constructor(protected readonly deps: ChatServiceDeps) {}
+
+  createThread(actor: Actor, title: string | undefined) {
+    return this.deps.threads.create(actor.orgId, actor.userId, title?.trim() || 'New conversation');
+  }
+
+  listThreads(actor: Actor, limit: number, cursor?: string) {
+    return this.deps.threads.list(actor.orgId, limit, cursor);
+  }
+
+  async getThread(actor: Actor, threadId: string) {
+    const thread = await this.deps.threads.get(actor.orgId, threadId);
+    if (!thread) throw notFound('Thread');
+    return thread;
+  }
+
+  async listMessages(actor: Actor, threadId: string, limit: number, cursor?: string) {
+    await this.getThread(actor, threadId);
+    return this.deps.threads.listMessages(actor.orgId, threadId, limit, cursor);
+  }
+
+  /** The original, blocking flow: store the message, run every stage in-process, answer with the result. */
+  async sendMessage(actor: Actor, threadId: string, content: string, signal?: AbortSignal): Promise<BlockingReply> {
+    await this.getThread(actor, threadId);
+    const { run, messageId } = await this.createRun(actor, threadId, content, { source: 'blocking', driver: 'inline' });
+    await this.deps.inline.drive(run.id, stagesFor({}), signal);
+    const document = await this.getBatchResults(actor, run.id);
+    const reply = await this.deps.runs.assistantMessage(run.id);
+    return { ...document, messageId, assistantMessage: reply ?? null };
+  }
+
+  async getBatchResults(actor: Actor, batchId: string): Promise<BatchDocument> {
+    const run = await this.deps.runs.get(actor.orgId, batchId);
+    if (!run) throw notFound('Batch');
+    return toBatchDocument(run, await this.deps.runs.steps(run.id));
+  }
+
+  protected createRun(
+    actor: Actor,
+    threadId: string,
+    content: string,
+    how: { source: string; driver: string; options?: RunOptions; idempotencyKey?: string },
+  ) {
+    const id = randomUUID();
+    const options = how.options ?? {};
+    const run: NewRun = {
+      id,
+      orgId: actor.orgId,
+      threadId,
+      userId: actor.userId,
+      source: how.source,
+      driver: how.driver,
+      content,
+      options,
+      ...(how.idempotencyKey ? { idempotencyKey: how.idempotencyKey } : {}),
+      steps: stagesFor(options).map((stage) => ({
+        stage,
+        jobId: jobIdFor(id, stage),
+        queue: PIPELINE[stage].queue,
+        maxAttempts: PIPELINE[stage].attempts,
+      })),
+    };
+    return this.deps.runs.create(run);
+  }
+}

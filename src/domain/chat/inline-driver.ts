@@ -1,0 +1,48 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import { backoffDelay, PIPELINE, STAGE_ORDER } from '../pipeline.js';
+import { StageError } from '../errors.js';
+import type { StageName } from '../stages/types.js';
+import { isPermanent, type StageRunner } from './stage-runner.js';
+
+/**
+ * Drives a run's stages in this process, honouring the DAG and each stage's retry policy. Used by
+ * the blocking endpoint and whenever the queues cannot be reached.
+ */
+export function createInlineDriver(runner: StageRunner, options: { maxBackoffMs?: number } = {}) {
+  const maxBackoffMs = options.maxBackoffMs ?? 10_000;
+
+  async function runStage(runId: string, stage: StageName, signal?: AbortSignal): Promise<void> {
+    const definition = PIPELINE[stage];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await runner.execute(runId, stage, signal);
+        return;
+      } catch (error) {
+        const final = signal?.aborted || isPermanent(error) || attempt >= definition.attempts;
+        await runner.recordFailure(runId, stage, error, final);
+        if (final) return;
+        const retryAfter = error instanceof StageError ? (error.retryAfterMs ?? 0) : 0;
+        await delay(Math.min(maxBackoffMs, Math.max(retryAfter, backoffDelay(definition, attempt))), undefined, { signal });
+      }
+    }
+  }
+
+  /** Runs the given stages (all by default); resolves when every one has finished or failed for good. */
+  async function drive(runId: string, stages: readonly StageName[] = STAGE_ORDER, signal?: AbortSignal): Promise<void> {
+    const included = new Set(stages);
+    const finished = new Map<StageName, Promise<void>>();
+    for (const stage of STAGE_ORDER) {
+      if (!included.has(stage)) continue;
+      const waitFor = PIPELINE[stage].dependsOn.filter((dep) => included.has(dep)).map((dep) => finished.get(dep)!);
+      finished.set(
+        stage,
+        Promise.all(waitFor).then(() => runStage(runId, stage, signal).catch(() => undefined)),
+      );
+    }
+    await Promise.all(finished.values());
+  }
+
+  return { drive };
+}
+
+export type InlineDriver = ReturnType<typeof createInlineDriver>;

@@ -1,0 +1,36 @@
+import type { StageName } from './stages/types.js';
+
+/**
+ * THE pipeline: every stage, the queue that carries it, what it waits for and how it retries.
+ * Both drivers read this — the in-process one (blocking endpoint, degraded mode) and the BullMQ
+ * one — so a change here changes both. Plain data: no queue library is imported here.
+ */
+export interface StageDefinition {
+  stage: StageName;
+  queue: string;
+  dependsOn: readonly StageName[];
+  attempts: number;
+  /** Exponential backoff: delay before retry n (1-based) is baseDelayMs * 2^(n-1). */
+  backoff: { baseDelayMs: number };
+  defaultConcurrency: number;
+  /** Whether a final failure of this stage still lets the reply be produced. */
+  optional: boolean;
+}
+
+export const PIPELINE: Readonly<Record<StageName, StageDefinition>> = Object.freeze({
+  intent: { stage: 'intent', queue: 'intent-classification', dependsOn: [], attempts: 3, backoff: { baseDelayMs: 500 }, defaultConcurrency: 10, optional: true },
+  security: { stage: 'security', queue: 'security-classification', dependsOn: [], attempts: 3, backoff: { baseDelayMs: 500 }, defaultConcurrency: 10, optional: true },
+  rag: { stage: 'rag', queue: 'rag-processing', dependsOn: [], attempts: 3, backoff: { baseDelayMs: 500 }, defaultConcurrency: 8, optional: true },
+  rocketreach: { stage: 'rocketreach', queue: 'rocketreach-api', dependsOn: ['intent'], attempts: 4, backoff: { baseDelayMs: 2_000 }, defaultConcurrency: 2, optional: true },
+  openai: { stage: 'openai', queue: 'openai-processing', dependsOn: ['intent', 'security', 'rag', 'rocketreach'], attempts: 4, backoff: { baseDelayMs: 1_000 }, defaultConcurrency: 5, optional: false },
+});
+
+export const STAGE_ORDER: readonly StageName[] = ['intent', 'security', 'rag', 'rocketreach', 'openai'];
+
+export function jobIdFor(runId: string, stage: StageName): string {
+  return `${runId}.${stage}`;
+}
+
+export function backoffDelay(definition: StageDefinition, failedAttempts: number): number {
+  return definition.backoff.baseDelayMs * 2 ** Math.max(0, failedAttempts - 1);
+}

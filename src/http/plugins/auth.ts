@@ -1,0 +1,67 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { AppError } from '../../domain/errors.js';
+import type { MembershipRole, TenancyRepository } from '../../db/repositories/tenancy.repository.js';
+
+export interface RequestActor {
+  orgId: string;
+  userId: string;
+  role: MembershipRole;
+  tokenId: string;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    actor: RequestActor | null;
+  }
+  interface FastifyContextConfig {
+    /** Routes that answer without credentials (health checks). */
+    public?: boolean;
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const TOUCH_EVERY_MS = 60_000;
+
+/**
+ * Every request in the scope needs `Authorization: Bearer <token>` (401 otherwise) and an
+ * `x-organization-id` the token's user belongs to (403 otherwise). One query per request.
+ */
+export function registerAuth(app: FastifyInstance, tenancy: TenancyRepository): void {
+  const lastTouched = new Map<string, number>();
+  app.decorateRequest('actor', null);
+  app.addHook('onRequest', async (request) => {
+    if (request.routeOptions.config.public) return;
+    const token = bearerToken(request);
+    const orgHeader = request.headers['x-organization-id'];
+    const orgId = typeof orgHeader === 'string' && UUID.test(orgHeader.trim()) ? orgHeader.trim().toLowerCase() : undefined;
+    const identity = await tenancy.identify(token, orgId);
+    if (!identity || identity.revoked) throw new AppError('unauthorized', 401, 'The token is not valid');
+    if (orgHeader === undefined) throw new AppError('organization_required', 403, 'The x-organization-id header is required');
+    if (!orgId || !identity.role) throw new AppError('forbidden', 403, 'You are not a member of this organization');
+    request.actor = { orgId, userId: identity.userId, role: identity.role, tokenId: identity.tokenId };
+    const now = Date.now();
+    if ((lastTouched.get(identity.tokenId) ?? 0) + TOUCH_EVERY_MS < now) {
+      lastTouched.set(identity.tokenId, now);
+      tenancy.touchToken(identity.tokenId).catch((err: unknown) => request.log.warn({ err }, 'could not record token use'));
+    }
+  });
+}
+
+function bearerToken(request: FastifyRequest): string {
+  const header = request.headers.authorization;
+  const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  if (!match?.[1]) throw new AppError('unauthorized', 401, 'Authorization: Bearer <token> is required');
+  return match[1];
+}
+
+/** The caller of an authenticated route. */
+export function actorOf(request: FastifyRequest): RequestActor {
+  if (!request.actor) throw new AppError('unauthorized', 401, 'Authorization: Bearer <token> is required');
+  return request.actor;
+}
+
+export function requireAdmin(request: FastifyRequest): RequestActor {
+  const actor = actorOf(request);
+  if (actor.role !== 'admin') throw new AppError('forbidden', 403, 'This needs an organization admin');
+  return actor;
+}

@@ -1,0 +1,62 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { AppError } from '../../domain/errors.js';
+import { InvalidCursorError } from '../../db/repositories/threads.repository.js';
+
+export interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+const FASTIFY_CODES: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_json',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
+};
+
+/**
+ * One place turns every error into `{error:{code,message}}`. Client errors keep their message;
+ * server errors are logged and answered with a generic message, never a stack or SQL.
+ */
+export function registerErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError | AppError | Error, request, reply) => {
+    if (error instanceof AppError) {
+      return reply.status(error.statusCode).send(body(error.code, error.message));
+    }
+    if (error instanceof InvalidCursorError) {
+      return reply.status(400).send(body('invalid_cursor', 'The cursor is not valid'));
+    }
+    const fastifyError = error as FastifyError;
+    if (fastifyError.validation) {
+      return reply.status(400).send(body('invalid_request', validationMessage(fastifyError)));
+    }
+    if (error instanceof SyntaxError || fastifyError.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
+      return reply.status(400).send(body('invalid_json', 'The request body is not valid JSON'));
+    }
+    const status = fastifyError.statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      const code = (fastifyError.code && FASTIFY_CODES[fastifyError.code]) ?? (status === 413 ? 'payload_too_large' : 'bad_request');
+      return reply.status(status).send(body(code, fastifyError.message));
+    }
+    request.log.error({ err: error }, 'request failed');
+    return reply.status(500).send(body('internal_error', 'An internal error occurred'));
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    reply.status(404).send(body('route_not_found', `No route for ${request.method} ${request.url.split('?')[0]}`));
+  });
+}
+
+export function body(code: string, message: string): ErrorBody {
+  return { error: { code, message } };
+}
+
+function validationMessage(error: FastifyError): string {
+  const first = error.validation?.[0];
+  if (!first) return error.message;
+  const where = error.validationContext ?? 'body';
+  const path = first.instancePath ? first.instancePath.replace(/^\//, '').replace(/\//g, '.') : '';
+  const missing = (first.params as { missingProperty?: string } | undefined)?.missingProperty;
+  const field = missing ?? path;
+  return `${where}${field ? `.${field}` : ''} ${first.message ?? 'is invalid'}`;
+}

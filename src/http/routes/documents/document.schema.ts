@@ -1,0 +1,18 @@
+import { Type } from '@sinclair/typebox';
+import type { DocumentSummary } from '../../../db/repositories/documents.repository.js';
+
+export const DocumentSummarySchema = Type.Object({
+  id: Type.String(),
+  title: Type.String(),
+  createdAt: Type.String(),
+  size: Type.Integer({ description: 'bytes of content' }),
+  chunks: Type.Integer(),
+});
+
+export const toDocumentSummary = (doc: DocumentSummary) => ({
+  id: doc.id,
+  title: doc.title,
+  createdAt: doc.createdAt.toISOString(),
+  size: doc.size,
+  chunks: doc.chunks,
+});

@@ -1,0 +1,39 @@
+import { Type } from '@sinclair/typebox';
+import type { App } from '../../types.js';
+import type { ChatService } from '../../../domain/chat/chat.service.js';
+import { actorOf } from '../../plugins/auth.js';
+import { errorResponses, IdParams, requireId } from '../../schemas/common.js';
+import { BatchDocumentSchema, checkContentSize, MessageContent } from '../../schemas/chat.js';
+
+/** The original, blocking endpoint: answers once every stage has run. */
+export function registerPostMessage(app: App, chat: ChatService, limits: { maxContentBytes: number }): void {
+  app.post(
+    '/threads/:threadId/messages',
+    {
+      bodyLimit: limits.maxContentBytes * 2 + 1024,
+      schema: {
+        tags: ['chat'],
+        summary: 'Send a message and wait for the complete result (blocking)',
+        params: IdParams('threadId'),
+        body: Type.Object({ content: MessageContent }, { additionalProperties: false }),
+        response: {
+          200: Type.Intersect([
+            BatchDocumentSchema,
+            Type.Object({
+              messageId: Type.String(),
+              assistantMessage: Type.Union([Type.Object({ id: Type.String(), content: Type.String() }), Type.Null()]),
+            }),
+          ]),
+          ...errorResponses,
+          413: Type.Ref('ErrorResponse'),
+        },
+      },
+    },
+    async (request) => {
+      const params = request.params as { threadId: string };
+      const threadId = requireId(params.threadId, 'Thread');
+      const content = checkContentSize(request.body.content, limits.maxContentBytes);
+      return chat.sendMessage(actorOf(request), threadId, content);
+    },
+  );
+}

@@ -1,0 +1,30 @@
+import { Type } from '@sinclair/typebox';
+import { AppError } from '../../domain/errors.js';
+
+/**
+ * A message's text: required and not blank. Its limit, 32 KiB of UTF-8, is checked in bytes by
+ * checkContentSize (413); the route's body limit bounds what is parsed at all.
+ */
+export const MessageContent = Type.String({ minLength: 1, pattern: '\\S' });
+
+export function checkContentSize(content: string, maxBytes: number): string {
+  if (Buffer.byteLength(content, 'utf8') > maxBytes) {
+    throw new AppError('content_too_large', 413, `content is larger than ${maxBytes} bytes`);
+  }
+  return content;
+}
+
+export const BatchDocumentSchema = Type.Object(
+  {
+    batchId: Type.String(),
+    status: Type.Union(['processing', 'partial', 'completed', 'failed', 'cancelled'].map((s) => Type.Literal(s))),
+    results: Type.Record(Type.String(), Type.Unknown()),
+    completedJobs: Type.Integer(),
+    totalJobs: Type.Integer(),
+    jobs: Type.Record(Type.String(), Type.Unknown()),
+    errors: Type.Optional(Type.Array(Type.Object({ stage: Type.String(), jobId: Type.Optional(Type.String()), code: Type.String(), message: Type.String(), attempts: Type.Optional(Type.Integer()) }))),
+    createdAt: Type.String(),
+    finishedAt: Type.Union([Type.String(), Type.Null()]),
+  },
+  { additionalProperties: true },
+);
