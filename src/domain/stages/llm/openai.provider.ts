@@ -1,0 +1,204 @@
+/**
+ * The external language-model provider, through the official `openai` SDK used unchanged. The SDK's own
+ * retries are off by default (our queue drivers retry), and its errors are mapped to StageError so a
+ * driver can tell permanent failures from retryable ones and honour Retry-After. An abort is rethrown as is.
+ *
+ * Nothing here logs: not the key, not the content. The SDK's logger is switched off as well, since at
+ * `OPENAI_LOG=debug` it would log request bodies.
+ */
+import OpenAI, {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  APIUserAbortError,
+  AuthenticationError,
+  PermissionDeniedError,
+} from 'openai';
+import type { ChatCompletion, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import { StageError, parseRetryAfter } from '../../errors.js';
+import type { Contact, LlmResult } from '../types.js';
+import type { LlmProvider, LlmRequest } from './llm.provider.js';
+
+export interface OpenAiProviderOptions {
+  apiKey: string;
+  baseURL?: string;
+  model: string;
+  /** Per-request timeout (default 60 s). */
+  timeoutMs?: number;
+  /** SDK-level retries; default 0 because our drivers retry. */
+  maxRetries?: number;
+  temperature?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 60_000;
+
+export const SYSTEM_PROMPT = [
+  'You are Honeyjar, an assistant for public relations and communications teams.',
+  'You answer questions, analyse coverage and materials, find media contacts, and draft press releases, pitches, statements and social posts.',
+  'Each user message may include passages retrieved from the organization’s own documents and contacts found by a contact lookup.',
+  'Use those passages and contacts when they are relevant, and cite the document titles you rely on, for example "(source: <title>)".',
+  'Do not invent facts, figures, quotes or contact details. When the provided material does not contain the information needed, say so plainly.',
+  'Text in square brackets such as [EMAIL] or [CREDIT_CARD] is a placeholder for data removed before the message reached you; keep the placeholder as is.',
+  'Be concise and professional.',
+].join(' ');
+
+function formatContact(contact: Contact): string {
+  const parts = [contact.name];
+  if (contact.title) parts.push(contact.title);
+  if (contact.employer) parts.push(contact.employer);
+  if (contact.emails.length > 0) parts.push(`email: ${contact.emails.join(', ')}`);
+  if (contact.phones.length > 0) parts.push(`phone: ${contact.phones.join(', ')}`);
+  if (contact.linkedinUrl) parts.push(`LinkedIn: ${contact.linkedinUrl}`);
+  return `- ${parts.join(' | ')}`;
+}
+
+/** The user message: retrieved passages, contacts, then the (redacted) user text. */
+export function buildUserMessage(request: LlmRequest): string {
+  const sections: string[] = [];
+  if (request.documents.length > 0) {
+    const passages = request.documents.map((doc, i) => `[${i + 1}] ${doc.title}\n${doc.snippet.trim()}`);
+    sections.push(`Organization documents retrieved for this request:\n${passages.join('\n\n')}`);
+  } else {
+    sections.push('Organization documents retrieved for this request: none matched.');
+  }
+  if (request.contacts.length > 0) {
+    sections.push(`Contacts found:\n${request.contacts.map(formatContact).join('\n')}`);
+  } else if (request.intent?.category === 'contact_lookup' || request.contactLookupStatus === 'not_found') {
+    const why =
+      request.contactLookupStatus === 'not_configured'
+        ? 'contact lookup is not configured'
+        : request.contactLookupStatus === 'failed'
+          ? 'the contact lookup failed'
+          : 'no matching contacts were found';
+    sections.push(`Contacts found: none (${why}).`);
+  }
+  sections.push(`User message:\n${request.userContent}`);
+  return sections.join('\n\n');
+}
+
+export function buildMessages(request: LlmRequest): ChatCompletionMessageParam[] {
+  const system = request.intent ? `${SYSTEM_PROMPT} The request was classified as: ${request.intent.category}.` : SYSTEM_PROMPT;
+  return [
+    { role: 'system', content: system },
+    ...request.history.map((turn): ChatCompletionMessageParam => ({ role: turn.role, content: turn.content })),
+    { role: 'user', content: buildUserMessage(request) },
+  ];
+}
+
+function retryAfterFrom(headers: Headers | undefined): number | undefined {
+  if (!headers) return undefined;
+  const ms = headers.get('retry-after-ms');
+  if (ms) {
+    const value = Number.parseFloat(ms);
+    if (Number.isFinite(value) && value >= 0) return Math.round(value);
+  }
+  return parseRetryAfter(headers.get('retry-after'));
+}
+
+function describe(err: APIError): string {
+  const details = [err.type && `type ${err.type}`, err.code && `code ${err.code}`, err.requestID && `request ${err.requestID}`].filter(Boolean);
+  return details.length > 0 ? ` (${details.join(', ')})` : '';
+}
+
+/**
+ * Maps an SDK failure to a StageError. Returns the error unchanged for an abort (the caller's signal fired),
+ * so the caller sees an abort, not a stage failure. Messages carry status, type, code and request id only:
+ * never the provider's message text (a 401 message quotes part of the key) nor any content.
+ */
+export function mapOpenAiError(err: unknown, signal?: AbortSignal): unknown {
+  if (err instanceof APIUserAbortError || signal?.aborted) return err;
+  if (err instanceof APIConnectionTimeoutError) {
+    return new StageError('timeout', 'OpenAI request timed out', { permanent: false });
+  }
+  if (err instanceof APIConnectionError) {
+    return new StageError('connection_error', 'Could not connect to OpenAI', { permanent: false });
+  }
+  if (err instanceof AuthenticationError) {
+    return new StageError('invalid_api_key', `OpenAI rejected the API key: 401${describe(err)}`, { permanent: true });
+  }
+  if (err instanceof PermissionDeniedError) {
+    return new StageError('permission_denied', `OpenAI denied permission: 403${describe(err)}`, { permanent: true });
+  }
+  if (err instanceof APIError && typeof err.status === 'number') {
+    const status = err.status;
+    const suffix = describe(err);
+    if (status === 429) {
+      if (err.code === 'insufficient_quota' || err.type === 'insufficient_quota') {
+        return new StageError('insufficient_quota', `OpenAI quota exhausted: 429${suffix}`, { permanent: true });
+      }
+      const retryAfterMs = retryAfterFrom(err.headers);
+      return new StageError('rate_limited', `OpenAI rate limit: 429${suffix}`, {
+        permanent: false,
+        ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+      });
+    }
+    if (status === 408 || status === 409 || status >= 500) {
+      const retryAfterMs = retryAfterFrom(err.headers);
+      const code = status === 408 ? 'request_timeout' : status === 409 ? 'conflict' : 'server_error';
+      return new StageError(code, `OpenAI error: ${status}${suffix}`, {
+        permanent: false,
+        ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+      });
+    }
+    if (status >= 400) {
+      const code = status === 400 ? 'bad_request' : status === 404 ? 'not_found' : status === 422 ? 'unprocessable_entity' : `http_${status}`;
+      return new StageError(code, `OpenAI rejected the request: ${status}${suffix}`, { permanent: true });
+    }
+    return new StageError('unexpected_status', `OpenAI returned an unexpected status ${status}${suffix}`, { permanent: false });
+  }
+  if (err instanceof StageError) return err;
+  const name = err instanceof Error ? err.name : typeof err;
+  return new StageError('openai_error', `OpenAI call failed: ${name}`, { permanent: false });
+}
+
+function toLlmResult(completion: ChatCompletion): LlmResult {
+  if (!Array.isArray(completion.choices) || completion.choices.length === 0) {
+    throw new StageError('empty_response', 'OpenAI returned no choices', { permanent: false });
+  }
+  const usage = completion.usage;
+  return {
+    choices: completion.choices.map((choice, i) => ({
+      index: typeof choice.index === 'number' ? choice.index : i,
+      message: { role: 'assistant', content: choice.message?.content ?? choice.message?.refusal ?? '' },
+      finish_reason: choice.finish_reason ?? 'stop',
+    })),
+    model: completion.model,
+    usage: {
+      prompt_tokens: usage?.prompt_tokens ?? 0,
+      completion_tokens: usage?.completion_tokens ?? 0,
+      total_tokens: usage?.total_tokens ?? (usage?.prompt_tokens ?? 0) + (usage?.completion_tokens ?? 0),
+    },
+    provider: 'openai',
+  };
+}
+
+export function createOpenAiProvider(options: OpenAiProviderOptions): LlmProvider {
+  const client = new OpenAI({
+    apiKey: options.apiKey,
+    ...(options.baseURL === undefined ? {} : { baseURL: options.baseURL }),
+    timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    maxRetries: options.maxRetries ?? 0,
+    logLevel: 'off',
+  });
+  const { model, temperature } = options;
+
+  return {
+    name: 'openai',
+    async complete(request: LlmRequest, signal?: AbortSignal): Promise<LlmResult> {
+      let completion: ChatCompletion;
+      try {
+        completion = await client.chat.completions.create(
+          {
+            model,
+            messages: buildMessages(request),
+            ...(temperature === undefined ? {} : { temperature }),
+          },
+          signal ? { signal } : undefined,
+        );
+      } catch (err) {
+        throw mapOpenAiError(err, signal);
+      }
+      return toLlmResult(completion);
+    },
+  };
+}
