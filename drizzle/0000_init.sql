@@ -92,7 +92,6 @@ CREATE TABLE "runs" (
 	"driver" text NOT NULL,
 	"options" jsonb DEFAULT '{}'::jsonb NOT NULL,
 	"idempotency_key" text,
-	"accepted_response" jsonb,
 	"error" jsonb,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"finished_at" timestamp with time zone

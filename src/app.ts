@@ -1,9 +1,16 @@
+import { Ajv } from 'ajv';
 import Fastify, { type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Container } from './container.js';
 import { registerAuth } from './http/plugins/auth.js';
 import { registerErrorHandling } from './http/plugins/errors.js';
+import { registerRateLimit } from './http/plugins/rate-limit.js';
+import { registerCancelJobs } from './http/routes/jobs/cancel-jobs.js';
+import { registerComprehensive } from './http/routes/jobs/comprehensive.js';
+import { registerJobStatus } from './http/routes/jobs/job-status.js';
+import { registerQueueStats } from './http/routes/jobs/queue-stats.js';
+import { registerPostQueuedMessage } from './http/routes/threads/post-queued-message.js';
 import { ErrorResponse } from './http/schemas/common.js';
 import type { App } from './http/types.js';
 import { registerGetBatchResults } from './http/routes/batch/get-batch-results.js';
@@ -30,10 +37,17 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
     bodyLimit: 1024 * 1024,
     // Clients may send ids that are not ours; request ids are only for our logs.
     genReqId: () => crypto.randomUUID(),
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
+  // Query strings and params are text and are coerced to their types; JSON bodies are not (a
+  // number where a string belongs is a client error, not something to guess about).
+  const strict = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false });
+  const coercing = new Ajv({ coerceTypes: 'array', useDefaults: true, removeAdditional: false, allErrors: false });
+  for (const ajv of [strict, coercing]) ajv.addKeyword('example').addKeyword('x-internal');
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
   registerErrorHandling(app);
+  // The API speaks JSON only; anything else is 415 rather than a string body failing validation.
+  app.removeContentTypeParser('text/plain');
   app.addSchema(ErrorResponse);
   await app.register(swagger, {
     openapi: {
@@ -54,6 +68,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
     async (api) => {
       const scoped = api as unknown as App;
       registerAuth(scoped, repositories.tenancy);
+      registerRateLimit(scoped, container.redis, { ...config.rateLimit, prefix: config.queue.prefix });
       await scoped.register(
         async (chat) => {
           const c = chat as unknown as App;
@@ -63,7 +78,12 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
           registerGetThread(c, services.chat);
           registerListMessages(c, services.chat);
           registerPostMessage(c, services.chat, config.limits);
+          registerPostQueuedMessage(c, services.chat, config.limits);
           registerGetBatchResults(c, services.chat);
+          registerComprehensive(c, services.chat, config.limits);
+          registerJobStatus(c, services.chat);
+          registerCancelJobs(c, services.chat);
+          registerQueueStats(c, services.chat);
         },
         { prefix: '/chat' },
       );

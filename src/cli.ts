@@ -9,12 +9,15 @@ import { createTenancyRepository } from './db/repositories/tenancy.repository.js
 import { createDocumentsService } from './domain/documents/documents.service.js';
 import { createLogger } from './logger.js';
 import { prepareDatabase, startServer, type Role } from './main.js';
+import type { StageName } from './domain/stages/types.js';
+import { selectStages } from './queue/workers/start-workers.js';
 
 const USAGE = `Usage: honeyjar <command> [options]
 
 Server:
-  start                         API and workers in one process (what npm start runs)
+  start                         API and every worker in one process (what npm start runs)
   api                           HTTP API only
+  worker [--queues a,b]         workers only: all five, or the named queues (or stage names)
 
 Administration (prints JSON on stdout, logs on stderr):
   migrate                       create the database if missing and apply migrations
@@ -52,6 +55,17 @@ export async function runCli(argv: string[]): Promise<number> {
       case 'all':
       case 'api':
         return await serve(config, command === 'api' ? 'api' : 'all');
+      case 'worker': {
+        const { values } = parseArgs({ args: rest, options: { queues: { type: 'string' } }, strict: true });
+        const names = values.queues?.split(',').map((name) => name.trim()).filter(Boolean);
+        let stages;
+        try {
+          stages = selectStages(names);
+        } catch (error) {
+          throw new UsageError((error as Error).message);
+        }
+        return await serve(config, 'worker', stages);
+      }
       case 'migrate':
         await prepareDatabase(config, createLogger(config.logLevel, 2));
         printJson({ migrated: true });
@@ -74,10 +88,10 @@ export async function runCli(argv: string[]): Promise<number> {
   }
 }
 
-async function serve(config: Readonly<Config>, role: Role): Promise<number> {
+async function serve(config: Readonly<Config>, role: Role, stages?: StageName[]): Promise<number> {
   const logger = createLogger(config.logLevel);
   try {
-    await startServer(config, role, logger);
+    await startServer(config, role, logger, stages ? { stages } : {});
   } catch (error) {
     logger.fatal({ err: error }, 'could not start');
     return 1;

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { PIPELINE } from './domain/pipeline.js';
+import type { StageName } from './domain/stages/types.js';
 
 /**
  * Every setting the server reads, validated once. `loadConfig(process.env)` is called by the entry
@@ -29,6 +31,25 @@ const schema = z.object({
   ROCKETREACH_DEADLINE_MS: z.coerce.number().int().min(1000).max(300_000).default(30_000),
   ROCKETREACH_POLL_INTERVAL_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
 
+  QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('honeyjar'),
+  CONCURRENCY_INTENT: z.coerce.number().int().min(1).max(500).default(PIPELINE.intent.defaultConcurrency),
+  CONCURRENCY_SECURITY: z.coerce.number().int().min(1).max(500).default(PIPELINE.security.defaultConcurrency),
+  CONCURRENCY_RAG: z.coerce.number().int().min(1).max(500).default(PIPELINE.rag.defaultConcurrency),
+  CONCURRENCY_ROCKETREACH: z.coerce.number().int().min(1).max(100).default(PIPELINE.rocketreach.defaultConcurrency),
+  CONCURRENCY_OPENAI: z.coerce.number().int().min(1).max(500).default(PIPELINE.openai.defaultConcurrency),
+  OPENAI_RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(500),
+  OPENAI_RATE_LIMIT_DURATION_MS: z.coerce.number().int().min(100).default(60_000),
+  ROCKETREACH_RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(10),
+  ROCKETREACH_RATE_LIMIT_DURATION_MS: z.coerce.number().int().min(100).default(1_000),
+  ROCKETREACH_MAX_CONCURRENT: z.coerce.number().int().min(1).max(100).default(2),
+  RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(600),
+  RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(100).default(60_000),
+  SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(25_000),
+  QUEUE_STALLED_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
+  QUEUE_LOCK_DURATION_MS: z.coerce.number().int().min(500).max(600_000).default(30_000),
+  RECONCILE_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+  RECONCILE_AFTER_MS: z.coerce.number().int().min(100).max(86_400_000).default(60_000),
+
   BOOTSTRAP_ORG_NAME: z.string().min(1).max(200).default('Default organization'),
   BOOTSTRAP_ADMIN_EMAIL: z.string().email().default('admin@example.com'),
 });
@@ -44,6 +65,19 @@ export interface Config {
   intentClassifier: 'local' | 'llm';
   rocketreach: { apiKey: string | undefined; baseUrl: string; deadlineMs: number; pollIntervalMs: number };
   bootstrap: { orgName: string; adminEmail: string };
+  queue: {
+    prefix: string;
+    concurrency: Record<StageName, number>;
+    openaiLimiter: { max: number; duration: number };
+    rocketreachLimiter: { max: number; duration: number };
+    rocketreachMaxConcurrent: number;
+    stalledIntervalMs: number;
+    lockDurationMs: number;
+    reconcileIntervalMs: number;
+    reconcileAfterMs: number;
+  };
+  rateLimit: { max: number; windowMs: number };
+  shutdownTimeoutMs: number;
   limits: { maxContentBytes: number; maxDocumentBytes: number };
 }
 
@@ -75,6 +109,25 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
       pollIntervalMs: e.ROCKETREACH_POLL_INTERVAL_MS,
     },
     bootstrap: { orgName: e.BOOTSTRAP_ORG_NAME, adminEmail: e.BOOTSTRAP_ADMIN_EMAIL },
+    queue: {
+      prefix: e.QUEUE_PREFIX,
+      concurrency: {
+        intent: e.CONCURRENCY_INTENT,
+        security: e.CONCURRENCY_SECURITY,
+        rag: e.CONCURRENCY_RAG,
+        rocketreach: e.CONCURRENCY_ROCKETREACH,
+        openai: e.CONCURRENCY_OPENAI,
+      },
+      openaiLimiter: { max: e.OPENAI_RATE_LIMIT_MAX, duration: e.OPENAI_RATE_LIMIT_DURATION_MS },
+      rocketreachLimiter: { max: e.ROCKETREACH_RATE_LIMIT_MAX, duration: e.ROCKETREACH_RATE_LIMIT_DURATION_MS },
+      rocketreachMaxConcurrent: e.ROCKETREACH_MAX_CONCURRENT,
+      stalledIntervalMs: e.QUEUE_STALLED_INTERVAL_MS,
+      lockDurationMs: e.QUEUE_LOCK_DURATION_MS,
+      reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
+      reconcileAfterMs: e.RECONCILE_AFTER_MS,
+    },
+    rateLimit: { max: e.RATE_LIMIT_MAX, windowMs: e.RATE_LIMIT_WINDOW_MS },
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     limits: { maxContentBytes: 32 * 1024, maxDocumentBytes: 1024 * 1024 },
   });
 }

@@ -7,7 +7,7 @@ import { createDocumentsRepository } from './db/repositories/documents.repositor
 import { createRunsRepository } from './db/repositories/runs.repository.js';
 import { createTenancyRepository } from './db/repositories/tenancy.repository.js';
 import { createThreadsRepository } from './db/repositories/threads.repository.js';
-import { ChatService } from './domain/chat/chat.service.js';
+import { HybridChatService } from './domain/chat/hybrid-chat.service.js';
 import { createInlineDriver } from './domain/chat/inline-driver.js';
 import { createStageRunner, type StageServices } from './domain/chat/stage-runner.js';
 import { createDocumentsService } from './domain/documents/documents.service.js';
@@ -19,6 +19,10 @@ import { createRagService } from './domain/stages/rag/rag.service.js';
 import { createRocketReachClient } from './domain/stages/rocketreach/rocketreach.client.js';
 import { createRocketReachStage } from './domain/stages/rocketreach/rocketreach.stage.js';
 import { classifySecurity } from './domain/stages/security/security.service.js';
+import { closeRedis, createRedisConnection } from './queue/connections.js';
+import { cancelChannel } from './queue/cancellation.js';
+import { createProducer } from './queue/producer.js';
+import { createProgression } from './queue/progression.js';
 
 /** Everything the roles are built from, wired once from the config. */
 export function createContainer(config: Readonly<Config>, logger: Logger) {
@@ -26,27 +30,43 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
   const repositories = {
     tenancy: createTenancyRepository(database.db),
     threads: createThreadsRepository(database.db),
-    runs: createRunsRepository(database.db),
+    runs: createRunsRepository(database.db, database.pool),
     documents: createDocumentsRepository(database.db),
     contactCache: createContactCacheRepository(database.db),
   };
   const stages = createStageServices(config, repositories);
   const runner = createStageRunner({ runs: repositories.runs, threads: repositories.threads, stages });
-  const inline = createInlineDriver(runner);
-  const services = {
-    chat: new ChatService({ threads: repositories.threads, runs: repositories.runs, inline }),
-    documents: createDocumentsService({ documents: repositories.documents }),
-  };
+  const inline = createInlineDriver(runner, repositories.runs);
+  // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
+  const redis = createRedisConnection(config.redis.url, 'producer', logger);
+  const producer = createProducer({ connection: redis, prefix: config.queue.prefix, logger, cancelChannel: cancelChannel(config.queue.prefix) });
+  const progression = createProgression({ runs: repositories.runs, queue: producer });
+  const chat = new HybridChatService({
+    threads: repositories.threads,
+    runs: repositories.runs,
+    inline,
+    queue: producer,
+    estimateMs: config.openai.apiKey ? 3_000 : 500,
+    onBackgroundError: (err, runId) => logger.error({ err, runId }, 'in-process run failed'),
+  });
+  const services = { chat, documents: createDocumentsService({ documents: repositories.documents }) };
   return {
     config,
     logger,
     database,
+    redis,
     repositories,
     stages,
     runner,
     inline,
+    producer,
+    progression,
     services,
+    /** Closes what the container opened; the caller stops HTTP and workers first. */
     async close(): Promise<void> {
+      await chat.drainBackground();
+      await producer.close();
+      await closeRedis(redis);
       await database.close();
     },
   };

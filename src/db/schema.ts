@@ -94,8 +94,6 @@ export const runs = pgTable(
     /** Stages requested and their inputs (e.g. explicit contacts to enrich). */
     options: jsonb('options').$type<RunOptions>().notNull().default({}),
     idempotencyKey: text('idempotency_key'),
-    /** The 202 document answered for an idempotent request, returned again on a replay. */
-    acceptedResponse: jsonb('accepted_response'),
     error: jsonb('error').$type<StepErrorInfo>(),
     createdAt: createdAt(),
     finishedAt: timestamp('finished_at', { withTimezone: true, mode: 'date' }),

@@ -34,3 +34,22 @@ export function jobIdFor(runId: string, stage: StageName): string {
 export function backoffDelay(definition: StageDefinition, failedAttempts: number): number {
   return definition.backoff.baseDelayMs * 2 ** Math.max(0, failedAttempts - 1);
 }
+
+export type StepState = 'pending' | 'active' | 'retrying' | 'completed' | 'failed' | 'cancelled';
+const TERMINAL: ReadonlySet<StepState> = new Set(['completed', 'failed', 'cancelled']);
+
+export function isTerminal(state: StepState | undefined): boolean {
+  return state !== undefined && TERMINAL.has(state);
+}
+
+/**
+ * The steps of a run that may start now: not started yet, and every stage they depend on (among
+ * those the run includes) has finished, one way or the other.
+ */
+export function readyStages(states: Partial<Record<StageName, StepState>>): StageName[] {
+  return STAGE_ORDER.filter(
+    (stage) =>
+      states[stage] === 'pending' &&
+      PIPELINE[stage].dependsOn.every((dep) => states[dep] === undefined || isTerminal(states[dep])),
+  );
+}

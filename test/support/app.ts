@@ -29,7 +29,13 @@ let tenants = 0;
 /** A server on its own fresh database, driven through inject(). */
 export async function createTestApp(env: Record<string, string> = {}): Promise<TestApp> {
   const database = await createTestDatabase();
-  const config = loadConfig({ DATABASE_URL: database.url, LOG_LEVEL: 'silent', DATABASE_POOL_MAX: '10', ...env });
+  const config = loadConfig({
+    DATABASE_URL: database.url,
+    LOG_LEVEL: 'silent',
+    DATABASE_POOL_MAX: '10',
+    QUEUE_PREFIX: `test-${database.name}`,
+    ...env,
+  });
   const container = createContainer(config, createLogger('silent'));
   const app = await buildApp(container, { logger: false });
   await app.ready();

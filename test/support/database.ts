@@ -14,6 +14,7 @@ export function testDatabaseUrl(name: string): string {
 
 export interface TestDatabase extends Database {
   url: string;
+  name: string;
   /** Closes the pool and drops the database. */
   drop(): Promise<void>;
 }
@@ -27,6 +28,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   return {
     ...database,
     url,
+    name,
     drop: async () => {
       await database.close();
       await adminQuery(`drop database if exists ${quoteIdentifier(name)} with (force)`);

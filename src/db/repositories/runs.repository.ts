@@ -1,4 +1,5 @@
-import { and, asc, eq, inArray, notInArray, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, notInArray } from 'drizzle-orm';
+import type pg from 'pg';
 import type { Db } from '../client.js';
 import { messages, runSteps, runs, type RunOptions, type StepErrorInfo } from '../schema.js';
 import type { StageName } from '../../domain/stages/types.js';
@@ -15,8 +16,8 @@ export interface RunRecord {
   source: string;
   driver: string;
   options: RunOptions;
+  idempotencyKey: string | null;
   error: StepErrorInfo | null;
-  acceptedResponse: unknown;
   createdAt: Date;
   finishedAt: Date | null;
 }
@@ -36,6 +37,9 @@ export interface StepRecord {
   finishedAt: Date | null;
 }
 
+/** The status of each step of a run, as the pipeline's progression needs it. */
+export type StepStates = Partial<Record<StageName, StepStatus>>;
+
 export interface NewRun {
   /** Chosen by the caller so that job ids can be derived before anything is written. */
   id: string;
@@ -48,6 +52,28 @@ export interface NewRun {
   options?: RunOptions;
   idempotencyKey?: string;
   steps: Array<{ stage: StageName; jobId: string; queue: string; maxAttempts: number }>;
+}
+
+export type CreateRunOutcome =
+  | { kind: 'created'; runId: string; createdAt: Date; messageId: string }
+  | { kind: 'thread_not_found' }
+  /** The idempotency key was used before in this organization: nothing new was written. */
+  | { kind: 'replay'; runId: string };
+
+/** What a worker needs to run one stage, loaded in the same statement that claims the step. */
+export interface ClaimedStep {
+  runId: string;
+  stage: StageName;
+  attempts: number;
+  maxAttempts: number;
+  orgId: string;
+  threadId: string;
+  options: RunOptions;
+  messageId: string;
+  messageSeq: number;
+  content: string;
+  /** Results of the run's completed steps, by stage. */
+  results: Partial<Record<StageName, unknown>>;
 }
 
 const TERMINAL_STEP: StepStatus[] = ['completed', 'failed', 'cancelled'];
@@ -68,40 +94,133 @@ const stepColumns = {
   finishedAt: runSteps.finishedAt,
 };
 
-export function createRunsRepository(db: Db) {
-  const repository = {
-    /** The run, its user message and its steps, written together or not at all. */
-    async create(input: NewRun): Promise<{ run: RunRecord; messageId: string; messageCreatedAt: Date }> {
-      return db.transaction(async (tx) => {
-        const [run] = await tx
-          .insert(runs)
-          .values({
-            id: input.id,
-            orgId: input.orgId,
-            threadId: input.threadId,
-            userId: input.userId,
-            source: input.source,
-            driver: input.driver,
-            options: input.options ?? {},
-            idempotencyKey: input.idempotencyKey ?? null,
-          })
-          .returning();
-        const [message] = await tx
-          .insert(messages)
-          .values({ orgId: input.orgId, threadId: input.threadId, runId: run!.id, role: 'user', content: input.content })
-          .returning({ id: messages.id, createdAt: messages.createdAt });
-        await tx.insert(runSteps).values(
-          input.steps.map((step) => ({
-            runId: run!.id,
-            orgId: input.orgId,
-            stage: step.stage,
-            jobId: step.jobId,
-            queue: step.queue,
-            maxAttempts: step.maxAttempts,
-          })),
-        );
-        return { run: run as RunRecord, messageId: message!.id, messageCreatedAt: message!.createdAt };
-      });
+/*
+ * The statements on the hot path (accepting a message, claiming and completing a step, storing the
+ * reply) are single SQL statements with data-modifying CTEs: one round trip each, atomic, and safe
+ * to repeat. The rest goes through Drizzle's query builder.
+ */
+const CREATE_RUN = `
+with t as (select id from threads where id = $2 and org_id = $3),
+r as (
+  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key)
+  select $1, $3, t.id, $4, $5, $6, $7::jsonb, $8 from t
+  on conflict (org_id, idempotency_key) do nothing
+  returning id, created_at
+),
+m as (
+  insert into messages (org_id, thread_id, run_id, role, content)
+  select $3, $2, r.id, 'user', $9 from r
+  returning id
+),
+s as (
+  insert into run_steps (run_id, org_id, stage, job_id, queue, max_attempts)
+  select r.id, $3, x.stage, x.job_id, x.queue, x.max_attempts
+  from r, unnest($10::text[], $11::text[], $12::text[], $13::int[]) as x(stage, job_id, queue, max_attempts)
+  returning 1
+)
+select (select count(*) from t)::int as thread_found,
+       (select id from r) as run_id,
+       (select created_at from r) as created_at,
+       (select id from m) as message_id,
+       (select count(*) from s)::int as steps,
+       (case when $8::text is null then null
+             else (select id from runs where org_id = $3 and idempotency_key = $8) end) as existing_run_id`;
+
+const CLAIM_STEP = `
+with s as (
+  update run_steps
+     set status = 'active', attempts = attempts + 1, started_at = coalesce(started_at, now())
+   where run_id = $1 and stage = $2 and status not in ('completed', 'failed', 'cancelled')
+     and exists (select 1 from runs where id = $1 and finished_at is null)
+  returning attempts, max_attempts
+)
+select s.attempts, s.max_attempts, r.org_id, r.thread_id, r.options,
+       m.id as message_id, m.seq as message_seq, m.content,
+       (select coalesce(jsonb_object_agg(st.stage, st.result) filter (where st.status = 'completed'), '{}'::jsonb)
+          from run_steps st where st.run_id = $1) as results
+  from s, runs r
+  join messages m on m.run_id = r.id and m.role = 'user'
+ where r.id = $1`;
+
+const COMPLETE_STEP = `
+with s as (
+  update run_steps set status = 'completed', result = $3::jsonb, error = null, finished_at = now()
+   where run_id = $1 and stage = $2 and status not in ('completed', 'failed', 'cancelled')
+  returning stage
+),
+r as (
+  update runs set status = 'partial'
+   where id = $1 and status = 'processing' and exists (select 1 from s)
+  returning 1
+)
+select (select count(*) from s)::int as written,
+       (select jsonb_object_agg(st.stage, st.status) from run_steps st where st.run_id = $1) as states`;
+
+const COMPLETE_WITH_REPLY = `
+with r as (
+  update runs set status = 'completed', finished_at = now(), error = null
+   where id = $1 and status not in ('completed', 'failed', 'cancelled')
+  returning id, org_id, thread_id
+),
+m as (
+  insert into messages (org_id, thread_id, run_id, role, content)
+  select org_id, thread_id, id, 'assistant', $3 from r
+  on conflict do nothing
+  returning id
+),
+s as (
+  update run_steps
+     set status = 'completed', error = null, finished_at = now(),
+         result = $4::jsonb || jsonb_build_object('assistantMessageId', (select id from m))
+   where run_id = $1 and stage = $2 and exists (select 1 from m)
+  returning 1
+)
+select (select id from m) as message_id`;
+
+/** Whether a run earlier in the same thread (by message order) is still open. */
+const EARLIER_OPEN_RUN = `
+select exists (
+  select 1 from runs r join messages m on m.run_id = r.id and m.role = 'user'
+   where r.thread_id = $1 and r.finished_at is null and m.seq < $2
+) as waiting`;
+
+/** The oldest open run of a thread, which is the one whose reply may be produced next. */
+const NEXT_OPEN_RUN = `
+select r.id, r.org_id, r.driver from runs r join messages m on m.run_id = r.id and m.role = 'user'
+ where r.thread_id = $1 and r.finished_at is null
+ order by m.seq limit 1`;
+
+export function createRunsRepository(db: Db, pool: pg.Pool) {
+  return {
+    /**
+     * The run, its user message and its steps in one statement — only if the thread belongs to
+     * the organization, and only once per idempotency key.
+     */
+    async create(input: NewRun): Promise<CreateRunOutcome> {
+      const { rows } = await pool.query(CREATE_RUN, [
+        input.id,
+        input.threadId,
+        input.orgId,
+        input.userId,
+        input.source,
+        input.driver,
+        JSON.stringify(input.options ?? {}),
+        input.idempotencyKey ?? null,
+        input.content,
+        input.steps.map((s) => s.stage),
+        input.steps.map((s) => s.jobId),
+        input.steps.map((s) => s.queue),
+        input.steps.map((s) => s.maxAttempts),
+      ]);
+      const row = rows[0];
+      if (!row || row.thread_found === 0) return { kind: 'thread_not_found' };
+      if (row.run_id) return { kind: 'created', runId: row.run_id, createdAt: row.created_at, messageId: row.message_id };
+      if (row.existing_run_id) return { kind: 'replay', runId: row.existing_run_id };
+      // The key's run was written by a concurrent request that has not committed yet; its
+      // statement has, by now, so asking again finds it.
+      const again = await this.findByIdempotencyKey(input.orgId, input.idempotencyKey!);
+      if (!again) throw new Error('idempotency conflict without a run');
+      return { kind: 'replay', runId: again.id };
     },
 
     async get(orgId: string, runId: string): Promise<RunRecord | undefined> {
@@ -119,10 +238,6 @@ export function createRunsRepository(db: Db) {
       return row as RunRecord | undefined;
     },
 
-    async setAcceptedResponse(runId: string, response: unknown): Promise<void> {
-      await db.update(runs).set({ acceptedResponse: response }).where(eq(runs.id, runId));
-    },
-
     async steps(runId: string): Promise<StepRecord[]> {
       const rows = await db.select(stepColumns).from(runSteps).where(eq(runSteps.runId, runId)).orderBy(asc(runSteps.createdAt));
       return rows as StepRecord[];
@@ -137,7 +252,6 @@ export function createRunsRepository(db: Db) {
       return rows as StepRecord[];
     },
 
-    /** The user message that a run processes. */
     async userMessage(runId: string): Promise<{ id: string; seq: number; content: string; threadId: string } | undefined> {
       const [row] = await db
         .select({ id: messages.id, seq: messages.seq, content: messages.content, threadId: messages.threadId })
@@ -155,37 +269,39 @@ export function createRunsRepository(db: Db) {
     },
 
     /**
-     * Claims an attempt of a step. Answers undefined when the step is already finished or its run
-     * is, so a re-delivered job does nothing twice.
+     * Claims an attempt of a step and loads what the stage needs. Undefined when the step or its
+     * run is already finished, so a re-delivered job does nothing twice.
      */
-    async startAttempt(runId: string, stage: StageName): Promise<StepRecord | undefined> {
-      const [row] = await db
-        .update(runSteps)
-        .set({ status: 'active', attempts: sql`${runSteps.attempts} + 1`, startedAt: sql`coalesce(${runSteps.startedAt}, now())` })
-        .where(
-          and(
-            eq(runSteps.runId, runId),
-            eq(runSteps.stage, stage),
-            notInArray(runSteps.status, TERMINAL_STEP),
-            sql`exists (select 1 from ${runs} where ${runs.id} = ${runId} and ${runs.finishedAt} is null)`,
-          ),
-        )
-        .returning(stepColumns);
-      return row as StepRecord | undefined;
+    async claimStep(runId: string, stage: StageName): Promise<ClaimedStep | undefined> {
+      const { rows } = await pool.query(CLAIM_STEP, [runId, stage]);
+      const row = rows[0];
+      if (!row) return undefined;
+      return {
+        runId,
+        stage,
+        attempts: row.attempts,
+        maxAttempts: row.max_attempts,
+        orgId: row.org_id,
+        threadId: row.thread_id,
+        options: row.options,
+        messageId: row.message_id,
+        messageSeq: Number(row.message_seq),
+        content: row.content,
+        results: row.results,
+      };
     },
 
-    /** Stores a step's result once; the run becomes `partial` with its first finished step. */
-    async completeStep(runId: string, stage: StageName, result: unknown): Promise<boolean> {
-      return db.transaction(async (tx) => {
-        const rows = await tx
-          .update(runSteps)
-          .set({ status: 'completed', result, error: null, finishedAt: new Date() })
-          .where(and(eq(runSteps.runId, runId), eq(runSteps.stage, stage), notInArray(runSteps.status, TERMINAL_STEP)))
-          .returning({ runId: runSteps.runId });
-        if (rows.length === 0) return false;
-        await tx.update(runs).set({ status: 'partial' }).where(and(eq(runs.id, runId), eq(runs.status, 'processing')));
-        return true;
-      });
+    /**
+     * Stores a step's result once (the run becomes `partial` with its first one) and answers the
+     * states of all the run's steps, which tell the driver what is ready next.
+     */
+    async completeStep(runId: string, stage: StageName, result: unknown): Promise<{ written: boolean; states: StepStates }> {
+      const { rows } = await pool.query(COMPLETE_STEP, [runId, stage, JSON.stringify(result)]);
+      const written = rows[0]?.written === 1;
+      const states: StepStates = rows[0]?.states ?? {};
+      // The statement's snapshot predates its own update.
+      if (written) states[stage] = 'completed';
+      return { written, states };
     },
 
     /** Records a failed attempt: `retrying` while attempts remain, else `failed`. */
@@ -199,43 +315,17 @@ export function createRunsRepository(db: Db) {
     },
 
     /**
-     * Finishes a run with its reply: the assistant message, the LLM step's result and the run's
-     * status are written in one transaction, and only if the run is still open. Whatever retries
-     * or re-runs happen, a run stores at most one reply.
+     * Finishes a run with its reply: the run's status, the assistant message and the LLM step's
+     * result in one statement, and only while the run is open. Whatever retries or re-runs happen,
+     * a run stores at most one reply. Undefined when the run was already finished (cancelled).
      */
-    async completeWithReply(
-      runId: string,
-      stage: StageName,
-      reply: { orgId: string; threadId: string; content: string },
-      result: Record<string, unknown>,
-    ): Promise<{ messageId: string; stored: boolean } | undefined> {
-      return db.transaction(async (tx) => {
-        const [open] = await tx
-          .update(runs)
-          .set({ status: 'completed', finishedAt: new Date(), error: null })
-          .where(and(eq(runs.id, runId), notInArray(runs.status, FINAL_RUN)))
-          .returning({ id: runs.id });
-        if (!open) return undefined;
-        const [inserted] = await tx
-          .insert(messages)
-          .values({ orgId: reply.orgId, threadId: reply.threadId, runId, role: 'assistant', content: reply.content })
-          .onConflictDoNothing()
-          .returning({ id: messages.id });
-        const messageId =
-          inserted?.id ??
-          (await tx
-            .select({ id: messages.id })
-            .from(messages)
-            .where(and(eq(messages.runId, runId), eq(messages.role, 'assistant'))))[0]!.id;
-        await tx
-          .update(runSteps)
-          .set({ status: 'completed', result: { ...result, assistantMessageId: messageId }, error: null, finishedAt: new Date() })
-          .where(and(eq(runSteps.runId, runId), eq(runSteps.stage, stage)));
-        return { messageId, stored: inserted !== undefined };
-      });
+    async completeWithReply(runId: string, stage: StageName, content: string, result: Record<string, unknown>): Promise<{ messageId: string } | undefined> {
+      const { rows } = await pool.query(COMPLETE_WITH_REPLY, [runId, stage, content, JSON.stringify(result)]);
+      const messageId: string | null = rows[0]?.message_id ?? null;
+      return messageId ? { messageId } : undefined;
     },
 
-    /** Ends an open run as failed or cancelled; open steps are cancelled with it. */
+    /** Ends an open run as failed or cancelled; its open steps are cancelled with it. */
     async finish(runId: string, status: 'failed' | 'cancelled', error?: StepErrorInfo): Promise<boolean> {
       return db.transaction(async (tx) => {
         const rows = await tx
@@ -251,8 +341,32 @@ export function createRunsRepository(db: Db) {
         return true;
       });
     },
+
+    async hasEarlierOpenRun(threadId: string, messageSeq: number): Promise<boolean> {
+      const { rows } = await pool.query(EARLIER_OPEN_RUN, [threadId, messageSeq]);
+      return rows[0]?.waiting === true;
+    },
+
+    async nextOpenRun(threadId: string): Promise<{ id: string; orgId: string; driver: string } | undefined> {
+      const { rows } = await pool.query(NEXT_OPEN_RUN, [threadId]);
+      return rows[0] ? { id: rows[0].id, orgId: rows[0].org_id, driver: rows[0].driver } : undefined;
+    },
+
+    /** Open runs older than the given age: candidates for the reconciler. */
+    async openRunsOlderThan(ageMs: number, limit: number): Promise<Array<{ id: string; orgId: string; driver: string }>> {
+      const { rows } = await pool.query(
+        `select id, org_id, driver from runs
+          where finished_at is null and created_at < now() - make_interval(secs => $1::float8 / 1000)
+          order by created_at limit $2`,
+        [ageMs, limit],
+      );
+      return rows.map((row) => ({ id: row.id, orgId: row.org_id, driver: row.driver }));
+    },
+
+    async setDriver(runId: string, driver: string): Promise<void> {
+      await db.update(runs).set({ driver }).where(eq(runs.id, runId));
+    },
   };
-  return repository;
 }
 
 export type RunsRepository = ReturnType<typeof createRunsRepository>;

@@ -4,7 +4,7 @@ import { jobIdFor, PIPELINE, STAGE_ORDER } from '../pipeline.js';
 import type { StageName } from '../stages/types.js';
 import { toBatchDocument, type BatchDocument } from './batch-view.js';
 import type { InlineDriver } from './inline-driver.js';
-import type { NewRun, RunsRepository } from '../../db/repositories/runs.repository.js';
+import type { CreateRunOutcome, NewRun, RunsRepository } from '../../db/repositories/runs.repository.js';
 import type { ThreadsRepository } from '../../db/repositories/threads.repository.js';
 import type { RunOptions } from '../../db/schema.js';
 
@@ -55,12 +55,12 @@ export class ChatService {
 
   /** The original, blocking flow: store the message, run every stage in-process, answer with the result. */
   async sendMessage(actor: Actor, threadId: string, content: string, signal?: AbortSignal): Promise<BlockingReply> {
-    await this.getThread(actor, threadId);
-    const { run, messageId } = await this.createRun(actor, threadId, content, { source: 'blocking', driver: 'inline' });
-    await this.deps.inline.drive(run.id, stagesFor({}), signal);
-    const document = await this.getBatchResults(actor, run.id);
-    const reply = await this.deps.runs.assistantMessage(run.id);
-    return { ...document, messageId, assistantMessage: reply ?? null };
+    const created = await this.createRun(actor, threadId, content, { source: 'blocking', driver: 'inline' });
+    if (created.kind !== 'created') throw notFound('Thread');
+    await this.deps.inline.drive(created.runId, stagesFor({}), signal);
+    const document = await this.getBatchResults(actor, created.runId);
+    const reply = await this.deps.runs.assistantMessage(created.runId);
+    return { ...document, messageId: created.messageId, assistantMessage: reply ?? null };
   }
 
   async getBatchResults(actor: Actor, batchId: string): Promise<BatchDocument> {
@@ -69,12 +69,13 @@ export class ChatService {
     return toBatchDocument(run, await this.deps.runs.steps(run.id));
   }
 
+  /** Writes the run, its user message and steps; answers thread_not_found for a thread not of this org. */
   protected createRun(
     actor: Actor,
     threadId: string,
     content: string,
     how: { source: string; driver: string; options?: RunOptions; idempotencyKey?: string },
-  ) {
+  ): Promise<CreateRunOutcome> {
     const id = randomUUID();
     const options = how.options ?? {};
     const run: NewRun = {

@@ -3,13 +3,22 @@ import { backoffDelay, PIPELINE, STAGE_ORDER } from '../pipeline.js';
 import { StageError } from '../errors.js';
 import type { StageName } from '../stages/types.js';
 import { isPermanent, type StageRunner } from './stage-runner.js';
+import type { RunsRepository } from '../../db/repositories/runs.repository.js';
+
+export interface InlineDriverOptions {
+  maxBackoffMs?: number;
+  /** How long a reply waits for the earlier messages of its thread to be answered. */
+  turnTimeoutMs?: number;
+}
 
 /**
- * Drives a run's stages in this process, honouring the DAG and each stage's retry policy. Used by
- * the blocking endpoint and whenever the queues cannot be reached.
+ * Drives a run's stages in this process, honouring the DAG, each stage's retry policy and the
+ * order of replies within a thread. Used by the blocking endpoint and whenever the queues cannot
+ * be reached.
  */
-export function createInlineDriver(runner: StageRunner, options: { maxBackoffMs?: number } = {}) {
+export function createInlineDriver(runner: StageRunner, runs: RunsRepository, options: InlineDriverOptions = {}) {
   const maxBackoffMs = options.maxBackoffMs ?? 10_000;
+  const turnTimeoutMs = options.turnTimeoutMs ?? 120_000;
 
   async function runStage(runId: string, stage: StageName, signal?: AbortSignal): Promise<void> {
     const definition = PIPELINE[stage];
@@ -18,12 +27,23 @@ export function createInlineDriver(runner: StageRunner, options: { maxBackoffMs?
         await runner.execute(runId, stage, signal);
         return;
       } catch (error) {
-        const final = signal?.aborted || isPermanent(error) || attempt >= definition.attempts;
+        const final = signal?.aborted === true || isPermanent(error) || attempt >= definition.attempts;
         await runner.recordFailure(runId, stage, error, final);
         if (final) return;
         const retryAfter = error instanceof StageError ? (error.retryAfterMs ?? 0) : 0;
         await delay(Math.min(maxBackoffMs, Math.max(retryAfter, backoffDelay(definition, attempt))), undefined, { signal });
       }
+    }
+  }
+
+  /** Replies in a thread are produced in the order the messages were sent. */
+  async function waitForTurn(runId: string, signal?: AbortSignal): Promise<void> {
+    const message = await runs.userMessage(runId);
+    if (!message) return;
+    const deadline = Date.now() + turnTimeoutMs;
+    for (let pause = 10; await runs.hasEarlierOpenRun(message.threadId, message.seq); pause = Math.min(pause * 2, 250)) {
+      if (Date.now() > deadline) return;
+      await delay(pause, undefined, { signal });
     }
   }
 
@@ -34,9 +54,12 @@ export function createInlineDriver(runner: StageRunner, options: { maxBackoffMs?
     for (const stage of STAGE_ORDER) {
       if (!included.has(stage)) continue;
       const waitFor = PIPELINE[stage].dependsOn.filter((dep) => included.has(dep)).map((dep) => finished.get(dep)!);
+      if (stage === 'openai') waitFor.push(waitForTurn(runId, signal));
       finished.set(
         stage,
-        Promise.all(waitFor).then(() => runStage(runId, stage, signal).catch(() => undefined)),
+        Promise.all(waitFor)
+          .then(() => runStage(runId, stage, signal))
+          .catch(() => undefined),
       );
     }
     await Promise.all(finished.values());

@@ -17,7 +17,13 @@ export function checkContentSize(content: string, maxBytes: number): string {
 export const BatchDocumentSchema = Type.Object(
   {
     batchId: Type.String(),
-    status: Type.Union(['processing', 'partial', 'completed', 'failed', 'cancelled'].map((s) => Type.Literal(s))),
+    status: Type.Union([
+      Type.Literal('processing'),
+      Type.Literal('partial'),
+      Type.Literal('completed'),
+      Type.Literal('failed'),
+      Type.Literal('cancelled'),
+    ]),
     results: Type.Record(Type.String(), Type.Unknown()),
     completedJobs: Type.Integer(),
     totalJobs: Type.Integer(),

@@ -1,0 +1,261 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import { AppError, notFound } from '../errors.js';
+import { PIPELINE } from '../pipeline.js';
+import type { StageName } from '../stages/types.js';
+import type { RunOptions } from '../../db/schema.js';
+import type { StepRecord } from '../../db/repositories/runs.repository.js';
+import { toBatchDocument, type BatchDocument } from './batch-view.js';
+import { ChatService, stagesFor, type Actor, type ChatServiceDeps } from './chat.service.js';
+import type { JobQueue, JobState, QueueCounts } from './job-queue.js';
+
+export interface AcceptedDocument {
+  status: 'accepted';
+  message: string;
+  degraded?: true;
+  data: {
+    immediate: { messageId: string; status: 'processing'; timestamp: string };
+    jobs: Partial<Record<StageName, { id: string; queue: string }>>;
+    tracking: { batchId: string; threadId: string; estimatedCompletion: string };
+  };
+}
+
+export interface HybridChatServiceDeps extends ChatServiceDeps {
+  queue: JobQueue;
+  /** Typical time from acceptance to reply, for `estimatedCompletion`. */
+  estimateMs: number;
+  onBackgroundError(error: unknown, runId: string): void;
+}
+
+export interface ComprehensiveInput extends RunOptions {
+  message: string;
+  threadId?: string;
+  idempotencyKey?: string;
+  /** Seconds to wait for the finished result (bounded by the route). */
+  wait?: number;
+}
+
+export interface JobStatus {
+  jobId: string;
+  queue: string;
+  status: string;
+  attempts: number;
+  maxAttempts: number;
+  progress?: unknown;
+  result?: unknown;
+  error?: { code: string; message: string };
+  createdAt: string;
+  processedAt?: string;
+  finishedAt?: string;
+}
+
+/**
+ * ChatService plus the queued flow: a message is stored and acknowledged at once, then processed
+ * by the queue workers — or in this process when the queues cannot be reached (degraded mode).
+ * The blocking endpoint works exactly as in ChatService.
+ */
+export class HybridChatService extends ChatService {
+  /** Runs this process drives in the background (degraded mode), so they can be cancelled and awaited. */
+  private readonly background = new Map<string, { controller: AbortController; done: Promise<void> }>();
+
+  constructor(protected override readonly deps: HybridChatServiceDeps) {
+    super(deps);
+  }
+
+  async sendQueued(actor: Actor, threadId: string, content: string, idempotencyKey?: string): Promise<AcceptedDocument> {
+    return this.accept(actor, threadId, content, { source: 'queued', options: {}, ...(idempotencyKey ? { idempotencyKey } : {}) });
+  }
+
+  async comprehensive(actor: Actor, input: ComprehensiveInput): Promise<AcceptedDocument & { results?: BatchDocument }> {
+    let threadId = input.threadId;
+    if (threadId) await this.getThread(actor, threadId);
+    else threadId = (await this.createThread(actor, input.message.replace(/\s+/g, ' ').trim().slice(0, 80))).id;
+    const options: RunOptions = {
+      ...(input.includeRAG !== undefined ? { includeRAG: input.includeRAG } : {}),
+      ...(input.includeSecurityAnalysis !== undefined ? { includeSecurityAnalysis: input.includeSecurityAnalysis } : {}),
+      ...(input.includeContactEnrichment !== undefined ? { includeContactEnrichment: input.includeContactEnrichment } : {}),
+      ...(input.contacts?.length ? { contacts: input.contacts } : {}),
+    };
+    const accepted = await this.accept(actor, threadId, input.message, {
+      source: 'comprehensive',
+      options,
+      ...(input.idempotencyKey ? { idempotencyKey: input.idempotencyKey } : {}),
+    });
+    if (!input.wait) return accepted;
+    const results = await this.waitForRun(actor, accepted.data.tracking.batchId, input.wait * 1000);
+    return { ...accepted, results };
+  }
+
+  private async accept(
+    actor: Actor,
+    threadId: string,
+    content: string,
+    how: { source: string; options: RunOptions; idempotencyKey?: string },
+  ): Promise<AcceptedDocument> {
+    const queued = this.deps.queue.available();
+    const created = await this.createRun(actor, threadId, content, { ...how, driver: queued ? 'queue' : 'inline' });
+    if (created.kind === 'thread_not_found') throw notFound('Thread');
+    if (created.kind === 'replay') return this.acceptedDocumentFor(actor, created.runId);
+    const stages = stagesFor(how.options);
+    let degraded = !queued;
+    if (queued) {
+      try {
+        // One add on the accept path: the entry job's worker enqueues the run's other ready stages.
+        await this.deps.queue.enqueue(created.runId, actor.orgId, [stages[0]!], { fanout: true });
+      } catch {
+        degraded = true;
+        await this.deps.runs.setDriver(created.runId, 'inline');
+      }
+    }
+    if (degraded) this.driveInBackground(created.runId, stages);
+    return this.acceptedDocument(created.runId, created.messageId, created.createdAt, threadId, stages, degraded);
+  }
+
+  private acceptedDocument(
+    runId: string,
+    messageId: string,
+    createdAt: Date,
+    threadId: string,
+    stages: readonly StageName[],
+    degraded: boolean,
+  ): AcceptedDocument {
+    const jobs: AcceptedDocument['data']['jobs'] = {};
+    for (const stage of stages) jobs[stage] = { id: `${runId}.${stage}`, queue: PIPELINE[stage].queue };
+    return {
+      status: 'accepted',
+      message: 'Processing started',
+      ...(degraded ? { degraded: true as const } : {}),
+      data: {
+        immediate: { messageId, status: 'processing', timestamp: createdAt.toISOString() },
+        jobs,
+        tracking: { batchId: runId, threadId, estimatedCompletion: new Date(createdAt.getTime() + this.deps.estimateMs).toISOString() },
+      },
+    };
+  }
+
+  /** The answer to a replayed idempotency key, rebuilt from what was stored the first time. */
+  private async acceptedDocumentFor(actor: Actor, runId: string): Promise<AcceptedDocument> {
+    const run = await this.deps.runs.get(actor.orgId, runId);
+    const message = await this.deps.runs.userMessage(runId);
+    if (!run || !message) throw notFound('Batch');
+    const steps = await this.deps.runs.steps(runId);
+    return this.acceptedDocument(run.id, message.id, run.createdAt, run.threadId, steps.map((s) => s.stage), run.driver === 'inline');
+  }
+
+  private driveInBackground(runId: string, stages: readonly StageName[]): void {
+    const controller = new AbortController();
+    const done = this.deps.inline
+      .drive(runId, stages, controller.signal)
+      .catch((error: unknown) => this.deps.onBackgroundError(error, runId))
+      .finally(() => this.background.delete(runId));
+    this.background.set(runId, { controller, done });
+  }
+
+  /** Resolves when every run driven in this process has finished (for graceful shutdown). */
+  async drainBackground(): Promise<void> {
+    await Promise.all([...this.background.values()].map((run) => run.done));
+  }
+
+  private async waitForRun(actor: Actor, runId: string, timeoutMs: number): Promise<BatchDocument> {
+    const deadline = Date.now() + timeoutMs;
+    for (let pause = 20; ; pause = Math.min(pause * 2, 250)) {
+      const document = await this.getBatchResults(actor, runId);
+      if (document.finishedAt || Date.now() + pause > deadline) return document;
+      await delay(pause);
+    }
+  }
+
+  async jobStatus(actor: Actor, jobIds: readonly string[]): Promise<{ jobs: Array<JobStatus | { jobId: string; status: 'not_found' }>; summary: Record<string, number> }> {
+    const steps = await this.deps.runs.stepsByJobIds(actor.orgId, [...new Set(jobIds)]);
+    const byId = new Map(steps.map((s) => [s.jobId, s]));
+    const live = this.deps.queue.available()
+      ? await this.deps.queue.inspect(steps.map((s) => ({ jobId: s.jobId, stage: s.stage }))).catch(() => new Map())
+      : new Map();
+    const jobs = jobIds.map((jobId) => {
+      const step = byId.get(jobId);
+      if (!step) return { jobId, status: 'not_found' as const };
+      return describeJob(step, live.get(jobId));
+    });
+    return { jobs, summary: summarise(jobs.map((j) => j.status)) };
+  }
+
+  async cancelJobs(
+    actor: Actor,
+    jobIds: readonly string[],
+    reason: string,
+  ): Promise<{ results: Array<{ jobId: string; cancelled: boolean; previousState: string }>; summary: Record<string, number> }> {
+    const steps = await this.deps.runs.stepsByJobIds(actor.orgId, [...new Set(jobIds)]);
+    const byId = new Map(steps.map((s) => [s.jobId, s]));
+    const previous = new Map<string, string>();
+    const cancelledRuns = new Set<string>();
+    for (const runId of new Set(steps.map((s) => s.runId))) {
+      const runSteps = await this.deps.runs.steps(runId);
+      const live = this.deps.queue.available()
+        ? await this.deps.queue.inspect(runSteps.map((s) => ({ jobId: s.jobId, stage: s.stage }))).catch(() => new Map())
+        : new Map();
+      for (const step of runSteps) previous.set(step.jobId, live.get(step.jobId)?.state ?? stepState(step));
+      // Cancelling a job cancels its run: the run ends, no reply is stored afterwards.
+      if (!(await this.deps.runs.finish(runId, 'cancelled', { code: 'cancelled', message: reason }))) continue;
+      cancelledRuns.add(runId);
+      this.background.get(runId)?.controller.abort(reason);
+      const open = runSteps.filter((s) => !['completed', 'failed', 'cancelled'].includes(s.status));
+      if (open.length > 0 && this.deps.queue.available()) {
+        await this.deps.queue.cancel(open.map((s) => ({ jobId: s.jobId, stage: s.stage })), reason);
+      }
+    }
+    const results = jobIds.map((jobId) => {
+      const step = byId.get(jobId);
+      if (!step) return { jobId, cancelled: false, previousState: 'not_found' };
+      const previousState = previous.get(jobId) ?? stepState(step);
+      const wasOpen = !['completed', 'failed', 'cancelled'].includes(step.status);
+      return { jobId, cancelled: cancelledRuns.has(step.runId) && wasOpen, previousState };
+    });
+    return {
+      results,
+      summary: {
+        requested: jobIds.length,
+        cancelled: results.filter((r) => r.cancelled).length,
+        notFound: results.filter((r) => r.previousState === 'not_found').length,
+      },
+    };
+  }
+
+  async queueStats(): Promise<{ queues: Record<string, QueueCounts>; totals: QueueCounts; available: boolean }> {
+    if (!this.deps.queue.available()) throw new AppError('queue_unavailable', 503, 'The queue system is unreachable; messages are processed in-process');
+    const queues = await this.deps.queue.counts();
+    const totals: QueueCounts = { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0, paused: 0, prioritized: 0 };
+    for (const counts of Object.values(queues)) {
+      for (const key of Object.keys(totals) as Array<keyof QueueCounts>) totals[key] += counts[key];
+    }
+    return { queues, totals, available: true };
+  }
+}
+
+function stepState(step: StepRecord): string {
+  return step.status === 'pending' ? 'pending' : step.status;
+}
+
+function describeJob(step: StepRecord, live: { state: JobState; progress?: unknown; processedOn?: number } | undefined): JobStatus {
+  // PostgreSQL is the truth for finished steps; the queue knows more about unfinished ones.
+  const finished = ['completed', 'failed', 'cancelled'].includes(step.status);
+  const status = finished ? step.status : (live?.state ?? (step.status === 'retrying' ? 'retrying' : step.status === 'active' ? 'active' : 'pending'));
+  return {
+    jobId: step.jobId,
+    queue: step.queue,
+    status,
+    attempts: step.attempts,
+    maxAttempts: step.maxAttempts,
+    ...(live?.progress !== undefined && live.progress !== 0 ? { progress: live.progress } : {}),
+    ...(step.status === 'completed' ? { result: step.result } : {}),
+    ...(step.error ? { error: step.error } : {}),
+    createdAt: step.createdAt.toISOString(),
+    ...(step.startedAt ? { processedAt: step.startedAt.toISOString() } : {}),
+    ...(step.finishedAt ? { finishedAt: step.finishedAt.toISOString() } : {}),
+  };
+}
+
+function summarise(statuses: string[]): Record<string, number> {
+  const summary: Record<string, number> = { total: statuses.length };
+  for (const status of statuses) summary[status] = (summary[status] ?? 0) + 1;
+  return summary;
+}
+

@@ -1,0 +1,22 @@
+import { Type } from '@sinclair/typebox';
+import type { App } from '../../types.js';
+import type { HybridChatService } from '../../../domain/chat/hybrid-chat.service.js';
+import { actorOf } from '../../plugins/auth.js';
+import { errorResponses } from '../../schemas/common.js';
+
+export const JobIds = Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { minItems: 1, maxItems: 100 });
+
+export function registerJobStatus(app: App, chat: HybridChatService): void {
+  app.post(
+    '/jobs/status',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: "Status of jobs by id (≤100); another organization's ids answer not_found",
+        body: Type.Object({ jobIds: JobIds }, { additionalProperties: false }),
+        response: { 200: Type.Object({ jobs: Type.Array(Type.Record(Type.String(), Type.Unknown())), summary: Type.Record(Type.String(), Type.Integer()) }), ...errorResponses },
+      },
+    },
+    async (request) => chat.jobStatus(actorOf(request), request.body.jobIds),
+  );
+}

@@ -1,0 +1,32 @@
+import type { JobsOptions } from 'bullmq';
+import { PIPELINE, STAGE_ORDER, jobIdFor } from '../domain/pipeline.js';
+import type { StageName } from '../domain/stages/types.js';
+
+/** What every job carries: ids only. Workers load the content from PostgreSQL. */
+export interface StageJobData {
+  runId: string;
+  orgId: string;
+  /** Set on a run's entry job: the worker enqueues the run's other ready stages first. */
+  fanout?: boolean;
+}
+
+export const QUEUE_NAMES: readonly string[] = STAGE_ORDER.map((stage) => PIPELINE[stage].queue);
+
+export function stageOfQueue(queue: string): StageName | undefined {
+  return STAGE_ORDER.find((stage) => PIPELINE[stage].queue === queue);
+}
+
+/**
+ * BullMQ options of a stage's job, from the pipeline definition. Finished jobs are removed
+ * (results live in PostgreSQL); a bounded number stay for inspection.
+ */
+export function jobOptions(runId: string, stage: StageName): JobsOptions {
+  const definition = PIPELINE[stage];
+  return {
+    jobId: jobIdFor(runId, stage),
+    attempts: definition.attempts,
+    backoff: { type: 'exponential', delay: definition.backoff.baseDelayMs },
+    removeOnComplete: { age: 3_600, count: 1_000 },
+    removeOnFail: { age: 24 * 3_600, count: 5_000 },
+  };
+}

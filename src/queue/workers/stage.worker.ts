@@ -1,0 +1,84 @@
+import { UnrecoverableError, Worker, type Job, type WorkerOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { StageError } from '../../domain/errors.js';
+import { PIPELINE } from '../../domain/pipeline.js';
+import { isPermanent, type StageRunner } from '../../domain/chat/stage-runner.js';
+import type { StageName } from '../../domain/stages/types.js';
+import type { Progression } from '../progression.js';
+import type { StageJobData } from '../pipeline.js';
+
+export interface StageWorkerOptions {
+  stage: StageName;
+  connection: Redis;
+  prefix: string;
+  concurrency: number;
+  limiter?: { max: number; duration: number };
+  stalledIntervalMs: number;
+  lockDurationMs: number;
+  runner: StageRunner;
+  progression: Progression;
+  logger: Logger;
+}
+
+/**
+ * One BullMQ worker for one stage. The processor is thin: claim and run the step through the
+ * shared stage runner, then move the run along the DAG. Permanent errors fail at once
+ * (UnrecoverableError); a provider's 429 pauses the whole queue for its Retry-After.
+ */
+export function createStageWorker(options: StageWorkerOptions): Worker<StageJobData> {
+  const { stage, runner, progression, logger } = options;
+  const definition = PIPELINE[stage];
+
+  const process = async (job: Job<StageJobData>, _token?: string, signal?: AbortSignal): Promise<string> => {
+    const { runId, orgId } = job.data;
+    if (job.data.fanout) await progression.advance(runId, orgId);
+    try {
+      const outcome = await runner.execute(runId, stage, signal);
+      if (outcome.status === 'already_finished') return outcome.status;
+      if (outcome.runFinished) await progression.afterRunFinished(outcome.threadId);
+      else await progression.advance(runId, orgId, outcome);
+      return outcome.status;
+    } catch (error) {
+      if (signal?.aborted) {
+        await runner.recordFailure(runId, stage, error, true);
+        throw new UnrecoverableError(`cancelled: ${String(signal.reason ?? 'cancelled')}`);
+      }
+      const maxAttempts = job.opts.attempts ?? definition.attempts;
+      const rateLimited = error instanceof StageError && error.code === 'rate_limited' && (error.retryAfterMs ?? 0) > 0;
+      const final = isPermanent(error) || (!rateLimited && job.attemptsMade + 1 >= maxAttempts);
+      const runFinished = await runner.recordFailure(runId, stage, error, final);
+      if (final) {
+        const message = await progression.afterFailure(runId, orgId, runFinished);
+        logger.warn({ stage, runId, jobId: job.id, code: (error as StageError).code }, message);
+        throw new UnrecoverableError(error instanceof Error ? error.message : 'failed');
+      }
+      if (rateLimited) {
+        // Every worker of this queue, in every process, waits out the provider's Retry-After; the
+        // job goes back to waiting without using an attempt.
+        await worker.rateLimit((error as StageError).retryAfterMs!);
+        throw Worker.RateLimitError();
+      }
+      throw error;
+    }
+  };
+
+  const workerOptions: WorkerOptions = {
+    connection: options.connection,
+    prefix: options.prefix,
+    concurrency: options.concurrency,
+    stalledInterval: options.stalledIntervalMs,
+    lockDuration: options.lockDurationMs,
+    maxStalledCount: 2,
+    autorun: true,
+    ...(options.limiter ? { limiter: options.limiter } : {}),
+  };
+  const worker: Worker<StageJobData> = new Worker<StageJobData>(definition.queue, process, workerOptions);
+  worker.on('error', (error) => logger.warn({ queue: definition.queue, err: { message: error.message } }, 'worker error'));
+  worker.on('failed', (job, error) => {
+    if (job && job.attemptsMade < (job.opts.attempts ?? 1) && !(error instanceof UnrecoverableError)) {
+      logger.info({ stage, jobId: job.id, attempt: job.attemptsMade }, 'stage attempt failed, will retry');
+    }
+  });
+  return worker;
+}

@@ -1,0 +1,91 @@
+import type { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from '../../config.js';
+import { PIPELINE, STAGE_ORDER } from '../../domain/pipeline.js';
+import type { StageRunner } from '../../domain/chat/stage-runner.js';
+import type { StageName } from '../../domain/stages/types.js';
+import type { Progression } from '../progression.js';
+import type { StageJobData } from '../pipeline.js';
+import { createStageWorker } from './stage.worker.js';
+
+/** Which stage each worker factory serves. Start-up refuses a pipeline stage with no worker. */
+const WORKER_FACTORIES: Record<StageName, typeof createStageWorker> = {
+  intent: createStageWorker,
+  security: createStageWorker,
+  rag: createStageWorker,
+  rocketreach: createStageWorker,
+  openai: createStageWorker,
+};
+
+export function checkRegistry(registry: Partial<Record<StageName, unknown>> = WORKER_FACTORIES): void {
+  const missing = STAGE_ORDER.filter((stage) => !registry[stage]);
+  const unknown = Object.keys(registry).filter((stage) => !STAGE_ORDER.includes(stage as StageName));
+  if (missing.length || unknown.length) {
+    throw new Error(`pipeline and workers disagree: no worker for [${missing.join(', ')}], no stage for [${unknown.join(', ')}]`);
+  }
+}
+
+/** Parses `--queues a,b` (queue or stage names) into stages; all of them by default. */
+export function selectStages(names: readonly string[] | undefined): StageName[] {
+  if (!names || names.length === 0) return [...STAGE_ORDER];
+  return names.map((name) => {
+    const stage = STAGE_ORDER.find((s) => s === name || PIPELINE[s].queue === name);
+    if (!stage) throw new Error(`unknown queue: ${name} (known: ${STAGE_ORDER.map((s) => PIPELINE[s].queue).join(', ')})`);
+    return stage;
+  });
+}
+
+export interface StartedWorkers {
+  workers: Map<StageName, Worker<StageJobData>>;
+  /** Stops fetching, lets active jobs finish for up to `timeoutMs`, then leaves the rest to another worker. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+export function startWorkers(deps: {
+  config: Readonly<Config>;
+  stages: readonly StageName[];
+  connection: Redis;
+  runner: StageRunner;
+  progression: Progression;
+  logger: Logger;
+}): StartedWorkers {
+  checkRegistry();
+  const { config, logger } = deps;
+  const workers = new Map<StageName, Worker<StageJobData>>();
+  for (const stage of deps.stages) {
+    const limiter =
+      stage === 'openai' ? config.queue.openaiLimiter : stage === 'rocketreach' ? config.queue.rocketreachLimiter : undefined;
+    const worker = WORKER_FACTORIES[stage]({
+      stage,
+      connection: deps.connection,
+      prefix: config.queue.prefix,
+      concurrency: config.queue.concurrency[stage],
+      ...(limiter ? { limiter } : {}),
+      stalledIntervalMs: config.queue.stalledIntervalMs,
+      lockDurationMs: config.queue.lockDurationMs,
+      runner: deps.runner,
+      progression: deps.progression,
+      logger,
+    });
+    workers.set(stage, worker);
+    logger.info(`✓ ${PIPELINE[stage].queue} worker initialized (concurrency ${config.queue.concurrency[stage]})`);
+  }
+  return {
+    workers,
+    async close(timeoutMs) {
+      const all = [...workers.values()];
+      let timer: NodeJS.Timeout | undefined;
+      const graceful = Promise.all(all.map((worker) => worker.close())).then(() => 'done' as const);
+      const timeout = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), timeoutMs);
+      });
+      const outcome = await Promise.race([graceful, timeout]);
+      clearTimeout(timer);
+      if (outcome === 'timeout') {
+        logger.warn(`active jobs still running after ${timeoutMs} ms: leaving them to another worker`);
+        await Promise.all(all.map((worker) => worker.close(true)));
+      }
+    },
+  };
+}
