@@ -92,6 +92,7 @@ CREATE TABLE "runs" (
 	"driver" text NOT NULL,
 	"options" jsonb DEFAULT '{}'::jsonb NOT NULL,
 	"idempotency_key" text,
+	"step_states" jsonb DEFAULT '{}'::jsonb NOT NULL,
 	"error" jsonb,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"finished_at" timestamp with time zone

@@ -29,7 +29,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
   const database: Database = openDatabase(config.database.url, { poolMax: config.database.poolMax });
   const repositories = {
     tenancy: createTenancyRepository(database.db),
-    threads: createThreadsRepository(database.db),
+    threads: createThreadsRepository(database.db, database.pool),
     runs: createRunsRepository(database.db, database.pool),
     documents: createDocumentsRepository(database.db),
     contactCache: createContactCacheRepository(database.db),

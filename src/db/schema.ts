@@ -94,6 +94,11 @@ export const runs = pgTable(
     /** Stages requested and their inputs (e.g. explicit contacts to enrich). */
     options: jsonb('options').$type<RunOptions>().notNull().default({}),
     idempotencyKey: text('idempotency_key'),
+    /**
+     * Each included stage's progress as the DAG sees it (pending, completed, failed). Kept on the
+     * run row so that concurrent step completions serialise on it and the last one sees all.
+     */
+    stepStates: jsonb('step_states').$type<Record<string, string>>().notNull().default({}),
     error: jsonb('error').$type<StepErrorInfo>(),
     createdAt: createdAt(),
     finishedAt: timestamp('finished_at', { withTimezone: true, mode: 'date' }),

@@ -6,6 +6,8 @@ import { createContainer, type Container } from '../../src/container.js';
 import { createLogger } from '../../src/logger.js';
 import type { App } from '../../src/http/types.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
+import { STAGE_ORDER } from '../../src/domain/pipeline.js';
+import { startQueueSystem, type QueueSystem } from '../../src/queue/queue-system.js';
 
 export interface Tenant {
   orgId: string;
@@ -21,13 +23,15 @@ export interface TestApp {
   tenant(name?: string, email?: string): Promise<Tenant>;
   /** inject() with a tenant's credentials. */
   as(tenant: Tenant, options: InjectOptions): Promise<LightMyRequestResponse>;
+  /** The in-process queue system, when started with `workers`. */
+  queueSystem: QueueSystem | undefined;
   close(): Promise<void>;
 }
 
 let tenants = 0;
 
 /** A server on its own fresh database, driven through inject(). */
-export async function createTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+export async function createTestApp(env: Record<string, string> = {}, options: { workers?: boolean } = {}): Promise<TestApp> {
   const database = await createTestDatabase();
   const config = loadConfig({
     DATABASE_URL: database.url,
@@ -37,12 +41,15 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
     ...env,
   });
   const container = createContainer(config, createLogger('silent'));
+  const logger = createLogger('silent');
+  const queueSystem = options.workers ? await startQueueSystem(container, STAGE_ORDER, logger) : undefined;
   const app = await buildApp(container, { logger: false });
   await app.ready();
   return {
     app,
     container,
     database,
+    queueSystem,
     async tenant(name = `Org ${++tenants}`, email = `admin${tenants}@${name.replace(/\W+/g, '').toLowerCase() || 'org'}.test`) {
       const result = await bootstrapOrganization(container.repositories.tenancy, name, email);
       return { ...result, headers: { authorization: `Bearer ${result.token}`, 'x-organization-id': result.orgId } };
@@ -52,8 +59,34 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
     },
     async close() {
       await app.close();
+      await queueSystem?.close(5_000);
+      await clearQueues(container).catch(() => undefined);
       await container.close();
       await database.drop();
     },
   };
+}
+
+/** Removes every Redis key of this test's queue prefix. */
+async function clearQueues(container: Container): Promise<void> {
+  const redis = container.redis;
+  if (redis.status !== 'ready') return;
+  const pattern = `${container.config.queue.prefix}:*`;
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+    cursor = next;
+    if (keys.length) await redis.del(...keys);
+  } while (cursor !== '0');
+}
+
+/** Polls `check` until it returns a value (not undefined/false) or the deadline passes. */
+export async function eventually<T>(check: () => Promise<T | undefined | false>, timeoutMs = 15_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (let pause = 10; ; pause = Math.min(pause * 2, 200)) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, pause));
+  }
 }

@@ -102,8 +102,10 @@ const stepColumns = {
 const CREATE_RUN = `
 with t as (select id from threads where id = $2 and org_id = $3),
 r as (
-  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key)
-  select $1, $3, t.id, $4, $5, $6, $7::jsonb, $8 from t
+  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, step_states)
+  select $1, $3, t.id, $4, $5, $6, $7::jsonb, $8,
+         (select jsonb_object_agg(stage, 'pending') from unnest($10::text[]) as stage)
+    from t
   on conflict (org_id, idempotency_key) do nothing
   returning id, created_at
 ),
@@ -142,6 +144,11 @@ select s.attempts, s.max_attempts, r.org_id, r.thread_id, r.options,
   join messages m on m.run_id = r.id and m.role = 'user'
  where r.id = $1`;
 
+/*
+ * Updating the run row serialises concurrent completions of the same run: the second waits for
+ * the first and then sees its step_states, so exactly the last completion finds the next stage
+ * ready, never neither.
+ */
 const COMPLETE_STEP = `
 with s as (
   update run_steps set status = 'completed', result = $3::jsonb, error = null, finished_at = now()
@@ -149,12 +156,28 @@ with s as (
   returning stage
 ),
 r as (
-  update runs set status = 'partial'
-   where id = $1 and status = 'processing' and exists (select 1 from s)
-  returning 1
+  update runs
+     set status = case when status = 'processing' then 'partial'::run_status else status end,
+         step_states = step_states || jsonb_build_object($2::text, 'completed')
+   where id = $1 and exists (select 1 from s)
+  returning step_states
 )
-select (select count(*) from s)::int as written,
-       (select jsonb_object_agg(st.stage, st.status) from run_steps st where st.run_id = $1) as states`;
+select (select count(*) from s)::int as written, (select step_states from r) as states`;
+
+const FAIL_STEP = `
+with s as (
+  update run_steps
+     set status = (case when $4 then 'failed' else 'retrying' end)::step_status, error = $3::jsonb,
+         finished_at = case when $4 then now() else finished_at end
+   where run_id = $1 and stage = $2 and status not in ('completed', 'failed', 'cancelled')
+  returning stage
+),
+r as (
+  update runs set step_states = step_states || jsonb_build_object($2::text, 'failed')
+   where id = $1 and $4 and exists (select 1 from s)
+  returning step_states
+)
+select (select count(*) from s)::int as written, (select step_states from r) as states`;
 
 const COMPLETE_WITH_REPLY = `
 with r as (
@@ -297,21 +320,13 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
      */
     async completeStep(runId: string, stage: StageName, result: unknown): Promise<{ written: boolean; states: StepStates }> {
       const { rows } = await pool.query(COMPLETE_STEP, [runId, stage, JSON.stringify(result)]);
-      const written = rows[0]?.written === 1;
-      const states: StepStates = rows[0]?.states ?? {};
-      // The statement's snapshot predates its own update.
-      if (written) states[stage] = 'completed';
-      return { written, states };
+      return { written: rows[0]?.written === 1, states: rows[0]?.states ?? {} };
     },
 
-    /** Records a failed attempt: `retrying` while attempts remain, else `failed`. */
-    async failAttempt(runId: string, stage: StageName, error: StepErrorInfo, final: boolean): Promise<boolean> {
-      const rows = await db
-        .update(runSteps)
-        .set(final ? { status: 'failed', error, finishedAt: new Date() } : { status: 'retrying', error })
-        .where(and(eq(runSteps.runId, runId), eq(runSteps.stage, stage), notInArray(runSteps.status, TERMINAL_STEP)))
-        .returning({ runId: runSteps.runId });
-      return rows.length > 0;
+    /** Records a failed attempt: `retrying` while attempts remain, else `failed` (with the run's step states). */
+    async failAttempt(runId: string, stage: StageName, error: StepErrorInfo, final: boolean): Promise<{ written: boolean; states: StepStates | null }> {
+      const { rows } = await pool.query(FAIL_STEP, [runId, stage, JSON.stringify(error), final]);
+      return { written: rows[0]?.written === 1, states: rows[0]?.states ?? null };
     },
 
     /**

@@ -1,4 +1,5 @@
 import { and, asc, desc, eq, gt, lt, or } from 'drizzle-orm';
+import type pg from 'pg';
 import type { Db } from '../client.js';
 import { messages, threads } from '../schema.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
@@ -30,7 +31,7 @@ const isMessageCursor = (v: Record<string, unknown>): v is MessageCursor => Numb
 
 export class InvalidCursorError extends Error {}
 
-export function createThreadsRepository(db: Db) {
+export function createThreadsRepository(db: Db, pool: pg.Pool) {
   return {
     async create(orgId: string, userId: string, title: string): Promise<ThreadRecord> {
       const [row] = await db
@@ -96,22 +97,29 @@ export function createThreadsRepository(db: Db) {
       return { items, nextCursor: rows.length > limit && last ? encodeCursor({ seq: last.seq }) : null };
     },
 
-    /** The turns before a given message, oldest first, for an LLM's context. */
+    /**
+     * The exchanges before a given user message, oldest first, for an LLM's context: each earlier
+     * user message followed by its reply. Ordered by exchange, not by storage, since messages sent
+     * together are stored before their replies.
+     */
     async history(threadId: string, beforeSeq: number, maxTurns: number): Promise<MessageRecord[]> {
-      const rows = await db
-        .select({
-          id: messages.id,
-          seq: messages.seq,
-          role: messages.role,
-          content: messages.content,
-          createdAt: messages.createdAt,
-          runId: messages.runId,
-        })
-        .from(messages)
-        .where(and(eq(messages.threadId, threadId), lt(messages.seq, beforeSeq)))
-        .orderBy(desc(messages.seq))
-        .limit(maxTurns);
-      return rows.reverse();
+      const { rows } = await pool.query(
+        `select m.id, m.seq, m.role, m.content, m.created_at, m.run_id
+           from messages m
+           join messages u on u.run_id = m.run_id and u.role = 'user'
+          where m.thread_id = $1 and u.seq < $2
+          order by u.seq desc, (m.role = 'assistant') desc
+          limit $3`,
+        [threadId, beforeSeq, maxTurns],
+      );
+      return rows.reverse().map((row) => ({
+        id: row.id,
+        seq: Number(row.seq),
+        role: row.role,
+        content: row.content,
+        createdAt: row.created_at,
+        runId: row.run_id,
+      }));
     },
   };
 }
