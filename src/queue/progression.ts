@@ -1,6 +1,7 @@
 import { readyStages } from '../domain/pipeline.js';
 import type { JobQueue } from '../domain/chat/job-queue.js';
 import type { RunsRepository, StepStates } from '../db/repositories/runs.repository.js';
+import type { StageRunner } from '../domain/chat/stage-runner.js';
 
 /**
  * Moves runs along the DAG on the queue driver: after a step finishes, enqueue the steps that
@@ -8,8 +9,8 @@ import type { RunsRepository, StepStates } from '../db/repositories/runs.reposit
  * The reply of a run waits for the earlier messages of its thread to be answered; when a run
  * finishes, the next open run of its thread is moved along.
  */
-export function createProgression(deps: { runs: RunsRepository; queue: JobQueue }) {
-  const { runs, queue } = deps;
+export function createProgression(deps: { runs: RunsRepository; queue: JobQueue; runner: StageRunner }) {
+  const { runs, queue, runner } = deps;
 
   async function advance(runId: string, orgId: string, known?: { states: StepStates; threadId: string; messageSeq: number }): Promise<void> {
     let states = known?.states;
@@ -18,7 +19,18 @@ export function createProgression(deps: { runs: RunsRepository; queue: JobQueue 
       const steps = await runs.steps(runId);
       states = Object.fromEntries(steps.map((step) => [step.stage, step.status]));
     }
-    const ready = readyStages(states);
+    let ready = readyStages(states);
+    if (ready.length === 0) return;
+    // A step that needs no external call is settled here rather than spending a job on it.
+    for (const stage of ready) {
+      const outcome = await runner.executeIfLocal(runId, stage);
+      if (outcome === 'needs_queue') continue;
+      if (outcome.status === 'completed') {
+        states = outcome.states;
+        thread ??= { threadId: outcome.threadId, messageSeq: outcome.messageSeq };
+      }
+      ready = readyStages(states);
+    }
     if (ready.length === 0) return;
     if (ready.includes('openai')) {
       if (!thread) {

@@ -211,6 +211,8 @@ describe('the queued endpoint', () => {
     const limited = await createTestApp({ RATE_LIMIT_MAX: '3', RATE_LIMIT_WINDOW_MS: '60000' });
     try {
       const org = await limited.tenant('Limited');
+      // Until Redis answers the limit is not enforced (fail open), so wait for it.
+      await eventually(async () => limited.container.producer.available(), 10_000, 'Redis');
       const codes: number[] = [];
       for (let i = 0; i < 4; i++) codes.push((await limited.as(org, { method: 'GET', url: '/api/v1/chat/threads' })).statusCode);
       expect(codes).toEqual([200, 200, 200, 429]);

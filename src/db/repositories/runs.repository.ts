@@ -104,7 +104,7 @@ with t as (select id from threads where id = $2 and org_id = $3),
 r as (
   insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, step_states)
   select $1, $3, t.id, $4, $5, $6, $7::jsonb, $8,
-         (select jsonb_object_agg(stage, 'pending') from unnest($10::text[]) as stage)
+         (select coalesce(jsonb_object_agg(stage, 'pending'), '{}'::jsonb) from unnest($10::text[]) as stage)
     from t
   on conflict (org_id, idempotency_key) do nothing
   returning id, created_at
@@ -133,6 +133,7 @@ with s as (
   update run_steps
      set status = 'active', attempts = attempts + 1, started_at = coalesce(started_at, now())
    where run_id = $1 and stage = $2 and status not in ('completed', 'failed', 'cancelled')
+     and ($3::boolean is not true or status = 'pending')
      and exists (select 1 from runs where id = $1 and finished_at is null)
   returning attempts, max_attempts
 )
@@ -295,8 +296,9 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
      * Claims an attempt of a step and loads what the stage needs. Undefined when the step or its
      * run is already finished, so a re-delivered job does nothing twice.
      */
-    async claimStep(runId: string, stage: StageName): Promise<ClaimedStep | undefined> {
-      const { rows } = await pool.query(CLAIM_STEP, [runId, stage]);
+    async claimStep(runId: string, stage: StageName, options: { onlyIfPending?: boolean } = {}): Promise<ClaimedStep | undefined> {
+      // A worker may re-claim an `active` step (its job stalled and came back); a local settle may not.
+      const { rows } = await pool.query(CLAIM_STEP, [runId, stage, options.onlyIfPending === true]);
       const row = rows[0];
       if (!row) return undefined;
       return {
@@ -312,6 +314,15 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
         content: row.content,
         results: row.results,
       };
+    },
+
+    /** Undoes a claim that turned out not to be this caller's to run (see executeIfLocal). */
+    async releaseClaim(runId: string, stage: StageName): Promise<void> {
+      await pool.query(
+        `update run_steps set status = 'pending', attempts = greatest(attempts - 1, 0)
+          where run_id = $1 and stage = $2 and status = 'active'`,
+        [runId, stage],
+      );
     },
 
     /**

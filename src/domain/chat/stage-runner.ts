@@ -10,7 +10,7 @@ import type {
   StageName,
 } from '../stages/types.js';
 import type { IntentClassifier } from '../stages/intent/intent.service.js';
-import type { RocketReachStage } from '../stages/rocketreach/rocketreach.stage.js';
+import type { RocketReachStage, RocketReachStageInput } from '../stages/rocketreach/rocketreach.stage.js';
 import type { LlmStage } from '../stages/llm/llm.stage.js';
 import type { ClaimedStep, RunsRepository, StepStates } from '../../db/repositories/runs.repository.js';
 import type { ThreadsRepository } from '../../db/repositories/threads.repository.js';
@@ -44,6 +44,28 @@ export function createStageRunner(deps: { runs: RunsRepository; threads: Threads
   async function execute(runId: string, stage: StageName, signal?: AbortSignal): Promise<StageOutcome> {
     const step = await runs.claimStep(runId, stage);
     if (!step) return { status: 'already_finished' };
+    return finish(step, signal);
+  }
+
+  /**
+   * Runs a step here and now if it needs no external call — a contact lookup that is not asked
+   * for or not configured — so that no job (and no rate-limit slot) is spent on it. Answers
+   * `needs_queue` otherwise, leaving the step as it was.
+   */
+  async function executeIfLocal(runId: string, stage: StageName): Promise<StageOutcome | 'needs_queue'> {
+    if (stage !== 'rocketreach') return 'needs_queue';
+    // Only a pending step: whoever claims it first decides, concurrent callers do nothing.
+    const step = await runs.claimStep(runId, stage, { onlyIfPending: true });
+    if (!step) return { status: 'already_finished' };
+    if (stages.rocketreach.needsApi(rocketreachInput(step))) {
+      await runs.releaseClaim(runId, stage);
+      return 'needs_queue';
+    }
+    return finish(step);
+  }
+
+  async function finish(step: ClaimedStep, signal?: AbortSignal): Promise<StageOutcome> {
+    const { runId, stage } = step;
     signal?.throwIfAborted();
     const result = await compute(step, signal);
     signal?.throwIfAborted();
@@ -70,7 +92,7 @@ export function createStageRunner(deps: { runs: RunsRepository; threads: Threads
       case 'rocketreach':
         return step.options.includeContactEnrichment === false
           ? ({ status: 'skipped', contacts: [] } satisfies RocketReachResult)
-          : stages.rocketreach.run({ orgId: step.orgId, intent: earlier.intent, contacts: step.options.contacts }, signal);
+          : stages.rocketreach.run(rocketreachInput(step), signal);
       case 'openai':
         return stages.llm.run(
           {
@@ -84,6 +106,13 @@ export function createStageRunner(deps: { runs: RunsRepository; threads: Threads
           signal,
         );
     }
+  }
+
+  function rocketreachInput(step: ClaimedStep): RocketReachStageInput {
+    const intent = (step.results as { intent?: IntentResult }).intent;
+    // Contact enrichment switched off: no contacts asked for, and the intent is not consulted.
+    if (step.options.includeContactEnrichment === false) return { orgId: step.orgId, intent: undefined };
+    return { orgId: step.orgId, intent, ...(step.options.contacts ? { contacts: step.options.contacts } : {}) };
   }
 
   /** Earlier turns of the thread, with each user turn redacted: history goes to the LLM too. */
@@ -110,7 +139,7 @@ export function createStageRunner(deps: { runs: RunsRepository; threads: Threads
     return false;
   }
 
-  return { execute, recordFailure };
+  return { execute, executeIfLocal, recordFailure };
 }
 
 export type StageRunner = ReturnType<typeof createStageRunner>;

@@ -37,6 +37,11 @@ export interface RocketReachStageInput {
 }
 
 export interface RocketReachStage {
+  /**
+   * Whether `run` would call the API (a contact lookup is asked for and a key is configured). When
+   * it would not, the result (skipped, not_configured, not_found) is known at once, without I/O.
+   */
+  needsApi(input: RocketReachStageInput): boolean;
   run(input: RocketReachStageInput, signal?: AbortSignal): Promise<RocketReachResult>;
 }
 
@@ -98,6 +103,11 @@ function plan(input: RocketReachStageInput): Plan {
 export function createRocketReachStage(deps: { client: RocketReachClient | undefined; cache: ContactCache }): RocketReachStage {
   const { client, cache } = deps;
   return {
+    needsApi(input) {
+      const p = plan(input);
+      return p.kind === 'lookup' && client !== undefined;
+    },
+
     async run(input, signal) {
       const p = plan(input);
       if (p.kind === 'skipped') return { status: 'skipped', contacts: [] };
