@@ -40,7 +40,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
   // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
   const redis = createRedisConnection(config.redis.url, 'producer', logger);
   const producer = createProducer({ connection: redis, prefix: config.queue.prefix, logger, cancelChannel: cancelChannel(config.queue.prefix) });
-  const progression = createProgression({ runs: repositories.runs, queue: producer });
+  const progression = createProgression({ runs: repositories.runs, queue: producer, runner });
   const chat = new HybridChatService({
     threads: repositories.threads,
     runs: repositories.runs,
