@@ -1,7 +1,20 @@
-import { readyStages } from '../domain/pipeline.js';
+import { PIPELINE, readyStages } from '../domain/pipeline.js';
+import type { StageName } from '../domain/stages/types.js';
 import type { JobQueue } from '../domain/chat/job-queue.js';
 import type { RunsRepository, StepStates } from '../db/repositories/runs.repository.js';
-import type { StageRunner } from '../domain/chat/stage-runner.js';
+import type { RecordedFailure, StageRunner } from '../domain/chat/stage-runner.js';
+
+/** A step that just finished, with the run's step states as that finish left them. */
+export interface Transition {
+  finished: StageName;
+  states: StepStates;
+  threadId: string;
+  messageSeq: number;
+}
+
+function readyDependents(states: StepStates, finished: StageName): StageName[] {
+  return readyStages(states).filter((stage) => PIPELINE[stage].dependsOn.includes(finished));
+}
 
 /**
  * Moves runs along the DAG on the queue driver: after a step finishes, enqueue the steps that
@@ -12,36 +25,48 @@ import type { StageRunner } from '../domain/chat/stage-runner.js';
 export function createProgression(deps: { runs: RunsRepository; queue: JobQueue; runner: StageRunner }) {
   const { runs, queue, runner } = deps;
 
-  async function advance(runId: string, orgId: string, known?: { states: StepStates; threadId: string; messageSeq: number }): Promise<void> {
-    let states = known?.states;
-    let thread = known ? { threadId: known.threadId, messageSeq: known.messageSeq } : undefined;
-    if (!states) {
+  /**
+   * Enqueues what became ready. After a step finished (`from.finished`), only the stages that
+   * depend on it are candidates: completions serialise on the run row, so exactly the completion
+   * that finishes a stage's last dependency sees it ready, and each job is added once. Without a
+   * transition (a run's entry fan-out, its turn in the thread, the reconciler) every ready stage
+   * is, except `from.exclude`.
+   */
+  async function advance(runId: string, orgId: string, from: Transition | { exclude?: StageName } = {}): Promise<void> {
+    let states: StepStates;
+    let thread: { threadId: string; messageSeq: number } | undefined;
+    let frontier: StageName[];
+    if ('finished' in from) {
+      states = from.states;
+      thread = { threadId: from.threadId, messageSeq: from.messageSeq };
+      frontier = readyDependents(states, from.finished);
+    } else {
       const steps = await runs.steps(runId);
       states = Object.fromEntries(steps.map((step) => [step.stage, step.status]));
+      frontier = readyStages(states).filter((stage) => stage !== from.exclude);
     }
-    let ready = readyStages(states);
-    if (ready.length === 0) return;
+    const toEnqueue: StageName[] = [];
     // A step that needs no external call is settled here rather than spending a job on it.
-    for (const stage of ready) {
+    for (let stage = frontier.shift(); stage; stage = frontier.shift()) {
       const outcome = await runner.executeIfLocal(runId, stage);
-      if (outcome === 'needs_queue') continue;
-      if (outcome.status === 'completed') {
+      if (outcome === 'needs_queue') {
+        toEnqueue.push(stage);
+      } else if (outcome.status === 'completed') {
         states = outcome.states;
         thread ??= { threadId: outcome.threadId, messageSeq: outcome.messageSeq };
+        for (const next of readyDependents(states, stage)) if (!frontier.includes(next) && !toEnqueue.includes(next)) frontier.push(next);
       }
-      ready = readyStages(states);
     }
-    if (ready.length === 0) return;
-    if (ready.includes('openai')) {
+    if (toEnqueue.includes('openai')) {
       if (!thread) {
         const message = await runs.userMessage(runId);
         if (!message) return;
         thread = { threadId: message.threadId, messageSeq: message.seq };
       }
       // Not its turn yet: the earlier run's completion will move this one along.
-      if (await runs.hasEarlierOpenRun(thread.threadId, thread.messageSeq)) ready.splice(ready.indexOf('openai'), 1);
+      if (await runs.hasEarlierOpenRun(thread.threadId, thread.messageSeq)) toEnqueue.splice(toEnqueue.indexOf('openai'), 1);
     }
-    if (ready.length > 0) await queue.enqueue(runId, orgId, ready);
+    if (toEnqueue.length > 0) await queue.enqueue(runId, orgId, toEnqueue);
   }
 
   async function afterRunFinished(threadId: string): Promise<void> {
@@ -51,13 +76,18 @@ export function createProgression(deps: { runs: RunsRepository; queue: JobQueue;
   }
 
   /** After a step failed for good: the run either ended (LLM failed) or goes on without it. */
-  async function afterFailure(runId: string, orgId: string, runFinished: boolean): Promise<string> {
-    if (runFinished) {
+  async function afterFailure(runId: string, orgId: string, stage: StageName, failure: RecordedFailure): Promise<string> {
+    if (failure.runFinished) {
       const message = await runs.userMessage(runId);
       if (message) await afterRunFinished(message.threadId);
       return 'stage failed for good; the run failed';
     }
-    await advance(runId, orgId);
+    if (failure.states) {
+      const message = await runs.userMessage(runId);
+      if (message) await advance(runId, orgId, { finished: stage, states: failure.states, threadId: message.threadId, messageSeq: message.seq });
+    } else {
+      await advance(runId, orgId);
+    }
     return 'stage failed for good; the run goes on without it';
   }
 

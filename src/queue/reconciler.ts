@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { createPeriodicTask } from '../lib/periodic.js';
 import type { Logger } from 'pino';
 import { isTerminal, readyStages, type StepState } from '../domain/pipeline.js';
 import type { JobQueue } from '../domain/chat/job-queue.js';
@@ -76,24 +77,8 @@ export function createReconciler(deps: {
     }
   }
 
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<unknown> | undefined;
-  return {
-    tick,
-    start(intervalMs: number) {
-      timer = setInterval(() => {
-        if (running) return;
-        running = tick()
-          .catch((err: unknown) => logger.warn({ err: { message: (err as Error).message } }, 'reconciler pass failed'))
-          .finally(() => {
-            running = undefined;
-          });
-      }, intervalMs);
-      timer.unref();
-    },
-    async stop() {
-      clearInterval(timer);
-      await running;
-    },
-  };
+  const schedule = createPeriodicTask(tick, (err) =>
+    logger.warn({ err: { message: (err as Error).message } }, 'reconciler pass failed'),
+  );
+  return { tick, start: schedule.start, stop: schedule.stop };
 }

@@ -107,7 +107,7 @@ export function createThreadsRepository(db: Db, pool: pg.Pool) {
         `select m.id, m.seq, m.role, m.content, m.created_at, m.run_id
            from messages m
            join messages u on u.run_id = m.run_id and u.role = 'user'
-          where m.thread_id = $1 and u.seq < $2
+          where m.thread_id = $1 and u.thread_id = $1 and u.seq < $2
           order by u.seq desc, (m.role = 'assistant') desc
           limit $3`,
         [threadId, beforeSeq, maxTurns],

@@ -127,22 +127,27 @@ export function createStageRunner(deps: { runs: RunsRepository; threads: Threads
   /**
    * Records a failed attempt. A final failure of the LLM stage fails the run; a final failure of an
    * optional stage leaves the run going, and the reply is made from what is available.
-   * Answers whether the run is now finished.
    */
-  async function recordFailure(runId: string, stage: StageName, error: unknown, final: boolean): Promise<boolean> {
+  async function recordFailure(runId: string, stage: StageName, error: unknown, final: boolean): Promise<RecordedFailure> {
     const info = describeError(error);
-    await runs.failAttempt(runId, stage, info, final);
+    const { states } = await runs.failAttempt(runId, stage, info, final);
     if (final && !PIPELINE[stage].optional) {
       await runs.finish(runId, 'failed', { code: info.code, message: `${stage}: ${info.message}` });
-      return true;
+      return { runFinished: true, states };
     }
-    return false;
+    return { runFinished: false, states };
   }
 
   return { execute, executeIfLocal, recordFailure };
 }
 
 export type StageRunner = ReturnType<typeof createStageRunner>;
+
+/** After a failed attempt: whether the run ended, and (for a final failure) the run's step states. */
+export interface RecordedFailure {
+  runFinished: boolean;
+  states: StepStates | null;
+}
 
 /** What is stored and shown of an error: a stable code and a message, never a stack. */
 export function describeError(error: unknown): StepErrorInfo {
