@@ -1,8 +1,10 @@
 import { Ajv } from 'ajv';
 import Fastify, { type FastifyServerOptions } from 'fastify';
+import secureJson from 'secure-json-parse';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Container } from './container.js';
+import { AppError } from './domain/errors.js';
 import { registerAuth } from './http/plugins/auth.js';
 import { registerErrorHandling } from './http/plugins/errors.js';
 import { registerRateLimit } from './http/plugins/rate-limit.js';
@@ -10,6 +12,9 @@ import { registerCancelJobs } from './http/routes/jobs/cancel-jobs.js';
 import { registerComprehensive } from './http/routes/jobs/comprehensive.js';
 import { registerJobStatus } from './http/routes/jobs/job-status.js';
 import { registerQueueStats } from './http/routes/jobs/queue-stats.js';
+import { registerFailedJobs } from './http/routes/jobs/failed-jobs.js';
+import { createDashboardSessions, registerDashboard } from './http/dashboard/index.js';
+import { registerBullBoard } from './http/admin/bull-board.js';
 import { registerPostQueuedMessage } from './http/routes/threads/post-queued-message.js';
 import { ErrorResponse } from './http/schemas/common.js';
 import type { App } from './http/types.js';
@@ -19,6 +24,13 @@ import { registerDeleteDocument } from './http/routes/documents/delete-document.
 import { registerGetDocument } from './http/routes/documents/get-document.js';
 import { registerListDocuments } from './http/routes/documents/list-documents.js';
 import { registerHealth } from './http/routes/system/health.js';
+import { registerAcknowledgeAlert } from './http/routes/system/acknowledge-alert.js';
+import { registerListAlerts } from './http/routes/system/list-alerts.js';
+import { registerHealthDetailed } from './http/routes/system/health-detailed.js';
+import { registerMetrics } from './http/routes/system/metrics.js';
+import { registerPrometheus } from './http/routes/prometheus.js';
+import { registerRequestMetrics } from './http/plugins/request-metrics.js';
+import { registerQueueStatus } from './http/routes/system/queue-status.js';
 import { registerCreateThread } from './http/routes/threads/create-thread.js';
 import { registerGetThread } from './http/routes/threads/get-thread.js';
 import { registerListMessages } from './http/routes/threads/list-messages.js';
@@ -46,8 +58,21 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
   registerErrorHandling(app);
+  registerRequestMetrics(app, container.monitoring);
   // The API speaks JSON only; anything else is 415 rather than a string body failing validation.
   app.removeContentTypeParser('text/plain');
+  // An empty JSON body (a POST with nothing to say, as fetch() sends it) is no body, not an error.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      // Like Fastify's own parser: __proto__ and constructor.prototype keys are refused.
+      done(null, secureJson.parse(text, null, { protoAction: 'error', constructorAction: 'error' }));
+    } catch {
+      done(new AppError('invalid_json', 400, 'The request body is not valid JSON'), undefined);
+    }
+  });
   app.addSchema(ErrorResponse);
   await app.register(swagger, {
     openapi: {
@@ -62,6 +87,11 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
     },
   });
   app.get('/api/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
+  registerPrometheus(app, container.monitoring.prometheus, container.health, container.config.monitoring.metricsToken);
+  // The operations page (/dashboard) and Bull Board (/admin/queues, organization admins, by session cookie).
+  const dashboardSessions = createDashboardSessions({ redis: container.redis, prefix: container.config.queue.prefix, tenancy: container.repositories.tenancy });
+  registerDashboard(app, dashboardSessions);
+  await registerBullBoard(app, { queues: container.producer.queues, sessions: dashboardSessions });
 
   const { services, repositories, config } = container;
   await app.register(
@@ -72,7 +102,9 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
       await scoped.register(
         async (chat) => {
           const c = chat as unknown as App;
-          registerHealth(c, container.database.db);
+          registerHealth(c, container.health);
+          registerHealthDetailed(c, container.health);
+          registerMetrics(c, container.metrics);
           registerCreateThread(c, services.chat);
           registerListThreads(c, services.chat);
           registerGetThread(c, services.chat);
@@ -84,6 +116,10 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
           registerJobStatus(c, services.chat);
           registerCancelJobs(c, services.chat);
           registerQueueStats(c, services.chat);
+          registerFailedJobs(c, repositories.failedJobs);
+          registerListAlerts(c, repositories.alerts);
+          registerAcknowledgeAlert(c, repositories.alerts);
+          registerQueueStatus(c, { config, queues: container.producer.queues, redis: container.redis, available: container.producer.available });
         },
         { prefix: '/chat' },
       );

@@ -49,6 +49,42 @@ const schema = z.object({
   QUEUE_LOCK_DURATION_MS: z.coerce.number().int().min(500).max(600_000).default(30_000),
   RECONCILE_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   RECONCILE_AFTER_MS: z.coerce.number().int().min(100).max(86_400_000).default(60_000),
+  AUTOSCALE_ENABLED: z.string().trim().toLowerCase().pipe(z.enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])).default('true'),
+  AUTOSCALE_INTERVAL_MS: z.coerce.number().int().min(50).max(600_000).default(5_000),
+  AUTOSCALE_TARGET_DRAIN_MS: z.coerce.number().int().min(100).max(3_600_000).default(10_000),
+  AUTOSCALE_UP_COOLDOWN_MS: z.coerce.number().int().min(0).max(3_600_000).default(10_000),
+  AUTOSCALE_DOWN_COOLDOWN_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
+  AUTOSCALE_IDLE_MS: z.coerce.number().int().min(0).max(86_400_000).default(60_000),
+  CONCURRENCY_INTENT_MIN: z.coerce.number().int().min(1).max(500).optional(),
+  CONCURRENCY_INTENT_MAX: z.coerce.number().int().min(1).max(500).optional(),
+  CONCURRENCY_SECURITY_MIN: z.coerce.number().int().min(1).max(500).optional(),
+  CONCURRENCY_SECURITY_MAX: z.coerce.number().int().min(1).max(500).optional(),
+  CONCURRENCY_RAG_MIN: z.coerce.number().int().min(1).max(500).optional(),
+  CONCURRENCY_RAG_MAX: z.coerce.number().int().min(1).max(500).optional(),
+  CONCURRENCY_ROCKETREACH_MIN: z.coerce.number().int().min(1).max(100).optional(),
+  CONCURRENCY_ROCKETREACH_MAX: z.coerce.number().int().min(1).max(100).optional(),
+  CONCURRENCY_OPENAI_MIN: z.coerce.number().int().min(1).max(500).optional(),
+  CONCURRENCY_OPENAI_MAX: z.coerce.number().int().min(1).max(500).optional(),
+
+  ALERTS_INTERVAL_MS: z.coerce.number().int().min(0).max(86_400_000).default(15_000),
+  ALERTS_WINDOW_MS: z.coerce.number().int().min(10_000).max(86_400_000).default(300_000),
+  ALERTS_QUEUE_BACKLOG: z.coerce.number().int().min(0).default(1_000),
+  ALERTS_OLDEST_WAITING_MS: z.coerce.number().int().min(0).default(120_000),
+  ALERTS_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0.2),
+  ALERTS_MIN_SAMPLES: z.coerce.number().int().min(1).default(20),
+  ALERTS_P95_MS: z.coerce.number().int().min(0).default(30_000),
+  ALERTS_STALLED_JOBS: z.coerce.number().int().min(0).default(0),
+  ALERTS_NOT_CONSUMING_MS: z.coerce.number().int().min(1_000).default(60_000),
+  ALERTS_PROVIDER_ERROR_RATE: z.coerce.number().min(0).max(1).default(0.25),
+  ALERTS_PROVIDER_429_RATE: z.coerce.number().min(0).max(1).default(0.1),
+  ALERTS_ROCKETREACH_CREDITS: z.coerce.number().min(0).default(100),
+  ALERTS_ROCKETREACH_CHECK_MS: z.coerce.number().int().min(60_000).default(300_000),
+  ALERTS_WEBHOOK_URL: optionalString.pipe(z.string().url().optional()),
+  ALERTS_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5_000),
+
+  METRICS_TOKEN: optionalString.pipe(z.string().min(16, 'must be at least 16 characters').optional()),
+  HEALTH_WORKER_STALE_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+  HEALTH_CHECK_TIMEOUT_MS: z.coerce.number().int().min(50).max(30_000).default(1_000),
 
   BOOTSTRAP_ORG_NAME: z.string().min(1).max(200).default('Default organization'),
   BOOTSTRAP_ADMIN_EMAIL: z.string().email().default('admin@example.com'),
@@ -75,10 +111,14 @@ export interface Config {
     lockDurationMs: number;
     reconcileIntervalMs: number;
     reconcileAfterMs: number;
+    autoscale: AutoscaleConfig;
   };
   rateLimit: { max: number; windowMs: number };
   shutdownTimeoutMs: number;
   limits: { maxContentBytes: number; maxDocumentBytes: number };
+  /** Health checks and metrics (src/monitoring/). */
+  monitoring: { metricsToken: string | undefined; workerStaleMs: number; healthCheckTimeoutMs: number };
+  alerts: AlertsConfig;
 }
 
 export class ConfigError extends Error {
@@ -125,10 +165,13 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
       lockDurationMs: e.QUEUE_LOCK_DURATION_MS,
       reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
       reconcileAfterMs: e.RECONCILE_AFTER_MS,
+      autoscale: autoscaleConfig(e),
     },
     rateLimit: { max: e.RATE_LIMIT_MAX, windowMs: e.RATE_LIMIT_WINDOW_MS },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     limits: { maxContentBytes: 32 * 1024, maxDocumentBytes: 1024 * 1024 },
+    monitoring: { metricsToken: e.METRICS_TOKEN, workerStaleMs: e.HEALTH_WORKER_STALE_MS, healthCheckTimeoutMs: e.HEALTH_CHECK_TIMEOUT_MS },
+    alerts: alertsConfig(e),
   });
 }
 
@@ -138,4 +181,102 @@ function deepFreeze<T>(value: T): Readonly<T> {
     Object.freeze(value);
   }
   return value;
+}
+
+/** Auto-scaling of worker concurrency (src/domain/monitoring/autoscaler.ts, src/queue/autoscaling.ts). */
+export interface AutoscaleConfig {
+  enabled: boolean;
+  intervalMs: number;
+  targetDrainMs: number;
+  upCooldownMs: number;
+  downCooldownMs: number;
+  idleMs: number;
+  /** Per stage: the range the controller keeps the concurrency in; `max` is already lowered to `cap`. */
+  limits: Record<StageName, { min: number; max: number; cap?: { value: number; reason: string } }>;
+}
+
+/**
+ * Defaults per stage: min is half the seed's default (at least 1), max four times it, widened to
+ * include `CONCURRENCY_<STAGE>` (the starting value). Max never exceeds a provider's cap: for the
+ * LLM the rate limiter's `max` (more jobs in flight than it admits per window only wait), for
+ * RocketReach the global concurrency and its limiter. An explicit min above the max is an error.
+ */
+function autoscaleConfig(e: Env): AutoscaleConfig {
+  const env = e as unknown as Record<string, number | undefined>;
+  const caps: Partial<Record<StageName, { value: number; reason: string }>> = {
+    openai: { value: e.OPENAI_RATE_LIMIT_MAX, reason: `OPENAI_RATE_LIMIT_MAX ${e.OPENAI_RATE_LIMIT_MAX}` },
+    rocketreach:
+      e.ROCKETREACH_RATE_LIMIT_MAX < e.ROCKETREACH_MAX_CONCURRENT
+        ? { value: e.ROCKETREACH_RATE_LIMIT_MAX, reason: `ROCKETREACH_RATE_LIMIT_MAX ${e.ROCKETREACH_RATE_LIMIT_MAX}` }
+        : { value: e.ROCKETREACH_MAX_CONCURRENT, reason: `ROCKETREACH_MAX_CONCURRENT ${e.ROCKETREACH_MAX_CONCURRENT}, the global limit` },
+  };
+  const limits = {} as AutoscaleConfig['limits'];
+  for (const stage of Object.keys(PIPELINE) as StageName[]) {
+    const name = `CONCURRENCY_${stage.toUpperCase()}`;
+    const seed = PIPELINE[stage].defaultConcurrency;
+    const start = env[name] ?? seed;
+    const explicitMin = env[`${name}_MIN`];
+    const explicitMax = env[`${name}_MAX`];
+    if (explicitMin !== undefined && explicitMax !== undefined && explicitMin > explicitMax) {
+      throw new ConfigError(`Invalid configuration:\n  ${name}_MIN (${explicitMin}) is above ${name}_MAX (${explicitMax})`);
+    }
+    const cap = caps[stage];
+    if (explicitMin !== undefined && cap && explicitMin > cap.value) {
+      throw new ConfigError(`Invalid configuration:\n  ${name}_MIN (${explicitMin}) is above ${cap.reason}`);
+    }
+    let max = explicitMax ?? Math.max(seed * 4, start, explicitMin ?? 1);
+    if (cap) max = Math.min(max, cap.value);
+    const min = Math.min(explicitMin ?? Math.min(Math.max(1, Math.floor(seed / 2)), start), max);
+    limits[stage] = { min, max, ...(cap ? { cap } : {}) };
+  }
+  return {
+    enabled: ['true', '1', 'yes', 'on'].includes(e.AUTOSCALE_ENABLED),
+    intervalMs: e.AUTOSCALE_INTERVAL_MS,
+    targetDrainMs: e.AUTOSCALE_TARGET_DRAIN_MS,
+    upCooldownMs: e.AUTOSCALE_UP_COOLDOWN_MS,
+    downCooldownMs: e.AUTOSCALE_DOWN_COOLDOWN_MS,
+    idleMs: e.AUTOSCALE_IDLE_MS,
+    limits,
+  };
+}
+
+/** Alert rules and their evaluator (src/domain/monitoring/alert-rules.ts, alerts.service.ts). */
+export interface AlertsConfig {
+  /** Time between evaluation passes across all processes; 0 turns the schedule off. */
+  intervalMs: number;
+  /** The window of the rate, percentile and stalled-job rules. */
+  windowMs: number;
+  queueBacklog: number;
+  oldestWaitingMs: number;
+  failureRate: number;
+  minSamples: number;
+  p95Ms: number;
+  stalledJobs: number;
+  notConsumingMs: number;
+  providerErrorRate: number;
+  provider429Rate: number;
+  rocketreachCredits: number;
+  rocketreachCheckMs: number;
+  webhookUrl: string | undefined;
+  webhookTimeoutMs: number;
+}
+
+function alertsConfig(e: Env): AlertsConfig {
+  return {
+    intervalMs: e.ALERTS_INTERVAL_MS,
+    windowMs: e.ALERTS_WINDOW_MS,
+    queueBacklog: e.ALERTS_QUEUE_BACKLOG,
+    oldestWaitingMs: e.ALERTS_OLDEST_WAITING_MS,
+    failureRate: e.ALERTS_FAILURE_RATE,
+    minSamples: e.ALERTS_MIN_SAMPLES,
+    p95Ms: e.ALERTS_P95_MS,
+    stalledJobs: e.ALERTS_STALLED_JOBS,
+    notConsumingMs: e.ALERTS_NOT_CONSUMING_MS,
+    providerErrorRate: e.ALERTS_PROVIDER_ERROR_RATE,
+    provider429Rate: e.ALERTS_PROVIDER_429_RATE,
+    rocketreachCredits: e.ALERTS_ROCKETREACH_CREDITS,
+    rocketreachCheckMs: e.ALERTS_ROCKETREACH_CHECK_MS,
+    webhookUrl: e.ALERTS_WEBHOOK_URL,
+    webhookTimeoutMs: e.ALERTS_WEBHOOK_TIMEOUT_MS,
+  };
 }

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/client.js';
 import { createContactCacheRepository } from './db/repositories/contact-cache.repository.js';
+import { createAlertsRepository } from './db/repositories/alerts.repository.js';
 import { createDocumentsRepository } from './db/repositories/documents.repository.js';
 import { createRunsRepository } from './db/repositories/runs.repository.js';
 import { createTenancyRepository } from './db/repositories/tenancy.repository.js';
@@ -23,23 +24,37 @@ import { closeRedis, createRedisConnection } from './queue/connections.js';
 import { cancelChannel } from './queue/cancellation.js';
 import { createProducer } from './queue/producer.js';
 import { createProgression } from './queue/progression.js';
+import { createMonitoringRepository } from './db/repositories/monitoring.repository.js';
+import { createFailedJobsRepository } from './db/repositories/failed-jobs.repository.js';
+import { createMetricsReporter } from './domain/monitoring/metrics-report.js';
+import { createHealthService } from './monitoring/health.service.js';
+import { createHeartbeat } from './monitoring/heartbeat.js';
+import { createMonitoring, type Monitoring } from './monitoring/monitoring.js';
 
 /** Everything the roles are built from, wired once from the config. */
 export function createContainer(config: Readonly<Config>, logger: Logger) {
   const database: Database = openDatabase(config.database.url, { poolMax: config.database.poolMax });
+  // Request, provider and job metrics of this process (src/monitoring/).
+  const monitoring = createMonitoring();
   const repositories = {
     tenancy: createTenancyRepository(database.db),
     threads: createThreadsRepository(database.db, database.pool),
-    runs: createRunsRepository(database.db, database.pool),
+    runs: monitoring.observeRuns(createRunsRepository(database.db, database.pool)),
     documents: createDocumentsRepository(database.db),
     contactCache: createContactCacheRepository(database.db),
+    alerts: createAlertsRepository(database.db, database.pool),
+    monitoring: createMonitoringRepository(database.pool),
+    failedJobs: createFailedJobsRepository(database.pool),
   };
-  const stages = createStageServices(config, repositories);
+  const stages = createStageServices(config, repositories, monitoring);
   const runner = createStageRunner({ runs: repositories.runs, threads: repositories.threads, stages });
   const inline = createInlineDriver(runner, repositories.runs);
   // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
   const redis = createRedisConnection(config.redis.url, 'producer', logger);
   const producer = createProducer({ connection: redis, prefix: config.queue.prefix, logger, cancelChannel: cancelChannel(config.queue.prefix) });
+  const heartbeat = createHeartbeat({ redis, prefix: config.queue.prefix });
+  const health = createHealthService({ config, repository: repositories.monitoring, redis, producer, heartbeat, monitoring });
+  const metrics = createMetricsReporter({ stageStats: repositories.monitoring.stageStats, http: monitoring.http, providers: monitoring.providers });
   const progression = createProgression({ runs: repositories.runs, queue: producer, runner });
   const chat = new HybridChatService({
     threads: repositories.threads,
@@ -62,12 +77,17 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     producer,
     progression,
     services,
+    monitoring,
+    heartbeat,
+    health,
+    metrics,
     /** Closes what the container opened; the caller stops HTTP and workers first. */
     async close(): Promise<void> {
       await chat.drainBackground();
       await producer.close();
       await closeRedis(redis);
       await database.close();
+      monitoring.close();
     },
   };
 }
@@ -77,6 +97,7 @@ export type Container = ReturnType<typeof createContainer>;
 function createStageServices(
   config: Readonly<Config>,
   repositories: { documents: ReturnType<typeof createDocumentsRepository>; contactCache: ReturnType<typeof createContactCacheRepository> },
+  monitoring: Monitoring,
 ): StageServices {
   const offline = createOfflineProvider();
   const local = createLocalIntentClassifier();
@@ -88,13 +109,14 @@ function createStageServices(
       : local;
   const rr = config.rocketreach;
   const rocketreachClient = rr.apiKey
-    ? createRocketReachClient({ apiKey: rr.apiKey, baseUrl: rr.baseUrl, deadlineMs: rr.deadlineMs, pollIntervalMs: rr.pollIntervalMs })
+    ? createRocketReachClient({ apiKey: rr.apiKey, baseUrl: rr.baseUrl, deadlineMs: rr.deadlineMs, pollIntervalMs: rr.pollIntervalMs, fetch: monitoring.instrumentFetch('rocketreach') })
     : undefined;
   return {
     intent,
     classifySecurity,
     rag: createRagService({ search: repositories.documents }),
     rocketreach: createRocketReachStage({ client: rocketreachClient, cache: repositories.contactCache }),
-    llm: createLlmStage({ provider, offline }),
+    // Counted: calls, errors, 429s and tokens (the offline provider as `offline`).
+    llm: createLlmStage({ provider: monitoring.instrumentLlm(provider), offline }),
   };
 }

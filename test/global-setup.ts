@@ -1,23 +1,33 @@
 import pg from 'pg';
 import { ensureDatabaseExists, openDatabase, quoteIdentifier, runMigrations } from '../src/db/client.js';
-import { TEMPLATE_DATABASE, testDatabaseUrl } from './support/database.js';
+import { testDatabaseUrl } from './support/database.js';
 
-/** Builds a migrated template database once; each test file clones it (see support/database.ts). */
-export default async function setup(): Promise<void> {
-  const adminUrl = testDatabaseUrl('postgres');
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  try {
-    await admin.query(`drop database if exists ${quoteIdentifier(TEMPLATE_DATABASE)} with (force)`);
-  } finally {
-    await admin.end();
-  }
-  const url = testDatabaseUrl(TEMPLATE_DATABASE);
+/**
+ * Builds a migrated template database once per test run; each test file clones it (see
+ * support/database.ts). The name is this run's own, so that two runs on one machine do not
+ * drop each other's template.
+ */
+export default async function setup(): Promise<() => Promise<void>> {
+  const template = `honeyjar_test_template_${process.pid}`;
+  process.env.HONEYJAR_TEST_TEMPLATE = template;
+  await dropDatabase(template);
+  const url = testDatabaseUrl(template);
   await ensureDatabaseExists(url);
   const database = openDatabase(url, { poolMax: 1 });
   try {
     await runMigrations(database);
   } finally {
     await database.close();
+  }
+  return () => dropDatabase(template);
+}
+
+async function dropDatabase(name: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: testDatabaseUrl('postgres') });
+  await admin.connect();
+  try {
+    await admin.query(`drop database if exists ${quoteIdentifier(name)} with (force)`);
+  } finally {
+    await admin.end();
   }
 }

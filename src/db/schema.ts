@@ -2,12 +2,14 @@ import { sql } from 'drizzle-orm';
 import {
   bigint,
   customType,
+  doublePrecision,
   index,
   integer,
   jsonb,
   pgEnum,
   pgTable,
   primaryKey,
+  smallint,
   text,
   timestamp,
   uniqueIndex,
@@ -149,7 +151,12 @@ export const runSteps = pgTable(
     startedAt: timestamp('started_at', { withTimezone: true, mode: 'date' }),
     finishedAt: timestamp('finished_at', { withTimezone: true, mode: 'date' }),
   },
-  (t) => [primaryKey({ columns: [t.runId, t.stage] }), uniqueIndex('run_steps_job_id_key').on(t.jobId)],
+  (t) => [
+    primaryKey({ columns: [t.runId, t.stage] }),
+    uniqueIndex('run_steps_job_id_key').on(t.jobId),
+    // Windowed statistics (alerts, metrics) read the steps finished in the last minutes.
+    index('run_steps_finished_idx').on(t.finishedAt),
+  ],
 );
 
 export const documents = pgTable(
@@ -198,6 +205,48 @@ export const contactCache = pgTable(
   },
   (t) => [primaryKey({ columns: [t.orgId, t.key] })],
 );
+
+export const alertSeverity = pgEnum('alert_severity', ['warning', 'critical']);
+export const alertStatus = pgEnum('alert_status', ['open', 'resolved']);
+
+/**
+ * Operational alerts raised by the evaluator (src/domain/monitoring/alerts.service.ts). System-wide:
+ * no tenant content. At most one open alert per rule and subject (e.g. `queue_backlog` on
+ * `rag-processing`); it is updated while the condition persists and resolved when it clears.
+ */
+export const alerts = pgTable(
+  'alerts',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    rule: text('rule').notNull(),
+    /** What the alert is about: a queue name, `postgres`, `redis`, a provider. */
+    subject: text('subject').notNull(),
+    severity: alertSeverity('severity').notNull(),
+    status: alertStatus('status').notNull().default('open'),
+    message: text('message').notNull(),
+    value: doublePrecision('value').notNull(),
+    threshold: doublePrecision('threshold').notNull(),
+    firstSeenAt: timestamp('first_seen_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    lastSeenAt: timestamp('last_seen_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    resolvedAt: timestamp('resolved_at', { withTimezone: true, mode: 'date' }),
+    acknowledgedAt: timestamp('acknowledged_at', { withTimezone: true, mode: 'date' }),
+    acknowledgedBy: uuid('acknowledged_by').references(() => users.id, { onDelete: 'set null' }),
+    acknowledgedOrg: uuid('acknowledged_org').references(() => organizations.id, { onDelete: 'set null' }),
+  },
+  (t) => [
+    uniqueIndex('alerts_one_open_per_rule_subject').on(t.rule, t.subject).where(sql`${t.status} = 'open'`),
+    index('alerts_status_last_seen_idx').on(t.status, t.lastSeenAt),
+  ],
+);
+
+/** One row (id 1): when the last evaluation pass ran, whichever process ran it, and what it cached. */
+export const alertEvaluatorState = pgTable('alert_evaluator_state', {
+  id: smallint('id').primaryKey(),
+  lastPassAt: timestamp('last_pass_at', { withTimezone: true, mode: 'date' }),
+  rocketreachCheckedAt: timestamp('rocketreach_checked_at', { withTimezone: true, mode: 'date' }),
+  /** Remaining RocketReach lookup credits at the last check; null when unknown. */
+  rocketreachCredits: doublePrecision('rocketreach_credits'),
+});
 
 export interface StepErrorInfo {
   code: string;

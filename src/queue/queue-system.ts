@@ -7,9 +7,17 @@ import { cancelChannel, subscribeToCancellations } from './cancellation.js';
 import { closeRedis, createRedisConnection, waitUntilReady } from './connections.js';
 import { createReconciler } from './reconciler.js';
 import { startWorkers, type StartedWorkers } from './workers/start-workers.js';
+import { startAutoscaling, type Autoscaling } from './autoscaling.js';
+import { createAlertsService, type AlertsService } from '../domain/monitoring/alerts.service.js';
+import { createStalledJobs } from '../domain/monitoring/stalled-jobs.js';
+import { createRocketReachClient } from '../domain/stages/rocketreach/rocketreach.client.js';
 
 export interface QueueSystem {
   workers: StartedWorkers | undefined;
+  /** The concurrency controllers of this process's workers (src/queue/autoscaling.ts). */
+  autoscaling: Autoscaling | undefined;
+  /** The alert evaluator (src/domain/monitoring/alerts.service.ts): scheduled in every process, one pass at a time. */
+  alerts: AlertsService;
   /** Stops workers (bounded by `timeoutMs`) and the reconciler, and closes their connections. */
   close(timeoutMs: number): Promise<void>;
 }
@@ -46,7 +54,10 @@ export async function startQueueSystem(container: Container, stages: readonly St
       runner: container.runner,
       progression: container.progression,
       logger,
+      // Job metrics, and the heartbeat the health check reads to tell a consuming worker from a stuck one.
+      metrics: container.monitoring.jobObserver(container.heartbeat),
     });
+    container.monitoring.trackWorkers(workers.workers);
     subscriber = createRedisConnection(config.redis.url, 'subscriber', logger);
     // Subscribing waits for Redis; the start does not.
     void subscribeToCancellations(subscriber, cancelChannel(config.queue.prefix), [...workers.workers.values()], logger).catch(() => undefined);
@@ -60,13 +71,41 @@ export async function startQueueSystem(container: Container, stages: readonly St
     logger,
   });
   if (workers) reconciler.start(config.queue.reconcileIntervalMs);
+  const autoscaling = workers
+    ? startAutoscaling({ config, workers: workers.workers, queues: container.producer.queues, redis: container.redis, logger })
+    : undefined;
+  // Alerts: stalls seen by this process's workers are counted in Redis for whichever process
+  // evaluates; every process runs the schedule and a PostgreSQL advisory lock picks one per pass.
+  const stalledJobs = createStalledJobs({ redis: container.redis, prefix: config.queue.prefix });
+  for (const worker of workers?.workers.values() ?? []) worker.on('stalled', (jobId) => void stalledJobs.record(worker.name, jobId));
+  const rr = config.rocketreach;
+  const alerts = createAlertsService({
+    repository: container.repositories.alerts,
+    queueHealth: async () => {
+      const report = await container.health.detailed();
+      if (!report.queues) throw new Error(report.queuesError ?? 'queues unavailable');
+      return report.queues;
+    },
+    redis: container.redis,
+    stalled: stalledJobs,
+    rocketreach: rr.apiKey ? createRocketReachClient({ apiKey: rr.apiKey, baseUrl: rr.baseUrl, deadlineMs: rr.deadlineMs }) : undefined,
+    config: config.alerts,
+    prefix: config.queue.prefix,
+    logger,
+  });
+  alerts.start();
   logger.info(`Queue system ready (${stages.length ? stages.map((s) => PIPELINE[s].queue).join(', ') : 'producer only'})`);
 
   return {
     workers,
+    autoscaling,
+    alerts,
     async close(timeoutMs) {
+      await alerts.stop();
+      await autoscaling?.stop();
       await reconciler.stop();
       await workers?.close(timeoutMs);
+      if (workers) container.monitoring.untrackWorkers(workers.workers);
       if (subscriber) await closeRedis(subscriber);
       if (workerConnection) await closeRedis(workerConnection);
     },

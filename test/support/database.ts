@@ -2,7 +2,12 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { openDatabase, quoteIdentifier, type Database } from '../../src/db/client.js';
 
-export const TEMPLATE_DATABASE = 'honeyjar_test_template';
+/** Set by test/global-setup.ts for this run. */
+function templateDatabase(): string {
+  const name = process.env.HONEYJAR_TEST_TEMPLATE;
+  if (!name) throw new Error('HONEYJAR_TEST_TEMPLATE is not set: run the tests through vitest (test/global-setup.ts)');
+  return name;
+}
 
 const BASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -22,7 +27,7 @@ export interface TestDatabase extends Database {
 /** A fresh database for one test file, cloned from the migrated template. */
 export async function createTestDatabase(): Promise<TestDatabase> {
   const name = `honeyjar_test_${randomBytes(6).toString('hex')}`;
-  await adminQuery(`create database ${quoteIdentifier(name)} template ${quoteIdentifier(TEMPLATE_DATABASE)}`);
+  await adminQuery(`create database ${quoteIdentifier(name)} template ${quoteIdentifier(templateDatabase())}`);
   const url = testDatabaseUrl(name);
   const database = openDatabase(url, { poolMax: 10 });
   return {

@@ -7,6 +7,7 @@ import { isPermanent, type StageRunner } from '../../domain/chat/stage-runner.js
 import type { StageName } from '../../domain/stages/types.js';
 import type { Progression } from '../progression.js';
 import type { StageJobData } from '../pipeline.js';
+import { observeProcessor, type JobObserver } from '../../monitoring/worker-observer.js';
 
 export interface StageWorkerOptions {
   stage: StageName;
@@ -19,6 +20,8 @@ export interface StageWorkerOptions {
   runner: StageRunner;
   progression: Progression;
   logger: Logger;
+  /** Told when a job is taken and how it ended (metrics, the workers' heartbeat); the processor is unchanged. */
+  metrics?: JobObserver;
 }
 
 /**
@@ -32,12 +35,13 @@ export function createStageWorker(options: StageWorkerOptions): Worker<StageJobD
 
   const process = async (job: Job<StageJobData>, _token?: string, signal?: AbortSignal): Promise<string> => {
     const { runId, orgId } = job.data;
-    if (job.data.fanout) await progression.advance(runId, orgId);
+    // The run's entry job enqueues the other stages that can start at once.
+    if (job.data.fanout) await progression.advance(runId, orgId, { exclude: stage });
     try {
       const outcome = await runner.execute(runId, stage, signal);
       if (outcome.status === 'already_finished') return outcome.status;
       if (outcome.runFinished) await progression.afterRunFinished(outcome.threadId);
-      else await progression.advance(runId, orgId, outcome);
+      else await progression.advance(runId, orgId, { finished: stage, states: outcome.states, threadId: outcome.threadId, messageSeq: outcome.messageSeq });
       return outcome.status;
     } catch (error) {
       if (signal?.aborted) {
@@ -47,9 +51,9 @@ export function createStageWorker(options: StageWorkerOptions): Worker<StageJobD
       const maxAttempts = job.opts.attempts ?? definition.attempts;
       const rateLimited = error instanceof StageError && error.code === 'rate_limited' && (error.retryAfterMs ?? 0) > 0;
       const final = isPermanent(error) || (!rateLimited && job.attemptsMade + 1 >= maxAttempts);
-      const runFinished = await runner.recordFailure(runId, stage, error, final);
+      const failure = await runner.recordFailure(runId, stage, error, final);
       if (final) {
-        const message = await progression.afterFailure(runId, orgId, runFinished);
+        const message = await progression.afterFailure(runId, orgId, stage, failure);
         logger.warn({ stage, runId, jobId: job.id, code: (error as StageError).code }, message);
         throw new UnrecoverableError(error instanceof Error ? error.message : 'failed');
       }
@@ -73,7 +77,8 @@ export function createStageWorker(options: StageWorkerOptions): Worker<StageJobD
     autorun: true,
     ...(options.limiter ? { limiter: options.limiter } : {}),
   };
-  const worker: Worker<StageJobData> = new Worker<StageJobData>(definition.queue, process, workerOptions);
+  const processor = options.metrics ? observeProcessor(stage, process, options.metrics) : process;
+  const worker: Worker<StageJobData> = new Worker<StageJobData>(definition.queue, processor, workerOptions);
   worker.on('error', (error) => logger.warn({ queue: definition.queue, err: { message: error.message } }, 'worker error'));
   worker.on('failed', (job, error) => {
     if (job && job.attemptsMade < (job.opts.attempts ?? 1) && !(error instanceof UnrecoverableError)) {

@@ -8,6 +8,7 @@ import type { StageName } from '../../domain/stages/types.js';
 import type { Progression } from '../progression.js';
 import type { StageJobData } from '../pipeline.js';
 import { createStageWorker } from './stage.worker.js';
+import type { JobObserver } from '../../monitoring/worker-observer.js';
 
 /** Which stage each worker factory serves. Start-up refuses a pipeline stage with no worker. */
 const WORKER_FACTORIES: Record<StageName, typeof createStageWorker> = {
@@ -49,13 +50,22 @@ export function startWorkers(deps: {
   runner: StageRunner;
   progression: Progression;
   logger: Logger;
+  /** Passed to every stage worker (see StageWorkerOptions.metrics). */
+  metrics?: JobObserver;
 }): StartedWorkers {
   checkRegistry();
   const { config, logger } = deps;
   const workers = new Map<StageName, Worker<StageJobData>>();
   for (const stage of deps.stages) {
+    // Limits protect third-party APIs: the offline LLM provider calls nobody and is not limited.
     const limiter =
-      stage === 'openai' ? config.queue.openaiLimiter : stage === 'rocketreach' ? config.queue.rocketreachLimiter : undefined;
+      stage === 'openai'
+        ? config.openai.apiKey
+          ? config.queue.openaiLimiter
+          : undefined
+        : stage === 'rocketreach'
+          ? config.queue.rocketreachLimiter
+          : undefined;
     const worker = WORKER_FACTORIES[stage]({
       stage,
       connection: deps.connection,
@@ -67,6 +77,7 @@ export function startWorkers(deps: {
       runner: deps.runner,
       progression: deps.progression,
       logger,
+      ...(deps.metrics ? { metrics: deps.metrics } : {}),
     });
     workers.set(stage, worker);
     logger.info(`✓ ${PIPELINE[stage].queue} worker initialized (concurrency ${config.queue.concurrency[stage]})`);

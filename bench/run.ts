@@ -1,0 +1,1125 @@
+/**
+ * Benchmark of the queued chat endpoint: `npm run bench` (tsx bench/run.ts), `BENCH_QUICK=1` for a
+ * ~5× shorter smoke run. Starts everything itself on loopback (a throw-away database and Redis
+ * prefix, the real server as a child process, a floor server, a fake OpenAI server), runs every
+ * scenario in one go, prints a table and writes bench/results/latest.json. Missed targets are
+ * reported, not fatal; the exit code is non-zero only when the harness itself fails.
+ *
+ *   1 floor vs queued   req/s at 100 keep-alive connections, 2 s warm-up + 10 s, and their ratio
+ *   2 ack latency       100 users × 1 queued message/s for 15 s (open loop), p50/p99 of the 202
+ *   3 end-to-end        fake LLM with 1248 ms latency, 20 messages at 2/s, 202 → batch completed
+ *   4 sustained         offline LLM, 50 connections for 20 s, then wait for every batch: messages/s
+ *   5 peak RSS          of each server process tree, sampled every 200 ms
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { startFakeOpenAi, type FakeOpenAiServer } from '../test/fakes/openai.fake.js';
+import {
+  closedLoop,
+  createAgent,
+  forEachLimited,
+  httpRequest,
+  openLoop,
+  Outcomes,
+  type HttpResponse,
+} from './lib/http.js';
+import {
+  freePort,
+  killAllSync,
+  MemorySampler,
+  runToCompletion,
+  spawnChild,
+  stopAll,
+  stopChild,
+  systemCpuTicks,
+  type Child,
+  type TreeMemory,
+} from './lib/procs.js';
+import { round, sleep, summarize } from './lib/stats.js';
+
+// --- settings -------------------------------------------------------------------------------------
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const SHRINK = QUICK ? 5 : 1;
+const S = {
+  connections: 100,
+  warmupMs: 2_000 / SHRINK,
+  measureMs: 10_000 / SHRINK,
+  ackUsers: 100,
+  ackRatePerUser: 1,
+  ackDurationMs: 15_000 / SHRINK,
+  e2eMessages: QUICK ? 5 : 20,
+  e2eIntervalMs: 500,
+  e2eLlmLatencyMs: 1_248,
+  e2ePollMs: 10,
+  e2eDeadlineMs: 30_000,
+  sustainedConnections: 50,
+  sustainedSendMs: 20_000 / SHRINK,
+  sustainedMaxMessages: QUICK ? 2_000 : 10_000,
+  sustainedDeadlineMs: QUICK ? 40_000 : 90_000,
+  sweepConcurrency: 16,
+  sweepBudgetMs: QUICK ? 15_000 : 30_000,
+  drainDeadlineMs: QUICK ? 15_000 : 30_000,
+  readyTimeoutMs: 60_000,
+  hardLimitMs: QUICK ? 240_000 : 480_000,
+};
+const TARGETS = {
+  ratio: 0.65,
+  ackP99Ms: 20,
+  e2eP50Ms: 1_248 + 50,
+  sustainedPerSec: 250,
+};
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
+const RID = randomBytes(4).toString('hex');
+const PG_BASE = 'postgres://postgres@127.0.0.1:5432';
+/** Each server start gets its own database and queue prefix, so one's backlog cannot reach the other. */
+interface Instance {
+  dbName: string;
+  databaseUrl: string;
+  prefix: string;
+}
+const instance = (suffix: string): Instance => ({
+  dbName: `honeyjar_bench_${RID}${suffix ? `_${suffix}` : ''}`,
+  databaseUrl: `${PG_BASE}/honeyjar_bench_${RID}${suffix ? `_${suffix}` : ''}`,
+  prefix: `bench-${RID}${suffix ? `-${suffix}` : ''}`,
+});
+const MAIN = instance('');
+const E2E = instance('e2e');
+const REDIS_URL = 'redis://127.0.0.1:6379';
+const FLOOR_PREFIX = `bench-${RID}-floor`;
+const STAGES = 5;
+/** BENCH_ONLY=floor,queued,ack,sustained,e2e runs a subset (default: all). */
+const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,e2e').split(',').map((s) => s.trim()));
+const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+
+// --- small helpers --------------------------------------------------------------------------------
+
+const log = (message: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+
+/** The environment of a child: ours minus anything that would change the server's providers. */
+function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (/^(OPENAI_|ROCKETREACH_|INTENT_CLASSIFIER|DATABASE_|REDIS_|QUEUE_|CONCURRENCY_|RATE_LIMIT_|RECONCILE_|SHUTDOWN_|PORT$|HOST$|LOG_LEVEL|BOOTSTRAP_|BENCH_)/.test(key)) continue;
+    env[key] = value;
+  }
+  return { ...env, ...extra };
+}
+
+/** BENCH_SERVER_ENV="NAME=value NAME=value": extra server settings (e.g. to lift a queue limiter). */
+const SERVER_ENV_OVERRIDES: Record<string, string> = Object.fromEntries(
+  (process.env.BENCH_SERVER_ENV ?? '')
+    .split(/\s+/)
+    .filter((pair) => pair.includes('='))
+    .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+);
+
+function serverEnv(target: Instance, port: number, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return childEnv({
+    DATABASE_URL: target.databaseUrl,
+    REDIS_URL,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    QUEUE_PREFIX: target.prefix,
+    // The per-organization API limit (600/min by default) would turn this benchmark into a 429 test.
+    RATE_LIMIT_MAX: '100000000',
+    SHUTDOWN_TIMEOUT_MS: '10000',
+    ...SERVER_ENV_OVERRIDES,
+    ...extra,
+  });
+}
+
+const MESSAGES = [
+  'Draft a short press statement announcing our new product launch next week',
+  'Who should we pitch at TechCrunch for a story about our fintech partnership?',
+  'Summarize the key talking points for the CEO interview on Friday',
+  'Find the email of the business editor at Reuters',
+  'What should we say if reporters ask about the rumoured office move?',
+  'Write three headline options for the quarterly results announcement',
+  'Who approves public statements in a crisis?',
+  'Suggest a social media post for our sustainability report',
+];
+const messageFor = (a: number, b: number) => `${MESSAGES[(a + b) % MESSAGES.length]} (${a}.${b})`;
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** `data.tracking.batchId` of a queued 202 (a couple of other shapes tolerated). */
+function batchIdOf(body: string): string | undefined {
+  const json = parseJson(body) as { data?: { tracking?: { batchId?: unknown }; batchId?: unknown }; batchId?: unknown } | undefined;
+  const id = json?.data?.tracking?.batchId ?? json?.data?.batchId ?? json?.batchId;
+  return typeof id === 'string' ? id : undefined;
+}
+
+interface BatchDoc {
+  batchId: string;
+  status: string;
+  completedJobs: number;
+  totalJobs: number;
+  createdAt: string;
+  finishedAt: string | null;
+  results?: Record<string, unknown>;
+  errors?: unknown[];
+}
+
+function batchDocOf(body: string): BatchDoc | undefined {
+  const json = parseJson(body) as (BatchDoc & { data?: BatchDoc }) | undefined;
+  const doc = json && typeof json.status !== 'string' && json.data ? json.data : json;
+  return doc && typeof doc.status === 'string' ? doc : undefined;
+}
+
+// --- state shared with cleanup ----------------------------------------------------------------------
+
+const sampler = new MemorySampler(200);
+const memory: Record<string, TreeMemory | undefined> = {};
+let fake: FakeOpenAiServer | undefined;
+/** Pools to the bench databases, by name (for drain checks and findings). */
+const pools = new Map<string, pg.Pool>();
+const createdDatabases: string[] = [];
+const problems: string[] = [];
+const harnessErrors: string[] = [];
+
+// --- the real server ------------------------------------------------------------------------------
+
+interface Server {
+  label: string;
+  child: Child;
+  port: number;
+  target: Instance;
+}
+
+async function startServer(label: string, target: Instance, extraEnv: Record<string, string> = {}): Promise<Server> {
+  const port = await freePort();
+  // BENCH_CPU_PROF=1 writes V8 CPU profiles of each server (one per thread) to bench/results/prof/ when it stops.
+  const prof = process.env.BENCH_CPU_PROF === '1' ? ['--cpu-prof', `--cpu-prof-dir=${RESULTS}prof/${RID}-${label}`] : [];
+  const child = spawnChild(label, process.execPath, [...prof, 'bin/honeyjar.js', 'start'], {
+    cwd: ROOT,
+    env: serverEnv(target, port, extraEnv),
+    logFile: `${RESULTS}${label}.log`,
+  });
+  const agent = createAgent(1);
+  const deadline = performance.now() + S.readyTimeoutMs;
+  try {
+    while (true) {
+      if (child.hasExited()) throw new Error(`${label} exited before it was ready:\n${child.tail().slice(-3000)}`);
+      // A fatal log line means it will not become ready, even if the process lingers.
+      if (child.tail().includes('"level":60')) throw new Error(`${label} logged a fatal error while starting:\n${child.tail().slice(-3000)}`);
+      if (performance.now() > deadline) throw new Error(`${label} not healthy after ${S.readyTimeoutMs} ms:\n${child.tail().slice(-3000)}`);
+      const res = await httpRequest(agent, port, { method: 'GET', path: '/api/v1/chat/system/health', timeoutMs: 2_000 }).catch(() => undefined);
+      if (res?.status === 200) break;
+      await sleep(100);
+    }
+  } finally {
+    agent.destroy();
+  }
+  sampler.watch(label, child.pid);
+  return { label, child, port, target };
+}
+
+async function stopServer(server: Server): Promise<void> {
+  memory[server.label] = sampler.finish(server.label);
+  await stopChild(server.child, 15_000);
+}
+
+/** Warnings and errors the server logged (pino JSON lines, level ≥ 40), with a few samples. */
+function logFindings(label: string): { warn: number; error: number; samples: string[] } {
+  let text = '';
+  try {
+    text = readFileSync(`${RESULTS}${label}.log`, 'utf8');
+  } catch {
+    return { warn: 0, error: 0, samples: [] };
+  }
+  let warn = 0;
+  let error = 0;
+  const samples: string[] = [];
+  const seen = new Set<string>();
+  for (const line of text.split('\n')) {
+    const level = Number(/"level":(\d+)/.exec(line)?.[1] ?? 0);
+    if (level >= 50) error++;
+    else if (level >= 40) warn++;
+    else continue;
+    const msg = /"msg":"([^"]*)"/.exec(line)?.[1] ?? line.slice(0, 200);
+    if (!seen.has(msg) && samples.length < 8) {
+      seen.add(msg);
+      samples.push(line.slice(0, 600));
+    }
+  }
+  return { warn, error, samples };
+}
+
+interface Tenant {
+  orgId: string;
+  token: string;
+}
+
+async function bootstrapTenant(target: Instance): Promise<Tenant> {
+  const stdout = await runToCompletion('bootstrap', process.execPath, ['bin/honeyjar.js', 'bootstrap', '--org', 'Bench', '--email', 'bench@example.com'], {
+    cwd: ROOT,
+    env: serverEnv(target, 0),
+    logFile: `${RESULTS}bootstrap${target === E2E ? '-e2e' : ''}.log`,
+    timeoutMs: 60_000,
+  });
+  const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  const parsed = line ? (parseJson(line) as Partial<Tenant> | undefined) : undefined;
+  if (!parsed?.orgId || !parsed.token) throw new Error(`bootstrap printed no tenant: ${stdout.slice(0, 500)}`);
+  return { orgId: parsed.orgId, token: parsed.token };
+}
+
+function authHeaders(tenant: Tenant): Record<string, string> {
+  return { authorization: `Bearer ${tenant.token}`, 'x-organization-id': tenant.orgId };
+}
+
+async function createThreads(server: Server, tenant: Tenant, count: number, title: string): Promise<string[]> {
+  const agent = createAgent(10);
+  const ids: string[] = new Array(count);
+  try {
+    await forEachLimited([...Array(count).keys()], 10, async (i) => {
+      const res = await httpRequest(agent, server.port, {
+        method: 'POST',
+        path: '/api/v1/chat/threads',
+        headers: authHeaders(tenant),
+        body: JSON.stringify({ title: `${title} ${i}` }),
+      });
+      const id = (parseJson(res.body) as { id?: string } | undefined)?.id;
+      if (res.status !== 201 || !id) throw new Error(`create thread answered ${res.status}: ${res.body.slice(0, 300)}`);
+      ids[i] = id;
+    });
+  } finally {
+    agent.destroy();
+  }
+  return ids;
+}
+
+function postQueued(agent: ReturnType<typeof createAgent>, server: Server, tenant: Tenant, threadId: string, content: string): Promise<HttpResponse> {
+  return httpRequest(agent, server.port, {
+    method: 'POST',
+    path: `/api/v1/chat/threads/${threadId}/messages/queued`,
+    headers: authHeaders(tenant),
+    body: JSON.stringify({ content }),
+  });
+}
+
+async function getBatch(agent: ReturnType<typeof createAgent>, server: Server, tenant: Tenant, batchId: string): Promise<BatchDoc | undefined> {
+  const res = await httpRequest(agent, server.port, { method: 'GET', path: `/api/v1/chat/batch/${batchId}/results`, headers: authHeaders(tenant) });
+  return res.status === 200 ? batchDocOf(res.body) : undefined;
+}
+
+/** Waits until no run in the database is unfinished (the previous phase's backlog is processed). */
+async function drain(pool: pg.Pool, phase: string): Promise<{ backlogAtStart: number; drainMs: number; unfinishedAtDeadline: number } | undefined> {
+  const count = async () => Number((await pool.query<{ n: number }>('select count(*)::int as n from runs where finished_at is null')).rows[0]?.n ?? 0);
+  try {
+    const t0 = performance.now();
+    const backlogAtStart = await count();
+    let left = backlogAtStart;
+    while (left > 0 && performance.now() - t0 < S.drainDeadlineMs) {
+      await sleep(200);
+      left = await count();
+    }
+    const drainMs = round(performance.now() - t0, 0);
+    if (left > 0) problems.push(`${phase}: ${left} runs still unfinished ${S.drainDeadlineMs} ms after the phase (backlog at its end: ${backlogAtStart})`);
+    log(`drain after ${phase}: backlog ${backlogAtStart}, ${left} left after ${drainMs} ms`);
+    return { backlogAtStart, drainMs, unfinishedAtDeadline: left };
+  } catch (error) {
+    problems.push(`${phase}: could not count unfinished runs: ${(error as Error).message}`);
+    return undefined;
+  }
+}
+
+interface PgCounters {
+  commits: number;
+  inserted: number;
+  updated: number;
+  fetched: number;
+}
+
+/** This database's counters from pg_stat_database (flushed by PostgreSQL about once a second). */
+async function pgCounters(pool: pg.Pool | undefined): Promise<PgCounters | undefined> {
+  if (!pool) return undefined;
+  try {
+    const { rows } = await pool.query<{ commits: string; inserted: string; updated: string; fetched: string }>(
+      'select xact_commit as commits, tup_inserted as inserted, tup_updated as updated, tup_fetched as fetched from pg_stat_database where datname = current_database()',
+    );
+    const row = rows[0];
+    return row ? { commits: Number(row.commits), inserted: Number(row.inserted), updated: Number(row.updated), fetched: Number(row.fetched) } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Counter deltas per message (roughly: includes whatever else ran in the window). */
+function perMessage(before: PgCounters | undefined, after: PgCounters | undefined, messages: number): Record<string, number> | undefined {
+  if (!before || !after || messages <= 0) return undefined;
+  return {
+    commits: round((after.commits - before.commits) / messages, 1),
+    rowsInserted: round((after.inserted - before.inserted) / messages, 1),
+    rowsUpdated: round((after.updated - before.updated) / messages, 1),
+    rowsFetched: round((after.fetched - before.fetched) / messages, 1),
+  };
+}
+
+async function unfinishedRuns(pool: pg.Pool | undefined): Promise<number | undefined> {
+  if (!pool) return undefined;
+  try {
+    return Number((await pool.query<{ n: number }>('select count(*)::int as n from runs where finished_at is null')).rows[0]?.n ?? 0);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Status of the given runs as stored: how many finished, completed every stage, failed; the last finish. */
+async function acceptedInDatabase(pool: pg.Pool | undefined, ids: string[]) {
+  if (!pool || ids.length === 0) return undefined;
+  try {
+    const { rows } = await pool.query<{ status: string; n: number; all_stages: number; unfinished: number; last_ms: number | null }>(
+      `select r.status::text as status, count(*)::int as n,
+              count(*) filter (where r.status = 'completed' and c.done >= $2 and c.done = c.total)::int as all_stages,
+              count(*) filter (where r.finished_at is null)::int as unfinished,
+              (extract(epoch from max(r.finished_at)) * 1000)::float8 as last_ms
+         from runs r
+         cross join lateral (select count(*) filter (where s.status = 'completed') as done, count(*) as total from run_steps s where s.run_id = r.id) c
+        where r.id = any($1::uuid[])
+        group by r.status`,
+      [ids, STAGES],
+    );
+    const byStatus: Record<string, number> = {};
+    let completedAllStages = 0;
+    let unfinished = ids.length;
+    let lastFinishedMs: number | undefined;
+    let found = 0;
+    for (const row of rows) {
+      byStatus[row.status] = row.n;
+      completedAllStages += row.all_stages;
+      found += row.n;
+      if (row.last_ms) lastFinishedMs = Math.max(lastFinishedMs ?? 0, row.last_ms);
+    }
+    unfinished = rows.reduce((a, r) => a + r.unfinished, 0) + (ids.length - found);
+    return { byStatus, completedAllStages, failed: byStatus.failed ?? 0, unfinished, lastFinishedMs };
+  } catch (error) {
+    problems.push(`sustained: could not read the runs from the database: ${(error as Error).message}`);
+    return undefined;
+  }
+}
+
+async function runsFinishedBetween(pool: pg.Pool | undefined, fromEpochMs: number, toEpochMs: number): Promise<number | undefined> {
+  if (!pool) return undefined;
+  try {
+    const { rows } = await pool.query<{ n: number }>(
+      'select count(*)::int as n from runs where finished_at >= to_timestamp($1::float8 / 1000) and finished_at <= to_timestamp($2::float8 / 1000)',
+      [fromEpochMs, toEpochMs],
+    );
+    return rows[0]?.n ?? 0;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Where a run's time goes, from the stored timestamps (p50 over the database's runs, ms from the
+ * run's createdAt): when each stage started and finished, and how long after the last stage the run
+ * was marked finished. Gaps between one stage's finish and the next one's start are queue hops.
+ */
+async function stageTimeline(pool: pg.Pool | undefined): Promise<unknown> {
+  if (!pool) return undefined;
+  try {
+    const stages = await pool.query(
+      `select s.stage,
+              round(percentile_cont(0.5) within group (order by extract(epoch from s.started_at - r.created_at) * 1000)::numeric, 1) as started_p50,
+              round(percentile_cont(0.5) within group (order by extract(epoch from s.finished_at - s.started_at) * 1000)::numeric, 1) as ran_p50,
+              round(percentile_cont(0.5) within group (order by extract(epoch from s.finished_at - r.created_at) * 1000)::numeric, 1) as finished_p50,
+              round(max(extract(epoch from s.finished_at - r.created_at) * 1000)::numeric, 1) as finished_max,
+              max(s.attempts)::int as max_attempts
+         from run_steps s join runs r on r.id = s.run_id
+        where r.finished_at is not null
+        group by s.stage order by finished_p50`,
+    );
+    const tail = await pool.query(
+      `select round(percentile_cont(0.5) within group (order by extract(epoch from r.finished_at - l.last) * 1000)::numeric, 1) as run_marked_after_last_stage_p50,
+              round(percentile_cont(0.5) within group (order by extract(epoch from r.finished_at - r.created_at) * 1000)::numeric, 1) as run_total_p50
+         from runs r cross join lateral (select max(finished_at) as last from run_steps s where s.run_id = r.id) l
+        where r.finished_at is not null`,
+    );
+    return { stages: stages.rows, run: tail.rows[0] };
+  } catch (error) {
+    return { error: (error as Error).message };
+  }
+}
+
+async function databaseFindings(pool: pg.Pool): Promise<unknown> {
+  try {
+    const runs = await pool.query('select source, driver, status, count(*)::int as n from runs group by 1, 2, 3 order by 1, 2, 3');
+    const steps = await pool.query(
+      "select stage, status, count(*)::int as n from run_steps where status <> 'completed' group by 1, 2 order by 1, 2",
+    );
+    const errors = await pool.query(
+      "select stage, error->>'code' as code, left(error->>'message', 300) as message, count(*)::int as n from run_steps where status = 'failed' group by 1, 2, 3 order by n desc limit 10",
+    );
+    const runErrors = await pool.query(
+      "select error->>'code' as code, left(error->>'message', 300) as message, count(*)::int as n from runs where status = 'failed' group by 1, 2 order by n desc limit 10",
+    );
+    // Which tables the work read: a table read far more than it holds points at a missing index or a scan.
+    const tables = await pool.query(
+      `select relname as table, n_live_tup::int as rows, seq_scan::int, seq_tup_read::bigint, idx_scan::bigint, idx_tup_fetch::bigint,
+              n_tup_ins::bigint as inserted, n_tup_upd::bigint as updated, n_tup_hot_upd::bigint as hot_updated
+         from pg_stat_user_tables order by coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) desc limit 10`,
+    );
+    return { runs: runs.rows, stepsNotCompleted: steps.rows, failedStepErrors: errors.rows, failedRunErrors: runErrors.rows, tables: tables.rows };
+  } catch (error) {
+    return { error: (error as Error).message };
+  }
+}
+
+// --- scenarios ------------------------------------------------------------------------------------
+
+async function scenarioFloor(): Promise<Record<string, unknown>> {
+  const port = await freePort();
+  const child = spawnChild('floor-server', process.execPath, ['--import', 'tsx', 'bench/floor-server.ts'], {
+    cwd: ROOT,
+    env: childEnv({ DATABASE_URL: MAIN.databaseUrl, REDIS_URL, PORT: String(port), HOST: '127.0.0.1', QUEUE_PREFIX: FLOOR_PREFIX }),
+    logFile: `${RESULTS}floor-server.log`,
+    stdinPipe: true,
+  });
+  const probe = createAgent(1);
+  const deadline = performance.now() + S.readyTimeoutMs;
+  try {
+    while (true) {
+      if (child.hasExited()) throw new Error(`floor server exited:\n${child.tail().slice(-3000)}`);
+      if (performance.now() > deadline) throw new Error(`floor server not ready:\n${child.tail().slice(-3000)}`);
+      const res = await httpRequest(probe, port, { method: 'GET', path: '/health', timeoutMs: 2_000 }).catch(() => undefined);
+      if (res?.status === 200) break;
+      await sleep(100);
+    }
+  } finally {
+    probe.destroy();
+  }
+  sampler.watch('floor-server', child.pid);
+  const agent = createAgent(S.connections);
+  const cpu0 = sampler.cpuSeconds('floor-server');
+  const client0 = process.cpuUsage();
+  try {
+    const result = await closedLoop({
+      connections: S.connections,
+      warmupMs: S.warmupMs,
+      measureMs: S.measureMs,
+      expectedStatus: 202,
+      send: (worker, seq) =>
+        httpRequest(agent, port, { method: 'POST', path: '/floor', body: JSON.stringify({ content: messageFor(worker, seq) }) }),
+    });
+    const serverCpu = sampler.cpuSeconds('floor-server') - cpu0;
+    const clientCpu = process.cpuUsage(client0);
+    const rows = pools.get(MAIN.dbName) ? Number((await pools.get(MAIN.dbName)!.query<{ n: number }>('select count(*)::int as n from bench_floor')).rows[0]?.n ?? 0) : undefined;
+    return {
+      reqPerSec: round(result.reqPerSec, 1),
+      completed: result.completed,
+      errors: result.measured.errors + result.warmup.errors + result.tail.errors,
+      latencyMs: summarize(result.latencies),
+      outcomes: { warmup: result.warmup.toJSON(), measured: result.measured.toJSON(), tail: result.tail.toJSON() },
+      serverCpuSeconds: round(serverCpu, 2),
+      loadgenCpuSeconds: round((clientCpu.user + clientCpu.system) / 1e6, 2),
+      rowsInserted: rows,
+    };
+  } finally {
+    agent.destroy();
+    memory['floor-server'] = sampler.finish('floor-server');
+    await stopChild(child);
+  }
+}
+
+async function scenarioQueued(server: Server, tenant: Tenant, threads: string[]): Promise<Record<string, unknown>> {
+  const agent = createAgent(S.connections);
+  const cpu0 = sampler.cpuSeconds(server.label);
+  const client0 = process.cpuUsage();
+  let missingBatchId = 0;
+  let accepted = 0;
+  try {
+    const result = await closedLoop({
+      connections: S.connections,
+      warmupMs: S.warmupMs,
+      measureMs: S.measureMs,
+      expectedStatus: 202,
+      send: (worker, seq) => postQueued(agent, server, tenant, threads[worker % threads.length]!, messageFor(worker, seq)),
+      onGood: (res) => {
+        accepted++;
+        if (!batchIdOf(res.body)) missingBatchId++;
+      },
+    });
+    const serverCpu = sampler.cpuSeconds(server.label) - cpu0;
+    const clientCpu = process.cpuUsage(client0);
+    if (missingBatchId) problems.push(`queued: ${missingBatchId} of ${accepted} 202 responses had no data.tracking.batchId`);
+    return {
+      reqPerSec: round(result.reqPerSec, 1),
+      completed: result.completed,
+      accepted,
+      missingBatchId,
+      errors: result.measured.errors + result.warmup.errors + result.tail.errors,
+      latencyMs: summarize(result.latencies),
+      outcomes: { warmup: result.warmup.toJSON(), measured: result.measured.toJSON(), tail: result.tail.toJSON() },
+      serverCpuSeconds: round(serverCpu, 2),
+      loadgenCpuSeconds: round((clientCpu.user + clientCpu.system) / 1e6, 2),
+    };
+  } finally {
+    agent.destroy();
+  }
+}
+
+async function scenarioAck(server: Server, tenant: Tenant, threads: string[]): Promise<Record<string, unknown>> {
+  const agent = createAgent(S.ackUsers * 2);
+  const cpu0 = sampler.cpuSeconds(server.label);
+  try {
+    const result = await openLoop({
+      users: S.ackUsers,
+      ratePerUser: S.ackRatePerUser,
+      durationMs: S.ackDurationMs,
+      expectedStatus: 202,
+      send: (user, seq) => postQueued(agent, server, tenant, threads[user % threads.length]!, messageFor(user, 1_000 + seq)),
+    });
+    return {
+      sent: result.sent,
+      ok: result.outcomes.ok,
+      errors: result.outcomes.errors,
+      outcomes: result.outcomes.toJSON(),
+      latencyFromScheduleMs: summarize(result.latenciesFromSchedule),
+      latencyFromSendMs: summarize(result.latencies),
+      harnessFireLagMs: summarize(result.fireLag),
+      serverCpuSeconds: round(sampler.cpuSeconds(server.label) - cpu0, 2),
+      offeredRatePerSec: round(result.sent / (result.durationMs / 1000), 1),
+    };
+  } finally {
+    agent.destroy();
+  }
+}
+
+async function scenarioSustained(server: Server, tenant: Tenant, threads: string[]): Promise<Record<string, unknown>> {
+  const agent = createAgent(S.sustainedConnections + S.sweepConcurrency);
+  const accepted: string[] = [];
+  let sent = 0;
+  let missingBatchId = 0;
+  const cpu0 = sampler.cpuSeconds(server.label);
+  const pg0 = await pgCounters(pools.get(server.target.dbName));
+  const backlog0 = await unfinishedRuns(pools.get(server.target.dbName));
+  const firstSendEpoch = Date.now();
+  const t0 = performance.now();
+  try {
+    const result = await closedLoop({
+      connections: S.sustainedConnections,
+      warmupMs: 0,
+      measureMs: S.sustainedSendMs,
+      expectedStatus: 202,
+      stopWhen: () => sent >= S.sustainedMaxMessages,
+      send: (worker, seq) => {
+        sent++;
+        return postQueued(agent, server, tenant, threads[worker % threads.length]!, messageFor(worker, 2_000 + seq));
+      },
+      onGood: (res) => {
+        const id = batchIdOf(res.body);
+        if (id) accepted.push(id);
+        else missingBatchId++;
+      },
+    });
+    const sendMs = performance.now() - t0;
+    log(`sustained: ${accepted.length} accepted in ${round(sendMs, 0)} ms; waiting for completion`);
+
+    // Wait: poll the last accepted batches (the likeliest to finish last) until they are all terminal.
+    const deadline = t0 + S.sustainedDeadlineMs;
+    const sample = accepted.slice(-50);
+    while (sample.length && performance.now() < deadline) {
+      const docs = await Promise.all(sample.map((id) => getBatch(agent, server, tenant, id).catch(() => undefined)));
+      if (docs.every((d) => d && TERMINAL.has(d.status))) break;
+      await sleep(250);
+    }
+    const observedAllDone = performance.now();
+    const waitEndEpoch = Date.now();
+
+    // The database's view of the accepted batches: one statement, whatever the server's state.
+    const pool = pools.get(server.target.dbName);
+    const fromDb = await acceptedInDatabase(pool, accepted);
+    const finishedInWindow = await runsFinishedBetween(pool, firstSendEpoch, waitEndEpoch);
+
+    // The API's view: read every batch document (bounded concurrency and time) — skipped when the
+    // database already says some never finished, as thousands of reads would only prolong the run.
+    const docs = new Map<string, BatchDoc>();
+    let sweeps = 0;
+    let pending = accepted;
+    if (!fromDb || fromDb.unfinished === 0) {
+      const sweepDeadline = Math.max(deadline, performance.now()) + S.sweepBudgetMs;
+      while (pending.length && performance.now() < sweepDeadline) {
+        sweeps++;
+        const next: string[] = [];
+        await forEachLimited(pending, S.sweepConcurrency, async (id) => {
+          const doc = performance.now() < sweepDeadline ? await getBatch(agent, server, tenant, id).catch(() => undefined) : undefined;
+          if (doc) docs.set(id, doc);
+          if (!doc || !TERMINAL.has(doc.status)) next.push(id);
+        });
+        pending = next;
+        if (pending.length) await sleep(500);
+      }
+    }
+    const swept = sweeps > 0 && pending.length === 0;
+    const serverCpu = sampler.cpuSeconds(server.label) - cpu0;
+    await sleep(1_100); // let PostgreSQL flush its statistics
+    const pg1 = await pgCounters(pool);
+
+    const byStatus: Record<string, number> = {};
+    let completedAllStages = 0;
+    let lastFinished = 0;
+    const serverLatencies: number[] = [];
+    for (const doc of docs.values()) {
+      byStatus[doc.status] = (byStatus[doc.status] ?? 0) + 1;
+      if (doc.status === 'completed' && doc.completedJobs === doc.totalJobs && doc.totalJobs >= STAGES) completedAllStages++;
+      if (doc.finishedAt) {
+        const finished = Date.parse(doc.finishedAt);
+        lastFinished = Math.max(lastFinished, finished);
+        serverLatencies.push(finished - Date.parse(doc.createdAt));
+      }
+    }
+    let source = 'api';
+    let failed = byStatus.failed ?? 0;
+    let neverCompleted = accepted.length - [...docs.values()].filter((d) => TERMINAL.has(d.status)).length;
+    if (!swept && fromDb) {
+      source = 'database';
+      completedAllStages = fromDb.completedAllStages;
+      failed = fromDb.failed;
+      neverCompleted = fromDb.unfinished;
+      lastFinished = fromDb.lastFinishedMs ?? 0;
+    } else if (swept && fromDb && fromDb.completedAllStages !== completedAllStages) {
+      problems.push(`sustained: the API reports ${completedAllStages} batches completed through all stages, the database ${fromDb.completedAllStages}`);
+    }
+    const wallMs = lastFinished ? lastFinished - firstSendEpoch : Number.NaN;
+    const windowSec = (waitEndEpoch - firstSendEpoch) / 1000;
+    if (failed) problems.push(`sustained: ${failed} of ${accepted.length} batches ended failed`);
+    if (neverCompleted) problems.push(`sustained: ${neverCompleted} of ${accepted.length} batches not finished ${S.sustainedDeadlineMs / 1000} s after the first send`);
+    if (missingBatchId) problems.push(`sustained: ${missingBatchId} 202 responses had no batchId`);
+    return {
+      sent,
+      accepted: accepted.length,
+      sendErrors: result.measured.errors + result.tail.errors,
+      sendOutcomes: result.measured.toJSON(),
+      sendWindowMs: round(sendMs, 0),
+      acceptRatePerSec: round(accepted.length / (sendMs / 1000), 1),
+      backlogAtStart: backlog0,
+      figuresFrom: source,
+      completedAllStages,
+      byStatus: source === 'api' ? byStatus : fromDb?.byStatus,
+      failed,
+      neverCompleted,
+      wallMsFirstSendToLastFinish: round(wallMs, 0),
+      // Only meaningful when every accepted message finished (neverCompleted = 0).
+      throughputPerSec: neverCompleted === 0 ? round(completedAllStages / (wallMs / 1000), 1) : null,
+      // Every run the pipeline finished between the first send and the end of the wait (earlier phases' backlog included).
+      pipelineFinishedPerSec: finishedInWindow === undefined ? null : round(finishedInWindow / windowSec, 1),
+      waitEndedAfterMs: round(observedAllDone - t0, 0),
+      sweeps,
+      serverQueueToFinishMs: summarize(serverLatencies),
+      serverCpuSeconds: round(serverCpu, 2),
+      serverCpuMsPerMessage: accepted.length ? round((serverCpu * 1000) / accepted.length, 2) : null,
+      // Includes the sweep's reads and any backlog of earlier phases processed in the window.
+      postgresPerAcceptedMessage: perMessage(pg0, pg1, accepted.length),
+    };
+  } finally {
+    agent.destroy();
+  }
+}
+
+async function scenarioEndToEnd(server: Server, tenant: Tenant, threads: string[], llm: FakeOpenAiServer): Promise<Record<string, unknown>> {
+  const agent = createAgent(16);
+  const rows: Array<{ ackMs: number; sendToDoneMs: number; ackToDoneMs: number; serverMs: number; status: string; provider: unknown; polls: number }> = [];
+  const outcomes = new Outcomes();
+  const start = performance.now();
+  try {
+    await Promise.all(
+      Array.from({ length: S.e2eMessages }, async (_, i) => {
+        const due = start + i * S.e2eIntervalMs;
+        await sleep(Math.max(0, due - performance.now()));
+        const t0 = performance.now();
+        let res: HttpResponse;
+        try {
+          res = await postQueued(agent, server, tenant, threads[i % threads.length]!, messageFor(i, 3_000));
+        } catch (error) {
+          outcomes.record(202, error as Error);
+          return;
+        }
+        const tAck = performance.now();
+        if (!outcomes.record(202, res)) return;
+        const batchId = batchIdOf(res.body);
+        if (!batchId) return;
+        let polls = 0;
+        while (performance.now() - t0 < S.e2eDeadlineMs) {
+          polls++;
+          const doc = await getBatch(agent, server, tenant, batchId).catch(() => undefined);
+          if (doc && TERMINAL.has(doc.status)) {
+            const tDone = performance.now();
+            const results = doc.results as { openai?: { provider?: unknown } } | undefined;
+            rows.push({
+              ackMs: tAck - t0,
+              sendToDoneMs: tDone - t0,
+              ackToDoneMs: tDone - tAck,
+              serverMs: doc.finishedAt ? Date.parse(doc.finishedAt) - Date.parse(doc.createdAt) : Number.NaN,
+              status: doc.status,
+              provider: results?.openai?.provider,
+              polls,
+            });
+            return;
+          }
+          await sleep(S.e2ePollMs);
+        }
+        rows.push({ ackMs: tAck - t0, sendToDoneMs: Number.NaN, ackToDoneMs: Number.NaN, serverMs: Number.NaN, status: 'timeout', provider: undefined, polls });
+      }),
+    );
+  } finally {
+    agent.destroy();
+  }
+  const done = rows.filter((r) => r.status === 'completed');
+  const providers: Record<string, number> = {};
+  for (const r of rows) providers[String(r.provider)] = (providers[String(r.provider)] ?? 0) + 1;
+  const statuses: Record<string, number> = {};
+  for (const r of rows) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+  const llmCalls = llm.chatRequests().length;
+  const timeline = await stageTimeline(pools.get(server.target.dbName));
+  if (done.length < S.e2eMessages) problems.push(`end-to-end: ${S.e2eMessages - done.length} of ${S.e2eMessages} messages did not complete (${JSON.stringify(statuses)})`);
+  if (llmCalls < done.length) problems.push(`end-to-end: the fake LLM saw ${llmCalls} chat requests for ${done.length} completed messages (providers: ${JSON.stringify(providers)})`);
+  return {
+    messages: S.e2eMessages,
+    completed: done.length,
+    statuses,
+    providers,
+    fakeLlmChatRequests: llmCalls,
+    fakeLlmMaxConcurrent: llm.maxConcurrent,
+    llmLatencyMs: S.e2eLlmLatencyMs,
+    sendToCompletedMs: summarize(done.map((r) => r.sendToDoneMs)),
+    ackToCompletedMs: summarize(done.map((r) => r.ackToDoneMs)),
+    ackMs: summarize(rows.map((r) => r.ackMs)),
+    serverCreatedToFinishedMs: summarize(done.map((r) => r.serverMs).filter(Number.isFinite)),
+    overheadOverLlmP50Ms: round(summarize(done.map((r) => r.sendToDoneMs)).p50 - S.e2eLlmLatencyMs, 1),
+    outcomes: outcomes.toJSON(),
+    pollsPerMessage: summarize(rows.map((r) => r.polls)),
+    stageTimelineMs: timeline,
+  };
+}
+
+/** Creates a throw-away database (the server would too; the floor server needs it first) and a pool to it. */
+async function createDatabase(target: Instance): Promise<pg.Pool> {
+  const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres`, connectionTimeoutMillis: 5_000 });
+  await admin.connect();
+  try {
+    createdDatabases.push(target.dbName);
+    await admin.query(`create database "${target.dbName}"`);
+  } finally {
+    await admin.end();
+  }
+  const pool = new pg.Pool({ connectionString: target.databaseUrl, max: 2 });
+  pool.on('error', () => {});
+  pools.set(target.dbName, pool);
+  return pool;
+}
+
+// --- cleanup --------------------------------------------------------------------------------------
+
+async function deleteKeys(redis: Redis, prefix: string): Promise<number> {
+  let deleted = 0;
+  let cursor = '0';
+  let rounds = 0;
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length) deleted += await redis.unlink(...keys);
+  } while (cursor !== '0' && ++rounds < 100_000);
+  return deleted;
+}
+
+async function countKeys(redis: Redis, prefix: string): Promise<number> {
+  let count = 0;
+  let cursor = '0';
+  let rounds = 0;
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    count += keys.length;
+  } while (cursor !== '0' && ++rounds < 100_000);
+  return count;
+}
+
+let cleaned: Promise<Record<string, unknown>> | undefined;
+function cleanup(): Promise<Record<string, unknown>> {
+  return (cleaned ??= (async () => {
+    const report: Record<string, unknown> = {};
+    sampler.stop();
+    await stopAll().catch((e: Error) => (report.stopError = e.message));
+    await fake?.close().catch(() => {});
+    await Promise.all([...pools.values()].map((pool) => pool.end().catch(() => {})));
+    pools.clear();
+    const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 3_000 });
+    try {
+      await redis.connect();
+      const deleted: Record<string, number> = {};
+      for (const prefix of [MAIN.prefix, E2E.prefix, FLOOR_PREFIX]) deleted[prefix] = await deleteKeys(redis, prefix);
+      report.redisKeysDeleted = deleted;
+    } catch (error) {
+      report.redisError = (error as Error).message;
+    } finally {
+      redis.disconnect();
+    }
+    const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres`, connectionTimeoutMillis: 5_000 });
+    try {
+      await admin.connect();
+      for (const name of createdDatabases) await admin.query(`drop database if exists "${name}" with (force)`);
+      report.databasesDropped = createdDatabases;
+    } catch (error) {
+      report.databaseError = (error as Error).message;
+    } finally {
+      await admin.end().catch(() => {});
+    }
+    return report;
+  })());
+}
+
+// --- report ---------------------------------------------------------------------------------------
+
+interface Check {
+  scenario: string;
+  figure: string;
+  value: number | string;
+  unit: string;
+  target?: string;
+  pass?: boolean;
+}
+
+function printTable(checks: Check[]): void {
+  const rows = checks.map((c) => [
+    c.scenario,
+    c.figure,
+    typeof c.value === 'number' ? `${Number.isFinite(c.value) ? c.value : 'n/a'} ${c.unit}`.trim() : `${c.value} ${c.unit}`.trim(),
+    c.target ?? '—',
+    c.pass === undefined ? 'info' : c.pass ? 'PASS' : 'FAIL',
+  ]);
+  const header = ['scenario', 'figure', 'value', 'target', 'result'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  console.log(line(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of rows) console.log(line(r));
+}
+
+function num(value: unknown): number {
+  return typeof value === 'number' ? value : Number.NaN;
+}
+
+// --- main -----------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  mkdirSync(RESULTS, { recursive: true });
+  const startedAt = new Date();
+  const loadAtStart = os.loadavg().map((v) => round(v, 2));
+  const t0 = performance.now();
+  log(`run ${RID}${QUICK ? ' (quick)' : ''}: databases ${MAIN.dbName}[_e2e], queue prefixes ${MAIN.prefix}[-e2e|-floor]`);
+  sampler.start();
+  const scenarios: Record<string, unknown> = {};
+  const serverLogs: Record<string, unknown> = {};
+  const database: Record<string, unknown> = {};
+
+  const attempt = async <T>(name: string, work: () => Promise<T>): Promise<T | undefined> => {
+    log(`${name}…`);
+    const cpu0 = systemCpuTicks();
+    const load0 = os.loadavg()[0];
+    try {
+      const result = await work();
+      const cpu1 = systemCpuTicks();
+      // Other work on the machine skews every figure; this shows how busy it was during the scenario.
+      const machine = {
+        cpuBusyPct: cpu1.total > cpu0.total ? round((100 * (cpu1.busy - cpu0.busy)) / (cpu1.total - cpu0.total), 1) : null,
+        loadavg1AtStart: round(load0 ?? Number.NaN, 2),
+      };
+      scenarios[name] = { ...result, machine };
+      return result;
+    } catch (error) {
+      const message = (error as Error).stack ?? String(error);
+      harnessErrors.push(`${name}: ${message}`);
+      scenarios[name] = { error: message };
+      log(`${name} failed: ${message}`);
+      return undefined;
+    }
+  };
+
+  const mainPool = await createDatabase(MAIN);
+  if (ONLY.has('floor')) await attempt('floor', scenarioFloor);
+
+  // Server 1: offline LLM, for scenarios 1, 2 and 4.
+  if (ONLY.has('queued') || ONLY.has('ack') || ONLY.has('sustained')) {
+    const offline = await startServer('server-offline', MAIN);
+    const tenant = await bootstrapTenant(MAIN);
+    const threads = await createThreads(offline, tenant, S.connections, 'Bench');
+    log(`server up on :${offline.port}, ${threads.length} threads (${round((performance.now() - t0) / 1000, 1)} s)`);
+    if (ONLY.has('queued')) {
+      await attempt('queued', () => scenarioQueued(offline, tenant, threads));
+      scenarios.queuedDrain = await drain(mainPool, 'queued');
+    }
+    if (ONLY.has('ack')) {
+      await attempt('ackLatency', () => scenarioAck(offline, tenant, threads));
+      scenarios.ackDrain = await drain(mainPool, 'ackLatency');
+    }
+    if (ONLY.has('sustained')) await attempt('sustained', () => scenarioSustained(offline, tenant, threads));
+    database['server-offline'] = await databaseFindings(mainPool);
+    await stopServer(offline);
+    serverLogs['server-offline'] = logFindings('server-offline');
+  }
+
+  // Server 2: the fake OpenAI server with 1248 ms latency, for scenario 3.
+  if (ONLY.has('e2e')) {
+    fake = await startFakeOpenAi({ apiKey: 'test', latencyMs: S.e2eLlmLatencyMs });
+    const e2ePool = await createDatabase(E2E);
+    const withLlm = await startServer('server-fake-llm', E2E, { OPENAI_API_KEY: 'test', OPENAI_BASE_URL: fake.url });
+    const tenant = await bootstrapTenant(E2E);
+    const e2eThreads = await createThreads(withLlm, tenant, S.e2eMessages, 'E2E');
+    await attempt('endToEnd', () => scenarioEndToEnd(withLlm, tenant, e2eThreads, fake!));
+    database['server-fake-llm'] = await databaseFindings(e2ePool);
+    await stopServer(withLlm);
+    serverLogs['server-fake-llm'] = logFindings('server-fake-llm');
+  }
+
+  // Redis keys under the server's prefix tell whether it honoured QUEUE_PREFIX.
+  let serverKeys: number | undefined;
+  if (ONLY.has('queued') || ONLY.has('ack') || ONLY.has('sustained') || ONLY.has('e2e')) {
+    const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+    try {
+      serverKeys = await countKeys(redis, ONLY.has('e2e') ? E2E.prefix : MAIN.prefix);
+      if (serverKeys === 0) problems.push(`no Redis keys under ${MAIN.prefix}[-e2e]:* after the run — QUEUE_PREFIX may be ignored (keys left under another prefix are not cleaned up)`);
+    } catch {
+      /* reported by cleanup */
+    } finally {
+      redis.disconnect();
+    }
+  }
+
+  const cleanupReport = await cleanup();
+
+  // --- figures ----------------------------------------------------------------------------------
+  const floor = scenarios.floor as Record<string, unknown> | undefined;
+  const queued = scenarios.queued as Record<string, unknown> | undefined;
+  const ack = scenarios.ackLatency as Record<string, unknown> | undefined;
+  const sustained = scenarios.sustained as Record<string, unknown> | undefined;
+  const e2e = scenarios.endToEnd as Record<string, unknown> | undefined;
+  const ratio = round(num(queued?.reqPerSec) / num(floor?.reqPerSec), 3);
+  const ackLatency = ack?.latencyFromScheduleMs as ReturnType<typeof summarize> | undefined;
+  const e2eLatency = e2e?.sendToCompletedMs as ReturnType<typeof summarize> | undefined;
+  const e2eAck = e2e?.ackToCompletedMs as ReturnType<typeof summarize> | undefined;
+  const e2eServer = e2e?.serverCreatedToFinishedMs as ReturnType<typeof summarize> | undefined;
+  const mb = (m: TreeMemory | undefined) => (m ? round(m.peakTreeRssKb / 1024, 1) : Number.NaN);
+
+  const checks: Check[] = [
+    { scenario: '1 floor', figure: 'req/s (100 conns)', value: num(floor?.reqPerSec), unit: 'req/s' },
+    { scenario: '1 floor', figure: 'errors', value: num(floor?.errors), unit: '' },
+    { scenario: '1 queued', figure: 'req/s (100 conns)', value: num(queued?.reqPerSec), unit: 'req/s' },
+    { scenario: '1 queued', figure: 'errors', value: num(queued?.errors), unit: '' },
+    { scenario: '1 queued', figure: 'queued / floor', value: ratio, unit: '', target: `≥ ${TARGETS.ratio}`, pass: ratio >= TARGETS.ratio },
+    { scenario: '2 ack', figure: 'p50 (from schedule)', value: num(ackLatency?.p50), unit: 'ms' },
+    { scenario: '2 ack', figure: 'p99 (from schedule)', value: num(ackLatency?.p99), unit: 'ms', target: `≤ ${TARGETS.ackP99Ms} ms`, pass: num(ackLatency?.p99) <= TARGETS.ackP99Ms },
+    { scenario: '2 ack', figure: 'errors', value: num(ack?.errors), unit: '' },
+    { scenario: '3 e2e', figure: 'p50 send→completed', value: num(e2eLatency?.p50), unit: 'ms', target: `≤ ${TARGETS.e2eP50Ms} ms`, pass: num(e2eLatency?.p50) <= TARGETS.e2eP50Ms },
+    { scenario: '3 e2e', figure: 'p99 send→completed', value: num(e2eLatency?.p99), unit: 'ms' },
+    { scenario: '3 e2e', figure: 'p50 / p99 202→completed', value: `${num(e2eAck?.p50)} / ${num(e2eAck?.p99)}`, unit: 'ms' },
+    { scenario: '3 e2e', figure: 'p50 / p99 server createdAt→finishedAt', value: `${num(e2eServer?.p50)} / ${num(e2eServer?.p99)}`, unit: 'ms' },
+    { scenario: '3 e2e', figure: 'completed', value: `${num(e2e?.completed)} / ${S.e2eMessages}`, unit: '' },
+    { scenario: '4 sustained', figure: 'completed (5 stages) / wall', value: num(sustained?.throughputPerSec), unit: 'msg/s', target: `≥ ${TARGETS.sustainedPerSec}`, pass: num(sustained?.throughputPerSec) >= TARGETS.sustainedPerSec },
+    { scenario: '4 sustained', figure: 'accepted / accept rate', value: `${num(sustained?.accepted)} / ${num(sustained?.acceptRatePerSec)}`, unit: 'msg/s' },
+    { scenario: '4 sustained', figure: 'runs finished/s during the phase (any)', value: num(sustained?.pipelineFinishedPerSec), unit: 'runs/s' },
+    { scenario: '4 sustained', figure: 'failed / unfinished at deadline', value: `${num(sustained?.failed)} / ${num(sustained?.neverCompleted)}`, unit: '' },
+    { scenario: '5 RSS', figure: 'peak server-offline', value: mb(memory['server-offline']), unit: 'MiB' },
+    { scenario: '5 RSS', figure: 'peak server-fake-llm', value: mb(memory['server-fake-llm']), unit: 'MiB' },
+    { scenario: '5 RSS', figure: 'peak floor-server', value: mb(memory['floor-server']), unit: 'MiB' },
+  ];
+
+  // With BENCH_ONLY, leave out the rows of scenarios that did not run.
+  const ran = (c: Check) =>
+    c.scenario.startsWith('5') ||
+    (c.scenario === '1 floor' && ONLY.has('floor')) ||
+    (c.scenario === '1 queued' && ONLY.has('queued')) ||
+    (c.scenario.startsWith('2') && ONLY.has('ack')) ||
+    (c.scenario.startsWith('3') && ONLY.has('e2e')) ||
+    (c.scenario.startsWith('4') && ONLY.has('sustained'));
+  checks.splice(0, checks.length, ...checks.filter(ran));
+
+  const cpus = os.cpus();
+  const report = {
+    date: startedAt.toISOString(),
+    durationSeconds: round((performance.now() - t0) / 1000, 1),
+    quick: QUICK,
+    runId: RID,
+    machine: {
+      cpus: cpus.length,
+      cpuModel: cpus[0]?.model,
+      totalMemoryBytes: os.totalmem(),
+      node: process.version,
+      platform: `${os.platform()} ${os.release()}`,
+      loadavgAtStart: loadAtStart,
+      loadavgAtEnd: os.loadavg().map((v) => round(v, 2)),
+    },
+    settings: S,
+    targets: TARGETS,
+    checks,
+    scenarios: { ...scenarios, ratio },
+    memory,
+    serverLogs,
+    database,
+    redisKeysUnderServerPrefix: serverKeys,
+    problems,
+    harnessErrors,
+    cleanup: cleanupReport,
+  };
+  writeFileSync(`${RESULTS}latest.json`, `${JSON.stringify(report, null, 2)}\n`);
+
+  console.log(`\nhoneyjar queued-endpoint benchmark${QUICK ? ' (BENCH_QUICK: ~5× shorter)' : ''} — ${cpus.length} CPUs, ${round(os.totalmem() / 2 ** 30, 1)} GiB, node ${process.version}, ${report.durationSeconds} s, load average ${loadAtStart.join(' ')} at start\n`);
+  printTable(checks);
+  if (problems.length) {
+    console.log('\nproblems:');
+    for (const p of problems) console.log(`  - ${p}`);
+  }
+  if (harnessErrors.length) {
+    console.log('\nharness errors:');
+    for (const e of harnessErrors) console.log(`  - ${e.split('\n')[0]}`);
+  }
+  console.log(`\nfigures: bench/results/latest.json; server logs: bench/results/*.log`);
+  return harnessErrors.length ? 1 : 0;
+}
+
+// --- process lifetime: bounded, and every child killed whatever happens ----------------------------
+
+process.on('exit', killAllSync);
+const abort = (why: string, code: number) => {
+  log(`${why}: cleaning up`);
+  const force = setTimeout(() => process.exit(code), 20_000);
+  force.unref();
+  void cleanup().finally(() => process.exit(code));
+};
+process.on('SIGINT', () => abort('SIGINT', 130));
+process.on('SIGTERM', () => abort('SIGTERM', 143));
+const watchdog = setTimeout(() => abort(`hard limit of ${S.hardLimitMs / 1000} s reached`, 1), S.hardLimitMs);
+
+main().then(
+  (code) => {
+    clearTimeout(watchdog);
+    process.exit(code);
+  },
+  (error: unknown) => {
+    clearTimeout(watchdog);
+    log(`harness error: ${(error as Error).stack ?? String(error)}`);
+    try {
+      mkdirSync(RESULTS, { recursive: true });
+      const report = { date: new Date().toISOString(), runId: RID, harnessError: (error as Error).stack ?? String(error), problems, harnessErrors };
+      writeFileSync(`${RESULTS}latest.json`, `${JSON.stringify(report, null, 2)}\n`);
+    } catch {
+      /* nothing more to do */
+    }
+    void cleanup().finally(() => process.exit(1));
+  },
+);

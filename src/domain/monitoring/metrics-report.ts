@@ -1,0 +1,85 @@
+import { STAGE_ORDER } from '../pipeline.js';
+import type { StageName } from '../stages/types.js';
+import { round, type HttpStats, type HttpSummary } from './http-stats.js';
+import type { ProviderStats } from './provider-stats.js';
+import { TIME_RANGES, type StageFigures, type StageMinute, type StageStatsSource, type TimeRange, type TokenFigures } from './stage-stats.js';
+
+export interface MetricsReport {
+  timeRange: TimeRange;
+  generatedAt: string;
+  from: string;
+  /** This API process's own view: requests it served. Other processes keep their own. */
+  http: { scope: 'process'; note: string } & HttpSummary;
+  /** Calls this process made to third-party providers. */
+  providers: { scope: 'process'; note: string; byProvider: ReturnType<ProviderStats['summary']> };
+  /** From PostgreSQL, for the caller's organization only, over the runs accepted in the range. */
+  stages: {
+    scope: 'organization';
+    orgId: string;
+    note: string;
+    byStage: Partial<Record<StageName, StageFigures & { completedPerMinute: number; failedPerMinute: number; series: StageMinute[] }>>;
+  };
+  tokens: { scope: 'organization'; orgId: string; byProvider: Record<string, TokenFigures>; totalTokens: number };
+  runs: { scope: 'organization'; orgId: string; byStatus: Record<string, number>; total: number };
+}
+
+/** The JSON metrics: process-wide HTTP and provider figures, organization-scoped pipeline figures. */
+export function createMetricsReporter(deps: { stageStats: StageStatsSource; http: HttpStats; providers: ProviderStats; now?: () => number }) {
+  const now = deps.now ?? Date.now;
+  return {
+    async report(orgId: string, timeRange: TimeRange): Promise<MetricsReport> {
+      const minutes = TIME_RANGES[timeRange];
+      const at = now();
+      const [stages, series, runs, tokens] = await Promise.all([
+        deps.stageStats.stages(orgId, minutes),
+        deps.stageStats.stageSeries(orgId, minutes),
+        deps.stageStats.runsByStatus(orgId, minutes),
+        deps.stageStats.tokensByProvider(orgId, minutes),
+      ]);
+      const byStage: MetricsReport['stages']['byStage'] = {};
+      for (const stage of STAGE_ORDER) {
+        const figures = stages.find((s) => s.stage === stage) ?? emptyStage(stage);
+        byStage[stage] = {
+          ...figures,
+          completedPerMinute: round(figures.completed / minutes, 3),
+          failedPerMinute: round(figures.failed / minutes, 3),
+          series: series[stage] ?? [],
+        };
+      }
+      return {
+        timeRange,
+        generatedAt: new Date(at).toISOString(),
+        from: new Date(at - minutes * 60_000).toISOString(),
+        http: {
+          scope: 'process',
+          note: "This API process's view: the requests it served itself (kept in memory per minute for 24 h). Other API processes keep their own; Prometheus sums them.",
+          ...deps.http.summary(minutes),
+        },
+        providers: {
+          scope: 'process',
+          note: "Calls this process made to third-party providers (each HTTP request to RocketReach, each LLM completion). Worker processes count their own.",
+          byProvider: deps.providers.summary(minutes),
+        },
+        stages: {
+          scope: 'organization',
+          orgId,
+          note: 'From PostgreSQL, system-wide for this organization only: the steps of the runs accepted in the time range, whichever process ran them.',
+          byStage,
+        },
+        tokens: {
+          scope: 'organization',
+          orgId,
+          byProvider: tokens,
+          totalTokens: Object.values(tokens).reduce((sum, t) => sum + t.totalTokens, 0),
+        },
+        runs: { scope: 'organization', orgId, byStatus: runs, total: Object.values(runs).reduce((a, b) => a + b, 0) },
+      };
+    },
+  };
+}
+
+export type MetricsReporter = ReturnType<typeof createMetricsReporter>;
+
+function emptyStage(stage: StageName): StageFigures {
+  return { stage, completed: 0, failed: 0, cancelled: 0, open: 0, retries: 0, processingMs: { p50: null, p95: null }, waitMs: { p50: null, p95: null } };
+}

@@ -1,0 +1,122 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import type { Redis } from 'ioredis';
+import { AppError } from '../../domain/errors.js';
+import { hashToken, type TenancyRepository } from '../../db/repositories/tenancy.repository.js';
+
+/**
+ * Browser sessions for the pages a browser navigates to (Bull Board), which cannot send the
+ * Bearer header. The cookie carries only an opaque random id; Redis keeps, under the SHA-256 of
+ * that id, which token (its SHA-256, never the token) and organization the session acts for. Every
+ * request re-checks that token and membership in PostgreSQL, so revoking the token or demoting the
+ * user ends the session at once.
+ */
+export const SESSION_COOKIE = 'hj_admin_session';
+export const SESSION_COOKIE_PATH = '/admin';
+export const SESSION_TTL_MS = 8 * 60 * 60 * 1000;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+interface StoredSession {
+  tokenHash: string;
+  orgId: string;
+  userId: string;
+  createdAt: string;
+}
+
+export interface SessionActor {
+  orgId: string;
+  userId: string;
+  tokenId: string;
+}
+
+export type SessionCheck = { ok: true; actor: SessionActor } | { ok: false; status: 401 | 403; code: string; message: string };
+
+export interface DashboardSessions {
+  /** Checks `token` and `orgId` as the auth plugin does, plus admin; throws AppError otherwise. */
+  create(token: string, orgId: string): Promise<{ id: string; expiresAt: Date; actor: SessionActor }>;
+  /** The session named by the request's cookie, re-validated against PostgreSQL. */
+  check(request: FastifyRequest): Promise<SessionCheck>;
+  destroy(request: FastifyRequest): Promise<void>;
+}
+
+export function createDashboardSessions(deps: { redis: Redis; prefix: string; tenancy: TenancyRepository; ttlMs?: number }): DashboardSessions {
+  const ttlMs = deps.ttlMs ?? SESSION_TTL_MS;
+  const keyOf = (id: string) => `${deps.prefix}:dashboard:session:${createHash('sha256').update(id).digest('hex')}`;
+  const unavailable = () => new AppError('session_store_unavailable', 503, 'Sessions are kept in Redis, which is unreachable');
+
+  async function read(id: string): Promise<StoredSession | undefined> {
+    if (deps.redis.status !== 'ready') throw unavailable();
+    const raw = await deps.redis.get(keyOf(id));
+    if (!raw) return undefined;
+    try {
+      return JSON.parse(raw) as StoredSession;
+    } catch {
+      return undefined;
+    }
+  }
+
+  return {
+    async create(token, orgIdInput) {
+      const orgId = UUID.test(orgIdInput.trim()) ? orgIdInput.trim().toLowerCase() : undefined;
+      const identity = await deps.tenancy.identify(token, orgId);
+      if (!identity || identity.revoked) throw new AppError('unauthorized', 401, 'The token is not valid');
+      if (!orgId || !identity.role) throw new AppError('forbidden', 403, 'You are not a member of this organization');
+      if (identity.role !== 'admin') throw new AppError('forbidden', 403, 'This needs an organization admin');
+      if (deps.redis.status !== 'ready') throw unavailable();
+      const id = randomBytes(32).toString('base64url');
+      const stored: StoredSession = { tokenHash: hashToken(token), orgId, userId: identity.userId, createdAt: new Date().toISOString() };
+      await deps.redis.set(keyOf(id), JSON.stringify(stored), 'PX', ttlMs);
+      return { id, expiresAt: new Date(Date.now() + ttlMs), actor: { orgId, userId: identity.userId, tokenId: identity.tokenId } };
+    },
+
+    async check(request) {
+      const id = sessionIdOf(request);
+      if (!id) return { ok: false, status: 401, code: 'unauthorized', message: 'Sign in on /dashboard as an organization admin first' };
+      const stored = await read(id);
+      if (!stored) return { ok: false, status: 401, code: 'unauthorized', message: 'The session has expired or was ended; sign in again on /dashboard' };
+      const identity = await deps.tenancy.identifyUncached(stored.tokenHash, stored.orgId);
+      if (!identity || identity.revoked || identity.userId !== stored.userId) {
+        await deps.redis.del(keyOf(id)).catch(() => undefined);
+        return { ok: false, status: 401, code: 'unauthorized', message: 'The token this session was opened with is no longer valid' };
+      }
+      if (identity.role !== 'admin') return { ok: false, status: 403, code: 'forbidden', message: 'This needs an organization admin' };
+      return { ok: true, actor: { orgId: stored.orgId, userId: stored.userId, tokenId: identity.tokenId } };
+    },
+
+    async destroy(request) {
+      const id = sessionIdOf(request);
+      if (id && deps.redis.status === 'ready') await deps.redis.del(keyOf(id));
+    },
+  };
+}
+
+/** `Set-Cookie` for a new session (Secure when the request came over HTTPS). */
+export function sessionCookie(id: string, ttlMs: number, secure: boolean): string {
+  return [
+    `${SESSION_COOKIE}=${id}`,
+    `Path=${SESSION_COOKIE_PATH}`,
+    `Max-Age=${Math.floor(ttlMs / 1000)}`,
+    'HttpOnly',
+    'SameSite=Strict',
+    ...(secure ? ['Secure'] : []),
+  ].join('; ');
+}
+
+export function clearedSessionCookie(secure: boolean): string {
+  return [`${SESSION_COOKIE}=`, `Path=${SESSION_COOKIE_PATH}`, 'Max-Age=0', 'HttpOnly', 'SameSite=Strict', ...(secure ? ['Secure'] : [])].join('; ');
+}
+
+function sessionIdOf(request: FastifyRequest): string | undefined {
+  const header = request.headers.cookie;
+  if (typeof header !== 'string') return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) continue;
+    if (part.slice(0, eq).trim() !== SESSION_COOKIE) continue;
+    const value = part.slice(eq + 1).trim();
+    // Ours are 43 base64url characters; anything else is not a session id.
+    if (/^[A-Za-z0-9_-]{20,100}$/.test(value)) return value;
+  }
+  return undefined;
+}

@@ -1,0 +1,46 @@
+import { Type } from '@sinclair/typebox';
+import type { App } from '../../types.js';
+import type { AlertsRepository } from '../../../db/repositories/alerts.repository.js';
+import { requireAdmin } from '../../plugins/auth.js';
+import { errorResponses } from '../../schemas/common.js';
+import { AlertSchema, toAlert } from './alert.schema.js';
+
+const Summary = Type.Object({
+  open: Type.Integer(),
+  acknowledged: Type.Integer({ description: 'open and acknowledged' }),
+  unacknowledged: Type.Integer({ description: 'open and not acknowledged' }),
+  critical: Type.Integer({ description: 'open and critical' }),
+  warning: Type.Integer({ description: 'open and warning' }),
+  resolved: Type.Integer(),
+});
+
+/** Operational alerts, system-wide (no tenant content): organization admins only. */
+export function registerListAlerts(app: App, alerts: AlertsRepository): void {
+  app.get(
+    '/system/alerts',
+    {
+      schema: {
+        tags: ['system'],
+        summary: 'Alerts raised by the evaluator, newest activity first (organization admins)',
+        querystring: Type.Object(
+          {
+            acknowledged: Type.Optional(Type.Boolean()),
+            status: Type.Optional(Type.Union([Type.Literal('open'), Type.Literal('resolved')])),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ alerts: Type.Array(AlertSchema), summary: Summary }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const actor = requireAdmin(request);
+      const { acknowledged, status, limit } = request.query;
+      const [rows, summary] = await Promise.all([
+        alerts.list({ limit: limit ?? 50, ...(status ? { status } : {}), ...(acknowledged !== undefined ? { acknowledged } : {}) }),
+        alerts.summary(),
+      ]);
+      return { alerts: rows.map((alert) => toAlert(alert, actor.orgId)), summary };
+    },
+  );
+}

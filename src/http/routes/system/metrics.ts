@@ -1,0 +1,119 @@
+import { Type, type Static } from '@sinclair/typebox';
+import type { App } from '../../types.js';
+import type { MetricsReporter } from '../../../domain/monitoring/metrics-report.js';
+import { TIME_RANGES, type TimeRange } from '../../../domain/monitoring/stage-stats.js';
+import { requireAdmin } from '../../plugins/auth.js';
+import { errorResponses } from '../../schemas/common.js';
+
+const Query = Type.Object(
+  {
+    timeRange: Type.Optional(
+      Type.Union(
+        (Object.keys(TIME_RANGES) as TimeRange[]).map((range) => Type.Literal(range)),
+        { default: '1h', description: 'How far back: 5m, 15m, 1h, 6h or 24h' },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const Percentiles = Type.Object({ p50: Type.Union([Type.Number(), Type.Null()]), p95: Type.Union([Type.Number(), Type.Null()]) });
+const Figures = {
+  requests: Type.Integer(),
+  requestsPerMinute: Type.Number(),
+  latencyMs: Type.Object({
+    p50: Type.Union([Type.Number(), Type.Null()]),
+    p95: Type.Union([Type.Number(), Type.Null()]),
+    p99: Type.Union([Type.Number(), Type.Null()]),
+    mean: Type.Union([Type.Number(), Type.Null()]),
+    max: Type.Union([Type.Number(), Type.Null()]),
+  }),
+  serverErrors: Type.Integer(),
+  clientErrors: Type.Integer(),
+  errorRate: Type.Number({ description: '5xx / requests' }),
+};
+
+const Report = Type.Object({
+  timeRange: Type.String(),
+  generatedAt: Type.String(),
+  from: Type.String(),
+  http: Type.Object({
+    scope: Type.Literal('process'),
+    note: Type.String(),
+    windowSeconds: Type.Integer(),
+    totals: Type.Object(Figures),
+    routes: Type.Array(Type.Object({ route: Type.String(), method: Type.String(), path: Type.String(), ...Figures })),
+  }),
+  providers: Type.Object({
+    scope: Type.Literal('process'),
+    note: Type.String(),
+    byProvider: Type.Record(
+      Type.String(),
+      Type.Object({
+        calls: Type.Integer(),
+        ok: Type.Integer(),
+        errors: Type.Integer(),
+        rateLimited: Type.Integer(),
+        promptTokens: Type.Number(),
+        completionTokens: Type.Number(),
+        errorRate: Type.Number(),
+        rateLimitedRate: Type.Number(),
+      }),
+    ),
+  }),
+  stages: Type.Object({
+    scope: Type.Literal('organization'),
+    orgId: Type.String(),
+    note: Type.String(),
+    byStage: Type.Record(
+      Type.String(),
+      Type.Object({
+        stage: Type.String(),
+        completed: Type.Integer(),
+        failed: Type.Integer(),
+        cancelled: Type.Integer(),
+        open: Type.Integer(),
+        retries: Type.Integer(),
+        completedPerMinute: Type.Number(),
+        failedPerMinute: Type.Number(),
+        processingMs: Percentiles,
+        waitMs: Percentiles,
+        series: Type.Array(Type.Object({ minute: Type.String(), completed: Type.Integer(), failed: Type.Integer() })),
+      }),
+    ),
+  }),
+  tokens: Type.Object({
+    scope: Type.Literal('organization'),
+    orgId: Type.String(),
+    byProvider: Type.Record(
+      Type.String(),
+      Type.Object({ replies: Type.Integer(), promptTokens: Type.Number(), completionTokens: Type.Number(), totalTokens: Type.Number() }),
+    ),
+    totalTokens: Type.Number(),
+  }),
+  runs: Type.Object({ scope: Type.Literal('organization'), orgId: Type.String(), byStatus: Type.Record(Type.String(), Type.Integer()), total: Type.Integer() }),
+});
+
+/**
+ * JSON metrics for organization admins. HTTP and provider figures are this process's own view
+ * (operational, no tenant data); stage, token and run figures come from PostgreSQL for the
+ * caller's organization only.
+ */
+export function registerMetrics(app: App, metrics: MetricsReporter): void {
+  app.get(
+    '/system/metrics',
+    {
+      schema: {
+        tags: ['system'],
+        summary: "Request, provider, stage and run metrics over a time range (admins; HTTP/provider figures are this process's view)",
+        querystring: Query,
+        response: { 200: Report, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const actor = requireAdmin(request);
+      const { timeRange = '1h' } = request.query as Static<typeof Query>;
+      return metrics.report(actor.orgId, timeRange);
+    },
+  );
+}

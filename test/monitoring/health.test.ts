@@ -1,0 +1,279 @@
+import { createServer } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { judgeQueue, overallStatus } from '../../src/domain/monitoring/health.js';
+import { createTestApp, eventually, type Tenant, type TestApp } from '../support/app.js';
+
+const QUEUES = ['intent-classification', 'security-classification', 'rag-processing', 'rocketreach-api', 'openai-processing'];
+const HEALTH = '/api/v1/chat/system/health';
+
+/** A port nothing listens on. */
+async function closedPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function health(t: TestApp) {
+  return t.app.inject({ method: 'GET', url: HEALTH });
+}
+
+async function sendQueued(t: TestApp, tenant: Tenant, content: string): Promise<string> {
+  const threadId = (await t.as(tenant, { method: 'POST', url: '/api/v1/chat/threads', payload: {} })).json().id;
+  const res = await t.as(tenant, { method: 'POST', url: `/api/v1/chat/threads/${threadId}/messages/queued`, payload: { content } });
+  expect(res.statusCode).toBe(202);
+  expect(res.json().degraded).toBeUndefined();
+  return res.json().data.tracking.batchId;
+}
+
+function finished(t: TestApp, tenant: Tenant, batchId: string) {
+  return eventually(async () => {
+    const doc = (await t.as(tenant, { method: 'GET', url: `/api/v1/chat/batch/${batchId}/results` })).json();
+    return doc.finishedAt ? doc : undefined;
+  }, 20_000, `batch ${batchId} to finish`);
+}
+
+describe('judging the workers (pure)', () => {
+  const stale = 1_000;
+  it('is healthy without a backlog, or with a young one, or with a recent fetch', () => {
+    expect(judgeQueue({ queue: 'q', waiting: 0, oldestWaitingAgeMs: null, lastFetchAgeMs: null }, stale).status).toBe('healthy');
+    expect(judgeQueue({ queue: 'q', waiting: 3, oldestWaitingAgeMs: 900, lastFetchAgeMs: null }, stale).status).toBe('healthy');
+    expect(judgeQueue({ queue: 'q', waiting: 3, oldestWaitingAgeMs: 5_000, lastFetchAgeMs: 200 }, stale).status).toBe('healthy');
+  });
+  it('is degraded with an old backlog and no fetch within the threshold', () => {
+    expect(judgeQueue({ queue: 'q', waiting: 1, oldestWaitingAgeMs: 5_000, lastFetchAgeMs: null }, stale)).toMatchObject({ status: 'degraded', reason: 'not_consuming' });
+    expect(judgeQueue({ queue: 'q', waiting: 1, oldestWaitingAgeMs: 5_000, lastFetchAgeMs: 1_001 }, stale).status).toBe('degraded');
+  });
+  it('PostgreSQL down is unhealthy; Redis or workers down is degraded', () => {
+    const ok = { status: 'healthy' as const };
+    const bad = { status: 'unhealthy' as const };
+    expect(overallStatus({ database: ok, redis: ok, workers: ok })).toBe('healthy');
+    expect(overallStatus({ database: bad, redis: ok, workers: ok })).toBe('unhealthy');
+    expect(overallStatus({ database: bad, redis: bad, workers: { status: 'degraded' } })).toBe('unhealthy');
+    expect(overallStatus({ database: ok, redis: bad, workers: ok })).toBe('degraded');
+    expect(overallStatus({ database: ok, redis: ok, workers: { status: 'degraded' } })).toBe('degraded');
+  });
+});
+
+describe('health with workers running', () => {
+  let t: TestApp;
+  let acme: Tenant;
+
+  beforeAll(async () => {
+    t = await createTestApp({ HEALTH_WORKER_STALE_MS: '400' }, { workers: true });
+    acme = await t.tenant('Health Acme');
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('answers healthy, with real checks and nothing secret, without credentials', async () => {
+    const res = await health(t);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['cache-control']).toBe('no-store');
+    const body = res.json();
+    expect(body).toMatchObject({
+      status: 'healthy',
+      timestamp: expect.any(String),
+      checks: {
+        database: { status: 'healthy', latencyMs: expect.any(Number) },
+        redis: { status: 'healthy', latencyMs: expect.any(Number) },
+        workers: { status: 'healthy', staleAfterMs: 400, stale: [] },
+      },
+    });
+    expect(Object.keys(body.checks.workers.queues).sort()).toEqual([...QUEUES].sort());
+    const text = res.body;
+    expect(text).not.toContain('postgres://');
+    expect(text).not.toContain('redis://');
+    expect(text).not.toContain(t.container.config.queue.prefix);
+    expect(text).not.toContain(acme.token);
+  });
+
+  it('records a heartbeat per queue in Redis, under the queue prefix, when a worker takes a job', async () => {
+    const batchId = await sendQueued(t, acme, 'Draft a short statement about our new office');
+    expect((await finished(t, acme, batchId)).status).toBe('completed');
+    // Every queue that ran a job has this process's heartbeat; the run's entry job always goes
+    // through intent-classification (steps settled without a job leave none).
+    const prefix = `${t.container.config.queue.prefix}:monitoring:heartbeat:`;
+    const keys = await t.container.redis.keys(`${prefix}*`);
+    const ran = keys.map((key) => key.slice(prefix.length));
+    expect(ran).toContain('intent-classification');
+    for (const queue of ran) expect(QUEUES).toContain(queue);
+    const fetches = await t.container.heartbeat.read(ran);
+    for (const queue of ran) {
+      expect(fetches.get(queue)?.[0]?.process, queue).toBe(t.container.heartbeat.processId);
+      expect(Date.now() - fetches.get(queue)![0]!.at).toBeLessThan(20_000);
+    }
+  });
+
+  it('shows a paused worker with jobs waiting as degraded, naming its queue, and recovers when it resumes', async () => {
+    const worker = t.queueSystem!.workers!.workers.get('intent')!;
+    await worker.pause();
+    try {
+      const batchId = await sendQueued(t, acme, 'Who approves press releases?');
+      const body = await eventually(async () => {
+        const res = await health(t);
+        return res.json().checks.workers.status === 'degraded' ? res : undefined;
+      }, 10_000, 'the workers check to notice the paused worker');
+      expect(body.statusCode).toBe(200);
+      const report = body.json();
+      expect(report.status).toBe('degraded');
+      expect(report.checks.database.status).toBe('healthy');
+      expect(report.checks.redis.status).toBe('healthy');
+      expect(report.checks.workers.stale).toEqual(['intent-classification']);
+      expect(report.checks.workers.queues['intent-classification']).toMatchObject({
+        status: 'degraded',
+        reason: 'not_consuming',
+        waiting: 1,
+        oldestWaitingAgeMs: expect.any(Number),
+      });
+      expect(report.checks.workers.queues['intent-classification'].oldestWaitingAgeMs).toBeGreaterThan(400);
+      expect(report.checks.workers.queues['security-classification'].status).toBe('healthy');
+
+      worker.resume();
+      expect((await finished(t, acme, batchId)).status).toBe('completed');
+      const again = await health(t);
+      expect(again.json()).toMatchObject({ status: 'healthy', checks: { workers: { status: 'healthy', stale: [] } } });
+    } finally {
+      worker.resume();
+    }
+  });
+
+  it('serves the detailed view to organization admins only', async () => {
+    const tenancy = t.container.repositories.tenancy;
+    const user = await tenancy.upsertUser('member@health.test');
+    await tenancy.setMembership(acme.orgId, user.id, 'member');
+    const { token } = await tenancy.createToken(user.id, 'member');
+    const asMember = await t.app.inject({
+      method: 'GET',
+      url: `${HEALTH}/detailed`,
+      headers: { authorization: `Bearer ${token}`, 'x-organization-id': acme.orgId },
+    });
+    expect(asMember.statusCode).toBe(403);
+    expect(asMember.json().error.code).toBe('forbidden');
+    expect((await t.app.inject({ method: 'GET', url: `${HEALTH}/detailed` })).statusCode).toBe(401);
+
+    const res = await t.as(acme, { method: 'GET', url: `${HEALTH}/detailed` });
+    expect(res.statusCode).toBe(200);
+    const body = res.json();
+    expect(body).toMatchObject({
+      status: 'healthy',
+      checks: { database: { status: 'healthy' }, redis: { status: 'healthy' }, workers: { status: 'healthy' } },
+      uptimeSeconds: expect.any(Number),
+      process: { pid: process.pid, startedAt: expect.any(String) },
+      versions: { node: process.version, app: '0.1.0', postgresql: expect.stringMatching(/^\d+/), redis: expect.stringMatching(/^\d+\.\d+/) },
+      database: { status: 'healthy', latencyMs: expect.any(Number), pool: { total: expect.any(Number), idle: expect.any(Number), waiting: 0, max: 10 } },
+      redis: { status: 'healthy', latencyMs: expect.any(Number) },
+      eventLoop: { windowMs: expect.any(Number), meanMs: expect.any(Number), p99Ms: expect.any(Number), maxMs: expect.any(Number) },
+      memory: { rss: expect.any(Number), heapUsed: expect.any(Number) },
+    });
+    expect(Object.keys(body.queues).sort()).toEqual([...QUEUES].sort());
+    for (const queue of QUEUES) {
+      expect(body.queues[queue]).toMatchObject({
+        counts: { waiting: 0, active: expect.any(Number), delayed: expect.any(Number), completed: expect.any(Number), failed: expect.any(Number), paused: 0 },
+        oldestWaitingAgeMs: null,
+        paused: false,
+        rateLimitTtlMs: expect.any(Number),
+      });
+      // One worker of this process per queue; BullMQ sees at least it.
+      expect(body.workers.thisProcess[queue]).toEqual({
+        concurrency: t.queueSystem!.workers!.workers.get(stageOf(queue))!.concurrency,
+        running: true,
+        paused: false,
+      });
+      expect(body.workers.seen[queue]).toBeGreaterThanOrEqual(1);
+    }
+    expect(body.queues['intent-classification'].counts.completed).toBeGreaterThanOrEqual(2);
+    expect(body.queues['intent-classification'].lastFetchAgeMs).toEqual(expect.any(Number));
+  });
+
+  it('serves the Prometheus scrape openly when METRICS_TOKEN is not set', async () => {
+    const res = await t.app.inject({ method: 'GET', url: '/metrics' });
+    expect(res.statusCode).toBe(200);
+    expect(res.body).toContain('honeyjar_queue_jobs{queue="intent-classification",state="waiting"} 0');
+    expect(res.body).toContain('honeyjar_queue_stats_up 1');
+  });
+});
+
+function stageOf(queue: string) {
+  return ({
+    'intent-classification': 'intent',
+    'security-classification': 'security',
+    'rag-processing': 'rag',
+    'rocketreach-api': 'rocketreach',
+    'openai-processing': 'openai',
+  } as const)[queue]!;
+}
+
+describe('health without any worker', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ HEALTH_WORKER_STALE_MS: '300' });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('is degraded once a queue nobody serves holds a job older than the threshold', async () => {
+    expect((await health(t)).json().checks.workers.status).toBe('healthy');
+    const acme = await t.tenant('Health no workers');
+    await sendQueued(t, acme, 'hello');
+    // Young jobs are not a problem yet.
+    const first = (await health(t)).json();
+    expect(first.checks.workers.queues['intent-classification'].waiting).toBe(1);
+    const res = await eventually(async () => {
+      const r = await health(t);
+      return r.json().status === 'degraded' ? r : undefined;
+    }, 10_000, 'the queue with no worker to show');
+    expect(res.statusCode).toBe(200);
+    expect(res.json().checks.workers).toMatchObject({
+      status: 'degraded',
+      stale: ['intent-classification'],
+      queues: { 'intent-classification': { status: 'degraded', waiting: 1, lastFetchAgeMs: null } },
+    });
+  });
+});
+
+describe('health with a dependency down', () => {
+  it('is degraded (200) when Redis is unreachable: the API serves in-process', async () => {
+    const t = await createTestApp({ REDIS_URL: `redis://127.0.0.1:${await closedPort()}` });
+    try {
+      const res = await health(t);
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toMatchObject({
+        status: 'degraded',
+        checks: {
+          database: { status: 'healthy' },
+          redis: { status: 'unhealthy', latencyMs: expect.any(Number), error: expect.any(String) },
+          workers: { status: 'degraded', error: 'redis_unavailable' },
+        },
+      });
+      // The scrape still answers, saying the queue depths could not be read.
+      const scrape = await t.app.inject({ method: 'GET', url: '/metrics' });
+      expect(scrape.statusCode).toBe(200);
+      expect(scrape.body).toContain('honeyjar_queue_stats_up 0');
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('is unhealthy (503) when PostgreSQL is unreachable', async () => {
+    const t = await createTestApp({ DATABASE_URL: `postgres://postgres@127.0.0.1:${await closedPort()}/honeyjar` });
+    try {
+      const started = Date.now();
+      const res = await health(t);
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toMatchObject({
+        status: 'unhealthy',
+        checks: { database: { status: 'unhealthy', error: expect.any(String) }, redis: { status: 'healthy' } },
+      });
+      expect(res.json().checks.database.error).not.toContain('127.0.0.1');
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      await t.close();
+    }
+  });
+});
