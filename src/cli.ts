@@ -94,7 +94,9 @@ async function serve(config: Readonly<Config>, role: Role, stages?: StageName[])
     await startServer(config, role, logger, stages ? { stages } : {});
   } catch (error) {
     logger.fatal({ err: error }, 'could not start');
-    return 1;
+    // Connections opened before the failure would keep the process alive.
+    await new Promise<void>((resolve) => logger.flush(() => resolve()));
+    process.exit(1);
   }
   // Keeps running until a signal; main.ts exits the process.
   return new Promise<number>(() => {});

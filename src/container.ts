@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import OpenAI from 'openai';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
@@ -83,7 +84,8 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     metrics,
     /** Closes what the container opened; the caller stops HTTP and workers first. */
     async close(): Promise<void> {
-      await chat.drainBackground();
+      // Runs driven in this process (degraded mode) may finish; what does not is re-driven later.
+      await Promise.race([chat.drainBackground(), delay(config.shutdownTimeoutMs, undefined, { ref: false })]);
       await producer.close();
       await closeRedis(redis);
       await database.close();

@@ -46,11 +46,20 @@ export function waitUntilReady(redis: Redis, timeoutMs: number): Promise<void> {
   });
 }
 
+/** Closes politely (QUIT) and, when Redis does not answer within a second, hangs up. */
 export async function closeRedis(redis: Redis): Promise<void> {
   if (redis.status === 'end') return;
+  let timer: NodeJS.Timeout | undefined;
   try {
-    await redis.quit();
+    await Promise.race([
+      redis.quit(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('quit timed out')), 1_000);
+      }),
+    ]);
   } catch {
     redis.disconnect();
+  } finally {
+    clearTimeout(timer);
   }
 }

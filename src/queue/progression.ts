@@ -69,6 +69,14 @@ export function createProgression(deps: { runs: RunsRepository; queue: JobQueue;
     if (toEnqueue.length > 0) await queue.enqueue(runId, orgId, toEnqueue);
   }
 
+  /** Moves a run along from what PostgreSQL says, whatever happened before (a re-delivered job). */
+  async function resume(runId: string, orgId: string): Promise<void> {
+    const run = await runs.getById(runId);
+    if (!run) return;
+    if (run.finishedAt) await afterRunFinished(run.threadId);
+    else await advance(runId, orgId);
+  }
+
   async function afterRunFinished(threadId: string): Promise<void> {
     const next = await runs.nextOpenRun(threadId);
     // A run driven in-process (degraded mode) waits for its turn by itself.
@@ -91,7 +99,7 @@ export function createProgression(deps: { runs: RunsRepository; queue: JobQueue;
     return 'stage failed for good; the run goes on without it';
   }
 
-  return { advance, afterRunFinished, afterFailure };
+  return { advance, resume, afterRunFinished, afterFailure };
 }
 
 export type Progression = ReturnType<typeof createProgression>;

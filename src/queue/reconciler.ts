@@ -38,6 +38,11 @@ export function createReconciler(deps: {
     if (run.driver !== 'queue') await runs.setDriver(run.id, 'queue');
     // Steps that could be running or waiting: started ones, and pending ones whose turn has come.
     const ready = new Set(readyStages(states));
+    // The reply waits for the earlier messages of its thread, as in the progression.
+    if (ready.has('openai')) {
+      const message = await runs.userMessage(run.id);
+      if (!message || (await runs.hasEarlierOpenRun(message.threadId, message.seq))) ready.delete('openai');
+    }
     const candidates = steps.filter((s) => !isTerminal(s.status) && (s.status !== 'pending' || ready.has(s.stage)));
     const live = await queue.inspect(candidates.map((s) => ({ jobId: s.jobId, stage: s.stage })));
     const lost = candidates.filter((s) => {

@@ -39,7 +39,12 @@ export function createStageWorker(options: StageWorkerOptions): Worker<StageJobD
     if (job.data.fanout) await progression.advance(runId, orgId, { exclude: stage });
     try {
       const outcome = await runner.execute(runId, stage, signal);
-      if (outcome.status === 'already_finished') return outcome.status;
+      // Done before (a re-delivered job after a crash): the crash may have come before the next
+      // steps were enqueued, so move the run along again; enqueueing twice adds nothing.
+      if (outcome.status === 'already_finished') {
+        await progression.resume(runId, orgId);
+        return outcome.status;
+      }
       if (outcome.runFinished) await progression.afterRunFinished(outcome.threadId);
       else await progression.advance(runId, orgId, { finished: stage, states: outcome.states, threadId: outcome.threadId, messageSeq: outcome.messageSeq });
       return outcome.status;

@@ -94,8 +94,10 @@ export function startWorkers(deps: {
       const outcome = await Promise.race([graceful, timeout]);
       clearTimeout(timer);
       if (outcome === 'timeout') {
+        // BullMQ's close(true) would wait for the close already under way, so stop waiting here:
+        // the caller closes the connections, the jobs' locks lapse and another worker takes them.
         logger.warn(`active jobs still running after ${timeoutMs} ms: leaving them to another worker`);
-        await Promise.all(all.map((worker) => worker.close(true)));
+        graceful.catch(() => undefined);
       }
     },
   };
