@@ -92,6 +92,7 @@ const instance = (suffix: string): Instance => ({
 });
 const MAIN = instance('');
 const E2E = instance('e2e');
+const SUSTAINED = instance('sustained');
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const FLOOR_PREFIX = `bench-${RID}-floor`;
 const STAGES = 5;
@@ -201,15 +202,28 @@ interface Server {
   target: Instance;
 }
 
-async function startServer(label: string, target: Instance, extraEnv: Record<string, string> = {}): Promise<Server> {
+/**
+ * `role`: `start` (HTTP and workers in one process), `api` (HTTP only: the accept path measured on
+ * its own, as the floor server is), or `worker` (no HTTP; ready once its queue system is).
+ */
+async function startServer(label: string, target: Instance, extraEnv: Record<string, string> = {}, role: 'start' | 'api' | 'worker' = 'start'): Promise<Server> {
   const port = await freePort();
   // BENCH_CPU_PROF=1 writes V8 CPU profiles of each server (one per thread) to bench/results/prof/ when it stops.
   const prof = process.env.BENCH_CPU_PROF === '1' ? ['--cpu-prof', `--cpu-prof-dir=${RESULTS}prof/${RID}-${label}`] : [];
-  const child = spawnChild(label, process.execPath, [...prof, 'bin/honeyjar.js', 'start'], {
+  const child = spawnChild(label, process.execPath, [...prof, 'bin/honeyjar.js', role], {
     cwd: ROOT,
-    env: serverEnv(target, port, extraEnv),
+    env: serverEnv(target, port, role === 'worker' ? { LOG_LEVEL: 'info', ...extraEnv } : extraEnv),
     logFile: `${RESULTS}${label}.log`,
   });
+  if (role === 'worker') {
+    const deadline = performance.now() + S.readyTimeoutMs;
+    while (!child.tail().includes('Queue system ready')) {
+      if (child.hasExited() || performance.now() > deadline) throw new Error(`${label} did not become ready:\n${child.tail().slice(-3000)}`);
+      await sleep(100);
+    }
+    sampler.watch(label, child.pid);
+    return { label, child, port, target };
+  }
   const agent = createAgent(1);
   const deadline = performance.now() + S.readyTimeoutMs;
   try {
@@ -863,7 +877,7 @@ function cleanup(): Promise<Record<string, unknown>> {
     try {
       await redis.connect();
       const deleted: Record<string, number> = {};
-      for (const prefix of [MAIN.prefix, E2E.prefix, FLOOR_PREFIX]) deleted[prefix] = await deleteKeys(redis, prefix);
+      for (const prefix of [MAIN.prefix, E2E.prefix, SUSTAINED.prefix, FLOOR_PREFIX]) deleted[prefix] = await deleteKeys(redis, prefix);
       report.redisKeysDeleted = deleted;
     } catch (error) {
       report.redisError = (error as Error).message;
@@ -954,24 +968,33 @@ async function main(): Promise<number> {
   const mainPool = await createDatabase(MAIN);
   if (ONLY.has('floor')) await attempt('floor', scenarioFloor);
 
-  // Server 1: offline LLM, for scenarios 1, 2 and 4.
-  if (ONLY.has('queued') || ONLY.has('ack') || ONLY.has('sustained')) {
-    const offline = await startServer('server-offline', MAIN);
+  // Server 1: the API alone (like the floor server, nothing consumes its queues), for scenarios 1 and 2.
+  if (ONLY.has('queued') || ONLY.has('ack')) {
+    const api = await startServer('server-api', MAIN, {}, 'api');
     const tenant = await bootstrapTenant(MAIN);
-    const threads = await createThreads(offline, tenant, S.connections, 'Bench');
-    log(`server up on :${offline.port}, ${threads.length} threads (${round((performance.now() - t0) / 1000, 1)} s)`);
-    if (ONLY.has('queued')) {
-      await attempt('queued', () => scenarioQueued(offline, tenant, threads));
-      scenarios.queuedDrain = await drain(mainPool, 'queued');
-    }
-    if (ONLY.has('ack')) {
-      await attempt('ackLatency', () => scenarioAck(offline, tenant, threads));
-      scenarios.ackDrain = await drain(mainPool, 'ackLatency');
-    }
-    if (ONLY.has('sustained')) await attempt('sustained', () => scenarioSustained(offline, tenant, threads));
-    database['server-offline'] = await databaseFindings(mainPool);
-    await stopServer(offline);
+    const threads = await createThreads(api, tenant, S.connections, 'Bench');
+    log(`server up on :${api.port}, ${threads.length} threads (${round((performance.now() - t0) / 1000, 1)} s)`);
+    if (ONLY.has('queued')) await attempt('queued', () => scenarioQueued(api, tenant, threads));
+    if (ONLY.has('ack')) await attempt('ackLatency', () => scenarioAck(api, tenant, threads));
+    database['server-api'] = await databaseFindings(mainPool);
+    await stopServer(api);
+    serverLogs['server-api'] = logFindings('server-api');
+  }
+
+  // Servers for scenario 4: an API process and a worker process (offline LLM) on a fresh database
+  // and prefix, so that no earlier backlog is counted.
+  if (ONLY.has('sustained')) {
+    const sustainedPool = await createDatabase(SUSTAINED);
+    const api = await startServer('server-offline', SUSTAINED, {}, 'api');
+    const worker = await startServer('server-offline-worker', SUSTAINED, {}, 'worker');
+    const tenant = await bootstrapTenant(SUSTAINED);
+    const threads = await createThreads(api, tenant, S.connections, 'Sustained');
+    await attempt('sustained', () => scenarioSustained(api, tenant, threads));
+    database['server-offline'] = await databaseFindings(sustainedPool);
+    await stopServer(worker);
+    await stopServer(api);
     serverLogs['server-offline'] = logFindings('server-offline');
+    serverLogs['server-offline-worker'] = logFindings('server-offline-worker');
   }
 
   // Server 2: the fake OpenAI server with 1248 ms latency, for scenario 3.
@@ -1034,7 +1057,8 @@ async function main(): Promise<number> {
     { scenario: '4 sustained', figure: 'accepted / accept rate', value: `${num(sustained?.accepted)} / ${num(sustained?.acceptRatePerSec)}`, unit: 'msg/s' },
     { scenario: '4 sustained', figure: 'runs finished/s during the phase (any)', value: num(sustained?.pipelineFinishedPerSec), unit: 'runs/s' },
     { scenario: '4 sustained', figure: 'failed / unfinished at deadline', value: `${num(sustained?.failed)} / ${num(sustained?.neverCompleted)}`, unit: '' },
-    { scenario: '5 RSS', figure: 'peak server-offline', value: mb(memory['server-offline']), unit: 'MiB' },
+    { scenario: '5 RSS', figure: 'peak server-api (accept path)', value: mb(memory['server-api']), unit: 'MiB' },
+    { scenario: '5 RSS', figure: 'peak server-offline / its worker', value: `${mb(memory['server-offline'])} / ${mb(memory['server-offline-worker'])}`, unit: 'MiB' },
     { scenario: '5 RSS', figure: 'peak server-fake-llm', value: mb(memory['server-fake-llm']), unit: 'MiB' },
     { scenario: '5 RSS', figure: 'peak floor-server', value: mb(memory['floor-server']), unit: 'MiB' },
   ];

@@ -94,7 +94,7 @@
     return n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(1)} GiB` : `${Math.round(n / (1 << 20))} MiB`;
   }
   function number(n) {
-    return Number.isInteger(n) ? String(n) : n.toFixed(2);
+    return Number.isInteger(n) ? String(n) : String(Number(n.toFixed(2)));
   }
 
   // ---------------------------------------------------------------- API
