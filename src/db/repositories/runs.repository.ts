@@ -95,9 +95,10 @@ const stepColumns = {
 };
 
 /*
- * The statements on the hot path (accepting a message, claiming and completing a step, storing the
- * reply) are single SQL statements with data-modifying CTEs: one round trip each, atomic, and safe
- * to repeat. The rest goes through Drizzle's query builder.
+ * The statements on the hot path (accepting a message, claiming and completing a step, storing
+ * the reply) are single SQL statements with data-modifying CTEs: one round trip each, atomic, and
+ * safe to repeat. They are named, so each connection parses and plans them once. The rest goes
+ * through Drizzle's query builder.
  */
 const CREATE_RUN = `
 with t as (select id from threads where id = $2 and org_id = $3),
@@ -221,7 +222,7 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
      * the organization, and only once per idempotency key.
      */
     async create(input: NewRun): Promise<CreateRunOutcome> {
-      const { rows } = await pool.query(CREATE_RUN, [
+      const { rows } = await pool.query({ name: 'honeyjar-create-run', text: CREATE_RUN, values: [
         input.id,
         input.threadId,
         input.orgId,
@@ -235,7 +236,7 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
         input.steps.map((s) => s.jobId),
         input.steps.map((s) => s.queue),
         input.steps.map((s) => s.maxAttempts),
-      ]);
+      ] });
       const row = rows[0];
       if (!row || row.thread_found === 0) return { kind: 'thread_not_found' };
       if (row.run_id) return { kind: 'created', runId: row.run_id, createdAt: row.created_at, messageId: row.message_id };
@@ -298,7 +299,7 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
      */
     async claimStep(runId: string, stage: StageName, options: { onlyIfPending?: boolean } = {}): Promise<ClaimedStep | undefined> {
       // A worker may re-claim an `active` step (its job stalled and came back); a local settle may not.
-      const { rows } = await pool.query(CLAIM_STEP, [runId, stage, options.onlyIfPending === true]);
+      const { rows } = await pool.query({ name: 'honeyjar-claim-step', text: CLAIM_STEP, values: [runId, stage, options.onlyIfPending === true] });
       const row = rows[0];
       if (!row) return undefined;
       return {
@@ -330,13 +331,13 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
      * states of all the run's steps, which tell the driver what is ready next.
      */
     async completeStep(runId: string, stage: StageName, result: unknown): Promise<{ written: boolean; states: StepStates }> {
-      const { rows } = await pool.query(COMPLETE_STEP, [runId, stage, JSON.stringify(result)]);
+      const { rows } = await pool.query({ name: 'honeyjar-complete-step', text: COMPLETE_STEP, values: [runId, stage, JSON.stringify(result)] });
       return { written: rows[0]?.written === 1, states: rows[0]?.states ?? {} };
     },
 
     /** Records a failed attempt: `retrying` while attempts remain, else `failed` (with the run's step states). */
     async failAttempt(runId: string, stage: StageName, error: StepErrorInfo, final: boolean): Promise<{ written: boolean; states: StepStates | null }> {
-      const { rows } = await pool.query(FAIL_STEP, [runId, stage, JSON.stringify(error), final]);
+      const { rows } = await pool.query({ name: 'honeyjar-fail-step', text: FAIL_STEP, values: [runId, stage, JSON.stringify(error), final] });
       return { written: rows[0]?.written === 1, states: rows[0]?.states ?? null };
     },
 
@@ -346,7 +347,7 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
      * a run stores at most one reply. Undefined when the run was already finished (cancelled).
      */
     async completeWithReply(runId: string, stage: StageName, content: string, result: Record<string, unknown>): Promise<{ messageId: string } | undefined> {
-      const { rows } = await pool.query(COMPLETE_WITH_REPLY, [runId, stage, content, JSON.stringify(result)]);
+      const { rows } = await pool.query({ name: 'honeyjar-complete-with-reply', text: COMPLETE_WITH_REPLY, values: [runId, stage, content, JSON.stringify(result)] });
       const messageId: string | null = rows[0]?.message_id ?? null;
       return messageId ? { messageId } : undefined;
     },
@@ -369,12 +370,12 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
     },
 
     async hasEarlierOpenRun(threadId: string, messageSeq: number): Promise<boolean> {
-      const { rows } = await pool.query(EARLIER_OPEN_RUN, [threadId, messageSeq]);
+      const { rows } = await pool.query({ name: 'honeyjar-earlier-open-run', text: EARLIER_OPEN_RUN, values: [threadId, messageSeq] });
       return rows[0]?.waiting === true;
     },
 
     async nextOpenRun(threadId: string): Promise<{ id: string; orgId: string; driver: string } | undefined> {
-      const { rows } = await pool.query(NEXT_OPEN_RUN, [threadId]);
+      const { rows } = await pool.query({ name: 'honeyjar-next-open-run', text: NEXT_OPEN_RUN, values: [threadId] });
       return rows[0] ? { id: rows[0].id, orgId: rows[0].org_id, driver: rows[0].driver } : undefined;
     },
 
