@@ -1,4 +1,5 @@
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+import { Redis } from 'ioredis';
 import { buildApp } from '../../src/app.js';
 import { bootstrapOrganization } from '../../src/admin/bootstrap.js';
 import { loadConfig } from '../../src/config.js';
@@ -60,24 +61,28 @@ export async function createTestApp(env: Record<string, string> = {}, options: {
     async close() {
       await app.close();
       await queueSystem?.close(5_000);
-      await clearQueues(container).catch(() => undefined);
       await container.close();
+      // After everything is closed: closing queues still writes their metadata.
+      await clearQueues(container.config.redis.url, container.config.queue.prefix).catch(() => undefined);
       await database.drop();
     },
   };
 }
 
-/** Removes every Redis key of this test's queue prefix. */
-async function clearQueues(container: Container): Promise<void> {
-  const redis = container.redis;
-  if (redis.status !== 'ready') return;
-  const pattern = `${container.config.queue.prefix}:*`;
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-    cursor = next;
-    if (keys.length) await redis.del(...keys);
-  } while (cursor !== '0');
+/** Removes every Redis key of this test's queue prefix, on a connection of its own. */
+async function clearQueues(url: string, prefix: string): Promise<void> {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 1_000, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
 }
 
 /** Polls `check` until it returns a value (not undefined/false) or the deadline passes. */
