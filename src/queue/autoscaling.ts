@@ -1,3 +1,4 @@
+import { queueCounts } from './producer.js';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Job, Queue, Worker } from 'bullmq';
@@ -371,7 +372,7 @@ export async function readQueueStatus(deps: {
       const name = PIPELINE[stage].queue;
       const limiter = limiterOf(config, stage);
       const [counts, paused, ttl, workersSeen, globalConcurrency] = await Promise.all([
-        queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'paused', 'prioritized'),
+        queueCounts(queue),
         queue.isPaused(),
         queue.getRateLimitTtl(limiter?.max),
         queue.getWorkersCount(),
@@ -403,15 +404,7 @@ export async function readQueueStatus(deps: {
       return {
         name,
         stage,
-        counts: {
-          waiting: counts.waiting ?? 0,
-          active: counts.active ?? 0,
-          delayed: counts.delayed ?? 0,
-          failed: counts.failed ?? 0,
-          completed: counts.completed ?? 0,
-          paused: counts.paused ?? 0,
-          prioritized: counts.prioritized ?? 0,
-        },
+        counts,
         paused,
         concurrency: {
           current: sum((p) => p.current),

@@ -95,17 +95,7 @@ export function createProducer(options: { connection: Redis; prefix: string; log
     async counts() {
       const entries = await Promise.all(
         STAGE_ORDER.map(async (stage) => {
-          const c = await queues[stage].getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'paused', 'prioritized');
-          const counts: QueueCounts = {
-            waiting: c.waiting ?? 0,
-            active: c.active ?? 0,
-            delayed: c.delayed ?? 0,
-            completed: c.completed ?? 0,
-            failed: c.failed ?? 0,
-            paused: c.paused ?? 0,
-            prioritized: c.prioritized ?? 0,
-          };
-          return [PIPELINE[stage].queue, counts] as const;
+          return [PIPELINE[stage].queue, await queueCounts(queues[stage])] as const;
         }),
       );
       return Object.fromEntries(entries);
@@ -114,5 +104,19 @@ export function createProducer(options: { connection: Redis; prefix: string; log
     async close() {
       await Promise.all(Object.values(queues).map((queue) => queue.close()));
     },
+  };
+}
+
+/** A queue's job counts by state, every state present. */
+export async function queueCounts(queue: Queue): Promise<QueueCounts> {
+  const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'paused', 'prioritized');
+  return {
+    waiting: c.waiting ?? 0,
+    active: c.active ?? 0,
+    delayed: c.delayed ?? 0,
+    completed: c.completed ?? 0,
+    failed: c.failed ?? 0,
+    paused: c.paused ?? 0,
+    prioritized: c.prioritized ?? 0,
   };
 }

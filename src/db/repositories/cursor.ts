@@ -1,3 +1,13 @@
+import { and, eq, lt, or, type SQL } from 'drizzle-orm';
+import type { PgColumn } from 'drizzle-orm/pg-core';
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export class InvalidCursorError extends Error {}
+
 /** Opaque page cursors: base64url JSON, validated on the way back in. */
 export function encodeCursor(value: Record<string, string | number>): string {
   return Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -15,4 +25,27 @@ export function decodeCursor<T extends Record<string, string | number>>(
     // fall through
   }
   return 'invalid';
+}
+
+type NewestCursor = { t: string; id: string };
+const isNewestCursor = (v: Record<string, unknown>): v is NewestCursor => typeof v.t === 'string' && typeof v.id === 'string';
+
+/**
+ * Newest-first keyset paging over (created_at, id): the condition for the rows after `cursor`
+ * (undefined for the first page). Fetch `limit + 1` rows ordered by both columns descending and
+ * pass them to `newestFirstPage`.
+ */
+export function afterNewestCursor(createdAt: PgColumn, id: PgColumn, cursor: string | undefined): SQL | undefined {
+  const after = decodeCursor(cursor, isNewestCursor);
+  if (after === 'invalid') throw new InvalidCursorError();
+  if (!after) return undefined;
+  const at = new Date(after.t);
+  if (Number.isNaN(at.getTime())) throw new InvalidCursorError();
+  return or(lt(createdAt, at), and(eq(createdAt, at), lt(id, after.id)));
+}
+
+export function newestFirstPage<T extends { createdAt: Date; id: string }>(rows: T[], limit: number): Page<T> {
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  return { items, nextCursor: rows.length > limit && last ? encodeCursor({ t: last.createdAt.toISOString(), id: last.id }) : null };
 }

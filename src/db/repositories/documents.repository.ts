@@ -1,8 +1,7 @@
-import { and, desc, eq, lt, or, sql } from 'drizzle-orm';
+import { and, desc, eq, sql } from 'drizzle-orm';
 import type { Db } from '../client.js';
 import { documentChunks, documents } from '../schema.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
-import { InvalidCursorError, type Page } from './threads.repository.js';
+import { afterNewestCursor, newestFirstPage, type Page } from './cursor.js';
 import type { RagDocument } from '../../domain/stages/types.js';
 
 export interface DocumentSummary {
@@ -13,8 +12,6 @@ export interface DocumentSummary {
   chunks: number;
 }
 
-type DocCursor = { t: string; id: string };
-const isDocCursor = (v: Record<string, unknown>): v is DocCursor => typeof v.t === 'string' && typeof v.id === 'string';
 
 export function createDocumentsRepository(db: Db) {
   return {
@@ -34,9 +31,6 @@ export function createDocumentsRepository(db: Db) {
     },
 
     async list(orgId: string, limit: number, cursor?: string): Promise<Page<DocumentSummary>> {
-      const after = decodeCursor(cursor, isDocCursor);
-      if (after === 'invalid') throw new InvalidCursorError();
-      const afterDate = after ? new Date(after.t) : undefined;
       const rows = await db
         .select({
           id: documents.id,
@@ -46,22 +40,10 @@ export function createDocumentsRepository(db: Db) {
           chunks: sql<number>`(select count(*) from ${documentChunks} where ${documentChunks.documentId} = ${documents.id})`.mapWith(Number),
         })
         .from(documents)
-        .where(
-          and(
-            eq(documents.orgId, orgId),
-            after && afterDate
-              ? or(lt(documents.createdAt, afterDate), and(eq(documents.createdAt, afterDate), lt(documents.id, after.id)))
-              : undefined,
-          ),
-        )
+        .where(and(eq(documents.orgId, orgId), afterNewestCursor(documents.createdAt, documents.id, cursor)))
         .orderBy(desc(documents.createdAt), desc(documents.id))
         .limit(limit + 1);
-      const items = rows.slice(0, limit);
-      const last = items.at(-1);
-      return {
-        items,
-        nextCursor: rows.length > limit && last ? encodeCursor({ t: last.createdAt.toISOString(), id: last.id }) : null,
-      };
+      return newestFirstPage(rows, limit);
     },
 
     async get(orgId: string, id: string) {

@@ -1,13 +1,8 @@
-import { and, asc, desc, eq, gt, lt, or } from 'drizzle-orm';
+import { and, asc, desc, eq, gt } from 'drizzle-orm';
 import type pg from 'pg';
 import type { Db } from '../client.js';
 import { messages, threads } from '../schema.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
-
-export interface Page<T> {
-  items: T[];
-  nextCursor: string | null;
-}
+import { afterNewestCursor, decodeCursor, encodeCursor, InvalidCursorError, newestFirstPage, type Page } from './cursor.js';
 
 export interface ThreadRecord {
   id: string;
@@ -24,12 +19,9 @@ export interface MessageRecord {
   runId: string | null;
 }
 
-type ThreadCursor = { t: string; id: string };
-const isThreadCursor = (v: Record<string, unknown>): v is ThreadCursor => typeof v.t === 'string' && typeof v.id === 'string';
 type MessageCursor = { seq: number };
 const isMessageCursor = (v: Record<string, unknown>): v is MessageCursor => Number.isSafeInteger(v.seq);
 
-export class InvalidCursorError extends Error {}
 
 export function createThreadsRepository(db: Db, pool: pg.Pool) {
   return {
@@ -51,28 +43,13 @@ export function createThreadsRepository(db: Db, pool: pg.Pool) {
 
     /** Newest first. */
     async list(orgId: string, limit: number, cursor?: string): Promise<Page<ThreadRecord>> {
-      const after = decodeCursor(cursor, isThreadCursor);
-      if (after === 'invalid') throw new InvalidCursorError();
-      const afterDate = after ? new Date(after.t) : undefined;
       const rows = await db
         .select({ id: threads.id, title: threads.title, createdAt: threads.createdAt })
         .from(threads)
-        .where(
-          and(
-            eq(threads.orgId, orgId),
-            after && afterDate
-              ? or(lt(threads.createdAt, afterDate), and(eq(threads.createdAt, afterDate), lt(threads.id, after.id)))
-              : undefined,
-          ),
-        )
+        .where(and(eq(threads.orgId, orgId), afterNewestCursor(threads.createdAt, threads.id, cursor)))
         .orderBy(desc(threads.createdAt), desc(threads.id))
         .limit(limit + 1);
-      const items = rows.slice(0, limit);
-      const last = items.at(-1);
-      return {
-        items,
-        nextCursor: rows.length > limit && last ? encodeCursor({ t: last.createdAt.toISOString(), id: last.id }) : null,
-      };
+      return newestFirstPage(rows, limit);
     },
 
     /** Oldest first. */

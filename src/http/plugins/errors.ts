@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { AppError } from '../../domain/errors.js';
-import { InvalidCursorError } from '../../db/repositories/threads.repository.js';
+import { InvalidCursorError } from '../../db/repositories/cursor.js';
 
 export interface ErrorBody {
   error: { code: string; message: string };
