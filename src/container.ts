@@ -48,7 +48,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     failedJobs: createFailedJobsRepository(database.pool),
   };
   const stages = createStageServices(config, repositories, monitoring);
-  const runner = createStageRunner({ runs: repositories.runs, threads: repositories.threads, stages });
+  const runner = createStageRunner({ runs: repositories.runs, stages });
   const inline = createInlineDriver(runner, repositories.runs);
   // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
   const redis = createRedisConnection(config.redis.url, 'producer', logger);

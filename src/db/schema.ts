@@ -85,9 +85,14 @@ export const runs = pgTable(
   'runs',
   {
     id: uuid('id').primaryKey().defaultRandom(),
-    orgId: uuid('org_id').notNull().references(() => organizations.id, { onDelete: 'cascade' }),
+    // No foreign keys to the organization and user rows: every accept would lock the same shared
+    // rows. The accept statement writes a run only for a thread of the caller's organization.
+    orgId: uuid('org_id').notNull(),
     threadId: uuid('thread_id').notNull().references(() => threads.id, { onDelete: 'cascade' }),
-    userId: uuid('user_id').references(() => users.id, { onDelete: 'set null' }),
+    userId: uuid('user_id'),
+    /** The user message this run answers, and its place in the total order of messages. */
+    messageId: uuid('message_id').notNull(),
+    seq: bigint('seq', { mode: 'number' }).notNull(),
     status: runStatus('status').notNull().default('processing'),
     /** blocking, queued or comprehensive: which endpoint accepted it. */
     source: text('source').notNull(),
@@ -107,9 +112,9 @@ export const runs = pgTable(
   },
   (t) => [
     index('runs_org_created_idx').on(t.orgId, t.createdAt),
-    index('runs_thread_idx').on(t.threadId, t.createdAt),
-    index('runs_unfinished_idx').on(t.createdAt).where(sql`${t.finishedAt} is null`),
-    uniqueIndex('runs_idempotency_key').on(t.orgId, t.idempotencyKey),
+    // The open runs of a thread in message order: whose reply is next. Only open runs are in it.
+    index('runs_open_thread_idx').on(t.threadId, t.seq).where(sql`${t.finishedAt} is null`),
+    uniqueIndex('runs_idempotency_key').on(t.orgId, t.idempotencyKey).where(sql`${t.idempotencyKey} is not null`),
   ],
 );
 
@@ -119,24 +124,28 @@ export const messages = pgTable(
     id: uuid('id').primaryKey().defaultRandom(),
     /** Total order of messages, used for history and cursors (timestamps can tie). */
     seq: bigint('seq', { mode: 'number' }).generatedAlwaysAsIdentity().notNull(),
-    orgId: uuid('org_id').notNull().references(() => organizations.id, { onDelete: 'cascade' }),
+    orgId: uuid('org_id').notNull(),
     threadId: uuid('thread_id').notNull().references(() => threads.id, { onDelete: 'cascade' }),
-    runId: uuid('run_id').references(() => runs.id, { onDelete: 'set null' }),
+    /** The run a message belongs to: the run it started (user) or the run's reply (assistant). */
+    runId: uuid('run_id'),
     role: messageRole('role').notNull(),
     content: text('content').notNull(),
     createdAt: createdAt(),
   },
   (t) => [
     index('messages_thread_seq_idx').on(t.threadId, t.seq),
-    // A run has one user message and produces at most one reply, whatever retries happen.
-    uniqueIndex('messages_one_per_run_role').on(t.runId, t.role).where(sql`${t.runId} is not null`),
+    // A run produces at most one reply, whatever retries happen. (Its user message is found
+    // through runs.message_id.)
+    uniqueIndex('messages_one_reply_per_run').on(t.runId).where(sql`${t.role} = 'assistant' and ${t.runId} is not null`),
   ],
 );
 
 export const runSteps = pgTable(
   'run_steps',
   {
-    runId: uuid('run_id').notNull().references(() => runs.id, { onDelete: 'cascade' }),
+    // A step's row is written when the step is first claimed (the claim reads the run row); until
+    // then runs.step_states alone says it is pending.
+    runId: uuid('run_id').notNull(),
     stage: text('stage').notNull(),
     orgId: uuid('org_id').notNull(),
     /** Globally unique job id: `<runId>.<stage>`. */
@@ -153,7 +162,6 @@ export const runSteps = pgTable(
   },
   (t) => [
     primaryKey({ columns: [t.runId, t.stage] }),
-    uniqueIndex('run_steps_job_id_key').on(t.jobId),
     // Windowed statistics (alerts, metrics) read the steps finished in the last minutes.
     index('run_steps_finished_idx').on(t.finishedAt),
   ],

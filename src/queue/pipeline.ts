@@ -6,8 +6,11 @@ import type { StageName } from '../domain/stages/types.js';
 export interface StageJobData {
   runId: string;
   orgId: string;
-  /** Set on a run's entry job: the worker enqueues the run's other ready stages first. */
-  fanout?: boolean;
+  /**
+   * Set on a run's entry job: the other stages its worker enqueues first (the run's other root
+   * stages). `true`, from earlier versions, means: those the run's step states say are ready.
+   */
+  fanout?: StageName[] | true;
 }
 
 export const QUEUE_NAMES: readonly string[] = STAGE_ORDER.map((stage) => PIPELINE[stage].queue);

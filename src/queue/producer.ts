@@ -30,7 +30,7 @@ export function createProducer(options: { connection: Redis; prefix: string; log
     async enqueue(runId, orgId, stages, opts = {}) {
       await Promise.all(
         stages.map((stage) =>
-          queues[stage].add(stage, { runId, orgId, ...(opts.fanout ? { fanout: true } : {}) }, jobOptions(runId, stage)),
+          queues[stage].add(stage, { runId, orgId, ...(opts.fanout?.length ? { fanout: [...opts.fanout] } : {}) }, jobOptions(runId, stage)),
         ),
       );
     },

@@ -77,10 +77,18 @@ export function createProgression(deps: { runs: RunsRepository; queue: JobQueue;
     else await advance(runId, orgId);
   }
 
+  /**
+   * A run of the thread finished: the next one's reply may go. Only its LLM step waits for its
+   * turn (its other steps were enqueued when they became ready). A run driven in-process
+   * (degraded mode) waits for its turn by itself.
+   */
   async function afterRunFinished(threadId: string): Promise<void> {
     const next = await runs.nextOpenRun(threadId);
-    // A run driven in-process (degraded mode) waits for its turn by itself.
-    if (next?.driver === 'queue') await advance(next.id, next.orgId);
+    if (next?.driver === 'queue' && readyStages(next.states).includes('openai')) await queue.enqueue(next.id, next.orgId, ['openai']);
+  }
+
+  async function enqueue(runId: string, orgId: string, stages: readonly StageName[]): Promise<void> {
+    if (stages.length > 0) await queue.enqueue(runId, orgId, stages);
   }
 
   /** After a step failed for good: the run either ended (LLM failed) or goes on without it. */
@@ -99,7 +107,7 @@ export function createProgression(deps: { runs: RunsRepository; queue: JobQueue;
     return 'stage failed for good; the run goes on without it';
   }
 
-  return { advance, resume, afterRunFinished, afterFailure };
+  return { advance, enqueue, resume, afterRunFinished, afterFailure };
 }
 
 export type Progression = ReturnType<typeof createProgression>;

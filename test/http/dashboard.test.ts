@@ -27,8 +27,8 @@ async function memberOf(org: Tenant, email: string): Promise<Tenant> {
 async function failedStep(org: Tenant, stage: string, queue: string, error: { code: string; message: string }, finishedSecondsAgo = 0) {
   const thread = (await t.as(org, { method: 'POST', url: '/api/v1/chat/threads', payload: { title: 'failing' } })).json();
   const { rows } = await t.database.pool.query(
-    `insert into runs (org_id, thread_id, user_id, status, source, driver, finished_at)
-     values ($1, $2, $3, 'failed', 'queued', 'queue', now()) returning id`,
+    `insert into runs (org_id, thread_id, user_id, status, source, driver, finished_at, message_id, seq)
+     values ($1, $2, $3, 'failed', 'queued', 'queue', now(), gen_random_uuid(), nextval('messages_seq_seq')) returning id`,
     [org.orgId, thread.id, org.userId],
   );
   const runId = rows[0].id as string;

@@ -5,7 +5,8 @@ import type { StageName } from '../../domain/stages/types.js';
 
 /*
  * Operational figures from the system of record, always for one organization. The time range
- * selects runs by created_at (the runs_org_created_idx index), and their steps by primary key;
+ * selects runs by created_at (the runs_org_created_idx index), and their steps by primary key (a
+ * step not claimed yet is known only from the run's step_states);
  * nothing here reads message content.
  */
 
@@ -17,10 +18,13 @@ const RANGE = `r.org_id = $1 and r.created_at >= now() - make_interval(mins => $
 const STAGES = `
 with edges(stage, dep) as (select * from unnest($3::text[], $4::text[])),
 s as (
-  select st.stage, st.status, st.attempts, st.started_at, st.finished_at,
-         greatest(st.created_at, (select max(d.finished_at) from run_steps d join edges e on e.dep = d.stage
-                                   where d.run_id = st.run_id and e.stage = st.stage)) as ready_at
-    from runs r join run_steps st on st.run_id = r.id
+  select ss.stage, coalesce(st.status::text, ss.state) as status, coalesce(st.attempts, 0) as attempts,
+         st.started_at, st.finished_at,
+         greatest(r.created_at, (select max(d.finished_at) from run_steps d join edges e on e.dep = d.stage
+                                  where d.run_id = r.id and e.stage = ss.stage)) as ready_at
+    from runs r
+   cross join lateral jsonb_each_text(r.step_states) as ss(stage, state)
+    left join run_steps st on st.run_id = r.id and st.stage = ss.stage
    where ${RANGE}
 )
 select stage,

@@ -1,7 +1,9 @@
-import { and, asc, eq, inArray, notInArray } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import type pg from 'pg';
 import type { Db } from '../client.js';
-import { messages, runSteps, runs, type RunOptions, type StepErrorInfo } from '../schema.js';
+import { messages, runs, type RunOptions, type StepErrorInfo } from '../schema.js';
+import { PIPELINE, STAGE_ORDER, jobIdFor, parseJobId } from '../../domain/pipeline.js';
+import { historySql } from './threads.repository.js';
 import type { StageName } from '../../domain/stages/types.js';
 
 export type RunStatus = 'processing' | 'partial' | 'completed' | 'failed' | 'cancelled';
@@ -51,7 +53,8 @@ export interface NewRun {
   content: string;
   options?: RunOptions;
   idempotencyKey?: string;
-  steps: Array<{ stage: StageName; jobId: string; queue: string; maxAttempts: number }>;
+  /** The stages the run includes; their steps start pending. */
+  stages: StageName[];
 }
 
 export type CreateRunOutcome =
@@ -72,27 +75,13 @@ export interface ClaimedStep {
   messageId: string;
   messageSeq: number;
   content: string;
-  /** Results of the run's completed steps, by stage. */
+  /** Results of the completed steps this one depends on, by stage. */
   results: Partial<Record<StageName, unknown>>;
+  /** When this attempt started; set for a loaded (not claimed) step, whose completion records it. */
+  loadedAt?: Date;
+  /** The thread's earlier turns, oldest first (the LLM step only). */
+  history?: Array<{ role: 'user' | 'assistant'; content: string }>;
 }
-
-const TERMINAL_STEP: StepStatus[] = ['completed', 'failed', 'cancelled'];
-const FINAL_RUN: RunStatus[] = ['completed', 'failed', 'cancelled'];
-
-const stepColumns = {
-  runId: runSteps.runId,
-  stage: runSteps.stage,
-  jobId: runSteps.jobId,
-  queue: runSteps.queue,
-  status: runSteps.status,
-  attempts: runSteps.attempts,
-  maxAttempts: runSteps.maxAttempts,
-  result: runSteps.result,
-  error: runSteps.error,
-  createdAt: runSteps.createdAt,
-  startedAt: runSteps.startedAt,
-  finishedAt: runSteps.finishedAt,
-};
 
 /*
  * The statements on the hot path (accepting a message, claiming and completing a step, storing
@@ -100,62 +89,113 @@ const stepColumns = {
  * safe to repeat. They are named, so each connection parses and plans them once. The rest goes
  * through Drizzle's query builder.
  */
+const TERMINAL_SQL = `('completed', 'failed', 'cancelled')`;
+
+/** Makes the statement's own transaction commit without waiting for its WAL flush. */
+const RELAXED_COMMIT = `select set_config('synchronous_commit', 'off', true) as relaxed`;
+
+/*
+ * Accepting a message writes two rows: the run (with every included step as `pending` in
+ * step_states) and its user message, which share one seq. Step rows come later, at claim time.
+ */
 const CREATE_RUN = `
 with t as (select id from threads where id = $2 and org_id = $3),
+n as (select nextval('messages_seq_seq') as seq, gen_random_uuid() as message_id from t),
 r as (
-  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, step_states)
+  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, step_states, message_id, seq)
   select $1, $3, t.id, $4, $5, $6, $7::jsonb, $8,
-         (select coalesce(jsonb_object_agg(stage, 'pending'), '{}'::jsonb) from unnest($10::text[]) as stage)
-    from t
-  on conflict (org_id, idempotency_key) do nothing
-  returning id, created_at
+         (select coalesce(jsonb_object_agg(stage, 'pending'), '{}'::jsonb) from unnest($10::text[]) as stage),
+         n.message_id, n.seq
+    from t, n
+  on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
+  returning id, created_at, message_id, seq
 ),
 m as (
-  insert into messages (org_id, thread_id, run_id, role, content)
-  select $3, $2, r.id, 'user', $9 from r
+  insert into messages (id, seq, org_id, thread_id, run_id, role, content, created_at)
+  overriding system value
+  select r.message_id, r.seq, $3, $2, r.id, 'user', $9, r.created_at from r
   returning id
-),
-s as (
-  insert into run_steps (run_id, org_id, stage, job_id, queue, max_attempts)
-  select r.id, $3, x.stage, x.job_id, x.queue, x.max_attempts
-  from r, unnest($10::text[], $11::text[], $12::text[], $13::int[]) as x(stage, job_id, queue, max_attempts)
-  returning 1
 )
 select (select count(*) from t)::int as thread_found,
        (select id from r) as run_id,
        (select created_at from r) as created_at,
        (select id from m) as message_id,
-       (select count(*) from s)::int as steps,
        (case when $8::text is null then null
              else (select id from runs where org_id = $3 and idempotency_key = $8) end) as existing_run_id`;
 
-const CLAIM_STEP = `
-with s as (
-  update run_steps
-     set status = 'active', attempts = attempts + 1, started_at = coalesce(started_at, now())
-   where run_id = $1 and stage = $2 and status not in ('completed', 'failed', 'cancelled')
-     and ($3::boolean is not true or status = 'pending')
-     and exists (select 1 from runs where id = $1 and finished_at is null)
-  returning attempts, max_attempts
-)
-select s.attempts, s.max_attempts, r.org_id, r.thread_id, r.options,
-       m.id as message_id, m.seq as message_seq, m.content,
-       (select coalesce(jsonb_object_agg(st.stage, st.result) filter (where st.status = 'completed'), '{}'::jsonb)
-          from run_steps st where st.run_id = $1) as results
-  from s, runs r
-  join messages m on m.run_id = r.id and m.role = 'user'
- where r.id = $1`;
+/**
+ * The run of a step that may run now: the run is open, the step is one of its steps and not
+ * finished, and (a guard against a completion that was lost) every stage it depends on ($3) has.
+ */
+const STEP_RUN = `
+  select r.id, r.org_id, r.thread_id, r.options, r.message_id, r.seq, r.created_at
+    from runs r
+   where r.id = $1 and r.finished_at is null
+     and r.step_states ->> $2::text not in ${TERMINAL_SQL}
+     and not exists (select 1 from unnest($3::text[]) as d(stage)
+                      where r.step_states ? d.stage and r.step_states ->> d.stage not in ${TERMINAL_SQL})`;
+
+/** The completed results of the stages a step depends on ($3), by stage. */
+const DEPENDENCY_RESULTS = `
+  (case when cardinality($3::text[]) = 0 then '{}'::jsonb
+        else (select coalesce(jsonb_object_agg(d.stage, d.result) filter (where d.status = 'completed'), '{}'::jsonb)
+                from run_steps d where d.run_id = $1 and d.stage = any($3::text[])) end)`;
+
+/** What a local stage needs, read without writing: its step is written once, when it ends. */
+const LOAD_STEP = `
+with run as (${STEP_RUN})
+select coalesce(st.attempts, 0) + 1 as attempts, run.org_id, run.thread_id, run.options,
+       m.id as message_id, run.seq as message_seq, m.content, ${DEPENDENCY_RESULTS} as results, null::jsonb as history
+  from run
+  join messages m on m.id = run.message_id
+  left join run_steps st on st.run_id = run.id and st.stage = $2
+ where st.status is null or st.status not in ${TERMINAL_SQL}`;
 
 /*
- * Updating the run row serialises concurrent completions of the same run: the second waits for
- * the first and then sees its step_states, so exactly the last completion finds the next stage
- * ready, never neither.
+ * Claims an attempt of a step that calls out: writes its row on the first claim, counts the
+ * attempt on later ones ($5: only if never claimed). Loads what the stage needs in the same
+ * statement, with the thread's history when $8 > 0. Relaxed commit: a lost claim is redone.
+ */
+const CLAIM_STEP = `
+with c as (${RELAXED_COMMIT}),
+run as (${STEP_RUN}),
+s as (
+  insert into run_steps as st (run_id, org_id, stage, job_id, queue, max_attempts, status, attempts, created_at, started_at)
+  select run.id, run.org_id, $2, $4, $6, $7, 'active', 1, run.created_at, now() from run, c where c.relaxed is not null
+  on conflict (run_id, stage) do update
+     set status = 'active', attempts = st.attempts + 1, started_at = coalesce(st.started_at, now())
+   where st.status not in ${TERMINAL_SQL} and ($5::boolean is not true or st.status = 'pending')
+  returning st.attempts
+)
+select s.attempts, run.org_id, run.thread_id, run.options,
+       m.id as message_id, run.seq as message_seq, m.content, ${DEPENDENCY_RESULTS} as results,
+       (case when $8::int > 0 then (
+          select coalesce(jsonb_agg(jsonb_build_object('role', h.role, 'content', h.content) order by h.turn, (h.role = 'assistant')), '[]'::jsonb)
+            from (${historySql('run.thread_id', 'run.seq', '$8::int')}) h) end) as history
+  from s, run
+  join messages m on m.id = run.message_id`;
+
+/*
+ * Stores a step's result once: the step's row is written (a local stage's first write) or
+ * updated, and the run's step_states with it. Updating the run row serialises concurrent
+ * completions of the same run: the second waits for the first and then sees its step_states, so
+ * exactly the last completion finds the next stage ready, never neither. $7: when a loaded
+ * (unclaimed) attempt started, which counts it. Relaxed commit: a step's result can be computed
+ * again, and the reply's (synchronous) commit flushes every earlier one.
  */
 const COMPLETE_STEP = `
-with s as (
-  update run_steps set status = 'completed', result = $3::jsonb, error = null, finished_at = now()
-   where run_id = $1 and stage = $2 and status not in ('completed', 'failed', 'cancelled')
-  returning stage
+with c as (${RELAXED_COMMIT}),
+s as (
+  insert into run_steps as st (run_id, org_id, stage, job_id, queue, max_attempts, status, attempts, result, created_at, started_at, finished_at)
+  select r.id, r.org_id, $2, $4, $5, $6, 'completed', 1, $3::jsonb, r.created_at, coalesce($7::timestamptz, now()), now()
+    from runs r, c
+   where r.id = $1 and r.finished_at is null and c.relaxed is not null
+  on conflict (run_id, stage) do update
+     set status = 'completed', result = excluded.result, error = null, finished_at = now(),
+         attempts = case when $7::timestamptz is null then st.attempts else st.attempts + 1 end,
+         started_at = coalesce(st.started_at, excluded.started_at)
+   where st.status not in ${TERMINAL_SQL}
+  returning st.stage
 ),
 r as (
   update runs
@@ -166,13 +206,21 @@ r as (
 )
 select (select count(*) from s)::int as written, (select step_states from r) as states`;
 
+/** A failed attempt; the step's row is written if the attempt failed before its claim did. */
 const FAIL_STEP = `
 with s as (
-  update run_steps
-     set status = (case when $4 then 'failed' else 'retrying' end)::step_status, error = $3::jsonb,
-         finished_at = case when $4 then now() else finished_at end
-   where run_id = $1 and stage = $2 and status not in ('completed', 'failed', 'cancelled')
-  returning stage
+  insert into run_steps as st (run_id, org_id, stage, job_id, queue, max_attempts, status, attempts, error, created_at, finished_at)
+  select r.id, r.org_id, $2, $5, $6, $7, (case when $4 then 'failed' else 'retrying' end)::step_status, 1, $3::jsonb,
+         r.created_at, case when $4 then now() end
+    from runs r
+   where r.id = $1 and r.finished_at is null and r.step_states ? $2::text
+  on conflict (run_id, stage) do update
+     set status = excluded.status, error = excluded.error,
+         finished_at = case when $4 then now() else st.finished_at end,
+         -- A claimed attempt was counted by its claim; a loaded one (a local stage) is counted here.
+         attempts = case when $8 then st.attempts + 1 else st.attempts end
+   where st.status not in ${TERMINAL_SQL}
+  returning st.stage
 ),
 r as (
   update runs set step_states = step_states || jsonb_build_object($2::text, 'failed')
@@ -183,8 +231,9 @@ select (select count(*) from s)::int as written, (select step_states from r) as 
 
 const COMPLETE_WITH_REPLY = `
 with r as (
-  update runs set status = 'completed', finished_at = now(), error = null
-   where id = $1 and status not in ('completed', 'failed', 'cancelled')
+  update runs set status = 'completed', finished_at = now(), error = null,
+                  step_states = step_states || jsonb_build_object($2::text, 'completed')
+   where id = $1 and status not in ${TERMINAL_SQL}
   returning id, org_id, thread_id
 ),
 m as (
@@ -202,20 +251,112 @@ s as (
 )
 select (select id from m) as message_id`;
 
+/** Ends an open run as failed or cancelled; its open steps (claimed or not) are cancelled with it. */
+const FINISH_RUN = `
+with r as (
+  update runs
+     set status = $2::run_status, finished_at = now(), error = $3::jsonb,
+         step_states = (select coalesce(jsonb_object_agg(k, case when v in ${TERMINAL_SQL} then v else 'cancelled' end), '{}'::jsonb)
+                          from jsonb_each_text(step_states) as e(k, v))
+   where id = $1 and status not in ${TERMINAL_SQL}
+  returning id
+),
+s as (
+  update run_steps set status = 'cancelled', finished_at = now()
+   where run_id = (select id from r) and status not in ${TERMINAL_SQL}
+  returning 1
+)
+select (select count(*) from r)::int as finished`;
+
+/** A run with its step rows (those claimed so far), for the views that list every step. */
+const RUN_STEPS = `
+select r.id as run_id, r.created_at as run_created_at, r.step_states,
+       st.stage, st.job_id, st.queue, st.status, st.attempts, st.max_attempts, st.result, st.error,
+       st.created_at, st.started_at, st.finished_at
+  from runs r
+  left join run_steps st on st.run_id = r.id
+ where r.id = any($1::uuid[]) and ($2::uuid is null or r.org_id = $2)`;
+
 /** Whether a run earlier in the same thread (by message order) is still open. */
 const EARLIER_OPEN_RUN = `
-select exists (
-  select 1 from runs r join messages m on m.run_id = r.id and m.role = 'user'
-   where r.thread_id = $1 and r.finished_at is null and m.seq < $2
-) as waiting`;
+select exists (select 1 from runs where thread_id = $1 and finished_at is null and seq < $2) as waiting`;
 
 /** The oldest open run of a thread, which is the one whose reply may be produced next. */
 const NEXT_OPEN_RUN = `
-select r.id, r.org_id, r.driver from runs r join messages m on m.run_id = r.id and m.role = 'user'
- where r.thread_id = $1 and r.finished_at is null
- order by m.seq limit 1`;
+select id, org_id, driver, step_states from runs where thread_id = $1 and finished_at is null order by seq limit 1`;
+
+function toClaimedStep(runId: string, stage: StageName, row: Record<string, any>): ClaimedStep {
+  return {
+    runId,
+    stage,
+    attempts: row.attempts,
+    maxAttempts: PIPELINE[stage].attempts,
+    orgId: row.org_id,
+    threadId: row.thread_id,
+    options: row.options,
+    messageId: row.message_id,
+    messageSeq: Number(row.message_seq),
+    content: row.content,
+    results: row.results,
+    ...(row.history ? { history: row.history } : {}),
+  };
+}
 
 export function createRunsRepository(db: Db, pool: pg.Pool) {
+  /**
+   * The steps of the given runs (of one organization, unless null): a claimed step from its row,
+   * one not claimed yet from the run's step_states, with the job id, queue and attempts it will have.
+   */
+  async function stepsOf(runIds: string[], orgId: string | null): Promise<Map<string, StepRecord[]>> {
+    const { rows } = await pool.query({ name: 'honeyjar-run-steps', text: RUN_STEPS, values: [runIds, orgId] });
+    const byRun = new Map<string, { createdAt: Date; states: StepStates; rows: Map<string, StepRecord> }>();
+    for (const row of rows) {
+      let run = byRun.get(row.run_id);
+      if (!run) {
+        run = { createdAt: row.run_created_at, states: row.step_states, rows: new Map() };
+        byRun.set(row.run_id, run);
+      }
+      if (row.stage) {
+        run.rows.set(row.stage, {
+          runId: row.run_id,
+          stage: row.stage,
+          jobId: row.job_id,
+          queue: row.queue,
+          status: row.status,
+          attempts: row.attempts,
+          maxAttempts: row.max_attempts,
+          result: row.result,
+          error: row.error,
+          createdAt: row.created_at,
+          startedAt: row.started_at,
+          finishedAt: row.finished_at,
+        });
+      }
+    }
+    const result = new Map<string, StepRecord[]>();
+    for (const [runId, run] of byRun) {
+      const steps = STAGE_ORDER.filter((stage) => run.states[stage] !== undefined).map(
+        (stage): StepRecord =>
+          run.rows.get(stage) ?? {
+            runId,
+            stage,
+            jobId: jobIdFor(runId, stage),
+            queue: PIPELINE[stage].queue,
+            status: run.states[stage]!,
+            attempts: 0,
+            maxAttempts: PIPELINE[stage].attempts,
+            result: null,
+            error: null,
+            createdAt: run.createdAt,
+            startedAt: null,
+            finishedAt: null,
+          },
+      );
+      result.set(runId, steps);
+    }
+    return result;
+  }
+
   return {
     /**
      * The run, its user message and its steps in one statement — only if the thread belongs to
@@ -232,10 +373,7 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
         JSON.stringify(input.options ?? {}),
         input.idempotencyKey ?? null,
         input.content,
-        input.steps.map((s) => s.stage),
-        input.steps.map((s) => s.jobId),
-        input.steps.map((s) => s.queue),
-        input.steps.map((s) => s.maxAttempts),
+        input.stages,
       ] });
       const row = rows[0];
       if (!row || row.thread_found === 0) return { kind: 'thread_not_found' };
@@ -263,26 +401,34 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
       return row as RunRecord | undefined;
     },
 
+    /** Every step of the run, claimed or not, in pipeline order. */
     async steps(runId: string): Promise<StepRecord[]> {
-      const rows = await db.select(stepColumns).from(runSteps).where(eq(runSteps.runId, runId)).orderBy(asc(runSteps.createdAt));
-      return rows as StepRecord[];
+      return (await stepsOf([runId], null)).get(runId) ?? [];
     },
 
+    /** Steps by job id (`<runId>.<stage>`), only of the organization's runs; unknown ids are left out. */
     async stepsByJobIds(orgId: string, jobIds: string[]): Promise<StepRecord[]> {
-      if (jobIds.length === 0) return [];
-      const rows = await db
-        .select(stepColumns)
-        .from(runSteps)
-        .where(and(eq(runSteps.orgId, orgId), inArray(runSteps.jobId, jobIds)));
-      return rows as StepRecord[];
+      const wanted = new Map<string, Set<string>>();
+      for (const jobId of jobIds) {
+        const parsed = parseJobId(jobId);
+        if (!parsed) continue;
+        const stages = wanted.get(parsed.runId) ?? new Set<string>();
+        stages.add(parsed.stage);
+        wanted.set(parsed.runId, stages);
+      }
+      if (wanted.size === 0) return [];
+      const byRun = await stepsOf([...wanted.keys()], orgId);
+      return [...byRun.values()].flat().filter((step) => wanted.get(step.runId)?.has(step.stage));
     },
 
     async userMessage(runId: string): Promise<{ id: string; seq: number; content: string; threadId: string } | undefined> {
-      const [row] = await db
-        .select({ id: messages.id, seq: messages.seq, content: messages.content, threadId: messages.threadId })
-        .from(messages)
-        .where(and(eq(messages.runId, runId), eq(messages.role, 'user')));
-      return row;
+      const { rows } = await pool.query({
+        name: 'honeyjar-user-message',
+        text: `select m.id, r.seq, m.content, r.thread_id from runs r join messages m on m.id = r.message_id where r.id = $1`,
+        values: [runId],
+      });
+      const row = rows[0];
+      return row ? { id: row.id, seq: Number(row.seq), content: row.content, threadId: row.thread_id } : undefined;
     },
 
     async assistantMessage(runId: string): Promise<{ id: string; content: string } | undefined> {
@@ -294,50 +440,53 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
     },
 
     /**
-     * Claims an attempt of a step and loads what the stage needs. Undefined when the step or its
-     * run is already finished, so a re-delivered job does nothing twice.
+     * Loads what a local stage needs, writing nothing. Undefined when the step, its run or (lost
+     * completion) a stage it depends on is not in a state to run it, so a re-delivered job does
+     * nothing twice.
      */
-    async claimStep(runId: string, stage: StageName, options: { onlyIfPending?: boolean } = {}): Promise<ClaimedStep | undefined> {
-      // A worker may re-claim an `active` step (its job stalled and came back); a local settle may not.
-      const { rows } = await pool.query({ name: 'honeyjar-claim-step', text: CLAIM_STEP, values: [runId, stage, options.onlyIfPending === true] });
-      const row = rows[0];
-      if (!row) return undefined;
-      return {
-        runId,
-        stage,
-        attempts: row.attempts,
-        maxAttempts: row.max_attempts,
-        orgId: row.org_id,
-        threadId: row.thread_id,
-        options: row.options,
-        messageId: row.message_id,
-        messageSeq: Number(row.message_seq),
-        content: row.content,
-        results: row.results,
-      };
+    async loadStep(runId: string, stage: StageName): Promise<ClaimedStep | undefined> {
+      const loadedAt = new Date();
+      const { rows } = await pool.query({ name: 'honeyjar-load-step', text: LOAD_STEP, values: [runId, stage, PIPELINE[stage].dependsOn] });
+      return rows[0] ? { ...toClaimedStep(runId, stage, rows[0]), loadedAt } : undefined;
     },
 
-    /** Undoes a claim that turned out not to be this caller's to run (see executeIfLocal). */
-    async releaseClaim(runId: string, stage: StageName): Promise<void> {
-      await pool.query(
-        `update run_steps set status = 'pending', attempts = greatest(attempts - 1, 0)
-          where run_id = $1 and stage = $2 and status = 'active'`,
-        [runId, stage],
-      );
+    /**
+     * Claims an attempt of a step that calls out, and loads what it needs (with the thread's last
+     * `historyTurns` turns). Undefined as for loadStep; with `onlyIfPending`, also when it was claimed before.
+     */
+    async claimStep(runId: string, stage: StageName, options: { onlyIfPending?: boolean; historyTurns?: number } = {}): Promise<ClaimedStep | undefined> {
+      const definition = PIPELINE[stage];
+      const { rows } = await pool.query({
+        name: 'honeyjar-claim-step',
+        text: CLAIM_STEP,
+        values: [runId, stage, definition.dependsOn, jobIdFor(runId, stage), options.onlyIfPending === true, definition.queue, definition.attempts, options.historyTurns ?? 0],
+      });
+      return rows[0] ? toClaimedStep(runId, stage, rows[0]) : undefined;
     },
 
     /**
      * Stores a step's result once (the run becomes `partial` with its first one) and answers the
-     * states of all the run's steps, which tell the driver what is ready next.
+     * states of all the run's steps, which tell the driver what is ready next. `loadedAt`: the
+     * start of a loaded attempt (see loadStep), counted here.
      */
-    async completeStep(runId: string, stage: StageName, result: unknown): Promise<{ written: boolean; states: StepStates }> {
-      const { rows } = await pool.query({ name: 'honeyjar-complete-step', text: COMPLETE_STEP, values: [runId, stage, JSON.stringify(result)] });
+    async completeStep(runId: string, stage: StageName, result: unknown, loadedAt?: Date): Promise<{ written: boolean; states: StepStates }> {
+      const definition = PIPELINE[stage];
+      const { rows } = await pool.query({
+        name: 'honeyjar-complete-step',
+        text: COMPLETE_STEP,
+        values: [runId, stage, JSON.stringify(result), jobIdFor(runId, stage), definition.queue, definition.attempts, loadedAt ?? null],
+      });
       return { written: rows[0]?.written === 1, states: rows[0]?.states ?? {} };
     },
 
     /** Records a failed attempt: `retrying` while attempts remain, else `failed` (with the run's step states). */
     async failAttempt(runId: string, stage: StageName, error: StepErrorInfo, final: boolean): Promise<{ written: boolean; states: StepStates | null }> {
-      const { rows } = await pool.query({ name: 'honeyjar-fail-step', text: FAIL_STEP, values: [runId, stage, JSON.stringify(error), final] });
+      const definition = PIPELINE[stage];
+      const { rows } = await pool.query({
+        name: 'honeyjar-fail-step',
+        text: FAIL_STEP,
+        values: [runId, stage, JSON.stringify(error), final, jobIdFor(runId, stage), definition.queue, definition.attempts, !definition.callsOut],
+      });
       return { written: rows[0]?.written === 1, states: rows[0]?.states ?? null };
     },
 
@@ -354,19 +503,8 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
 
     /** Ends an open run as failed or cancelled; its open steps are cancelled with it. */
     async finish(runId: string, status: 'failed' | 'cancelled', error?: StepErrorInfo): Promise<boolean> {
-      return db.transaction(async (tx) => {
-        const rows = await tx
-          .update(runs)
-          .set({ status, finishedAt: new Date(), error: error ?? null })
-          .where(and(eq(runs.id, runId), notInArray(runs.status, FINAL_RUN)))
-          .returning({ id: runs.id });
-        if (rows.length === 0) return false;
-        await tx
-          .update(runSteps)
-          .set({ status: 'cancelled', finishedAt: new Date() })
-          .where(and(eq(runSteps.runId, runId), notInArray(runSteps.status, TERMINAL_STEP)));
-        return true;
-      });
+      const { rows } = await pool.query({ name: 'honeyjar-finish-run', text: FINISH_RUN, values: [runId, status, error ? JSON.stringify(error) : null] });
+      return rows[0]?.finished === 1;
     },
 
     async hasEarlierOpenRun(threadId: string, messageSeq: number): Promise<boolean> {
@@ -374,9 +512,10 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
       return rows[0]?.waiting === true;
     },
 
-    async nextOpenRun(threadId: string): Promise<{ id: string; orgId: string; driver: string } | undefined> {
+    /** The thread's oldest open run, with its step states. */
+    async nextOpenRun(threadId: string): Promise<{ id: string; orgId: string; driver: string; states: StepStates } | undefined> {
       const { rows } = await pool.query({ name: 'honeyjar-next-open-run', text: NEXT_OPEN_RUN, values: [threadId] });
-      return rows[0] ? { id: rows[0].id, orgId: rows[0].org_id, driver: rows[0].driver } : undefined;
+      return rows[0] ? { id: rows[0].id, orgId: rows[0].org_id, driver: rows[0].driver, states: rows[0].step_states } : undefined;
     },
 
     /** Open runs older than the given age: candidates for the reconciler. */

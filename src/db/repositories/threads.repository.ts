@@ -23,6 +23,28 @@ type MessageCursor = { seq: number };
 const isMessageCursor = (v: Record<string, unknown>): v is MessageCursor => Number.isSafeInteger(v.seq);
 
 
+/**
+ * The last user messages of a thread before the given seq (a bounded walk back along the thread's
+ * index), each followed by its run's reply if there is one: newest first, at most `limit` rows,
+ * each with its exchange's `turn`. Also used inside the LLM step's claim.
+ */
+export function historySql(thread: string, beforeSeq: string, limit: string): string {
+  return `
+  with u as (
+    select id, seq, role, content, created_at, run_id from messages
+     where thread_id = ${thread} and seq < ${beforeSeq} and role = 'user' and run_id is not null
+     order by seq desc limit ${limit}
+  )
+  select id, seq, role, content, created_at, run_id, turn from (
+    select u.*, u.seq as turn from u
+    union all
+    select a.id, a.seq, a.role, a.content, a.created_at, a.run_id, u.seq as turn
+      from u join messages a on a.run_id = u.run_id and a.role = 'assistant'
+  ) h
+   order by turn desc, (role = 'assistant') desc
+   limit ${limit}`;
+}
+
 export function createThreadsRepository(db: Db, pool: pg.Pool) {
   return {
     async create(orgId: string, userId: string, title: string): Promise<ThreadRecord> {
@@ -81,12 +103,7 @@ export function createThreadsRepository(db: Db, pool: pg.Pool) {
      */
     async history(threadId: string, beforeSeq: number, maxTurns: number): Promise<MessageRecord[]> {
       const { rows } = await pool.query(
-        `select m.id, m.seq, m.role, m.content, m.created_at, m.run_id
-           from messages m
-           join messages u on u.run_id = m.run_id and u.role = 'user'
-          where m.thread_id = $1 and u.thread_id = $1 and u.seq < $2
-          order by u.seq desc, (m.role = 'assistant') desc
-          limit $3`,
+        `${historySql('$1', '$2', '$3')}`,
         [threadId, beforeSeq, maxTurns],
       );
       return rows.reverse().map((row) => ({

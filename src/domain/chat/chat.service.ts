@@ -88,12 +88,7 @@ export class ChatService {
       content,
       options,
       ...(how.idempotencyKey ? { idempotencyKey: how.idempotencyKey } : {}),
-      steps: stagesFor(options).map((stage) => ({
-        stage,
-        jobId: jobIdFor(id, stage),
-        queue: PIPELINE[stage].queue,
-        maxAttempts: PIPELINE[stage].attempts,
-      })),
+      stages: stagesFor(options),
     };
     return this.deps.runs.create(run);
   }

@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { AppError, notFound } from '../errors.js';
-import { PIPELINE } from '../pipeline.js';
+import { PIPELINE, readyStages } from '../pipeline.js';
 import type { StageName } from '../stages/types.js';
 import type { RunOptions } from '../../db/schema.js';
 import type { StepRecord } from '../../db/repositories/runs.repository.js';
@@ -99,8 +99,9 @@ export class HybridChatService extends ChatService {
     let degraded = !queued;
     if (queued) {
       try {
-        // One add on the accept path: the entry job's worker enqueues the run's other ready stages.
-        await this.deps.queue.enqueue(created.runId, actor.orgId, [stages[0]!], { fanout: true });
+        // One add on the accept path: the entry job's worker enqueues the run's other root stages.
+        const [entry, ...others] = readyStages(Object.fromEntries(stages.map((stage) => [stage, 'pending'])));
+        await this.deps.queue.enqueue(created.runId, actor.orgId, [entry!], { fanout: others });
       } catch {
         degraded = true;
         await this.deps.runs.setDriver(created.runId, 'inline');

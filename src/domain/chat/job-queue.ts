@@ -28,8 +28,8 @@ export interface QueueCounts {
 export interface JobQueue {
   /** Whether jobs can be enqueued right now (Redis reachable). */
   available(): boolean;
-  /** Enqueues the given stages of a run; `fanout` asks the worker to enqueue the run's other ready stages. */
-  enqueue(runId: string, orgId: string, stages: readonly StageName[], options?: { fanout?: boolean }): Promise<void>;
+  /** Enqueues the given stages of a run; `fanout`: stages the worker of this job enqueues first. */
+  enqueue(runId: string, orgId: string, stages: readonly StageName[], options?: { fanout?: readonly StageName[] }): Promise<void>;
   /** The live state of jobs still known to the queues, by job id. */
   inspect(jobs: ReadonlyArray<{ jobId: string; stage: StageName }>): Promise<Map<string, LiveJob>>;
   /** Removes waiting and delayed jobs and aborts active ones wherever they run; answers each job's state before. */

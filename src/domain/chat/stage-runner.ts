@@ -13,7 +13,6 @@ import type { IntentClassifier } from '../stages/intent/intent.service.js';
 import type { RocketReachStage, RocketReachStageInput } from '../stages/rocketreach/rocketreach.stage.js';
 import type { LlmStage } from '../stages/llm/llm.stage.js';
 import type { ClaimedStep, RunsRepository, StepStates } from '../../db/repositories/runs.repository.js';
-import type { ThreadsRepository } from '../../db/repositories/threads.repository.js';
 import type { StepErrorInfo } from '../../db/schema.js';
 
 /** The five stage services, free of HTTP and queues; both drivers run them through the runner. */
@@ -38,11 +37,14 @@ const HISTORY_TURNS = 20;
  * results of the stages it depends on) in one statement, runs the stage service and stores its
  * result. Idempotent: a step already finished is not run again, and the reply is stored once.
  */
-export function createStageRunner(deps: { runs: RunsRepository; threads: ThreadsRepository; stages: StageServices }) {
-  const { runs, threads, stages } = deps;
+export function createStageRunner(deps: { runs: RunsRepository; stages: StageServices }) {
+  const { runs, stages } = deps;
 
   async function execute(runId: string, stage: StageName, signal?: AbortSignal): Promise<StageOutcome> {
-    const step = await runs.claimStep(runId, stage);
+    // A stage that calls out records its attempt before the call; a local one is written once, at its end.
+    const step = PIPELINE[stage].callsOut
+      ? await runs.claimStep(runId, stage, stage === 'openai' ? { historyTurns: HISTORY_TURNS } : {})
+      : await runs.loadStep(runId, stage);
     if (!step) return { status: 'already_finished' };
     return finish(step, signal);
   }
@@ -54,13 +56,10 @@ export function createStageRunner(deps: { runs: RunsRepository; threads: Threads
    */
   async function executeIfLocal(runId: string, stage: StageName): Promise<StageOutcome | 'needs_queue'> {
     if (stage !== 'rocketreach') return 'needs_queue';
-    // Only a pending step: whoever claims it first decides, concurrent callers do nothing.
-    const step = await runs.claimStep(runId, stage, { onlyIfPending: true });
+    // Read without writing: concurrent callers may both compute it, and its result is stored once.
+    const step = await runs.loadStep(runId, stage);
     if (!step) return { status: 'already_finished' };
-    if (stages.rocketreach.needsApi(rocketreachInput(step))) {
-      await runs.releaseClaim(runId, stage);
-      return 'needs_queue';
-    }
+    if (stages.rocketreach.needsApi(rocketreachInput(step))) return 'needs_queue';
     return finish(step);
   }
 
@@ -75,7 +74,7 @@ export function createStageRunner(deps: { runs: RunsRepository; threads: Threads
       if (!stored) return { status: 'already_finished' };
       return { status: 'completed', states: {}, runFinished: true, threadId: step.threadId, messageSeq: step.messageSeq };
     }
-    const { written, states } = await runs.completeStep(runId, stage, result);
+    const { written, states } = await runs.completeStep(runId, stage, result, step.loadedAt);
     if (!written) return { status: 'already_finished' };
     return { status: 'completed', states, runFinished: false, threadId: step.threadId, messageSeq: step.messageSeq };
   }
@@ -101,7 +100,7 @@ export function createStageRunner(deps: { runs: RunsRepository; threads: Threads
             intent: earlier.intent,
             rag: earlier.rag,
             rocketreach: earlier.rocketreach,
-            history: await loadHistory(step.threadId, step.messageSeq),
+            history: redactedHistory(step.history ?? []),
           },
           signal,
         );
@@ -116,8 +115,7 @@ export function createStageRunner(deps: { runs: RunsRepository; threads: Threads
   }
 
   /** Earlier turns of the thread, with each user turn redacted: history goes to the LLM too. */
-  async function loadHistory(threadId: string, beforeSeq: number): Promise<ChatTurn[]> {
-    const turns = await threads.history(threadId, beforeSeq, HISTORY_TURNS);
+  function redactedHistory(turns: ChatTurn[]): ChatTurn[] {
     return turns.map((turn) => ({
       role: turn.role,
       content: turn.role === 'user' ? stages.classifySecurity(turn.content).redactedContent : turn.content,

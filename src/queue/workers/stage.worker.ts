@@ -36,7 +36,8 @@ export function createStageWorker(options: StageWorkerOptions): Worker<StageJobD
   const process = async (job: Job<StageJobData>, _token?: string, signal?: AbortSignal): Promise<string> => {
     const { runId, orgId } = job.data;
     // The run's entry job enqueues the other stages that can start at once.
-    if (job.data.fanout) await progression.advance(runId, orgId, { exclude: stage });
+    if (Array.isArray(job.data.fanout)) await progression.enqueue(runId, orgId, job.data.fanout);
+    else if (job.data.fanout) await progression.advance(runId, orgId, { exclude: stage });
     try {
       const outcome = await runner.execute(runId, stage, signal);
       // Done before (a re-delivered job after a crash): the crash may have come before the next
