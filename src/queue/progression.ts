@@ -4,16 +4,16 @@ import type { JobQueue } from '../domain/chat/job-queue.js';
 import type { RunsRepository, StepStates } from '../db/repositories/runs.repository.js';
 import type { RecordedFailure, StageRunner } from '../domain/chat/stage-runner.js';
 
-/** A step that just finished, with the run's step states as that finish left them. */
+/** Steps that just finished together, with the run's step states as that finish left them. */
 export interface Transition {
-  finished: StageName;
+  finished: readonly StageName[];
   states: StepStates;
   threadId: string;
   messageSeq: number;
 }
 
-function readyDependents(states: StepStates, finished: StageName): StageName[] {
-  return readyStages(states).filter((stage) => PIPELINE[stage].dependsOn.includes(finished));
+function readyDependents(states: StepStates, finished: readonly StageName[]): StageName[] {
+  return readyStages(states).filter((stage) => PIPELINE[stage].dependsOn.some((dep) => finished.includes(dep)));
 }
 
 /**
@@ -54,7 +54,7 @@ export function createProgression(deps: { runs: RunsRepository; queue: JobQueue;
       } else if (outcome.status === 'completed') {
         states = outcome.states;
         thread ??= { threadId: outcome.threadId, messageSeq: outcome.messageSeq };
-        for (const next of readyDependents(states, stage)) if (!frontier.includes(next) && !toEnqueue.includes(next)) frontier.push(next);
+        for (const next of readyDependents(states, [stage])) if (!frontier.includes(next) && !toEnqueue.includes(next)) frontier.push(next);
       }
     }
     if (toEnqueue.includes('openai')) {
@@ -100,7 +100,7 @@ export function createProgression(deps: { runs: RunsRepository; queue: JobQueue;
     }
     if (failure.states) {
       const message = await runs.userMessage(runId);
-      if (message) await advance(runId, orgId, { finished: stage, states: failure.states, threadId: message.threadId, messageSeq: message.seq });
+      if (message) await advance(runId, orgId, { finished: [stage], states: failure.states, threadId: message.threadId, messageSeq: message.seq });
     } else {
       await advance(runId, orgId);
     }

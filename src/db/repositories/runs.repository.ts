@@ -77,6 +77,8 @@ export interface ClaimedStep {
   content: string;
   /** Results of the completed steps this one depends on, by stage. */
   results: Partial<Record<StageName, unknown>>;
+  /** The run's step states as the claim or load saw them. */
+  states: StepStates;
   /** When this attempt started; set for a loaded (not claimed) step, whose completion records it. */
   loadedAt?: Date;
   /** The thread's earlier turns, oldest first (the LLM step only). */
@@ -128,7 +130,7 @@ select (select count(*) from t)::int as thread_found,
  * finished, and (a guard against a completion that was lost) every stage it depends on ($3) has.
  */
 const STEP_RUN = `
-  select r.id, r.org_id, r.thread_id, r.options, r.message_id, r.seq, r.created_at
+  select r.id, r.org_id, r.thread_id, r.options, r.message_id, r.seq, r.created_at, r.step_states
     from runs r
    where r.id = $1 and r.finished_at is null
      and r.step_states ->> $2::text not in ${TERMINAL_SQL}
@@ -144,7 +146,7 @@ const DEPENDENCY_RESULTS = `
 /** What a local stage needs, read without writing: its step is written once, when it ends. */
 const LOAD_STEP = `
 with run as (${STEP_RUN})
-select coalesce(st.attempts, 0) + 1 as attempts, run.org_id, run.thread_id, run.options,
+select coalesce(st.attempts, 0) + 1 as attempts, run.org_id, run.thread_id, run.options, run.step_states,
        m.id as message_id, run.seq as message_seq, m.content, ${DEPENDENCY_RESULTS} as results, null::jsonb as history
   from run
   join messages m on m.id = run.message_id
@@ -167,7 +169,7 @@ s as (
    where st.status not in ${TERMINAL_SQL} and ($5::boolean is not true or st.status = 'pending')
   returning st.attempts
 )
-select s.attempts, run.org_id, run.thread_id, run.options,
+select s.attempts, run.org_id, run.thread_id, run.options, run.step_states,
        m.id as message_id, run.seq as message_seq, m.content, ${DEPENDENCY_RESULTS} as results,
        (case when $8::int > 0 then (
           select coalesce(jsonb_agg(jsonb_build_object('role', h.role, 'content', h.content) order by h.turn, (h.role = 'assistant')), '[]'::jsonb)
@@ -176,23 +178,29 @@ select s.attempts, run.org_id, run.thread_id, run.options,
   join messages m on m.id = run.message_id`;
 
 /*
- * Stores a step's result once: the step's row is written (a local stage's first write) or
- * updated, and the run's step_states with it. Updating the run row serialises concurrent
- * completions of the same run: the second waits for the first and then sees its step_states, so
- * exactly the last completion finds the next stage ready, never neither. $7: when a loaded
- * (unclaimed) attempt started, which counts it. Relaxed commit: a step's result can be computed
- * again, and the reply's (synchronous) commit flushes every earlier one.
+ * Stores the results of one or more steps of a run once each: a step's row is written (a local
+ * stage's first write) or updated, and the run's step_states with it. Updating the run row
+ * serialises concurrent completions of the same run: the second waits for the first and then sees
+ * its step_states, so exactly the last completion finds the next stage ready, never neither. A
+ * step's loaded_at (when a loaded, unclaimed attempt started) counts that attempt. Relaxed commit:
+ * a step's result can be computed again, and the reply's (synchronous) commit flushes every
+ * earlier one.
  */
-const COMPLETE_STEP = `
+const COMPLETE_STEPS = `
 with c as (${RELAXED_COMMIT}),
+x as (
+  select * from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::timestamptz[])
+    as x(stage, result, job_id, queue, max_attempts, loaded_at)
+),
 s as (
   insert into run_steps as st (run_id, org_id, stage, job_id, queue, max_attempts, status, attempts, result, created_at, started_at, finished_at)
-  select r.id, r.org_id, $2, $4, $5, $6, 'completed', 1, $3::jsonb, r.created_at, coalesce($7::timestamptz, now()), now()
-    from runs r, c
+  select r.id, r.org_id, x.stage, x.job_id, x.queue, x.max_attempts, 'completed',
+         (case when x.loaded_at is null then 0 else 1 end), x.result::jsonb, r.created_at, coalesce(x.loaded_at, now()), now()
+    from runs r, c, x
    where r.id = $1 and r.finished_at is null and c.relaxed is not null
   on conflict (run_id, stage) do update
      set status = 'completed', result = excluded.result, error = null, finished_at = now(),
-         attempts = case when $7::timestamptz is null then st.attempts else st.attempts + 1 end,
+         attempts = st.attempts + excluded.attempts,
          started_at = coalesce(st.started_at, excluded.started_at)
    where st.status not in ${TERMINAL_SQL}
   returning st.stage
@@ -200,11 +208,11 @@ s as (
 r as (
   update runs
      set status = case when status = 'processing' then 'partial'::run_status else status end,
-         step_states = step_states || jsonb_build_object($2::text, 'completed')
+         step_states = step_states || (select jsonb_object_agg(stage, 'completed') from s)
    where id = $1 and exists (select 1 from s)
   returning step_states
 )
-select (select count(*) from s)::int as written, (select step_states from r) as states`;
+select (select coalesce(array_agg(stage), '{}') from s) as written, (select step_states from r) as states`;
 
 /** A failed attempt; the step's row is written if the attempt failed before its claim did. */
 const FAIL_STEP = `
@@ -294,6 +302,7 @@ function toClaimedStep(runId: string, stage: StageName, row: Record<string, any>
     orgId: row.org_id,
     threadId: row.thread_id,
     options: row.options,
+    states: row.step_states,
     messageId: row.message_id,
     messageSeq: Number(row.message_seq),
     content: row.content,
@@ -465,18 +474,28 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
     },
 
     /**
-     * Stores a step's result once (the run becomes `partial` with its first one) and answers the
-     * states of all the run's steps, which tell the driver what is ready next. `loadedAt`: the
-     * start of a loaded attempt (see loadStep), counted here.
+     * Stores the results of steps of one run, each once (the run becomes `partial` with its first)
+     * and answers which were written and the states of all the run's steps, which tell the driver
+     * what is ready next. `loadedAt`: the start of a loaded attempt (see loadStep), counted here.
      */
-    async completeStep(runId: string, stage: StageName, result: unknown, loadedAt?: Date): Promise<{ written: boolean; states: StepStates }> {
-      const definition = PIPELINE[stage];
+    async completeSteps(
+      runId: string,
+      steps: ReadonlyArray<{ stage: StageName; result: unknown; loadedAt?: Date | undefined }>,
+    ): Promise<{ written: StageName[]; states: StepStates }> {
       const { rows } = await pool.query({
-        name: 'honeyjar-complete-step',
-        text: COMPLETE_STEP,
-        values: [runId, stage, JSON.stringify(result), jobIdFor(runId, stage), definition.queue, definition.attempts, loadedAt ?? null],
+        name: 'honeyjar-complete-steps',
+        text: COMPLETE_STEPS,
+        values: [
+          runId,
+          steps.map((s) => s.stage),
+          steps.map((s) => JSON.stringify(s.result)),
+          steps.map((s) => jobIdFor(runId, s.stage)),
+          steps.map((s) => PIPELINE[s.stage].queue),
+          steps.map((s) => PIPELINE[s.stage].attempts),
+          steps.map((s) => s.loadedAt ?? null),
+        ],
       });
-      return { written: rows[0]?.written === 1, states: rows[0]?.states ?? {} };
+      return { written: rows[0]?.written ?? [], states: rows[0]?.states ?? {} };
     },
 
     /** Records a failed attempt: `retrying` while attempts remain, else `failed` (with the run's step states). */

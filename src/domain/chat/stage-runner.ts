@@ -25,8 +25,11 @@ export interface StageServices {
 }
 
 export type StageOutcome =
-  /** `states`: every step's state after this one, to decide what runs next. `runFinished` for the reply. */
-  | { status: 'completed'; states: StepStates; runFinished: boolean; threadId: string; messageSeq: number }
+  /**
+   * `settled`: the steps this one completed (itself, and a dependent it could settle at once);
+   * `states`: every step's state after them, to decide what runs next. `runFinished` for the reply.
+   */
+  | { status: 'completed'; settled: StageName[]; states: StepStates; runFinished: boolean; threadId: string; messageSeq: number }
   /** The step or its run was already finished (a re-delivered job, a cancelled run): nothing done. */
   | { status: 'already_finished' };
 
@@ -72,11 +75,27 @@ export function createStageRunner(deps: { runs: RunsRepository; stages: StageSer
       const llm = result as Record<string, unknown> & { choices: Array<{ message: { content: string } }> };
       const stored = await runs.completeWithReply(runId, stage, llm.choices[0]?.message.content ?? '', llm);
       if (!stored) return { status: 'already_finished' };
-      return { status: 'completed', states: {}, runFinished: true, threadId: step.threadId, messageSeq: step.messageSeq };
+      return { status: 'completed', settled: [stage], states: {}, runFinished: true, threadId: step.threadId, messageSeq: step.messageSeq };
     }
-    const { written, states } = await runs.completeStep(runId, stage, result, step.loadedAt);
-    if (!written) return { status: 'already_finished' };
-    return { status: 'completed', states, runFinished: false, threadId: step.threadId, messageSeq: step.messageSeq };
+    const completions: Array<{ stage: StageName; result: unknown; loadedAt: Date | undefined }> = [{ stage, result, loadedAt: step.loadedAt }];
+    const followUp = await settleAtOnce(step, result);
+    if (followUp) completions.push(followUp);
+    const { written, states } = await runs.completeSteps(runId, completions);
+    if (!written.includes(stage)) return { status: 'already_finished' };
+    return { status: 'completed', settled: written, states, runFinished: false, threadId: step.threadId, messageSeq: step.messageSeq };
+  }
+
+  /**
+   * A dependent step that this result lets be settled without an external call — the contact
+   * lookup, once the intent is known, when no lookup is asked for or no key is configured — is
+   * stored in the same statement as this step, rather than spending a job or a read on it.
+   */
+  async function settleAtOnce(step: ClaimedStep, result: unknown): Promise<{ stage: StageName; result: unknown; loadedAt: Date } | undefined> {
+    if (step.stage !== 'intent' || step.states.rocketreach !== 'pending') return undefined;
+    const loadedAt = new Date();
+    const dependent: ClaimedStep = { ...step, stage: 'rocketreach', results: { intent: result }, attempts: 1, maxAttempts: PIPELINE.rocketreach.attempts };
+    if (stages.rocketreach.needsApi(rocketreachInput(dependent))) return undefined;
+    return { stage: 'rocketreach', result: await compute(dependent), loadedAt };
   }
 
   async function compute(step: ClaimedStep, signal?: AbortSignal): Promise<unknown> {

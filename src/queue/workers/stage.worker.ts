@@ -47,7 +47,7 @@ export function createStageWorker(options: StageWorkerOptions): Worker<StageJobD
         return outcome.status;
       }
       if (outcome.runFinished) await progression.afterRunFinished(outcome.threadId);
-      else await progression.advance(runId, orgId, { finished: stage, states: outcome.states, threadId: outcome.threadId, messageSeq: outcome.messageSeq });
+      else await progression.advance(runId, orgId, { finished: outcome.settled, states: outcome.states, threadId: outcome.threadId, messageSeq: outcome.messageSeq });
       return outcome.status;
     } catch (error) {
       if (signal?.aborted) {
