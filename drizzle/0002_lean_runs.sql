@@ -1,16 +1,22 @@
 -- A leaner accept path and cheaper per-thread ordering. A run now carries its user message's id
 -- and seq, so the open runs of a thread are found in a partial index (only open runs are in it)
 -- instead of joining all of a thread's messages. Step rows are written when a step is first
--- claimed (runs.step_states says which steps a run has), so the unique job-id index goes. Foreign
--- keys to the shared organization and user rows (every accept locked the same rows) and between
--- a run's own rows go: the statements that write them check the same things.
+-- claimed, or when a local stage ends (runs.step_states says which steps a run has), so the
+-- unique job-id index goes. The foreign keys of runs, messages and run_steps go: each reference
+-- check locked the row it points to (every accept locked the same organization and user rows),
+-- and the statements that write these rows check the same things (a run and its message are
+-- written only for a thread of the caller's organization; threads are never deleted).
 ALTER TABLE "messages" DROP CONSTRAINT "messages_org_id_organizations_id_fk";
+--> statement-breakpoint
+ALTER TABLE "messages" DROP CONSTRAINT "messages_thread_id_threads_id_fk";
 --> statement-breakpoint
 ALTER TABLE "messages" DROP CONSTRAINT "messages_run_id_runs_id_fk";
 --> statement-breakpoint
 ALTER TABLE "run_steps" DROP CONSTRAINT "run_steps_run_id_runs_id_fk";
 --> statement-breakpoint
 ALTER TABLE "runs" DROP CONSTRAINT "runs_org_id_organizations_id_fk";
+--> statement-breakpoint
+ALTER TABLE "runs" DROP CONSTRAINT "runs_thread_id_threads_id_fk";
 --> statement-breakpoint
 ALTER TABLE "runs" DROP CONSTRAINT "runs_user_id_users_id_fk";
 --> statement-breakpoint

@@ -85,10 +85,12 @@ export const runs = pgTable(
   'runs',
   {
     id: uuid('id').primaryKey().defaultRandom(),
-    // No foreign keys to the organization and user rows: every accept would lock the same shared
-    // rows. The accept statement writes a run only for a thread of the caller's organization.
+    // No foreign keys on the accept path's rows: each reference check locks the row it points to
+    // (the organization and user rows are shared by every accept). The accept statement writes a
+    // run and its message only for a thread of the caller's organization; threads, organizations
+    // and users are never deleted.
     orgId: uuid('org_id').notNull(),
-    threadId: uuid('thread_id').notNull().references(() => threads.id, { onDelete: 'cascade' }),
+    threadId: uuid('thread_id').notNull(),
     userId: uuid('user_id'),
     /** The user message this run answers, and its place in the total order of messages. */
     messageId: uuid('message_id').notNull(),
@@ -125,7 +127,7 @@ export const messages = pgTable(
     /** Total order of messages, used for history and cursors (timestamps can tie). */
     seq: bigint('seq', { mode: 'number' }).generatedAlwaysAsIdentity().notNull(),
     orgId: uuid('org_id').notNull(),
-    threadId: uuid('thread_id').notNull().references(() => threads.id, { onDelete: 'cascade' }),
+    threadId: uuid('thread_id').notNull(),
     /** The run a message belongs to: the run it started (user) or the run's reply (assistant). */
     runId: uuid('run_id'),
     role: messageRole('role').notNull(),

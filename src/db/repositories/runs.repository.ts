@@ -106,8 +106,7 @@ n as (select nextval('messages_seq_seq') as seq, gen_random_uuid() as message_id
 r as (
   insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, step_states, message_id, seq)
   select $1, $3, t.id, $4, $5, $6, $7::jsonb, $8,
-         (select coalesce(jsonb_object_agg(stage, 'pending'), '{}'::jsonb) from unnest($10::text[]) as stage),
-         n.message_id, n.seq
+         $10::jsonb, n.message_id, n.seq
     from t, n
   on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
   returning id, created_at, message_id, seq
@@ -382,7 +381,7 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
         JSON.stringify(input.options ?? {}),
         input.idempotencyKey ?? null,
         input.content,
-        input.stages,
+        JSON.stringify(Object.fromEntries(input.stages.map((stage) => [stage, 'pending']))),
       ] });
       const row = rows[0];
       if (!row || row.thread_found === 0) return { kind: 'thread_not_found' };
