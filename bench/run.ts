@@ -12,7 +12,7 @@
  *   5 peak RSS          of each server process tree, sampled every 200 ms
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -79,6 +79,14 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
 const RID = randomBytes(4).toString('hex');
 const PG_BASE = 'postgres://postgres@127.0.0.1:5432';
+/**
+ * The servers, the floor server included, reach PostgreSQL through its Unix socket when there is
+ * one (as processes on the database's machine would), else over loopback TCP. BENCH_PG_SOCKET
+ * names the socket directory (Debian's by default); BENCH_PG_SOCKET= (empty) forces TCP.
+ */
+const PG_SOCKET_DIR = process.env.BENCH_PG_SOCKET ?? '/var/run/postgresql';
+const PG_TRANSPORT = PG_SOCKET_DIR && existsSync(`${PG_SOCKET_DIR}/.s.PGSQL.5432`) ? `unix socket ${PG_SOCKET_DIR}` : 'tcp 127.0.0.1:5432';
+const PG_QUERY = PG_TRANSPORT.startsWith('unix') ? `?host=${encodeURIComponent(PG_SOCKET_DIR)}` : '';
 /** Each server start gets its own database and queue prefix, so one's backlog cannot reach the other. */
 interface Instance {
   dbName: string;
@@ -87,7 +95,7 @@ interface Instance {
 }
 const instance = (suffix: string): Instance => ({
   dbName: `honeyjar_bench_${RID}${suffix ? `_${suffix}` : ''}`,
-  databaseUrl: `${PG_BASE}/honeyjar_bench_${RID}${suffix ? `_${suffix}` : ''}`,
+  databaseUrl: `${PG_BASE}/honeyjar_bench_${RID}${suffix ? `_${suffix}` : ''}${PG_QUERY}`,
   prefix: `bench-${RID}${suffix ? `-${suffix}` : ''}`,
 });
 const MAIN = instance('');
@@ -1089,7 +1097,7 @@ async function main(): Promise<number> {
       loadavgAtStart: loadAtStart,
       loadavgAtEnd: os.loadavg().map((v) => round(v, 2)),
     },
-    settings: S,
+    settings: { ...S, postgresTransport: PG_TRANSPORT },
     targets: TARGETS,
     checks,
     scenarios: { ...scenarios, ratio },
@@ -1103,7 +1111,7 @@ async function main(): Promise<number> {
   };
   writeFileSync(`${RESULTS}latest.json`, `${JSON.stringify(report, null, 2)}\n`);
 
-  console.log(`\nhoneyjar queued-endpoint benchmark${QUICK ? ' (BENCH_QUICK: ~5× shorter)' : ''} — ${cpus.length} CPUs, ${round(os.totalmem() / 2 ** 30, 1)} GiB, node ${process.version}, ${report.durationSeconds} s, load average ${loadAtStart.join(' ')} at start\n`);
+  console.log(`\nhoneyjar queued-endpoint benchmark${QUICK ? ' (BENCH_QUICK: ~5× shorter)' : ''} — ${cpus.length} CPUs, ${round(os.totalmem() / 2 ** 30, 1)} GiB, node ${process.version}, PostgreSQL over ${PG_TRANSPORT}, ${report.durationSeconds} s, load average ${loadAtStart.join(' ')} at start\n`);
   printTable(checks);
   if (problems.length) {
     console.log('\nproblems:');
