@@ -1,0 +1,145 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import { createRunsRepository, type RunsRepository } from '../../src/db/repositories/runs.repository.js';
+import { createTenancyRepository } from '../../src/db/repositories/tenancy.repository.js';
+import { createThreadsRepository } from '../../src/db/repositories/threads.repository.js';
+import { STAGE_ORDER } from '../../src/domain/pipeline.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+
+/*
+ * How a run is stored: two rows on accept, step rows only once a step is claimed or (local stage)
+ * completed, step claims and results committed without waiting for the WAL flush while the
+ * accept and the reply wait for it.
+ */
+
+let database: TestDatabase;
+/** One connection only, so that a setting left behind by a statement would be seen by the next. */
+let single: pg.Pool;
+let runs: RunsRepository;
+let orgId: string;
+let otherOrgId: string;
+let userId: string;
+let threadId: string;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  single = new pg.Pool({ connectionString: database.url, max: 1 });
+  runs = createRunsRepository(drizzle(single) as never, single);
+  const tenancy = createTenancyRepository(database.db);
+  orgId = (await tenancy.createOrganization('Runs org')).id;
+  otherOrgId = (await tenancy.createOrganization('Other org')).id;
+  userId = (await tenancy.upsertUser('runs@example.com')).id;
+  threadId = (await createThreadsRepository(database.db, database.pool).create(orgId, userId, 'runs')).id;
+});
+
+afterAll(async () => {
+  await single.end();
+  await database.drop();
+});
+
+async function accept(content = 'Draft a press release about our new office'): Promise<string> {
+  const id = randomUUID();
+  const created = await runs.create({ id, orgId, threadId, userId, source: 'queued', driver: 'queue', content, stages: [...STAGE_ORDER] });
+  expect(created.kind).toBe('created');
+  return id;
+}
+
+async function count(sql: string, values: unknown[]): Promise<number> {
+  return Number((await database.pool.query(sql, values)).rows[0].n);
+}
+
+async function synchronousCommit(): Promise<string> {
+  return (await single.query('show synchronous_commit')).rows[0].synchronous_commit;
+}
+
+describe('the runs repository', () => {
+  it('writes the run and its message on accept, and lists every step as pending before any is claimed', async () => {
+    const runId = await accept();
+    expect(await count('select count(*) as n from run_steps where run_id = $1', [runId])).toBe(0);
+    expect(await count(`select count(*) as n from messages where run_id = $1 and role = 'user'`, [runId])).toBe(1);
+    const steps = await runs.steps(runId);
+    expect(steps.map((s) => [s.stage, s.status, s.attempts, s.jobId])).toEqual(STAGE_ORDER.map((stage) => [stage, 'pending', 0, `${runId}.${stage}`]));
+  });
+
+  it('writes a local step once, when it completes, and keeps the relaxed commit to that statement', async () => {
+    const runId = await accept();
+    const loaded = await runs.loadStep(runId, 'intent');
+    expect(loaded).toMatchObject({ stage: 'intent', attempts: 1, content: 'Draft a press release about our new office' });
+    expect(await count('select count(*) as n from run_steps where run_id = $1', [runId])).toBe(0);
+
+    const first = await runs.completeSteps(runId, [{ stage: 'intent', result: { category: 'content_creation' }, loadedAt: loaded!.loadedAt }]);
+    expect(first.written).toEqual(['intent']);
+    expect(first.states).toMatchObject({ intent: 'completed', security: 'pending' });
+    expect(await synchronousCommit()).toBe('on');
+
+    // A re-delivered job finds nothing to do, and a second completion writes nothing.
+    expect(await runs.loadStep(runId, 'intent')).toBeUndefined();
+    expect((await runs.completeSteps(runId, [{ stage: 'intent', result: { category: 'other' } }])).written).toEqual([]);
+    const [intent] = await runs.steps(runId);
+    expect(intent).toMatchObject({ status: 'completed', attempts: 1, result: { category: 'content_creation' } });
+  });
+
+  it('claims a step that calls out only once the stages it depends on have finished', async () => {
+    const runId = await accept();
+    expect(await runs.claimStep(runId, 'openai')).toBeUndefined();
+    expect(await runs.claimStep(runId, 'rocketreach')).toBeUndefined();
+
+    await runs.completeSteps(runId, [
+      { stage: 'intent', result: { category: 'content_creation' }, loadedAt: new Date() },
+      { stage: 'rocketreach', result: { status: 'skipped', contacts: [] }, loadedAt: new Date() },
+    ]);
+    expect(await runs.claimStep(runId, 'openai')).toBeUndefined();
+    await runs.completeSteps(runId, [{ stage: 'security', result: { level: 'public' }, loadedAt: new Date() }]);
+    await runs.completeSteps(runId, [{ stage: 'rag', result: { documents: [] }, loadedAt: new Date() }]);
+
+    const claimed = await runs.claimStep(runId, 'openai', { historyTurns: 20 });
+    expect(claimed).toMatchObject({ attempts: 1, results: { intent: { category: 'content_creation' }, security: { level: 'public' } } });
+    expect((await runs.steps(runId)).find((s) => s.stage === 'openai')).toMatchObject({ status: 'active', attempts: 1 });
+    expect(await synchronousCommit()).toBe('on');
+
+    expect(await runs.completeWithReply(runId, 'openai', 'Here is a draft.', { provider: 'offline' })).toBeDefined();
+    expect(await runs.completeWithReply(runId, 'openai', 'A second reply.', { provider: 'offline' })).toBeUndefined();
+    expect((await runs.get(orgId, runId))?.status).toBe('completed');
+  });
+
+  it('gives the LLM step the earlier exchanges of its thread, oldest first', async () => {
+    const thread = await createThreadsRepository(database.db, database.pool).create(orgId, userId, 'history');
+    const ids: string[] = [];
+    for (const text of ['first question', 'second question', 'third question']) {
+      const id = randomUUID();
+      await runs.create({ id, orgId, threadId: thread.id, userId, source: 'queued', driver: 'queue', content: text, stages: ['security', 'openai'] });
+      ids.push(id);
+    }
+    await runs.completeSteps(ids[0]!, [{ stage: 'security', result: {}, loadedAt: new Date() }]);
+    await runs.claimStep(ids[0]!, 'openai');
+    await runs.completeWithReply(ids[0]!, 'openai', 'first answer', {});
+    await runs.completeSteps(ids[2]!, [{ stage: 'security', result: {}, loadedAt: new Date() }]);
+    const claimed = await runs.claimStep(ids[2]!, 'openai', { historyTurns: 20 });
+    // The second message has no reply yet: its turn is in the history without one.
+    expect(claimed?.history).toEqual([
+      { role: 'user', content: 'first question' },
+      { role: 'assistant', content: 'first answer' },
+      { role: 'user', content: 'second question' },
+    ]);
+    expect(await runs.hasEarlierOpenRun(thread.id, claimed!.messageSeq)).toBe(true);
+    expect((await runs.nextOpenRun(thread.id))?.id).toBe(ids[1]);
+  });
+
+  it('finds steps by job id only in the caller organization, ignoring ids that are not job ids', async () => {
+    const runId = await accept();
+    const found = await runs.stepsByJobIds(orgId, [`${runId}.intent`, `${runId}.nope`, 'not-a-job', `${randomUUID()}.rag`]);
+    expect(found.map((s) => s.jobId)).toEqual([`${runId}.intent`]);
+    expect(await runs.stepsByJobIds(otherOrgId, [`${runId}.intent`])).toEqual([]);
+  });
+
+  it('cancels the steps of a finished run, claimed or not', async () => {
+    const runId = await accept();
+    await runs.claimStep(runId, 'intent');
+    expect(await runs.finish(runId, 'cancelled', { code: 'cancelled', message: 'test' })).toBe(true);
+    expect(new Set((await runs.steps(runId)).map((s) => s.status))).toEqual(new Set(['cancelled']));
+    expect(await runs.loadStep(runId, 'security')).toBeUndefined();
+    expect(await runs.finish(runId, 'failed')).toBe(false);
+  });
+});
