@@ -9,6 +9,8 @@
  *   2 ack latency       100 users × 1 queued message/s for 15 s (open loop), p50/p99 of the 202
  *   3 end-to-end        fake LLM with 1248 ms latency, 20 messages at 2/s, 202 → batch completed
  *   4 sustained         offline LLM, 50 connections for 20 s, then wait for every batch: messages/s
+ *   4b paced            the same processes offered BENCH_PACED_RATE msg/s (250) open-loop for 30 s:
+ *                       does it keep up (all completed, lag p99 ≤ 1 s), completions/s, lag
  *   5 peak RSS          of each server process tree, sampled every 200 ms
  */
 import { randomBytes } from 'node:crypto';
@@ -62,6 +64,10 @@ const S = {
   sustainedSendMs: 20_000 / SHRINK,
   sustainedMaxMessages: QUICK ? 2_000 : 10_000,
   sustainedDeadlineMs: QUICK ? 40_000 : 90_000,
+  pacedRatePerSec: Number(process.env.BENCH_PACED_RATE || 250),
+  pacedUsers: 100,
+  pacedSendMs: 30_000 / SHRINK,
+  pacedDrainMs: QUICK ? 20_000 : 60_000,
   sweepConcurrency: 16,
   sweepBudgetMs: QUICK ? 15_000 : 30_000,
   drainDeadlineMs: QUICK ? 15_000 : 30_000,
@@ -73,6 +79,8 @@ const TARGETS = {
   ackP99Ms: 20,
   e2eP50Ms: 1_248 + 50,
   sustainedPerSec: 250,
+  /** The paced scenario keeps up when every message completed and the p99 lag stayed below this. */
+  pacedLagP99Ms: 1_000,
 };
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -101,11 +109,12 @@ const instance = (suffix: string): Instance => ({
 const MAIN = instance('');
 const E2E = instance('e2e');
 const SUSTAINED = instance('sustained');
+const PACED = instance('paced');
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const FLOOR_PREFIX = `bench-${RID}-floor`;
 const STAGES = 5;
-/** BENCH_ONLY=floor,queued,ack,sustained,e2e runs a subset (default: all). */
-const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,e2e').split(',').map((s) => s.trim()));
+/** BENCH_ONLY=floor,queued,ack,sustained,paced,e2e runs a subset (default: all). */
+const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,paced,e2e').split(',').map((s) => s.trim()));
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
 // --- small helpers --------------------------------------------------------------------------------
@@ -755,6 +764,72 @@ async function scenarioSustained(server: Server, tenant: Tenant, threads: string
   }
 }
 
+/**
+ * Sustained at a set pace: messages offered open-loop at BENCH_PACED_RATE per second (spread over
+ * 100 threads) for 30 s, the API and a worker process on a fresh database, as in scenario 4. It
+ * tells whether the system keeps up with that rate: every message completed through all stages,
+ * completions per second over the whole span, and the lag (accept to finish) staying short.
+ */
+async function scenarioPaced(server: Server, tenant: Tenant, threads: string[]): Promise<Record<string, unknown>> {
+  const agent = createAgent(S.pacedUsers * 2);
+  const pool = pools.get(server.target.dbName);
+  const cpu0 = sampler.cpuSeconds(server.label);
+  try {
+    const sent = await openLoop({
+      users: S.pacedUsers,
+      ratePerUser: S.pacedRatePerSec / S.pacedUsers,
+      durationMs: S.pacedSendMs,
+      expectedStatus: 202,
+      send: (user, seq) => postQueued(agent, server, tenant, threads[user % threads.length]!, messageFor(user, 4_000 + seq)),
+    });
+    const drainDeadline = performance.now() + S.pacedDrainMs;
+    let open = await unfinishedRuns(pool);
+    while (open !== 0 && performance.now() < drainDeadline) {
+      await sleep(100);
+      open = await unfinishedRuns(pool);
+    }
+    if (!pool) throw new Error('no database pool');
+    const { rows } = await pool.query(
+      `select count(*)::int as runs,
+              count(*) filter (where r.status = 'completed' and c.done >= $1 and c.done = c.total)::int as completed_all_stages,
+              count(*) filter (where r.finished_at is null)::int as unfinished,
+              count(*) filter (where r.status = 'failed')::int as failed,
+              (extract(epoch from max(r.finished_at) - min(r.created_at)) * 1000)::float8 as span_ms,
+              (extract(epoch from max(r.created_at) - min(r.created_at)) * 1000)::float8 as accept_span_ms,
+              percentile_cont(array[0.5, 0.9, 0.99]) within group (order by extract(epoch from r.finished_at - r.created_at) * 1000) as lag_ms,
+              max(extract(epoch from r.finished_at - r.created_at) * 1000)::float8 as lag_max_ms
+         from runs r
+        cross join lateral (select count(*) filter (where v = 'completed') as done, count(*) as total from jsonb_each_text(r.step_states) as e(k, v)) c`,
+      [STAGES],
+    );
+    const row = rows[0];
+    const spanSec = Number(row.span_ms) / 1000;
+    const [lagP50, lagP90, lagP99] = (row.lag_ms as number[] | null) ?? [];
+    if (row.unfinished) problems.push(`paced: ${row.unfinished} of ${row.runs} runs not finished ${S.pacedDrainMs / 1000} s after the last send`);
+    if (row.failed) problems.push(`paced: ${row.failed} runs failed`);
+    return {
+      offeredRatePerSec: S.pacedRatePerSec,
+      sent: sent.sent,
+      accepted: sent.outcomes.ok,
+      sendErrors: sent.outcomes.errors,
+      outcomes: sent.outcomes.toJSON(),
+      ackFromScheduleMs: summarize(sent.latenciesFromSchedule),
+      harnessFireLagMs: summarize(sent.fireLag),
+      acceptRatePerSec: round(row.runs / (Number(row.accept_span_ms) / 1000), 1),
+      runs: row.runs,
+      completedAllStages: row.completed_all_stages,
+      unfinished: row.unfinished,
+      failed: row.failed,
+      spanMsFirstAcceptToLastFinish: round(Number(row.span_ms), 0),
+      throughputPerSec: round(row.completed_all_stages / spanSec, 1),
+      lagMs: { p50: round(Number(lagP50), 1), p90: round(Number(lagP90), 1), p99: round(Number(lagP99), 1), max: round(Number(row.lag_max_ms), 1) },
+      serverCpuSeconds: round(sampler.cpuSeconds(server.label) - cpu0, 2),
+    };
+  } finally {
+    agent.destroy();
+  }
+}
+
 async function scenarioEndToEnd(server: Server, tenant: Tenant, threads: string[], llm: FakeOpenAiServer): Promise<Record<string, unknown>> {
   const agent = createAgent(16);
   const rows: Array<{ ackMs: number; sendToDoneMs: number; ackToDoneMs: number; serverMs: number; status: string; provider: unknown; polls: number }> = [];
@@ -886,7 +961,7 @@ function cleanup(): Promise<Record<string, unknown>> {
     try {
       await redis.connect();
       const deleted: Record<string, number> = {};
-      for (const prefix of [MAIN.prefix, E2E.prefix, SUSTAINED.prefix, FLOOR_PREFIX]) deleted[prefix] = await deleteKeys(redis, prefix);
+      for (const prefix of [MAIN.prefix, E2E.prefix, SUSTAINED.prefix, PACED.prefix, FLOOR_PREFIX]) deleted[prefix] = await deleteKeys(redis, prefix);
       report.redisKeysDeleted = deleted;
     } catch (error) {
       report.redisError = (error as Error).message;
@@ -1006,6 +1081,21 @@ async function main(): Promise<number> {
     serverLogs['server-offline-worker'] = logFindings('server-offline-worker');
   }
 
+  // Scenario 4b: the same two processes on another fresh database, offered a set rate.
+  if (ONLY.has('paced')) {
+    const pacedPool = await createDatabase(PACED);
+    const api = await startServer('server-paced', PACED, {}, 'api');
+    const worker = await startServer('server-paced-worker', PACED, {}, 'worker');
+    const tenant = await bootstrapTenant(PACED);
+    const threads = await createThreads(api, tenant, S.pacedUsers, 'Paced');
+    await attempt('paced', () => scenarioPaced(api, tenant, threads));
+    database['server-paced'] = await databaseFindings(pacedPool);
+    await stopServer(worker);
+    await stopServer(api);
+    serverLogs['server-paced'] = logFindings('server-paced');
+    serverLogs['server-paced-worker'] = logFindings('server-paced-worker');
+  }
+
   // Server 2: the fake OpenAI server with 1248 ms latency, for scenario 3.
   if (ONLY.has('e2e')) {
     fake = await startFakeOpenAi({ apiKey: 'test', latencyMs: S.e2eLlmLatencyMs });
@@ -1040,6 +1130,9 @@ async function main(): Promise<number> {
   const queued = scenarios.queued as Record<string, unknown> | undefined;
   const ack = scenarios.ackLatency as Record<string, unknown> | undefined;
   const sustained = scenarios.sustained as Record<string, unknown> | undefined;
+  const paced = scenarios.paced as (Record<string, unknown> & { lagMs?: { p50: number; p99: number } }) | undefined;
+  // Keeping up: every offered message completed through all stages, and the lag stayed short.
+  const pacedKeptUp = !!paced && num(paced.unfinished) === 0 && num(paced.failed) === 0 && num(paced.completedAllStages) === num(paced.runs) && num(paced.lagMs?.p99) <= TARGETS.pacedLagP99Ms;
   const e2e = scenarios.endToEnd as Record<string, unknown> | undefined;
   const ratio = round(num(queued?.reqPerSec) / num(floor?.reqPerSec), 3);
   const ackLatency = ack?.latencyFromScheduleMs as ReturnType<typeof summarize> | undefined;
@@ -1066,6 +1159,9 @@ async function main(): Promise<number> {
     { scenario: '4 sustained', figure: 'accepted / accept rate', value: `${num(sustained?.accepted)} / ${num(sustained?.acceptRatePerSec)}`, unit: 'msg/s' },
     { scenario: '4 sustained', figure: 'runs finished/s during the phase (any)', value: num(sustained?.pipelineFinishedPerSec), unit: 'runs/s' },
     { scenario: '4 sustained', figure: 'failed / unfinished at deadline', value: `${num(sustained?.failed)} / ${num(sustained?.neverCompleted)}`, unit: '' },
+    { scenario: '4b paced', figure: 'offered → completed (5 stages) per s', value: `${num(paced?.offeredRatePerSec)} → ${num(paced?.throughputPerSec)}`, unit: 'msg/s', target: `keeps up at ≥ ${TARGETS.sustainedPerSec}`, pass: pacedKeptUp && num(paced?.offeredRatePerSec) >= TARGETS.sustainedPerSec },
+    { scenario: '4b paced', figure: 'lag accept→finished p50 / p99', value: `${num(paced?.lagMs?.p50)} / ${num(paced?.lagMs?.p99)}`, unit: 'ms', target: `p99 ≤ ${TARGETS.pacedLagP99Ms} ms` },
+    { scenario: '4b paced', figure: 'failed / unfinished after drain', value: `${num(paced?.failed)} / ${num(paced?.unfinished)}`, unit: '' },
     { scenario: '5 RSS', figure: 'peak server-api (accept path)', value: mb(memory['server-api']), unit: 'MiB' },
     { scenario: '5 RSS', figure: 'peak server-offline / its worker', value: `${mb(memory['server-offline'])} / ${mb(memory['server-offline-worker'])}`, unit: 'MiB' },
     { scenario: '5 RSS', figure: 'peak server-fake-llm', value: mb(memory['server-fake-llm']), unit: 'MiB' },
@@ -1079,7 +1175,8 @@ async function main(): Promise<number> {
     (c.scenario === '1 queued' && ONLY.has('queued')) ||
     (c.scenario.startsWith('2') && ONLY.has('ack')) ||
     (c.scenario.startsWith('3') && ONLY.has('e2e')) ||
-    (c.scenario.startsWith('4') && ONLY.has('sustained'));
+    (c.scenario.startsWith('4 ') && ONLY.has('sustained')) ||
+    (c.scenario.startsWith('4b') && ONLY.has('paced'));
   checks.splice(0, checks.length, ...checks.filter(ran));
 
   const cpus = os.cpus();

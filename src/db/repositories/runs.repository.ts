@@ -275,9 +275,11 @@ s as (
 )
 select (select count(*) from r)::int as finished`;
 
-/** A run with its step rows (those claimed so far), for the views that list every step. */
+/** Runs with their step rows (those written so far), for the views that list every step. */
 const RUN_STEPS = `
 select r.id as run_id, r.created_at as run_created_at, r.step_states,
+       r.org_id, r.thread_id, r.user_id, r.status as run_status, r.source, r.driver, r.options,
+       r.idempotency_key, r.error as run_error, r.finished_at as run_finished_at,
        st.stage, st.job_id, st.queue, st.status, st.attempts, st.max_attempts, st.result, st.error,
        st.created_at, st.started_at, st.finished_at
   from runs r
@@ -316,12 +318,30 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
    * one not claimed yet from the run's step_states, with the job id, queue and attempts it will have.
    */
   async function stepsOf(runIds: string[], orgId: string | null): Promise<Map<string, StepRecord[]>> {
+    return new Map([...(await runsWithSteps(runIds, orgId))].map(([id, { steps }]) => [id, steps]));
+  }
+
+  async function runsWithSteps(runIds: string[], orgId: string | null): Promise<Map<string, { run: RunRecord; steps: StepRecord[] }>> {
     const { rows } = await pool.query({ name: 'honeyjar-run-steps', text: RUN_STEPS, values: [runIds, orgId] });
-    const byRun = new Map<string, { createdAt: Date; states: StepStates; rows: Map<string, StepRecord> }>();
+    const byRun = new Map<string, { record: RunRecord; createdAt: Date; states: StepStates; rows: Map<string, StepRecord> }>();
     for (const row of rows) {
       let run = byRun.get(row.run_id);
       if (!run) {
-        run = { createdAt: row.run_created_at, states: row.step_states, rows: new Map() };
+        const record: RunRecord = {
+          id: row.run_id,
+          orgId: row.org_id,
+          threadId: row.thread_id,
+          userId: row.user_id,
+          status: row.run_status,
+          source: row.source,
+          driver: row.driver,
+          options: row.options,
+          idempotencyKey: row.idempotency_key,
+          error: row.run_error,
+          createdAt: row.run_created_at,
+          finishedAt: row.run_finished_at,
+        };
+        run = { record, createdAt: row.run_created_at, states: row.step_states, rows: new Map() };
         byRun.set(row.run_id, run);
       }
       if (row.stage) {
@@ -341,7 +361,7 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
         });
       }
     }
-    const result = new Map<string, StepRecord[]>();
+    const result = new Map<string, { run: RunRecord; steps: StepRecord[] }>();
     for (const [runId, run] of byRun) {
       const steps = STAGE_ORDER.filter((stage) => run.states[stage] !== undefined).map(
         (stage): StepRecord =>
@@ -360,7 +380,7 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
             finishedAt: null,
           },
       );
-      result.set(runId, steps);
+      result.set(runId, { run: run.record, steps });
     }
     return result;
   }
@@ -407,6 +427,11 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
     async findByIdempotencyKey(orgId: string, key: string): Promise<RunRecord | undefined> {
       const [row] = await db.select().from(runs).where(and(eq(runs.orgId, orgId), eq(runs.idempotencyKey, key)));
       return row as RunRecord | undefined;
+    },
+
+    /** The organization's run with every step, in one statement (what a batch document shows). */
+    async getWithSteps(orgId: string, runId: string): Promise<{ run: RunRecord; steps: StepRecord[] } | undefined> {
+      return (await runsWithSteps([runId], orgId)).get(runId);
     },
 
     /** Every step of the run, claimed or not, in pipeline order. */

@@ -64,9 +64,9 @@ export class ChatService {
   }
 
   async getBatchResults(actor: Actor, batchId: string): Promise<BatchDocument> {
-    const run = await this.deps.runs.get(actor.orgId, batchId);
-    if (!run) throw notFound('Batch');
-    return toBatchDocument(run, await this.deps.runs.steps(run.id));
+    const found = await this.deps.runs.getWithSteps(actor.orgId, batchId);
+    if (!found) throw notFound('Batch');
+    return toBatchDocument(found.run, found.steps);
   }
 
   /** Writes the run, its user message and steps; answers thread_not_found for a thread not of this org. */
