@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { JobQueue, JobState, LiveJob, QueueCounts } from '../domain/chat/job-queue.js';
 import { PIPELINE, STAGE_ORDER } from '../domain/pipeline.js';
 import type { StageName } from '../domain/stages/types.js';
+import { createAddBatcher } from './add-batcher.js';
 import { jobOptions, type StageJobData } from './pipeline.js';
 
 export interface Producer extends JobQueue {
@@ -21,6 +22,8 @@ export function createProducer(options: { connection: Redis; prefix: string; log
       return [stage, queue];
     }),
   ) as Record<StageName, Queue<StageJobData>>;
+  // Concurrent enqueues (accepts, finishing steps) share round trips to Redis.
+  const adds = createAddBatcher(queues);
 
   return {
     queues,
@@ -29,9 +32,7 @@ export function createProducer(options: { connection: Redis; prefix: string; log
 
     async enqueue(runId, orgId, stages, opts = {}) {
       await Promise.all(
-        stages.map((stage) =>
-          queues[stage].add(stage, { runId, orgId, ...(opts.fanout?.length ? { fanout: [...opts.fanout] } : {}) }, jobOptions(runId, stage)),
-        ),
+        stages.map((stage) => adds.add(stage, { runId, orgId, ...(opts.fanout?.length ? { fanout: [...opts.fanout] } : {}) }, jobOptions(runId, stage))),
       );
     },
 
