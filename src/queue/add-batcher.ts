@@ -1,70 +1,47 @@
 import type { JobsOptions, Queue } from 'bullmq';
 import type { StageName } from '../domain/stages/types.js';
+import { createCoalescer } from '../lib/coalescer.js';
 import type { StageJobData } from './pipeline.js';
 
-interface PendingAdd {
+interface Add {
   stage: StageName;
   data: StageJobData;
   opts: JobsOptions;
-  resolve: () => void;
-  reject: (error: unknown) => void;
 }
 
 /**
- * Adds jobs in batches without waiting for a timer: an add waits at most for the batch in flight
- * (or the current turn of the event loop), and what accumulates meanwhile goes in the next batch,
- * one `addBulk` per queue (one round trip, all or nothing). When idle, a job is added at once;
- * under load — many accepts, many workers finishing steps — dozens share a round trip. Each
- * caller's promise settles when its own jobs are in Redis, as with `queue.add`.
+ * Adds jobs in batches (see createCoalescer): the adds made while a batch is in flight go out
+ * together, one `addBulk` per queue (one round trip, all or nothing per queue). Under load —
+ * many accepts, many workers finishing steps — dozens share a round trip. Each caller's promise
+ * settles when its own job is in Redis, as with `queue.add`.
  */
 export function createAddBatcher(queues: Record<StageName, Queue<StageJobData>>, options: { maxInFlight?: number; maxBatch?: number } = {}) {
-  const maxInFlight = options.maxInFlight ?? 1;
-  const maxBatch = options.maxBatch ?? 500;
-  let pending: PendingAdd[] = [];
-  let inFlight = 0;
-  let scheduled = false;
-
-  function schedule(): void {
-    if (scheduled || inFlight >= maxInFlight || pending.length === 0) return;
-    scheduled = true;
-    // The rest of this turn's adds join the batch.
-    setImmediate(flush);
-  }
-
-  function flush(): void {
-    scheduled = false;
-    if (inFlight >= maxInFlight || pending.length === 0) return;
-    const batch = pending.slice(0, maxBatch);
-    pending = pending.slice(batch.length);
-    inFlight++;
-    const byStage = new Map<StageName, PendingAdd[]>();
-    for (const item of batch) {
-      const items = byStage.get(item.stage);
-      if (items) items.push(item);
-      else byStage.set(item.stage, [item]);
-    }
-    void Promise.all(
-      [...byStage].map(async ([stage, items]) => {
-        try {
-          await queues[stage].addBulk(items.map((item) => ({ name: stage, data: item.data, opts: item.opts })));
-          for (const item of items) item.resolve();
-        } catch (error) {
-          for (const item of items) item.reject(error);
-        }
-      }),
-    ).finally(() => {
-      inFlight--;
-      schedule();
+  const add = createCoalescer<Add, void>(async (items) => {
+    const byStage = new Map<StageName, number[]>();
+    items.forEach((item, i) => {
+      const indexes = byStage.get(item.stage);
+      if (indexes) indexes.push(i);
+      else byStage.set(item.stage, [i]);
     });
-    schedule();
-  }
+    const results: Array<PromiseSettledResult<void>> = new Array(items.length);
+    await Promise.all(
+      [...byStage].map(async ([stage, indexes]) => {
+        let outcome: PromiseSettledResult<void>;
+        try {
+          await queues[stage].addBulk(indexes.map((i) => ({ name: stage, data: items[i]!.data, opts: items[i]!.opts })));
+          outcome = { status: 'fulfilled', value: undefined };
+        } catch (error) {
+          outcome = { status: 'rejected', reason: error };
+        }
+        for (const i of indexes) results[i] = outcome;
+      }),
+    );
+    return results;
+  }, options);
 
   return {
     add(stage: StageName, data: StageJobData, opts: JobsOptions): Promise<void> {
-      return new Promise<void>((resolve, reject) => {
-        pending.push({ stage, data, opts, resolve, reject });
-        schedule();
-      });
+      return add({ stage, data, opts });
     },
   };
 }

@@ -54,7 +54,7 @@ export function createProgression(deps: { runs: RunsRepository; queue: JobQueue;
       } else if (outcome.status === 'completed') {
         states = outcome.states;
         thread ??= { threadId: outcome.threadId, messageSeq: outcome.messageSeq };
-        for (const next of readyDependents(states, [stage])) if (!frontier.includes(next) && !toEnqueue.includes(next)) frontier.push(next);
+        for (const next of readyDependents(states, outcome.settled)) if (!frontier.includes(next) && !toEnqueue.includes(next)) frontier.push(next);
       }
     }
     if (toEnqueue.includes('openai')) {

@@ -127,6 +127,43 @@ describe('the runs repository', () => {
     expect((await runs.nextOpenRun(thread.id))?.id).toBe(ids[1]);
   });
 
+  it('completes steps of several runs together, one caller acting for each run', async () => {
+    const [a, b] = [await accept(), await accept()];
+    const started = new Date();
+    // Issued in one turn of the event loop, these share one statement.
+    const [aSecurity, aRag, bSecurity, aRagAgain] = await Promise.all([
+      runs.completeSteps(a, [{ stage: 'security', result: { level: 'public' }, loadedAt: started }]),
+      runs.completeSteps(a, [{ stage: 'rag', result: { documents: [] }, loadedAt: started }]),
+      runs.completeSteps(b, [{ stage: 'security', result: { level: 'public' }, loadedAt: started }]),
+      runs.completeSteps(a, [{ stage: 'rag', result: { documents: ['repeat'] }, loadedAt: started }]),
+    ]);
+    expect(aSecurity.written).toEqual(['security']);
+    expect(aRag.written).toEqual(['rag']);
+    expect(aRagAgain.written).toEqual([]);
+    expect(bSecurity).toMatchObject({ written: ['security'], settled: ['security'] });
+    // Both of run a's completions see both results; exactly one of them moves the run along.
+    for (const outcome of [aSecurity, aRag]) expect(outcome.states).toMatchObject({ security: 'completed', rag: 'completed' });
+    expect([aSecurity.settled, aRag.settled].filter((settled) => settled.length > 0)).toEqual([['security', 'rag']]);
+    const rag = (await runs.steps(a)).find((step) => step.stage === 'rag');
+    expect(rag).toMatchObject({ status: 'completed', attempts: 1, result: { documents: [] } });
+  });
+
+  it('loads several steps together, each only when it may run', async () => {
+    const [a, b, c] = [await accept(), await accept(), await accept()];
+    await runs.finish(c, 'cancelled');
+    const [intentA, securityB, intentC, rocketreachA] = await Promise.all([
+      runs.loadStep(a, 'intent'),
+      runs.loadStep(b, 'security'),
+      runs.loadStep(c, 'intent'),
+      runs.loadStep(a, 'rocketreach'),
+    ]);
+    expect(intentA).toMatchObject({ runId: a, stage: 'intent', attempts: 1 });
+    expect(securityB).toMatchObject({ runId: b, stage: 'security', attempts: 1 });
+    expect(intentC).toBeUndefined();
+    // Its dependency (intent) has not finished.
+    expect(rocketreachA).toBeUndefined();
+  });
+
   it('finds steps by job id only in the caller organization, ignoring ids that are not job ids', async () => {
     const runId = await accept();
     const found = await runs.stepsByJobIds(orgId, [`${runId}.intent`, `${runId}.nope`, 'not-a-job', `${randomUUID()}.rag`]);

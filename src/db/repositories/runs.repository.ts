@@ -4,6 +4,7 @@ import type { Db } from '../client.js';
 import { messages, runs, type RunOptions, type StepErrorInfo } from '../schema.js';
 import { PIPELINE, STAGE_ORDER, jobIdFor, parseJobId } from '../../domain/pipeline.js';
 import { historySql } from './threads.repository.js';
+import { createCoalescer } from '../../lib/coalescer.js';
 import type { StageName } from '../../domain/stages/types.js';
 
 export type RunStatus = 'processing' | 'partial' | 'completed' | 'failed' | 'cancelled';
@@ -142,15 +143,33 @@ const DEPENDENCY_RESULTS = `
         else (select coalesce(jsonb_object_agg(d.stage, d.result) filter (where d.status = 'completed'), '{}'::jsonb)
                 from run_steps d where d.run_id = $1 and d.stage = any($3::text[])) end)`;
 
-/** What a local stage needs, read without writing: its step is written once, when it ends. */
-const LOAD_STEP = `
-with run as (${STEP_RUN})
-select coalesce(st.attempts, 0) + 1 as attempts, run.org_id, run.thread_id, run.options, run.step_states,
-       m.id as message_id, run.seq as message_seq, m.content, ${DEPENDENCY_RESULTS} as results, null::jsonb as history
-  from run
-  join messages m on m.id = run.message_id
-  left join run_steps st on st.run_id = run.id and st.stage = $2
+/**
+ * What local stages need, read without writing (their step is written once, when it ends): for
+ * each requested (run, stage) — numbered by `idx` — whose run is open, whose step is not finished
+ * and whose dependencies ($3: stage → the stages it depends on) have finished. Several loads share
+ * the statement (see createCoalescer).
+ */
+const LOAD_STEPS = `
+with q as (
+  select q.run_id, q.stage, q.idx, array(select jsonb_array_elements_text($3::jsonb -> q.stage)) as deps
+    from unnest($1::uuid[], $2::text[]) with ordinality as q(run_id, stage, idx)
+)
+select q.idx, coalesce(st.attempts, 0) + 1 as attempts, r.org_id, r.thread_id, r.options, r.step_states,
+       m.id as message_id, r.seq as message_seq, m.content, null::jsonb as history,
+       (case when cardinality(q.deps) = 0 then '{}'::jsonb
+             else (select coalesce(jsonb_object_agg(d.stage, d.result) filter (where d.status = 'completed'), '{}'::jsonb)
+                     from run_steps d where d.run_id = r.id and d.stage = any(q.deps)) end) as results
+  from q
+  join runs r on r.id = q.run_id and r.finished_at is null
+             and r.step_states ->> q.stage not in ${TERMINAL_SQL}
+             and not exists (select 1 from unnest(q.deps) as dep(stage)
+                              where r.step_states ? dep.stage and r.step_states ->> dep.stage not in ${TERMINAL_SQL})
+  join messages m on m.id = r.message_id
+  left join run_steps st on st.run_id = r.id and st.stage = q.stage
  where st.status is null or st.status not in ${TERMINAL_SQL}`;
+
+/** Each stage's dependencies, as LOAD_STEPS takes them. */
+const DEPENDENCIES_JSON = JSON.stringify(Object.fromEntries(STAGE_ORDER.map((stage) => [stage, PIPELINE[stage].dependsOn])));
 
 /*
  * Claims an attempt of a step that calls out: writes its row on the first claim, counts the
@@ -177,41 +196,51 @@ select s.attempts, run.org_id, run.thread_id, run.options, run.step_states,
   join messages m on m.id = run.message_id`;
 
 /*
- * Stores the results of one or more steps of a run once each: a step's row is written (a local
- * stage's first write) or updated, and the run's step_states with it. Updating the run row
- * serialises concurrent completions of the same run: the second waits for the first and then sees
- * its step_states, so exactly the last completion finds the next stage ready, never neither. A
- * step's loaded_at (when a loaded, unclaimed attempt started) counts that attempt. Relaxed commit:
- * a step's result can be computed again, and the reply's (synchronous) commit flushes every
- * earlier one.
+ * Stores the results of steps, each once: a step's row is written (a local stage's first write)
+ * or updated, and its run's step_states with it. The runs are locked first, in id order, so that
+ * statements completing steps of the same runs (several runs per statement, see createCoalescer)
+ * wait for each other instead of deadlocking. Locking the run row serialises concurrent
+ * completions of a run: the second waits for the first and then sees its step_states, so exactly
+ * one completion finds the next stage ready, never none. A step's loaded_at (when a loaded,
+ * unclaimed attempt started) counts that attempt. Relaxed commit: a step's result can be computed
+ * again, and the reply's (synchronous) commit flushes every earlier one.
  */
 const COMPLETE_STEPS = `
 with c as (${RELAXED_COMMIT}),
 x as (
-  select * from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::timestamptz[])
-    as x(stage, result, job_id, queue, max_attempts, loaded_at)
+  select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::timestamptz[])
+    as x(run_id, stage, result, job_id, queue, max_attempts, loaded_at)
+),
+locked as (
+  select r.id, r.org_id, r.created_at
+    from runs r, c
+   where r.id in (select run_id from x) and r.finished_at is null and c.relaxed is not null
+   order by r.id
+     for update of r
 ),
 s as (
   insert into run_steps as st (run_id, org_id, stage, job_id, queue, max_attempts, status, attempts, result, created_at, started_at, finished_at)
-  select r.id, r.org_id, x.stage, x.job_id, x.queue, x.max_attempts, 'completed',
-         (case when x.loaded_at is null then 0 else 1 end), x.result::jsonb, r.created_at, coalesce(x.loaded_at, now()), now()
-    from runs r, c, x
-   where r.id = $1 and r.finished_at is null and c.relaxed is not null
+  select l.id, l.org_id, x.stage, x.job_id, x.queue, x.max_attempts, 'completed',
+         (case when x.loaded_at is null then 0 else 1 end), x.result::jsonb, l.created_at, coalesce(x.loaded_at, now()), now()
+    from x join locked l on l.id = x.run_id
   on conflict (run_id, stage) do update
      set status = 'completed', result = excluded.result, error = null, finished_at = now(),
          attempts = st.attempts + excluded.attempts,
          started_at = coalesce(st.started_at, excluded.started_at)
    where st.status not in ${TERMINAL_SQL}
-  returning st.stage
+  returning st.run_id, st.stage
 ),
-r as (
+u as (
   update runs
      set status = case when status = 'processing' then 'partial'::run_status else status end,
-         step_states = step_states || (select jsonb_object_agg(stage, 'completed') from s)
-   where id = $1 and exists (select 1 from s)
-  returning step_states
+         step_states = step_states || (select jsonb_object_agg(s.stage, 'completed') from s where s.run_id = runs.id)
+   where id in (select run_id from s)
+  returning id, step_states
 )
-select (select coalesce(array_agg(stage), '{}') from s) as written, (select step_states from r) as states`;
+select x.run_id, x.stage,
+       exists (select 1 from s where s.run_id = x.run_id and s.stage = x.stage) as written,
+       (select u.step_states from u where u.id = x.run_id) as states
+  from x`;
 
 /** A failed attempt; the step's row is written if the attempt failed before its claim did. */
 const FAIL_STEP = `
@@ -313,6 +342,79 @@ function toClaimedStep(runId: string, stage: StageName, row: Record<string, any>
 }
 
 export function createRunsRepository(db: Db, pool: pg.Pool) {
+  const loadRow = createCoalescer<{ runId: string; stage: StageName }, Record<string, any> | undefined>(async (items) => {
+    const { rows } = await pool.query({
+      name: 'honeyjar-load-steps',
+      text: LOAD_STEPS,
+      values: [items.map((i) => i.runId), items.map((i) => i.stage), DEPENDENCIES_JSON],
+    });
+    const byIdx = new Map(rows.map((row) => [Number(row.idx), row]));
+    return items.map((_, i) => ({ status: 'fulfilled' as const, value: byIdx.get(i + 1) }));
+  });
+
+  type Completion = { runId: string; steps: ReadonlyArray<{ stage: StageName; result: unknown; loadedAt?: Date | undefined }> };
+  type Completed = { written: StageName[]; settled: StageName[]; states: StepStates };
+  const complete = createCoalescer<Completion, Completed>(async (items) => {
+    // A (run, stage) twice in one statement would be an error; the second is a repeat anyway.
+    const rows: Array<{ runId: string; stage: StageName; result: unknown; loadedAt?: Date | undefined }> = [];
+    const seen = new Set<string>();
+    for (const item of items) {
+      for (const step of item.steps) {
+        const key = `${item.runId}.${step.stage}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        rows.push({ runId: item.runId, ...step });
+      }
+    }
+    const { rows: out } = await pool.query({
+      name: 'honeyjar-complete-steps',
+      text: COMPLETE_STEPS,
+      values: [
+        rows.map((r) => r.runId),
+        rows.map((r) => r.stage),
+        rows.map((r) => JSON.stringify(r.result)),
+        rows.map((r) => jobIdFor(r.runId, r.stage)),
+        rows.map((r) => PIPELINE[r.stage].queue),
+        rows.map((r) => PIPELINE[r.stage].attempts),
+        rows.map((r) => r.loadedAt ?? null),
+      ],
+    });
+    const written = new Set<string>();
+    const states = new Map<string, StepStates>();
+    for (const row of out) {
+      if (row.written) written.add(`${row.run_id}.${row.stage}`);
+      if (row.states) states.set(row.run_id, row.states);
+    }
+    // A repeat of a step in the same statement is not its caller's write.
+    const claimed = new Set<string>();
+    const mine = items.map((item) =>
+      item.steps
+        .map((step) => step.stage)
+        .filter((stage) => {
+          const key = `${item.runId}.${stage}`;
+          if (!written.has(key) || claimed.has(key)) return false;
+          claimed.add(key);
+          return true;
+        }),
+    );
+    // Of the callers completing steps of one run, the last one with a write acts on them all.
+    const lead = new Map<string, number>();
+    const writtenOfRun = new Map<string, StageName[]>();
+    items.forEach((item, i) => {
+      if (mine[i]!.length === 0) return;
+      lead.set(item.runId, i);
+      writtenOfRun.set(item.runId, [...(writtenOfRun.get(item.runId) ?? []), ...mine[i]!]);
+    });
+    return items.map((item, i) => {
+      const value: Completed = {
+        written: mine[i]!,
+        settled: lead.get(item.runId) === i ? writtenOfRun.get(item.runId)! : [],
+        states: states.get(item.runId) ?? {},
+      };
+      return { status: 'fulfilled' as const, value };
+    });
+  });
+
   /**
    * The steps of the given runs (of one organization, unless null): a claimed step from its row,
    * one not claimed yet from the run's step_states, with the job id, queue and attempts it will have.
@@ -479,8 +581,8 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
      */
     async loadStep(runId: string, stage: StageName): Promise<ClaimedStep | undefined> {
       const loadedAt = new Date();
-      const { rows } = await pool.query({ name: 'honeyjar-load-step', text: LOAD_STEP, values: [runId, stage, PIPELINE[stage].dependsOn] });
-      return rows[0] ? { ...toClaimedStep(runId, stage, rows[0]), loadedAt } : undefined;
+      const row = await loadRow({ runId, stage });
+      return row ? { ...toClaimedStep(runId, stage, row), loadedAt } : undefined;
     },
 
     /**
@@ -498,28 +600,18 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
     },
 
     /**
-     * Stores the results of steps of one run, each once (the run becomes `partial` with its first)
-     * and answers which were written and the states of all the run's steps, which tell the driver
-     * what is ready next. `loadedAt`: the start of a loaded attempt (see loadStep), counted here.
+     * Stores the results of steps of one run, each once (the run becomes `partial` with its first).
+     * Answers which of them were written, the states of all the run's steps, and `settled`: the
+     * finished steps whose dependents this caller is to move along — its own written steps and
+     * those of other callers completing the same run in the same statement (who get none), so
+     * that each transition is acted on once. `loadedAt`: when a loaded attempt (see loadStep)
+     * started, counted here.
      */
     async completeSteps(
       runId: string,
       steps: ReadonlyArray<{ stage: StageName; result: unknown; loadedAt?: Date | undefined }>,
-    ): Promise<{ written: StageName[]; states: StepStates }> {
-      const { rows } = await pool.query({
-        name: 'honeyjar-complete-steps',
-        text: COMPLETE_STEPS,
-        values: [
-          runId,
-          steps.map((s) => s.stage),
-          steps.map((s) => JSON.stringify(s.result)),
-          steps.map((s) => jobIdFor(runId, s.stage)),
-          steps.map((s) => PIPELINE[s.stage].queue),
-          steps.map((s) => PIPELINE[s.stage].attempts),
-          steps.map((s) => s.loadedAt ?? null),
-        ],
-      });
-      return { written: rows[0]?.written ?? [], states: rows[0]?.states ?? {} };
+    ): Promise<{ written: StageName[]; settled: StageName[]; states: StepStates }> {
+      return complete({ runId, steps });
     },
 
     /** Records a failed attempt: `retrying` while attempts remain, else `failed` (with the run's step states). */

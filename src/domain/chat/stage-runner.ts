@@ -26,8 +26,9 @@ export interface StageServices {
 
 export type StageOutcome =
   /**
-   * `settled`: the steps this one completed (itself, and a dependent it could settle at once);
-   * `states`: every step's state after them, to decide what runs next. `runFinished` for the reply.
+   * `settled`: the finished steps whose dependents this caller moves along (itself and a dependent
+   * it could settle at once, or none when another caller completing the same run at the same
+   * time acts for both); `states`: every step's state after them. `runFinished` for the reply.
    */
   | { status: 'completed'; settled: StageName[]; states: StepStates; runFinished: boolean; threadId: string; messageSeq: number }
   /** The step or its run was already finished (a re-delivered job, a cancelled run): nothing done. */
@@ -80,9 +81,9 @@ export function createStageRunner(deps: { runs: RunsRepository; stages: StageSer
     const completions: Array<{ stage: StageName; result: unknown; loadedAt: Date | undefined }> = [{ stage, result, loadedAt: step.loadedAt }];
     const followUp = await settleAtOnce(step, result);
     if (followUp) completions.push(followUp);
-    const { written, states } = await runs.completeSteps(runId, completions);
+    const { written, settled, states } = await runs.completeSteps(runId, completions);
     if (!written.includes(stage)) return { status: 'already_finished' };
-    return { status: 'completed', settled: written, states, runFinished: false, threadId: step.threadId, messageSeq: step.messageSeq };
+    return { status: 'completed', settled, states, runFinished: false, threadId: step.threadId, messageSeq: step.messageSeq };
   }
 
   /**
