@@ -315,13 +315,17 @@ select r.id as run_id, r.created_at as run_created_at, r.step_states,
   left join run_steps st on st.run_id = r.id
  where r.id = any($1::uuid[]) and ($2::uuid is null or r.org_id = $2)`;
 
-/** Whether a run earlier in the same thread (by message order) is still open. */
-const EARLIER_OPEN_RUN = `
-select exists (select 1 from runs where thread_id = $1 and finished_at is null and seq < $2) as waiting`;
+/** For each (thread, seq): whether a run earlier in that thread (by message order) is still open. */
+const EARLIER_OPEN_RUNS = `
+select q.idx, exists (select 1 from runs r where r.thread_id = q.thread_id and r.finished_at is null and r.seq < q.seq) as waiting
+  from unnest($1::uuid[], $2::bigint[]) with ordinality as q(thread_id, seq, idx)`;
 
-/** The oldest open run of a thread, which is the one whose reply may be produced next. */
-const NEXT_OPEN_RUN = `
-select id, org_id, driver, step_states from runs where thread_id = $1 and finished_at is null order by seq limit 1`;
+/** For each thread, its oldest open run: the one whose reply may be produced next. */
+const NEXT_OPEN_RUNS = `
+select q.idx, n.id, n.org_id, n.driver, n.step_states
+  from unnest($1::uuid[]) with ordinality as q(thread_id, idx)
+ cross join lateral (select id, org_id, driver, step_states from runs r
+                      where r.thread_id = q.thread_id and r.finished_at is null order by r.seq limit 1) n`;
 
 function toClaimedStep(runId: string, stage: StageName, row: Record<string, any>): ClaimedStep {
   return {
@@ -350,6 +354,22 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
     });
     const byIdx = new Map(rows.map((row) => [Number(row.idx), row]));
     return items.map((_, i) => ({ status: 'fulfilled' as const, value: byIdx.get(i + 1) }));
+  });
+
+  // Read after the caller's own commit, as each caller would alone: several share a statement.
+  const earlierOpenRun = createCoalescer<{ threadId: string; seq: number }, boolean>(async (items) => {
+    const { rows } = await pool.query({
+      name: 'honeyjar-earlier-open-runs',
+      text: EARLIER_OPEN_RUNS,
+      values: [items.map((i) => i.threadId), items.map((i) => i.seq)],
+    });
+    const byIdx = new Map(rows.map((row) => [Number(row.idx), row.waiting === true]));
+    return items.map((_, i) => ({ status: 'fulfilled' as const, value: byIdx.get(i + 1) === true }));
+  });
+  const nextOpenRunOf = createCoalescer<string, { id: string; orgId: string; driver: string; states: StepStates } | undefined>(async (threadIds) => {
+    const { rows } = await pool.query({ name: 'honeyjar-next-open-runs', text: NEXT_OPEN_RUNS, values: [threadIds] });
+    const byIdx = new Map(rows.map((row) => [Number(row.idx), { id: row.id, orgId: row.org_id, driver: row.driver, states: row.step_states }]));
+    return threadIds.map((_, i) => ({ status: 'fulfilled' as const, value: byIdx.get(i + 1) }));
   });
 
   type Completion = { runId: string; steps: ReadonlyArray<{ stage: StageName; result: unknown; loadedAt?: Date | undefined }> };
@@ -643,14 +663,12 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
     },
 
     async hasEarlierOpenRun(threadId: string, messageSeq: number): Promise<boolean> {
-      const { rows } = await pool.query({ name: 'honeyjar-earlier-open-run', text: EARLIER_OPEN_RUN, values: [threadId, messageSeq] });
-      return rows[0]?.waiting === true;
+      return earlierOpenRun({ threadId, seq: messageSeq });
     },
 
     /** The thread's oldest open run, with its step states. */
     async nextOpenRun(threadId: string): Promise<{ id: string; orgId: string; driver: string; states: StepStates } | undefined> {
-      const { rows } = await pool.query({ name: 'honeyjar-next-open-run', text: NEXT_OPEN_RUN, values: [threadId] });
-      return rows[0] ? { id: rows[0].id, orgId: rows[0].org_id, driver: rows[0].driver, states: rows[0].step_states } : undefined;
+      return nextOpenRunOf(threadId);
     },
 
     /** Open runs older than the given age: candidates for the reconciler. */
