@@ -63,6 +63,24 @@ describe('the runs repository', () => {
     expect(steps.map((s) => [s.stage, s.status, s.attempts, s.jobId])).toEqual(STAGE_ORDER.map((stage) => [stage, 'pending', 0, `${runId}.${stage}`]));
   });
 
+  it('accepts several messages in one statement, each with its own answer', async () => {
+    const foreignThread = (await createThreadsRepository(database.db, database.pool).create(otherOrgId, userId, 'foreign')).id;
+    const make = (content: string, extra: { threadId?: string; idempotencyKey?: string } = {}) => ({
+      id: randomUUID(), orgId, threadId, userId, source: 'queued', driver: 'queue', content, stages: [...STAGE_ORDER], ...extra,
+    });
+    const key = `key-${randomUUID()}`;
+    const inputs = [make('one'), make('two', { idempotencyKey: key }), make('three', { idempotencyKey: key }), make('elsewhere', { threadId: foreignThread }), make('four')];
+    // Issued in one turn of the event loop, these share one statement.
+    const outcomes = await Promise.all(inputs.map((input) => runs.create(input)));
+    expect(outcomes.map((o) => o.kind)).toEqual(['created', 'created', 'replay', 'thread_not_found', 'created']);
+    expect(outcomes[2]).toEqual({ kind: 'replay', runId: inputs[1]!.id });
+    expect(await count('select count(*) as n from runs where id = any($1::uuid[])', [inputs.map((i) => i.id)])).toBe(3);
+    // Their messages are in the order they were sent.
+    const seqs = await Promise.all([0, 1, 4].map(async (i) => (await runs.userMessage(inputs[i]!.id))!.seq));
+    expect([...seqs].sort((x, y) => x - y)).toEqual(seqs);
+    expect((await runs.userMessage(inputs[4]!.id))?.content).toBe('four');
+  });
+
   it('writes a local step once, when it completes, and keeps the relaxed commit to that statement', async () => {
     const runId = await accept();
     const loaded = await runs.loadStep(runId, 'intent');

@@ -99,31 +99,44 @@ const RELAXED_COMMIT = `select set_config('synchronous_commit', 'off', true) as 
 
 /*
  * Accepting a message writes two rows: the run (with every included step as `pending` in
- * step_states) and its user message, which share one seq. Step rows come later, at claim time.
+ * step_states) and its user message, which share one seq. Step rows come later. Only for a thread
+ * of the caller's organization, and only once per idempotency key. Several accepts (numbered by
+ * `idx`) share the statement and its commit (see createCoalescer); each gets its own answer.
  */
-const CREATE_RUN = `
-with t as (select id from threads where id = $2 and org_id = $3),
-n as (select nextval('messages_seq_seq') as seq, gen_random_uuid() as message_id from t),
+const CREATE_RUNS = `
+with q as (
+  select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+    with ordinality as q(id, thread_id, org_id, user_id, source, driver, options, idempotency_key, content, step_states, idx)
+),
+t as (select q.idx from q join threads th on th.id = q.thread_id and th.org_id = q.org_id),
+n as (
+  select q.*, nextval('messages_seq_seq') as seq, gen_random_uuid() as message_id
+    from q where q.idx in (select idx from t)
+   order by q.idx
+),
 r as (
   insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, step_states, message_id, seq)
-  select $1, $3, t.id, $4, $5, $6, $7::jsonb, $8,
-         $10::jsonb, n.message_id, n.seq
-    from t, n
+  select n.id, n.org_id, n.thread_id, n.user_id, n.source, n.driver, n.options::jsonb, n.idempotency_key,
+         n.step_states::jsonb, n.message_id, n.seq
+    from n
   on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
-  returning id, created_at, message_id, seq
+  returning id, org_id, thread_id, created_at, message_id, seq
 ),
 m as (
   insert into messages (id, seq, org_id, thread_id, run_id, role, content, created_at)
   overriding system value
-  select r.message_id, r.seq, $3, $2, r.id, 'user', $9, r.created_at from r
-  returning id
+  select r.message_id, r.seq, r.org_id, r.thread_id, r.id, 'user', q.content, r.created_at
+    from r join q on q.id = r.id
+  returning id, run_id
 )
-select (select count(*) from t)::int as thread_found,
-       (select id from r) as run_id,
-       (select created_at from r) as created_at,
-       (select id from m) as message_id,
-       (case when $8::text is null then null
-             else (select id from runs where org_id = $3 and idempotency_key = $8) end) as existing_run_id`;
+select q.idx,
+       exists (select 1 from t where t.idx = q.idx) as thread_found,
+       r.id as run_id, r.created_at,
+       (select m.id from m where m.run_id = q.id) as message_id,
+       (case when q.idempotency_key is null then null
+             else (select x.id from runs x where x.org_id = q.org_id and x.idempotency_key = q.idempotency_key) end) as existing_run_id
+  from q
+  left join r on r.id = q.id`;
 
 /**
  * The run of a step that may run now: the run is open, the step is one of its steps and not
@@ -356,6 +369,27 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
     return items.map((_, i) => ({ status: 'fulfilled' as const, value: byIdx.get(i + 1) }));
   });
 
+  const createRow = createCoalescer<NewRun, Record<string, any> | undefined>(async (items) => {
+    const { rows } = await pool.query({
+      name: 'honeyjar-create-runs',
+      text: CREATE_RUNS,
+      values: [
+        items.map((i) => i.id),
+        items.map((i) => i.threadId),
+        items.map((i) => i.orgId),
+        items.map((i) => i.userId),
+        items.map((i) => i.source),
+        items.map((i) => i.driver),
+        items.map((i) => JSON.stringify(i.options ?? {})),
+        items.map((i) => i.idempotencyKey ?? null),
+        items.map((i) => i.content),
+        items.map((i) => JSON.stringify(Object.fromEntries(i.stages.map((stage) => [stage, 'pending'])))),
+      ],
+    });
+    const byIdx = new Map(rows.map((row) => [Number(row.idx), row]));
+    return items.map((_, i) => ({ status: 'fulfilled' as const, value: byIdx.get(i + 1) }));
+  });
+
   // Read after the caller's own commit, as each caller would alone: several share a statement.
   const earlierOpenRun = createCoalescer<{ threadId: string; seq: number }, boolean>(async (items) => {
     const { rows } = await pool.query({
@@ -513,20 +547,8 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
      * the organization, and only once per idempotency key.
      */
     async create(input: NewRun): Promise<CreateRunOutcome> {
-      const { rows } = await pool.query({ name: 'honeyjar-create-run', text: CREATE_RUN, values: [
-        input.id,
-        input.threadId,
-        input.orgId,
-        input.userId,
-        input.source,
-        input.driver,
-        JSON.stringify(input.options ?? {}),
-        input.idempotencyKey ?? null,
-        input.content,
-        JSON.stringify(Object.fromEntries(input.stages.map((stage) => [stage, 'pending']))),
-      ] });
-      const row = rows[0];
-      if (!row || row.thread_found === 0) return { kind: 'thread_not_found' };
+      const row = await createRow(input);
+      if (!row || !row.thread_found) return { kind: 'thread_not_found' };
       if (row.run_id) return { kind: 'created', runId: row.run_id, createdAt: row.created_at, messageId: row.message_id };
       if (row.existing_run_id) return { kind: 'replay', runId: row.existing_run_id };
       // The key's run was written by a concurrent request that has not committed yet; its
