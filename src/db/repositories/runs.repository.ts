@@ -103,6 +103,30 @@ const RELAXED_COMMIT = `select set_config('synchronous_commit', 'off', true) as 
  * of the caller's organization, and only once per idempotency key. Several accepts (numbered by
  * `idx`) share the statement and its commit (see createCoalescer); each gets its own answer.
  */
+const CREATE_RUN = `
+with t as (select id from threads where id = $2 and org_id = $3),
+n as (select nextval('messages_seq_seq') as seq, gen_random_uuid() as message_id from t),
+r as (
+  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, step_states, message_id, seq)
+  select $1, $3, t.id, $4, $5, $6, $7::jsonb, $8, $10::jsonb, n.message_id, n.seq
+    from t, n
+  on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
+  returning id, created_at, message_id, seq
+),
+m as (
+  insert into messages (id, seq, org_id, thread_id, run_id, role, content, created_at)
+  overriding system value
+  select r.message_id, r.seq, $3, $2, r.id, 'user', $9, r.created_at from r
+  returning id
+)
+select 1 as idx, exists (select 1 from t) as thread_found,
+       (select id from r) as run_id,
+       (select created_at from r) as created_at,
+       (select id from m) as message_id,
+       (case when $8::text is null then null
+             else (select id from runs where org_id = $3 and idempotency_key = $8) end) as existing_run_id`;
+
+/** The same for several accepts: CREATE_RUN costs less for one alone. */
 const CREATE_RUNS = `
 with q as (
   select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
@@ -370,6 +394,26 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
   });
 
   const createRow = createCoalescer<NewRun, Record<string, any> | undefined>(async (items) => {
+    if (items.length === 1) {
+      const input = items[0]!;
+      const { rows } = await pool.query({
+        name: 'honeyjar-create-run',
+        text: CREATE_RUN,
+        values: [
+          input.id,
+          input.threadId,
+          input.orgId,
+          input.userId,
+          input.source,
+          input.driver,
+          JSON.stringify(input.options ?? {}),
+          input.idempotencyKey ?? null,
+          input.content,
+          JSON.stringify(Object.fromEntries(input.stages.map((stage) => [stage, 'pending']))),
+        ],
+      });
+      return [{ status: 'fulfilled' as const, value: rows[0] }];
+    }
     const { rows } = await pool.query({
       name: 'honeyjar-create-runs',
       text: CREATE_RUNS,
