@@ -632,6 +632,14 @@ async function scenarioAck(server: Server, tenant: Tenant, threads: string[]): P
   }
 }
 
+/** BENCH_WORKERS worker processes (1 by default) for scenarios 4 and 4b, each with all five workers. */
+async function startWorkers(label: string, target: Instance): Promise<Server[]> {
+  const count = Math.max(1, Number(process.env.BENCH_WORKERS || 1));
+  const workers: Server[] = [];
+  for (let i = 0; i < count; i++) workers.push(await startServer(i === 0 ? label : `${label}-${i + 1}`, target, {}, 'worker'));
+  return workers;
+}
+
 async function scenarioSustained(server: Server, tenant: Tenant, threads: string[]): Promise<Record<string, unknown>> {
   const agent = createAgent(S.sustainedConnections + S.sweepConcurrency);
   const accepted: string[] = [];
@@ -1070,12 +1078,12 @@ async function main(): Promise<number> {
   if (ONLY.has('sustained')) {
     const sustainedPool = await createDatabase(SUSTAINED);
     const api = await startServer('server-offline', SUSTAINED, {}, 'api');
-    const worker = await startServer('server-offline-worker', SUSTAINED, {}, 'worker');
+    const workers = await startWorkers('server-offline-worker', SUSTAINED);
     const tenant = await bootstrapTenant(SUSTAINED);
     const threads = await createThreads(api, tenant, S.connections, 'Sustained');
     await attempt('sustained', () => scenarioSustained(api, tenant, threads));
     database['server-offline'] = await databaseFindings(sustainedPool);
-    await stopServer(worker);
+    for (const worker of workers) await stopServer(worker);
     await stopServer(api);
     serverLogs['server-offline'] = logFindings('server-offline');
     serverLogs['server-offline-worker'] = logFindings('server-offline-worker');
@@ -1085,12 +1093,12 @@ async function main(): Promise<number> {
   if (ONLY.has('paced')) {
     const pacedPool = await createDatabase(PACED);
     const api = await startServer('server-paced', PACED, {}, 'api');
-    const worker = await startServer('server-paced-worker', PACED, {}, 'worker');
+    const workers = await startWorkers('server-paced-worker', PACED);
     const tenant = await bootstrapTenant(PACED);
     const threads = await createThreads(api, tenant, S.pacedUsers, 'Paced');
     await attempt('paced', () => scenarioPaced(api, tenant, threads));
     database['server-paced'] = await databaseFindings(pacedPool);
-    await stopServer(worker);
+    for (const worker of workers) await stopServer(worker);
     await stopServer(api);
     serverLogs['server-paced'] = logFindings('server-paced');
     serverLogs['server-paced-worker'] = logFindings('server-paced-worker');

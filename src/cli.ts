@@ -159,11 +159,11 @@ async function token(config: Readonly<Config>, args: string[]): Promise<number> 
 async function ingest(config: Readonly<Config>, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { org: { type: 'string' } }, allowPositionals: true, strict: true });
   if (!values.org || positionals.length === 0) throw new UsageError('ingest needs --org ID and at least one FILE');
-  const documents = await withDatabase(config, async ({ db }) => {
+  const documents = await withDatabase(config, async ({ db, pool }) => {
     const tenancy = createTenancyRepository(db);
     const org = /^[0-9a-f-]{36}$/i.test(values.org!) ? await tenancy.findOrganization(values.org!) : undefined;
     if (!org) throw new UsageError(`no organization with id ${values.org}`);
-    const service = createDocumentsService({ documents: createDocumentsRepository(db) });
+    const service = createDocumentsService({ documents: createDocumentsRepository(db, pool) });
     const added = [];
     for (const file of positionals) {
       const content = await readFile(file, 'utf8');

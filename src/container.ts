@@ -41,7 +41,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     tenancy: createTenancyRepository(database.db),
     threads: createThreadsRepository(database.db, database.pool),
     runs: monitoring.observeRuns(createRunsRepository(database.db, database.pool)),
-    documents: createDocumentsRepository(database.db),
+    documents: createDocumentsRepository(database.db, database.pool),
     contactCache: createContactCacheRepository(database.db),
     alerts: createAlertsRepository(database.db, database.pool),
     monitoring: createMonitoringRepository(database.pool),

@@ -17,7 +17,7 @@ beforeAll(async () => {
   const tenancy = createTenancyRepository(database.db);
   orgId = (await tenancy.createOrganization('Library org')).id;
   otherOrgId = (await tenancy.createOrganization('Other org')).id;
-  const documents = createDocumentsService({ documents: createDocumentsRepository(database.db) });
+  const documents = createDocumentsService({ documents: createDocumentsRepository(database.db, database.pool) });
   for (const doc of LIBRARY) idOf.set(doc.key, (await documents.add(orgId, null, doc.title, doc.content)).id);
   await documents.add(otherOrgId, null, 'Secret crisis plan of another company', 'Who approves public statements during a crisis? Their CEO alone.');
 });
@@ -25,7 +25,7 @@ afterAll(() => database.drop());
 
 describe('retrieval', () => {
   it('finds the right document in the top 3 for most questions', async () => {
-    const rag = createRagService({ search: createDocumentsRepository(database.db) });
+    const rag = createRagService({ search: createDocumentsRepository(database.db, database.pool) });
     let top1 = 0;
     let top3 = 0;
     const misses: string[] = [];
@@ -42,7 +42,7 @@ describe('retrieval', () => {
   });
 
   it("never returns another organization's documents", async () => {
-    const rag = createRagService({ search: createDocumentsRepository(database.db) });
+    const rag = createRagService({ search: createDocumentsRepository(database.db, database.pool) });
     const { documents } = await rag.retrieve(orgId, 'Who approves public statements during a crisis?');
     expect(documents.length).toBeGreaterThan(0);
     expect(documents.every((doc) => [...idOf.values()].includes(doc.id))).toBe(true);
@@ -51,13 +51,13 @@ describe('retrieval', () => {
   });
 
   it('answers nothing for stop words only or empty text, without error', async () => {
-    const rag = createRagService({ search: createDocumentsRepository(database.db) });
+    const rag = createRagService({ search: createDocumentsRepository(database.db, database.pool) });
     expect((await rag.retrieve(orgId, 'the and of')).documents).toEqual([]);
     expect((await rag.retrieve(orgId, '!!! ???')).documents).toEqual([]);
   });
 
   it('gives snippets and scores', async () => {
-    const rag = createRagService({ search: createDocumentsRepository(database.db) });
+    const rag = createRagService({ search: createDocumentsRepository(database.db, database.pool) });
     const [first] = (await rag.retrieve(orgId, 'net-zero emissions target')).documents;
     expect(first).toMatchObject({ title: 'Sustainability report summary 2025', score: expect.any(Number) });
     expect(first!.snippet.toLowerCase()).toContain('net-zero');

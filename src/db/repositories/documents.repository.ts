@@ -1,5 +1,6 @@
 import { and, desc, eq, sql } from 'drizzle-orm';
 import type { Db } from '../client.js';
+import type pg from 'pg';
 import { documentChunks, documents } from '../schema.js';
 import { afterNewestCursor, newestFirstPage, type Page } from './cursor.js';
 import type { RagDocument } from '../../domain/stages/types.js';
@@ -13,7 +14,27 @@ export interface DocumentSummary {
 }
 
 
-export function createDocumentsRepository(db: Db) {
+const SEARCH_CHUNKS = `
+with q as (
+  select nullif(replace(plainto_tsquery('english', $1::text)::text, '&', '|'), '')::tsquery as query
+),
+ranked as (
+  select c.document_id, c.title, c.content,
+         ts_rank_cd(c.tsv, q.query, 1) as score,
+         row_number() over (partition by c.document_id order by ts_rank_cd(c.tsv, q.query, 1) desc, c.position) as n
+    from document_chunks c, q
+   where q.query is not null and c.org_id = $2 and c.tsv @@ q.query
+)
+select r.document_id as id, r.title,
+       ts_headline('english', r.content, q.query,
+         'MaxFragments=2, MaxWords=40, MinWords=15, StartSel="", StopSel="", FragmentDelimiter=" … "') as snippet,
+       r.score::float8 as score
+  from ranked r, q
+ where r.n = 1
+ order by r.score desc, r.document_id
+ limit $3`;
+
+export function createDocumentsRepository(db: Db, pool: pg.Pool) {
   return {
     async create(orgId: string, userId: string | null, title: string, content: string, chunks: string[]): Promise<DocumentSummary> {
       return db.transaction(async (tx) => {
@@ -68,26 +89,12 @@ export function createDocumentsRepository(db: Db) {
      * hold more of them, closer together. The best chunk stands for its document.
      */
     async search(orgId: string, text: string, limit: number): Promise<RagDocument[]> {
-      const result = await db.execute<{ id: string; title: string; snippet: string; score: number }>(sql`
-        with q as (
-          select nullif(replace(plainto_tsquery('english', ${text})::text, '&', '|'), '')::tsquery as query
-        ),
-        ranked as (
-          select c.document_id, c.title, c.content,
-                 ts_rank_cd(c.tsv, q.query, 1) as score,
-                 row_number() over (partition by c.document_id order by ts_rank_cd(c.tsv, q.query, 1) desc, c.position) as n
-          from ${documentChunks} c, q
-          where q.query is not null and c.org_id = ${orgId} and c.tsv @@ q.query
-        )
-        select r.document_id as id, r.title,
-               ts_headline('english', r.content, q.query,
-                 'MaxFragments=2, MaxWords=40, MinWords=15, StartSel="", StopSel="", FragmentDelimiter=" … "') as snippet,
-               r.score::float8 as score
-        from ranked r, q
-        where r.n = 1
-        order by r.score desc, r.document_id
-        limit ${limit}
-      `);
+      // Named: it runs for every message, so each connection parses and plans it once.
+      const result = await pool.query<{ id: string; title: string; snippet: string; score: number }>({
+        name: 'honeyjar-search-chunks',
+        text: SEARCH_CHUNKS,
+        values: [text, orgId, limit],
+      });
       return result.rows.map((row) => ({ id: row.id, title: row.title, snippet: row.snippet, score: Number(Number(row.score).toFixed(4)) }));
     },
   };
