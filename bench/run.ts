@@ -1073,35 +1073,33 @@ async function main(): Promise<number> {
     serverLogs['server-api'] = logFindings('server-api');
   }
 
-  // Servers for scenario 4: an API process and a worker process (offline LLM) on a fresh database
-  // and prefix, so that no earlier backlog is counted.
+  // Scenarios 4 and 4b: each on its own fresh database and prefix (no earlier backlog counted), with
+  // an API process and BENCH_WORKERS worker processes (offline LLM).
+  const withApiAndWorkers = async (
+    label: string,
+    target: Instance,
+    threadCount: number,
+    run: (api: Server, tenant: Tenant, threads: string[]) => Promise<unknown>,
+  ): Promise<void> => {
+    const pool = await createDatabase(target);
+    const api = await startServer(label, target, {}, 'api');
+    const workers = await startWorkers(`${label}-worker`, target);
+    const tenant = await bootstrapTenant(target);
+    const threads = await createThreads(api, tenant, threadCount, label);
+    await run(api, tenant, threads);
+    database[label] = await databaseFindings(pool);
+    for (const worker of workers) await stopServer(worker);
+    await stopServer(api);
+    for (const server of [api, ...workers]) serverLogs[server.label] = logFindings(server.label);
+  };
   if (ONLY.has('sustained')) {
-    const sustainedPool = await createDatabase(SUSTAINED);
-    const api = await startServer('server-offline', SUSTAINED, {}, 'api');
-    const workers = await startWorkers('server-offline-worker', SUSTAINED);
-    const tenant = await bootstrapTenant(SUSTAINED);
-    const threads = await createThreads(api, tenant, S.connections, 'Sustained');
-    await attempt('sustained', () => scenarioSustained(api, tenant, threads));
-    database['server-offline'] = await databaseFindings(sustainedPool);
-    for (const worker of workers) await stopServer(worker);
-    await stopServer(api);
-    serverLogs['server-offline'] = logFindings('server-offline');
-    serverLogs['server-offline-worker'] = logFindings('server-offline-worker');
+    await withApiAndWorkers('server-offline', SUSTAINED, S.connections, (api, tenant, threads) =>
+      attempt('sustained', () => scenarioSustained(api, tenant, threads)),
+    );
   }
-
-  // Scenario 4b: the same two processes on another fresh database, offered a set rate.
+  // Offered a set rate.
   if (ONLY.has('paced')) {
-    const pacedPool = await createDatabase(PACED);
-    const api = await startServer('server-paced', PACED, {}, 'api');
-    const workers = await startWorkers('server-paced-worker', PACED);
-    const tenant = await bootstrapTenant(PACED);
-    const threads = await createThreads(api, tenant, S.pacedUsers, 'Paced');
-    await attempt('paced', () => scenarioPaced(api, tenant, threads));
-    database['server-paced'] = await databaseFindings(pacedPool);
-    for (const worker of workers) await stopServer(worker);
-    await stopServer(api);
-    serverLogs['server-paced'] = logFindings('server-paced');
-    serverLogs['server-paced-worker'] = logFindings('server-paced-worker');
+    await withApiAndWorkers('server-paced', PACED, S.pacedUsers, (api, tenant, threads) => attempt('paced', () => scenarioPaced(api, tenant, threads)));
   }
 
   // Server 2: the fake OpenAI server with 1248 ms latency, for scenario 3.

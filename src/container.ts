@@ -39,7 +39,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
   const monitoring = createMonitoring();
   const repositories = {
     tenancy: createTenancyRepository(database.db),
-    threads: createThreadsRepository(database.db, database.pool),
+    threads: createThreadsRepository(database.db),
     runs: monitoring.observeRuns(createRunsRepository(database.db, database.pool)),
     documents: createDocumentsRepository(database.db, database.pool),
     contactCache: createContactCacheRepository(database.db),

@@ -31,7 +31,7 @@ beforeAll(async () => {
   orgId = (await tenancy.createOrganization('Runs org')).id;
   otherOrgId = (await tenancy.createOrganization('Other org')).id;
   userId = (await tenancy.upsertUser('runs@example.com')).id;
-  threadId = (await createThreadsRepository(database.db, database.pool).create(orgId, userId, 'runs')).id;
+  threadId = (await createThreadsRepository(database.db).create(orgId, userId, 'runs')).id;
 });
 
 afterAll(async () => {
@@ -64,7 +64,7 @@ describe('the runs repository', () => {
   });
 
   it('accepts several messages in one statement, each with its own answer', async () => {
-    const foreignThread = (await createThreadsRepository(database.db, database.pool).create(otherOrgId, userId, 'foreign')).id;
+    const foreignThread = (await createThreadsRepository(database.db).create(otherOrgId, userId, 'foreign')).id;
     const make = (content: string, extra: { threadId?: string; idempotencyKey?: string } = {}) => ({
       id: randomUUID(), orgId, threadId, userId, source: 'queued', driver: 'queue', content, stages: [...STAGE_ORDER], ...extra,
     });
@@ -123,7 +123,7 @@ describe('the runs repository', () => {
   });
 
   it('gives the LLM step the earlier exchanges of its thread, oldest first', async () => {
-    const thread = await createThreadsRepository(database.db, database.pool).create(orgId, userId, 'history');
+    const thread = await createThreadsRepository(database.db).create(orgId, userId, 'history');
     const ids: string[] = [];
     for (const text of ['first question', 'second question', 'third question']) {
       const id = randomUUID();

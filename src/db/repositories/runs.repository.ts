@@ -163,22 +163,23 @@ select q.idx,
   left join r on r.id = q.id`;
 
 /**
- * The run of a step that may run now: the run is open, the step is one of its steps and not
- * finished, and (a guard against a completion that was lost) every stage it depends on ($3) has.
+ * Whether run `r` may run its step `stage` now: the run is open, the step is one of its steps and
+ * not finished, and (a guard against a completion that was lost) every stage in `deps` that the
+ * run includes has finished.
  */
-const STEP_RUN = `
-  select r.id, r.org_id, r.thread_id, r.options, r.message_id, r.seq, r.created_at, r.step_states
-    from runs r
-   where r.id = $1 and r.finished_at is null
-     and r.step_states ->> $2::text not in ${TERMINAL_SQL}
-     and not exists (select 1 from unnest($3::text[]) as d(stage)
-                      where r.step_states ? d.stage and r.step_states ->> d.stage not in ${TERMINAL_SQL})`;
+function mayRunSql(r: string, stage: string, deps: string): string {
+  return `${r}.finished_at is null
+     and ${r}.step_states ->> ${stage} not in ${TERMINAL_SQL}
+     and not exists (select 1 from unnest(${deps}) as dep(stage)
+                      where ${r}.step_states ? dep.stage and ${r}.step_states ->> dep.stage not in ${TERMINAL_SQL})`;
+}
 
-/** The completed results of the stages a step depends on ($3), by stage. */
-const DEPENDENCY_RESULTS = `
-  (case when cardinality($3::text[]) = 0 then '{}'::jsonb
+/** The completed results of a run's steps among `deps`, by stage. */
+function dependencyResultsSql(runId: string, deps: string): string {
+  return `(case when cardinality(${deps}) = 0 then '{}'::jsonb
         else (select coalesce(jsonb_object_agg(d.stage, d.result) filter (where d.status = 'completed'), '{}'::jsonb)
-                from run_steps d where d.run_id = $1 and d.stage = any($3::text[])) end)`;
+                from run_steps d where d.run_id = ${runId} and d.stage = any(${deps})) end)`;
+}
 
 /**
  * What local stages need, read without writing (their step is written once, when it ends): for
@@ -193,14 +194,9 @@ with q as (
 )
 select q.idx, coalesce(st.attempts, 0) + 1 as attempts, r.org_id, r.thread_id, r.options, r.step_states,
        m.id as message_id, r.seq as message_seq, m.content, null::jsonb as history,
-       (case when cardinality(q.deps) = 0 then '{}'::jsonb
-             else (select coalesce(jsonb_object_agg(d.stage, d.result) filter (where d.status = 'completed'), '{}'::jsonb)
-                     from run_steps d where d.run_id = r.id and d.stage = any(q.deps)) end) as results
+       ${dependencyResultsSql('r.id', 'q.deps')} as results
   from q
-  join runs r on r.id = q.run_id and r.finished_at is null
-             and r.step_states ->> q.stage not in ${TERMINAL_SQL}
-             and not exists (select 1 from unnest(q.deps) as dep(stage)
-                              where r.step_states ? dep.stage and r.step_states ->> dep.stage not in ${TERMINAL_SQL})
+  join runs r on r.id = q.run_id and ${mayRunSql('r', 'q.stage', 'q.deps')}
   join messages m on m.id = r.message_id
   left join run_steps st on st.run_id = r.id and st.stage = q.stage
  where st.status is null or st.status not in ${TERMINAL_SQL}`;
@@ -209,26 +205,30 @@ select q.idx, coalesce(st.attempts, 0) + 1 as attempts, r.org_id, r.thread_id, r
 const DEPENDENCIES_JSON = JSON.stringify(Object.fromEntries(STAGE_ORDER.map((stage) => [stage, PIPELINE[stage].dependsOn])));
 
 /*
- * Claims an attempt of a step that calls out: writes its row on the first claim, counts the
- * attempt on later ones ($5: only if never claimed). Loads what the stage needs in the same
- * statement, with the thread's history when $8 > 0. Relaxed commit: a lost claim is redone.
+ * Claims an attempt of a step that calls out ($3: the stages it depends on): writes its row on the
+ * first claim, counts the attempt on later ones. Loads what the stage needs in the same statement,
+ * with the thread's history when $7 > 0. Relaxed commit: a lost claim is redone.
  */
 const CLAIM_STEP = `
 with c as (${RELAXED_COMMIT}),
-run as (${STEP_RUN}),
+run as (
+  select r.id, r.org_id, r.thread_id, r.options, r.message_id, r.seq, r.created_at, r.step_states
+    from runs r
+   where r.id = $1 and ${mayRunSql('r', '$2::text', '$3::text[]')}
+),
 s as (
   insert into run_steps as st (run_id, org_id, stage, job_id, queue, max_attempts, status, attempts, created_at, started_at)
-  select run.id, run.org_id, $2, $4, $6, $7, 'active', 1, run.created_at, now() from run, c where c.relaxed is not null
+  select run.id, run.org_id, $2, $4, $5, $6, 'active', 1, run.created_at, now() from run, c where c.relaxed is not null
   on conflict (run_id, stage) do update
      set status = 'active', attempts = st.attempts + 1, started_at = coalesce(st.started_at, now())
-   where st.status not in ${TERMINAL_SQL} and ($5::boolean is not true or st.status = 'pending')
+   where st.status not in ${TERMINAL_SQL}
   returning st.attempts
 )
 select s.attempts, run.org_id, run.thread_id, run.options, run.step_states,
-       m.id as message_id, run.seq as message_seq, m.content, ${DEPENDENCY_RESULTS} as results,
-       (case when $8::int > 0 then (
+       m.id as message_id, run.seq as message_seq, m.content, ${dependencyResultsSql('$1', '$3::text[]')} as results,
+       (case when $7::int > 0 then (
           select coalesce(jsonb_agg(jsonb_build_object('role', h.role, 'content', h.content) order by h.turn, (h.role = 'assistant')), '[]'::jsonb)
-            from (${historySql('run.thread_id', 'run.seq', '$8::int')}) h) end) as history
+            from (${historySql('run.thread_id', 'run.seq', '$7::int')}) h) end) as history
   from s, run
   join messages m on m.id = run.message_id`;
 
@@ -364,6 +364,28 @@ select q.idx, n.id, n.org_id, n.driver, n.step_states
  cross join lateral (select id, org_id, driver, step_states from runs r
                       where r.thread_id = q.thread_id and r.finished_at is null order by r.seq limit 1) n`;
 
+/** An accept's values, in the column order of CREATE_RUN (scalars) and CREATE_RUNS (arrays). */
+function acceptColumns(input: NewRun): unknown[] {
+  return [
+    input.id,
+    input.threadId,
+    input.orgId,
+    input.userId,
+    input.source,
+    input.driver,
+    JSON.stringify(input.options ?? {}),
+    input.idempotencyKey ?? null,
+    input.content,
+    JSON.stringify(Object.fromEntries(input.stages.map((stage) => [stage, 'pending']))),
+  ];
+}
+
+/** One answer per batched call, from the rows a statement returned for its `idx` (1-based); undefined without a row. */
+function answersByIdx<T>(rows: Array<Record<string, any>>, count: number, pick: (row: Record<string, any>) => T): Array<PromiseFulfilledResult<T | undefined>> {
+  const byIdx = new Map(rows.map((row) => [Number(row.idx), pick(row)]));
+  return Array.from({ length: count }, (_, i) => ({ status: 'fulfilled' as const, value: byIdx.get(i + 1) }));
+}
+
 function toClaimedStep(runId: string, stage: StageName, row: Record<string, any>): ClaimedStep {
   return {
     runId,
@@ -389,49 +411,18 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
       text: LOAD_STEPS,
       values: [items.map((i) => i.runId), items.map((i) => i.stage), DEPENDENCIES_JSON],
     });
-    const byIdx = new Map(rows.map((row) => [Number(row.idx), row]));
-    return items.map((_, i) => ({ status: 'fulfilled' as const, value: byIdx.get(i + 1) }));
+    return answersByIdx(rows, items.length, (row) => row);
   });
 
   const createRow = createCoalescer<NewRun, Record<string, any> | undefined>(async (items) => {
-    if (items.length === 1) {
-      const input = items[0]!;
-      const { rows } = await pool.query({
-        name: 'honeyjar-create-run',
-        text: CREATE_RUN,
-        values: [
-          input.id,
-          input.threadId,
-          input.orgId,
-          input.userId,
-          input.source,
-          input.driver,
-          JSON.stringify(input.options ?? {}),
-          input.idempotencyKey ?? null,
-          input.content,
-          JSON.stringify(Object.fromEntries(input.stages.map((stage) => [stage, 'pending']))),
-        ],
-      });
+    const values = items.map(acceptColumns);
+    if (values.length === 1) {
+      const { rows } = await pool.query({ name: 'honeyjar-create-run', text: CREATE_RUN, values: values[0] });
       return [{ status: 'fulfilled' as const, value: rows[0] }];
     }
-    const { rows } = await pool.query({
-      name: 'honeyjar-create-runs',
-      text: CREATE_RUNS,
-      values: [
-        items.map((i) => i.id),
-        items.map((i) => i.threadId),
-        items.map((i) => i.orgId),
-        items.map((i) => i.userId),
-        items.map((i) => i.source),
-        items.map((i) => i.driver),
-        items.map((i) => JSON.stringify(i.options ?? {})),
-        items.map((i) => i.idempotencyKey ?? null),
-        items.map((i) => i.content),
-        items.map((i) => JSON.stringify(Object.fromEntries(i.stages.map((stage) => [stage, 'pending'])))),
-      ],
-    });
-    const byIdx = new Map(rows.map((row) => [Number(row.idx), row]));
-    return items.map((_, i) => ({ status: 'fulfilled' as const, value: byIdx.get(i + 1) }));
+    // The same columns, one array each.
+    const { rows } = await pool.query({ name: 'honeyjar-create-runs', text: CREATE_RUNS, values: values[0]!.map((_, c) => values.map((v) => v[c])) });
+    return answersByIdx(rows, items.length, (row) => row);
   });
 
   // Read after the caller's own commit, as each caller would alone: several share a statement.
@@ -441,13 +432,11 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
       text: EARLIER_OPEN_RUNS,
       values: [items.map((i) => i.threadId), items.map((i) => i.seq)],
     });
-    const byIdx = new Map(rows.map((row) => [Number(row.idx), row.waiting === true]));
-    return items.map((_, i) => ({ status: 'fulfilled' as const, value: byIdx.get(i + 1) === true }));
+    return answersByIdx(rows, items.length, (row) => row.waiting === true).map((answer) => ({ ...answer, value: answer.value === true }));
   });
   const nextOpenRunOf = createCoalescer<string, { id: string; orgId: string; driver: string; states: StepStates } | undefined>(async (threadIds) => {
     const { rows } = await pool.query({ name: 'honeyjar-next-open-runs', text: NEXT_OPEN_RUNS, values: [threadIds] });
-    const byIdx = new Map(rows.map((row) => [Number(row.idx), { id: row.id, orgId: row.org_id, driver: row.driver, states: row.step_states }]));
-    return threadIds.map((_, i) => ({ status: 'fulfilled' as const, value: byIdx.get(i + 1) }));
+    return answersByIdx(rows, threadIds.length, (row) => ({ id: row.id, orgId: row.org_id, driver: row.driver, states: row.step_states as StepStates }));
   });
 
   type Completion = { runId: string; steps: ReadonlyArray<{ stage: StageName; result: unknown; loadedAt?: Date | undefined }> };
@@ -673,14 +662,14 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
 
     /**
      * Claims an attempt of a step that calls out, and loads what it needs (with the thread's last
-     * `historyTurns` turns). Undefined as for loadStep; with `onlyIfPending`, also when it was claimed before.
+     * `historyTurns` turns). Undefined as for loadStep.
      */
-    async claimStep(runId: string, stage: StageName, options: { onlyIfPending?: boolean; historyTurns?: number } = {}): Promise<ClaimedStep | undefined> {
+    async claimStep(runId: string, stage: StageName, options: { historyTurns?: number } = {}): Promise<ClaimedStep | undefined> {
       const definition = PIPELINE[stage];
       const { rows } = await pool.query({
         name: 'honeyjar-claim-step',
         text: CLAIM_STEP,
-        values: [runId, stage, definition.dependsOn, jobIdFor(runId, stage), options.onlyIfPending === true, definition.queue, definition.attempts, options.historyTurns ?? 0],
+        values: [runId, stage, definition.dependsOn, jobIdFor(runId, stage), definition.queue, definition.attempts, options.historyTurns ?? 0],
       });
       return rows[0] ? toClaimedStep(runId, stage, rows[0]) : undefined;
     },

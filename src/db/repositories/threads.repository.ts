@@ -1,5 +1,4 @@
 import { and, asc, desc, eq, gt } from 'drizzle-orm';
-import type pg from 'pg';
 import type { Db } from '../client.js';
 import { messages, threads } from '../schema.js';
 import { afterNewestCursor, decodeCursor, encodeCursor, InvalidCursorError, newestFirstPage, type Page } from './cursor.js';
@@ -26,7 +25,7 @@ const isMessageCursor = (v: Record<string, unknown>): v is MessageCursor => Numb
 /**
  * The last user messages of a thread before the given seq (a bounded walk back along the thread's
  * index), each followed by its run's reply if there is one: newest first, at most `limit` rows,
- * each with its exchange's `turn`. Also used inside the LLM step's claim.
+ * each with its exchange's `turn`. The LLM step reads it inside its claim (runs.repository.ts).
  */
 export function historySql(thread: string, beforeSeq: string, limit: string): string {
   return `
@@ -45,7 +44,7 @@ export function historySql(thread: string, beforeSeq: string, limit: string): st
    limit ${limit}`;
 }
 
-export function createThreadsRepository(db: Db, pool: pg.Pool) {
+export function createThreadsRepository(db: Db) {
   return {
     async create(orgId: string, userId: string, title: string): Promise<ThreadRecord> {
       const [row] = await db
@@ -94,26 +93,6 @@ export function createThreadsRepository(db: Db, pool: pg.Pool) {
       const items = rows.slice(0, limit);
       const last = items.at(-1);
       return { items, nextCursor: rows.length > limit && last ? encodeCursor({ seq: last.seq }) : null };
-    },
-
-    /**
-     * The exchanges before a given user message, oldest first, for an LLM's context: each earlier
-     * user message followed by its reply. Ordered by exchange, not by storage, since messages sent
-     * together are stored before their replies.
-     */
-    async history(threadId: string, beforeSeq: number, maxTurns: number): Promise<MessageRecord[]> {
-      const { rows } = await pool.query(
-        `${historySql('$1', '$2', '$3')}`,
-        [threadId, beforeSeq, maxTurns],
-      );
-      return rows.reverse().map((row) => ({
-        id: row.id,
-        seq: Number(row.seq),
-        role: row.role,
-        content: row.content,
-        createdAt: row.created_at,
-        runId: row.run_id,
-      }));
     },
   };
 }
