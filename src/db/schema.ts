@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import {
   bigint,
+  boolean,
   customType,
   doublePrecision,
   index,
@@ -36,6 +37,8 @@ export const users = pgTable(
   {
     id: uuid('id').primaryKey().defaultRandom(),
     email: text('email').notNull(),
+    /** A system operator runs the whole installation (Bull Board, process details, system alerts); separate from organization roles. */
+    isOperator: boolean('is_operator').notNull().default(false),
     createdAt: createdAt(),
   },
   (t) => [uniqueIndex('users_email_key').on(sql`lower(${t.email})`)],
@@ -103,6 +106,8 @@ export const runs = pgTable(
     /** Stages requested and their inputs (e.g. explicit contacts to enrich). */
     options: jsonb('options').$type<RunOptions>().notNull().default({}),
     idempotencyKey: text('idempotency_key'),
+    /** A digest of the request that used the idempotency key: the same key with another request is refused. */
+    idempotencyFingerprint: text('idempotency_fingerprint'),
     /**
      * Each included stage's progress as the DAG sees it (pending, completed, failed). Kept on the
      * run row so that concurrent step completions serialise on it and the last one sees all.
@@ -132,6 +137,11 @@ export const messages = pgTable(
     runId: uuid('run_id'),
     role: messageRole('role').notNull(),
     content: text('content').notNull(),
+    /**
+     * Set on both turns of an exchange the local guard answered (unsafe or restricted content):
+     * such turns never re-enter the history sent to a model.
+     */
+    guarded: boolean('guarded').notNull().default(false),
     createdAt: createdAt(),
   },
   (t) => [
@@ -247,6 +257,19 @@ export const alerts = pgTable(
     uniqueIndex('alerts_one_open_per_rule_subject').on(t.rule, t.subject).where(sql`${t.status} = 'open'`),
     index('alerts_status_last_seen_idx').on(t.status, t.lastSeenAt),
   ],
+);
+
+/** Every acknowledgement of an alert: who, from which organization, when (the alert row keeps the first). */
+export const alertAcknowledgements = pgTable(
+  'alert_acknowledgements',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    alertId: uuid('alert_id').notNull().references(() => alerts.id, { onDelete: 'cascade' }),
+    userId: uuid('user_id').references(() => users.id, { onDelete: 'set null' }),
+    orgId: uuid('org_id').references(() => organizations.id, { onDelete: 'set null' }),
+    acknowledgedAt: timestamp('acknowledged_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [index('alert_acknowledgements_alert_idx').on(t.alertId, t.acknowledgedAt)],
 );
 
 /** One row (id 1): when the last evaluation pass ran, whichever process ran it, and what it cached. */
