@@ -57,9 +57,13 @@ function formatContact(contact: Contact): string {
   return `- ${parts.join(' | ')}`;
 }
 
-/** Breaks any run of three or more angle brackets, so no text inside a passage can open or close one. */
+/** Three or more angle brackets (or their full-width and small forms), even with invisible characters or spaces between. */
+const OPENING_RUN = /[<\uff1c\ufe64](?:[\p{Cf}\s]*[<\uff1c\ufe64]){2,}/gu;
+const CLOSING_RUN = /[>\uff1e\ufe65](?:[\p{Cf}\s]*[>\uff1e\ufe65]){2,}/gu;
+
+/** Shortens every run that looks like a delimiter, so no text inside a passage can open or close one. */
 function neutraliseDelimiters(text: string): string {
-  return text.replace(/<{3,}/g, '<<').replace(/>{3,}/g, '>>');
+  return text.replace(OPENING_RUN, '<<').replace(CLOSING_RUN, '>>');
 }
 
 /**
