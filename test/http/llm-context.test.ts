@@ -131,6 +131,29 @@ describe('a guarded exchange never reaches a later prompt', () => {
   });
 });
 
+describe('a message that failed closed', () => {
+  it('is never checked, so it is treated as guarded and stays out of later prompts', async () => {
+    const threadId = await thread();
+    const original = t.container.stages.classifySecurity;
+    t.container.stages.classifySecurity = () => {
+      throw new Error('detector crashed');
+    };
+    try {
+      const first = await sendQueued(threadId, 'Unchecked text with codeword HERON-4412');
+      expect(first.jobs.security).toMatchObject({ status: 'failed' });
+      expect(first.results.openai.provider).toBe('local-guard');
+    } finally {
+      t.container.stages.classifySecurity = original;
+    }
+    await sendQueued(threadId, 'Now outline the autumn media plan');
+    // (The LLM intent classifier checked the text with the detectors itself, found it public and
+    // classified it; only the assistant's stage was without a security result.)
+    expect(JSON.stringify(assistantRequests())).not.toMatch(/HERON|could not be security-checked/);
+    expect(historyOf(requestFor('autumn media plan'))).toEqual([]);
+    expect((await guardedFlags(threadId)).map((m) => m.guarded)).toEqual([true, true, false, false]);
+  }, 30_000);
+});
+
 describe('history turns are gated like the new message', () => {
   it('redacts contact details in an earlier assistant reply', async () => {
     const threadId = await thread();
