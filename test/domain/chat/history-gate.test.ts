@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { gateHistory, type StoredTurn } from '../../../src/domain/chat/history-gate.js';
-import { estimateMessageTokens, estimateTokens } from '../../../src/domain/stages/llm/token-estimate.js';
+import { estimateMessageTokens, estimateTokens, truncateToTokens } from '../../../src/domain/stages/llm/token-estimate.js';
 import { classifySecurity } from '../../../src/domain/stages/security/security.service.js';
 
 const exchange = (turn: number, question: string, answer?: string): StoredTurn[] => [
@@ -56,8 +56,33 @@ describe('the history gate', () => {
     ]);
     expect(history.reduce((sum, t) => sum + estimateMessageTokens(t.content), 0)).toBeLessThanOrEqual(budget);
     expect(gate(turns, 0)).toEqual([]);
-    // An exchange larger than the whole budget ends the history rather than being cut.
-    expect(gate(turns, perExchange - 1)).toEqual([]);
+  });
+
+  it('shortens the newest exchange when it alone is over the budget, the question first', () => {
+    const pasted = `Summarise this release: ${'The Aurora headset ships in October with a new display. '.repeat(60)}`;
+    const turns = [...exchange(1, 'An older question', 'An older answer'), ...exchange(2, pasted, 'Aurora ships in October with a new display.')];
+    const history = gate(turns, 200);
+    expect(history.map((t) => t.role)).toEqual(['user', 'assistant']);
+    expect(history[0]!.content.startsWith('Summarise this release: The Aurora headset ships')).toBe(true);
+    expect(history[0]!.content.endsWith(' […]')).toBe(true);
+    expect(history[1]!.content).toBe('Aurora ships in October with a new display.');
+    expect(history.reduce((sum, t) => sum + estimateMessageTokens(t.content), 0)).toBeLessThanOrEqual(200);
+    // Too small a budget for any of the question: nothing rather than a reply alone.
+    expect(gate(turns, estimateMessageTokens('Aurora ships in October with a new display.') + 5)).toEqual([]);
+  });
+});
+
+describe('truncateToTokens', () => {
+  it('keeps the longest start that fits with its mark, and leaves a fitting text alone', () => {
+    expect(truncateToTokens('short', 10)).toBe('short');
+    const cut = truncateToTokens('a'.repeat(100), 10);
+    expect(cut.endsWith(' […]')).toBe(true);
+    expect(estimateTokens(cut)).toBeLessThanOrEqual(10);
+    expect(estimateTokens(truncateToTokens('a'.repeat(100), 11))).toBeGreaterThan(estimateTokens(cut) - 1);
+    expect(truncateToTokens('日本語のテキスト', 5)).toBe('日本語 […]');
+    // A character outside the BMP is never split into a lone surrogate.
+    expect(truncateToTokens('👍👍👍👍👍👍', 4)).toBe('👍👍 […]');
+    expect(truncateToTokens('a'.repeat(100), 1)).toBe('');
   });
 });
 

@@ -26,3 +26,29 @@ export function estimateTokens(text: string): number {
 export function estimateMessageTokens(content: string): number {
   return estimateTokens(content) + TOKENS_PER_MESSAGE;
 }
+
+const TRUNCATION_MARK = ' […]';
+
+/**
+ * The longest start of `text` whose estimate, with a mark saying it was cut, is within
+ * `maxTokens`; the text unchanged when it fits, and '' when not even the mark fits.
+ */
+export function truncateToTokens(text: string, maxTokens: number): string {
+  if (estimateTokens(text) <= maxTokens) return text;
+  const allowance = maxTokens - estimateTokens(TRUNCATION_MARK);
+  if (allowance <= 0) return '';
+  let ascii = 0;
+  let other = 0;
+  let end = 0;
+  while (end < text.length) {
+    const code = text.charCodeAt(end);
+    const width = code >= 0xd800 && code <= 0xdbff && end + 1 < text.length ? 2 : 1;
+    const nextAscii = code < 0x80 ? ascii + 1 : ascii;
+    const nextOther = code < 0x80 ? other : other + 1;
+    if (Math.ceil(nextAscii / 4) + nextOther > allowance) break;
+    ascii = nextAscii;
+    other = nextOther;
+    end += width;
+  }
+  return `${text.slice(0, end).trimEnd()}${TRUNCATION_MARK}`;
+}
