@@ -25,6 +25,7 @@ const schema = z.object({
   OPENAI_MODEL: z.string().min(1).default('gpt-4o-mini'),
   OPENAI_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(60_000),
   INTENT_CLASSIFIER: z.enum(['local', 'llm']).default('local'),
+  LLM_HISTORY_TOKEN_BUDGET: z.coerce.number().int().min(0).max(1_000_000).default(3_000),
 
   ROCKETREACH_API_KEY: optionalString,
   ROCKETREACH_BASE_URL: z.string().url().default('https://api.rocketreach.co/api/v2'),
@@ -97,7 +98,7 @@ export interface Config {
   redis: { url: string };
   http: { port: number; host: string };
   logLevel: Env['LOG_LEVEL'];
-  openai: { apiKey: string | undefined; baseURL: string | undefined; model: string; timeoutMs: number };
+  openai: { apiKey: string | undefined; baseURL: string | undefined; model: string; timeoutMs: number; historyTokenBudget: number };
   intentClassifier: 'local' | 'llm';
   rocketreach: { apiKey: string | undefined; baseUrl: string; deadlineMs: number; pollIntervalMs: number };
   bootstrap: { orgName: string; adminEmail: string };
@@ -140,7 +141,13 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     redis: { url: e.REDIS_URL },
     http: { port: e.PORT, host: e.HOST },
     logLevel: e.LOG_LEVEL,
-    openai: { apiKey: e.OPENAI_API_KEY, baseURL: e.OPENAI_BASE_URL, model: e.OPENAI_MODEL, timeoutMs: e.OPENAI_TIMEOUT_MS },
+    openai: {
+      apiKey: e.OPENAI_API_KEY,
+      baseURL: e.OPENAI_BASE_URL,
+      model: e.OPENAI_MODEL,
+      timeoutMs: e.OPENAI_TIMEOUT_MS,
+      historyTokenBudget: e.LLM_HISTORY_TOKEN_BUDGET,
+    },
     intentClassifier: e.INTENT_CLASSIFIER,
     rocketreach: {
       apiKey: e.ROCKETREACH_API_KEY,

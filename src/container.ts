@@ -48,7 +48,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     failedJobs: createFailedJobsRepository(database.pool),
   };
   const stages = createStageServices(config, repositories, monitoring);
-  const runner = createStageRunner({ runs: repositories.runs, stages });
+  const runner = createStageRunner({ runs: repositories.runs, stages, options: { historyTokenBudget: config.openai.historyTokenBudget } });
   const inline = createInlineDriver(runner, repositories.runs);
   // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
   const redis = createRedisConnection(config.redis.url, 'producer', logger);
@@ -108,7 +108,12 @@ function createStageServices(
   const provider = apiKey ? createOpenAiProvider({ apiKey, model, timeoutMs, ...(baseURL ? { baseURL } : {}) }) : offline;
   const intent =
     config.intentClassifier === 'llm' && apiKey
-      ? createLlmIntentClassifier({ client: new OpenAI({ apiKey, baseURL, timeout: timeoutMs, maxRetries: 0, logLevel: 'off' }), model, fallback: local })
+      ? createLlmIntentClassifier({
+          client: new OpenAI({ apiKey, baseURL, timeout: timeoutMs, maxRetries: 0, logLevel: 'off' }),
+          model,
+          fallback: local,
+          gate: classifySecurity,
+        })
       : local;
   const rr = config.rocketreach;
   const rocketreachClient = rr.apiKey
@@ -117,7 +122,7 @@ function createStageServices(
   return {
     intent,
     classifySecurity,
-    rag: createRagService({ search: repositories.documents }),
+    rag: createRagService({ search: repositories.documents, scan: classifySecurity }),
     rocketreach: createRocketReachStage({ client: rocketreachClient, cache: repositories.contactCache }),
     // Counted: calls, errors, 429s and tokens (the offline provider as `offline`).
     llm: createLlmStage({ provider: monitoring.instrumentLlm(provider), offline }),

@@ -3,7 +3,7 @@ import type { Db } from '../client.js';
 import type pg from 'pg';
 import { documentChunks, documents } from '../schema.js';
 import { afterNewestCursor, newestFirstPage, type Page } from './cursor.js';
-import type { RagDocument } from '../../domain/stages/types.js';
+import type { RetrievedPassage } from '../../domain/stages/rag/rag.service.js';
 
 export interface DocumentSummary {
   id: string;
@@ -25,7 +25,7 @@ ranked as (
     from document_chunks c, q
    where q.query is not null and c.org_id = $2 and c.tsv @@ q.query
 )
-select r.document_id as id, r.title,
+select r.document_id as id, r.title, r.content as passage,
        ts_headline('english', r.content, q.query,
          'MaxFragments=2, MaxWords=40, MinWords=15, StartSel="", StopSel="", FragmentDelimiter=" … "') as snippet,
        r.score::float8 as score
@@ -86,16 +86,23 @@ export function createDocumentsRepository(db: Db, pool: pg.Pool) {
     /**
      * Full-text search over one organization's chunks. Any of the query's terms may match (an AND
      * of every word of a natural question finds too little); ts_rank_cd then favours chunks that
-     * hold more of them, closer together. The best chunk stands for its document.
+     * hold more of them, closer together. The best chunk stands for its document; its whole text
+     * comes along so that the retrieval stage can scan what the snippet was cut from.
      */
-    async search(orgId: string, text: string, limit: number): Promise<RagDocument[]> {
+    async search(orgId: string, text: string, limit: number): Promise<RetrievedPassage[]> {
       // Named: it runs for every message, so each connection parses and plans it once.
-      const result = await pool.query<{ id: string; title: string; snippet: string; score: number }>({
+      const result = await pool.query<{ id: string; title: string; passage: string; snippet: string; score: number }>({
         name: 'honeyjar-search-chunks',
         text: SEARCH_CHUNKS,
         values: [text, orgId, limit],
       });
-      return result.rows.map((row) => ({ id: row.id, title: row.title, snippet: row.snippet, score: Number(Number(row.score).toFixed(4)) }));
+      return result.rows.map((row) => ({
+        id: row.id,
+        title: row.title,
+        snippet: row.snippet,
+        passage: row.passage,
+        score: Number(Number(row.score).toFixed(4)),
+      }));
     },
   };
 }

@@ -82,8 +82,8 @@ export interface ClaimedStep {
   states: StepStates;
   /** When this attempt started; set for a loaded (not claimed) step, whose completion records it. */
   loadedAt?: Date;
-  /** The thread's earlier turns, oldest first (the LLM step only). */
-  history?: Array<{ role: 'user' | 'assistant'; content: string }>;
+  /** The thread's earlier turns, oldest first, each with its exchange's number (the LLM step only). */
+  history?: Array<{ role: 'user' | 'assistant'; content: string; turn: number }>;
 }
 
 /*
@@ -227,7 +227,7 @@ s as (
 select s.attempts, run.org_id, run.thread_id, run.options, run.step_states,
        m.id as message_id, run.seq as message_seq, m.content, ${dependencyResultsSql('$1', '$3::text[]')} as results,
        (case when $7::int > 0 then (
-          select coalesce(jsonb_agg(jsonb_build_object('role', h.role, 'content', h.content) order by h.turn, (h.role = 'assistant')), '[]'::jsonb)
+          select coalesce(jsonb_agg(jsonb_build_object('role', h.role, 'content', h.content, 'turn', h.turn) order by h.turn, (h.role = 'assistant')), '[]'::jsonb)
             from (${historySql('run.thread_id', 'run.seq', '$7::int')}) h) end) as history
   from s, run
   join messages m on m.id = run.message_id`;
@@ -307,13 +307,18 @@ with r as (
   update runs set status = 'completed', finished_at = now(), error = null,
                   step_states = step_states || jsonb_build_object($2::text, 'completed')
    where id = $1 and status not in ${TERMINAL_SQL}
-  returning id, org_id, thread_id
+  returning id, org_id, thread_id, message_id
 ),
 m as (
-  insert into messages (org_id, thread_id, run_id, role, content)
-  select org_id, thread_id, id, 'assistant', $3 from r
+  insert into messages (org_id, thread_id, run_id, role, content, guarded)
+  select org_id, thread_id, id, 'assistant', $3, $5::boolean from r
   on conflict do nothing
   returning id
+),
+g as (
+  update messages set guarded = true
+   where $5::boolean and id = (select message_id from r) and exists (select 1 from m)
+  returning 1
 ),
 s as (
   update run_steps
@@ -704,9 +709,21 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
      * Finishes a run with its reply: the run's status, the assistant message and the LLM step's
      * result in one statement, and only while the run is open. Whatever retries or re-runs happen,
      * a run stores at most one reply. Undefined when the run was already finished (cancelled).
+     * `guarded`: the reply was made by the local guard, so both messages of the exchange are marked
+     * and stay out of the thread's history from then on.
      */
-    async completeWithReply(runId: string, stage: StageName, content: string, result: Record<string, unknown>): Promise<{ messageId: string } | undefined> {
-      const { rows } = await pool.query({ name: 'honeyjar-complete-with-reply', text: COMPLETE_WITH_REPLY, values: [runId, stage, content, JSON.stringify(result)] });
+    async completeWithReply(
+      runId: string,
+      stage: StageName,
+      content: string,
+      result: Record<string, unknown>,
+      options: { guarded?: boolean } = {},
+    ): Promise<{ messageId: string } | undefined> {
+      const { rows } = await pool.query({
+        name: 'honeyjar-complete-with-reply',
+        text: COMPLETE_WITH_REPLY,
+        values: [runId, stage, content, JSON.stringify(result), options.guarded === true],
+      });
       const messageId: string | null = rows[0]?.message_id ?? null;
       return messageId ? { messageId } : undefined;
     },

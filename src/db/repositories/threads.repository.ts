@@ -26,19 +26,21 @@ const isMessageCursor = (v: Record<string, unknown>): v is MessageCursor => Numb
  * The last user messages of a thread before the given seq (a bounded walk back along the thread's
  * index), each followed by its run's reply if there is one: newest first, at most `limit` rows,
  * each with its exchange's `turn`. The LLM step reads it inside its claim (runs.repository.ts).
+ * Exchanges answered by the local guard (`guarded`, set on both of their messages when the reply
+ * is stored) are left out: what was kept from the model once is never sent to it later.
  */
 export function historySql(thread: string, beforeSeq: string, limit: string): string {
   return `
   with u as (
     select id, seq, role, content, created_at, run_id from messages
-     where thread_id = ${thread} and seq < ${beforeSeq} and role = 'user' and run_id is not null
+     where thread_id = ${thread} and seq < ${beforeSeq} and role = 'user' and run_id is not null and not guarded
      order by seq desc limit ${limit}
   )
   select id, seq, role, content, created_at, run_id, turn from (
     select u.*, u.seq as turn from u
     union all
     select a.id, a.seq, a.role, a.content, a.created_at, a.run_id, u.seq as turn
-      from u join messages a on a.run_id = u.run_id and a.role = 'assistant'
+      from u join messages a on a.run_id = u.run_id and a.role = 'assistant' and not a.guarded
   ) h
    order by turn desc, (role = 'assistant') desc
    limit ${limit}`;

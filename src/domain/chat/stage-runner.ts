@@ -2,7 +2,6 @@ import { StageError } from '../errors.js';
 import { PIPELINE } from '../pipeline.js';
 import type { RagService } from '../stages/rag/rag.service.js';
 import type {
-  ChatTurn,
   IntentResult,
   RagResult,
   RocketReachResult,
@@ -14,6 +13,8 @@ import type { RocketReachStage, RocketReachStageInput } from '../stages/rocketre
 import type { LlmStage } from '../stages/llm/llm.stage.js';
 import type { ClaimedStep, RunsRepository, StepStates } from '../../db/repositories/runs.repository.js';
 import type { StepErrorInfo } from '../../db/schema.js';
+import { LOCAL_GUARD } from '../stages/llm/llm.stage.js';
+import { gateHistory } from './history-gate.js';
 
 /** The five stage services, free of HTTP and queues; both drivers run them through the runner. */
 export interface StageServices {
@@ -34,15 +35,22 @@ export type StageOutcome =
   /** The step or its run was already finished (a re-delivered job, a cancelled run): nothing done. */
   | { status: 'already_finished' };
 
+/** The most stored turns (messages) read as history; the token budget then trims them further. */
 const HISTORY_TURNS = 20;
+
+export interface StageRunnerOptions {
+  /** The most tokens the thread's earlier turns may take in an LLM prompt (see history-gate.ts). */
+  historyTokenBudget: number;
+}
 
 /**
  * Executes one stage of one run: claims the step and loads what the stage needs (the message, the
  * results of the stages it depends on) in one statement, runs the stage service and stores its
  * result. Idempotent: a step already finished is not run again, and the reply is stored once.
  */
-export function createStageRunner(deps: { runs: RunsRepository; stages: StageServices }) {
+export function createStageRunner(deps: { runs: RunsRepository; stages: StageServices; options: StageRunnerOptions }) {
   const { runs, stages } = deps;
+  const { historyTokenBudget } = deps.options;
 
   async function execute(runId: string, stage: StageName, signal?: AbortSignal): Promise<StageOutcome> {
     // A stage that calls out records its attempt before the call; a local one is written once, at its end.
@@ -73,8 +81,9 @@ export function createStageRunner(deps: { runs: RunsRepository; stages: StageSer
     const result = await compute(step, signal);
     signal?.throwIfAborted();
     if (stage === 'openai') {
-      const llm = result as Record<string, unknown> & { choices: Array<{ message: { content: string } }> };
-      const stored = await runs.completeWithReply(runId, stage, llm.choices[0]?.message.content ?? '', llm);
+      const llm = result as Record<string, unknown> & { choices: Array<{ message: { content: string } }>; provider?: unknown };
+      const guarded = llm.provider === LOCAL_GUARD || keptFromModel((step.results as { security?: SecurityResult }).security);
+      const stored = await runs.completeWithReply(runId, stage, llm.choices[0]?.message.content ?? '', llm, { guarded });
       if (!stored) return { status: 'already_finished' };
       return { status: 'completed', settled: [stage], states: {}, runFinished: true, threadId: step.threadId, messageSeq: step.messageSeq };
     }
@@ -120,7 +129,7 @@ export function createStageRunner(deps: { runs: RunsRepository; stages: StageSer
             intent: earlier.intent,
             rag: earlier.rag,
             rocketreach: earlier.rocketreach,
-            history: redactedHistory(step.history ?? []),
+            history: gateHistory(step.history ?? [], { classify: stages.classifySecurity, tokenBudget: historyTokenBudget }),
           },
           signal,
         );
@@ -132,14 +141,6 @@ export function createStageRunner(deps: { runs: RunsRepository; stages: StageSer
     // Contact enrichment switched off: no contacts asked for, and the intent is not consulted.
     if (step.options.includeContactEnrichment === false) return { orgId: step.orgId, intent: undefined };
     return { orgId: step.orgId, intent, ...(step.options.contacts ? { contacts: step.options.contacts } : {}) };
-  }
-
-  /** Earlier turns of the thread, with each user turn redacted: history goes to the LLM too. */
-  function redactedHistory(turns: ChatTurn[]): ChatTurn[] {
-    return turns.map((turn) => ({
-      role: turn.role,
-      content: turn.role === 'user' ? stages.classifySecurity(turn.content).redactedContent : turn.content,
-    }));
   }
 
   /**
@@ -160,6 +161,16 @@ export function createStageRunner(deps: { runs: RunsRepository; stages: StageSer
 }
 
 export type StageRunner = ReturnType<typeof createStageRunner>;
+
+/**
+ * Whether the security verdict keeps a message from an external model: restricted, unsafe, or not
+ * checked at all (the security stage failed, so the reply failed closed). Such an exchange is
+ * stored as guarded whichever provider answered it — the in-process one answers everything — so
+ * that it stays out of later history even once an external model is configured.
+ */
+function keptFromModel(security: SecurityResult | undefined): boolean {
+  return !security || security.level === 'restricted' || !security.safe || security.promptInjection;
+}
 
 /** After a failed attempt: whether the run ended, and (for a final failure) the run's step states. */
 export interface RecordedFailure {

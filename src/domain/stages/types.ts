@@ -58,8 +58,18 @@ export interface RagDocument {
   score: number;
 }
 
+/** A retrieved passage kept out of the prompt, named by its document; its text is never repeated. */
+export interface RagDroppedPassage {
+  documentId: string;
+  title: string;
+  reason: 'prompt_injection';
+}
+
 export interface RagResult {
+  /** Passages for the prompt, with secrets and personal data already redacted. */
   documents: RagDocument[];
+  /** Present when a retrieved passage was withheld from the prompt. */
+  dropped?: RagDroppedPassage[];
 }
 
 export interface Contact {

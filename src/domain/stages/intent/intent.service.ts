@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type OpenAI from 'openai';
 import { z } from 'zod';
-import { INTENT_CATEGORIES, type IntentEntities, type IntentResult } from '../types.js';
+import { INTENT_CATEGORIES, type IntentEntities, type IntentResult, type SecurityResult } from '../types.js';
 import { extractContactEntities } from './contact-entities.js';
 import { loadModel, parseModelFile, predict, type IntentModel } from './intent-model.js';
 
@@ -125,16 +125,30 @@ function cleanEntities(entities: LlmAnswer['entities']): IntentEntities | undefi
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
+export interface LlmIntentClassifierOptions {
+  client: OpenAI;
+  model: string;
+  fallback: IntentClassifier;
+  /**
+   * The security stage's detectors. The intent stage runs alongside the security stage, not after
+   * it, so it checks the text itself before anything leaves: the LLM gets only the redacted text,
+   * and a message the security stage would keep from the model is classified by `fallback`.
+   */
+  gate(text: string): SecurityResult;
+}
+
 /**
  * Classifies with a chat-completions model under a strict JSON schema. A malformed answer, a
  * refusal or a failed request falls back to `fallback` (whose result says `classifier: 'local'`);
- * an aborted request is not retried and rejects with the abort.
+ * an aborted request is not retried and rejects with the abort. Only gated text is sent (see `gate`).
  */
-export function createLlmIntentClassifier(options: { client: OpenAI; model: string; fallback: IntentClassifier }): IntentClassifier {
-  const { client, model, fallback } = options;
+export function createLlmIntentClassifier(options: LlmIntentClassifierOptions): IntentClassifier {
+  const { client, model, fallback, gate } = options;
   return {
     async classify(text: string, signal?: AbortSignal): Promise<IntentResult> {
       signal?.throwIfAborted();
+      const security = gate(text);
+      if (security.level === 'restricted' || !security.safe || security.promptInjection) return fallback.classify(text, signal);
       let content: string | null | undefined;
       try {
         const completion = await client.chat.completions.create(
@@ -142,7 +156,7 @@ export function createLlmIntentClassifier(options: { client: OpenAI; model: stri
             model,
             messages: [
               { role: 'system', content: SYSTEM_PROMPT },
-              { role: 'user', content: text.slice(0, MAX_LLM_CHARS) },
+              { role: 'user', content: security.redactedContent.slice(0, MAX_LLM_CHARS) },
             ],
             response_format: INTENT_RESPONSE_FORMAT,
           },
