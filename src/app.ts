@@ -38,14 +38,15 @@ import { registerListThreads } from './http/routes/threads/list-threads.js';
 import { registerPostMessage } from './http/routes/threads/post-message.js';
 
 export interface BuildAppOptions {
+  /** Another logger, or false for none; by default (and with true) the container's, whose serializers keep content out of the logs. */
   logger?: FastifyServerOptions['loggerInstance'] | boolean;
 }
 
 /** The HTTP API: plugins and every route registered here, explicitly. Tests drive it with inject(). */
 export async function buildApp(container: Container, options: BuildAppOptions = {}): Promise<App> {
-  const loggerOption = options.logger ?? container.logger;
+  const loggerOption = options.logger === undefined || options.logger === true ? container.logger : options.logger;
   const app = Fastify({
-    ...(typeof loggerOption === 'boolean' ? { logger: loggerOption } : { loggerInstance: loggerOption }),
+    ...(loggerOption === false ? { logger: false } : { loggerInstance: loggerOption }),
     bodyLimit: 1024 * 1024,
     // Clients may send ids that are not ours; request ids are only for our logs.
     genReqId: () => crypto.randomUUID(),
