@@ -8,6 +8,7 @@ import { AppError } from './domain/errors.js';
 import { registerAuth } from './http/plugins/auth.js';
 import { registerErrorHandling } from './http/plugins/errors.js';
 import { registerRateLimit } from './http/plugins/rate-limit.js';
+import { registerTextInputCheck } from './http/plugins/text-input.js';
 import { registerCancelJobs } from './http/routes/jobs/cancel-jobs.js';
 import { registerComprehensive } from './http/routes/jobs/comprehensive.js';
 import { registerJobStatus } from './http/routes/jobs/job-status.js';
@@ -59,6 +60,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
   registerErrorHandling(app);
+  registerTextInputCheck(app);
   registerRequestMetrics(app, container.monitoring);
   // The API speaks JSON only; anything else is 415 rather than a string body failing validation.
   app.removeContentTypeParser('text/plain');
