@@ -22,14 +22,16 @@ export interface BadText {
   reason: string;
 }
 
-const LONE_SURROGATE = /\p{Cs}/u;
 const MAX_DEPTH = 32;
+
+/** String.prototype.isWellFormed (Node 20; not in TypeScript's ES2023 lib): native, several times faster than a /\p{Cs}/u scan. */
+const isWellFormed = (value: string): boolean => (value as string & { isWellFormed(): boolean }).isWellFormed();
 
 /** The first string in `value` that PostgreSQL could not store, if any. */
 export function findBadText(value: unknown, path = '', depth = 0): BadText | undefined {
   if (typeof value === 'string') {
     if (value.includes('\u0000')) return { path, reason: 'contains a NUL byte' };
-    if (LONE_SURROGATE.test(value)) return { path, reason: 'contains a lone UTF-16 surrogate' };
+    if (!isWellFormed(value)) return { path, reason: 'contains a lone UTF-16 surrogate' };
     return undefined;
   }
   if (typeof value !== 'object' || value === null || depth >= MAX_DEPTH) return undefined;
