@@ -8,6 +8,7 @@ import { AppError } from './domain/errors.js';
 import { registerAuth } from './http/plugins/auth.js';
 import { registerErrorHandling } from './http/plugins/errors.js';
 import { registerRateLimit } from './http/plugins/rate-limit.js';
+import { registerTextInputCheck } from './http/plugins/text-input.js';
 import { registerCancelJobs } from './http/routes/jobs/cancel-jobs.js';
 import { registerComprehensive } from './http/routes/jobs/comprehensive.js';
 import { registerJobStatus } from './http/routes/jobs/job-status.js';
@@ -38,14 +39,15 @@ import { registerListThreads } from './http/routes/threads/list-threads.js';
 import { registerPostMessage } from './http/routes/threads/post-message.js';
 
 export interface BuildAppOptions {
+  /** Another logger, or false for none; by default (and with true) the container's, whose serializers keep content out of the logs. */
   logger?: FastifyServerOptions['loggerInstance'] | boolean;
 }
 
 /** The HTTP API: plugins and every route registered here, explicitly. Tests drive it with inject(). */
 export async function buildApp(container: Container, options: BuildAppOptions = {}): Promise<App> {
-  const loggerOption = options.logger ?? container.logger;
+  const loggerOption = options.logger === undefined || options.logger === true ? container.logger : options.logger;
   const app = Fastify({
-    ...(typeof loggerOption === 'boolean' ? { logger: loggerOption } : { loggerInstance: loggerOption }),
+    ...(loggerOption === false ? { logger: false } : { loggerInstance: loggerOption }),
     bodyLimit: 1024 * 1024,
     // Clients may send ids that are not ours; request ids are only for our logs.
     genReqId: () => crypto.randomUUID(),
@@ -58,6 +60,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
   registerErrorHandling(app);
+  registerTextInputCheck(app);
   registerRequestMetrics(app, container.monitoring);
   // The API speaks JSON only; anything else is 415 rather than a string body failing validation.
   app.removeContentTypeParser('text/plain');

@@ -55,6 +55,33 @@ async function synchronousCommit(): Promise<string> {
 }
 
 describe('the runs repository', () => {
+  it('refuses a repeated idempotency key with another fingerprint, alone or batched, writing nothing', async () => {
+    const make = (content: string, fingerprint: string, key: string) => ({
+      id: randomUUID(), orgId, threadId, userId, source: 'queued', driver: 'queue', content, stages: [...STAGE_ORDER], idempotencyKey: key, idempotencyFingerprint: fingerprint,
+    });
+    const key = `key-${randomUUID()}`;
+    const first = make('one', 'f1', key);
+    expect((await runs.create(first)).kind).toBe('created');
+    expect(await runs.create(make('one', 'f1', key))).toEqual({ kind: 'replay', runId: first.id });
+    expect(await runs.create(make('two', 'f2', key))).toEqual({ kind: 'idempotency_key_reused' });
+    const batched = await Promise.all([runs.create(make('one', 'f1', key)), runs.create(make('two', 'f2', key))]);
+    expect(batched).toEqual([{ kind: 'replay', runId: first.id }, { kind: 'idempotency_key_reused' }]);
+    expect(await count('select count(*) as n from runs where idempotency_key = $1', [key])).toBe(1);
+  });
+
+  it('writes a new thread with its run in one statement, and no thread when the key is refused', async () => {
+    const key = `key-${randomUUID()}`;
+    const newThreadId = randomUUID();
+    const input = { id: randomUUID(), orgId, threadId: newThreadId, userId, source: 'comprehensive', driver: 'queue', content: 'starts a thread', stages: [...STAGE_ORDER], idempotencyKey: key, idempotencyFingerprint: 'f1', newThread: { title: 'Started' } };
+    expect((await runs.create(input)).kind).toBe('created');
+    expect(await count('select count(*) as n from threads where id = $1 and org_id = $2 and title = $3', [newThreadId, orgId, 'Started'])).toBe(1);
+    expect((await runs.userMessage(input.id))?.threadId).toBe(newThreadId);
+    const refusedThread = randomUUID();
+    expect(await runs.create({ ...input, id: randomUUID(), threadId: refusedThread, idempotencyFingerprint: 'f2' })).toEqual({ kind: 'idempotency_key_reused' });
+    expect(await runs.create({ ...input, id: randomUUID(), threadId: refusedThread })).toEqual({ kind: 'replay', runId: input.id });
+    expect(await count('select count(*) as n from threads where id = $1', [refusedThread])).toBe(0);
+  });
+
   it('writes the run and its message on accept, and lists every step as pending before any is claimed', async () => {
     const runId = await accept();
     expect(await count('select count(*) as n from run_steps where run_id = $1', [runId])).toBe(0);

@@ -1,5 +1,6 @@
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 import { buildApp } from '../../src/app.js';
 import { bootstrapOrganization } from '../../src/admin/bootstrap.js';
 import { loadConfig } from '../../src/config.js';
@@ -32,7 +33,7 @@ export interface TestApp {
 let tenants = 0;
 
 /** A server on its own fresh database, driven through inject(). */
-export async function createTestApp(env: Record<string, string> = {}, options: { workers?: boolean } = {}): Promise<TestApp> {
+export async function createTestApp(env: Record<string, string> = {}, options: { workers?: boolean; logger?: Logger } = {}): Promise<TestApp> {
   const database = await createTestDatabase();
   const config = loadConfig({
     DATABASE_URL: database.url,
@@ -41,10 +42,11 @@ export async function createTestApp(env: Record<string, string> = {}, options: {
     QUEUE_PREFIX: `test-${database.name}`,
     ...env,
   });
-  const container = createContainer(config, createLogger('silent'));
-  const logger = createLogger('silent');
+  // A logger given is used everywhere (container, workers, HTTP), as in a server process.
+  const container = createContainer(config, options.logger ?? createLogger('silent'));
+  const logger = options.logger ?? createLogger('silent');
   const queueSystem = options.workers ? await startQueueSystem(container, STAGE_ORDER, logger) : undefined;
-  const app = await buildApp(container, { logger: false });
+  const app = await buildApp(container, { logger: options.logger ?? false });
   await app.ready();
   return {
     app,

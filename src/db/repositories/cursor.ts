@@ -8,7 +8,10 @@ export interface Page<T> {
 
 export class InvalidCursorError extends Error {}
 
-/** Opaque page cursors: base64url JSON, validated on the way back in. */
+/**
+ * Opaque page cursors: base64url JSON, validated on the way back in — shape and range, so that a
+ * forged cursor is a 400 (invalid_cursor) and never reaches PostgreSQL as a value it refuses.
+ */
 export function encodeCursor(value: Record<string, string | number>): string {
   return Buffer.from(JSON.stringify(value)).toString('base64url');
 }
@@ -28,7 +31,20 @@ export function decodeCursor<T extends Record<string, string | number>>(
 }
 
 type NewestCursor = { t: string; id: string };
-const isNewestCursor = (v: Record<string, unknown>): v is NewestCursor => typeof v.t === 'string' && typeof v.id === 'string';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// What newestFirstPage writes: toISOString() of a stored timestamp. Four-digit years only, from
+// year 1: JavaScript dates reach years PostgreSQL refuses (and year 0, which it has no name for).
+const ISO_INSTANT = /^(\d{4})-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const isNewestCursor = (v: Record<string, unknown>): v is NewestCursor =>
+  typeof v.t === 'string' && typeof v.id === 'string' && UUID.test(v.id) && isStorableInstant(v.t);
+
+function isStorableInstant(text: string): boolean {
+  const match = ISO_INSTANT.exec(text);
+  if (!match || Number(match[1]) < 1) return false;
+  const at = new Date(text);
+  // Rejects calendar overflow (2024-02-31) that Date would roll into March.
+  return !Number.isNaN(at.getTime()) && at.toISOString() === text;
+}
 
 /**
  * Newest-first keyset paging over (created_at, id): the condition for the rows after `cursor`
@@ -40,7 +56,6 @@ export function afterNewestCursor(createdAt: PgColumn, id: PgColumn, cursor: str
   if (after === 'invalid') throw new InvalidCursorError();
   if (!after) return undefined;
   const at = new Date(after.t);
-  if (Number.isNaN(at.getTime())) throw new InvalidCursorError();
   return or(lt(createdAt, at), and(eq(createdAt, at), lt(id, after.id)));
 }
 

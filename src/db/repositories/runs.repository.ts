@@ -54,6 +54,10 @@ export interface NewRun {
   content: string;
   options?: RunOptions;
   idempotencyKey?: string;
+  /** A digest of the request that carried the key: a replay must match it. */
+  idempotencyFingerprint?: string;
+  /** The message starts a thread: `threadId` is the new thread's id, written with the run or not at all. */
+  newThread?: { title: string };
   /** The stages the run includes; their steps start pending. */
   stages: StageName[];
 }
@@ -61,8 +65,10 @@ export interface NewRun {
 export type CreateRunOutcome =
   | { kind: 'created'; runId: string; createdAt: Date; messageId: string }
   | { kind: 'thread_not_found' }
-  /** The idempotency key was used before in this organization: nothing new was written. */
-  | { kind: 'replay'; runId: string };
+  /** The idempotency key was used before for the same request: nothing new was written. */
+  | { kind: 'replay'; runId: string }
+  /** The idempotency key was used before for another request: nothing was written. */
+  | { kind: 'idempotency_key_reused' };
 
 /** What a worker needs to run one stage, loaded in the same statement that claims the step. */
 export interface ClaimedStep {
@@ -107,8 +113,8 @@ const CREATE_RUN = `
 with t as (select id from threads where id = $2 and org_id = $3),
 n as (select nextval('messages_seq_seq') as seq, gen_random_uuid() as message_id from t),
 r as (
-  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, step_states, message_id, seq)
-  select $1, $3, t.id, $4, $5, $6, $7::jsonb, $8, $10::jsonb, n.message_id, n.seq
+  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, idempotency_fingerprint, step_states, message_id, seq)
+  select $1, $3, t.id, $4, $5, $6, $7::jsonb, $8, $11, $10::jsonb, n.message_id, n.seq
     from t, n
   on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
   returning id, created_at, message_id, seq
@@ -123,14 +129,51 @@ select 1 as idx, exists (select 1 from t) as thread_found,
        (select id from r) as run_id,
        (select created_at from r) as created_at,
        (select id from m) as message_id,
-       (case when $8::text is null then null
-             else (select id from runs where org_id = $3 and idempotency_key = $8) end) as existing_run_id`;
+       ${EXISTING_RUN_SQL('$3', '$8')}`;
+
+/** The run holding an idempotency key already, and the fingerprint of the request that used it. */
+function EXISTING_RUN_SQL(orgId: string, key: string): string {
+  return `(case when ${key}::text is null then null
+             else (select x.id from runs x where x.org_id = ${orgId} and x.idempotency_key = ${key}) end) as existing_run_id,
+       (case when ${key}::text is null then null
+             else (select x.idempotency_fingerprint from runs x where x.org_id = ${orgId} and x.idempotency_key = ${key}) end) as existing_fingerprint`;
+}
+
+/*
+ * CREATE_RUN for a message that starts a new thread ($2, chosen by the caller; $12 its title):
+ * the thread is written only together with its run, so a refused key or a failed statement
+ * leaves no thread behind. (Runs have no foreign keys; the thread's row may come second.)
+ */
+const CREATE_RUN_IN_NEW_THREAD = `
+with r as (
+  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, idempotency_fingerprint, step_states, message_id, seq)
+  values ($1, $3, $2, $4, $5, $6, $7::jsonb, $8, $11, $10::jsonb, gen_random_uuid(), nextval('messages_seq_seq'))
+  on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
+  returning id, created_at, message_id, seq
+),
+t as (
+  insert into threads (id, org_id, created_by, title, created_at)
+  select $2, $3, $4, $12, r.created_at from r
+  returning id
+),
+m as (
+  insert into messages (id, seq, org_id, thread_id, run_id, role, content, created_at)
+  overriding system value
+  select r.message_id, r.seq, $3, $2, r.id, 'user', $9, r.created_at from r
+  returning id
+)
+select 1 as idx, true as thread_found,
+       (select id from r) as run_id,
+       (select created_at from r) as created_at,
+       (select id from m) as message_id,
+       (select id from t) as thread_id,
+       ${EXISTING_RUN_SQL('$3', '$8')}`;
 
 /** The same for several accepts: CREATE_RUN costs less for one alone. */
 const CREATE_RUNS = `
 with q as (
-  select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
-    with ordinality as q(id, thread_id, org_id, user_id, source, driver, options, idempotency_key, content, step_states, idx)
+  select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+    with ordinality as q(id, thread_id, org_id, user_id, source, driver, options, idempotency_key, content, step_states, idempotency_fingerprint, idx)
 ),
 t as (select q.idx from q join threads th on th.id = q.thread_id and th.org_id = q.org_id),
 n as (
@@ -139,8 +182,8 @@ n as (
    order by q.idx
 ),
 r as (
-  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, step_states, message_id, seq)
-  select n.id, n.org_id, n.thread_id, n.user_id, n.source, n.driver, n.options::jsonb, n.idempotency_key,
+  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, idempotency_fingerprint, step_states, message_id, seq)
+  select n.id, n.org_id, n.thread_id, n.user_id, n.source, n.driver, n.options::jsonb, n.idempotency_key, n.idempotency_fingerprint,
          n.step_states::jsonb, n.message_id, n.seq
     from n
   on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
@@ -157,8 +200,7 @@ select q.idx,
        exists (select 1 from t where t.idx = q.idx) as thread_found,
        r.id as run_id, r.created_at,
        (select m.id from m where m.run_id = q.id) as message_id,
-       (case when q.idempotency_key is null then null
-             else (select x.id from runs x where x.org_id = q.org_id and x.idempotency_key = q.idempotency_key) end) as existing_run_id
+       ${EXISTING_RUN_SQL('q.org_id', 'q.idempotency_key')}
   from q
   left join r on r.id = q.id`;
 
@@ -382,7 +424,13 @@ function acceptColumns(input: NewRun): unknown[] {
     input.idempotencyKey ?? null,
     input.content,
     JSON.stringify(Object.fromEntries(input.stages.map((stage) => [stage, 'pending']))),
+    input.idempotencyFingerprint ?? null,
   ];
+}
+
+/** A repeated idempotency key: the first run again if the request is the same, refused otherwise. */
+function replayOf(input: NewRun, runId: string, fingerprint: string | null): CreateRunOutcome {
+  return (fingerprint ?? null) === (input.idempotencyFingerprint ?? null) ? { kind: 'replay', runId } : { kind: 'idempotency_key_reused' };
 }
 
 /** One answer per batched call, from the rows a statement returned for its `idx` (1-based); undefined without a row. */
@@ -585,15 +633,20 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
      * the organization, and only once per idempotency key.
      */
     async create(input: NewRun): Promise<CreateRunOutcome> {
-      const row = await createRow(input);
+      const row = input.newThread
+        ? (await pool.query({ name: 'honeyjar-create-run-in-new-thread', text: CREATE_RUN_IN_NEW_THREAD, values: [...acceptColumns(input), input.newThread.title] })).rows[0]
+        : await createRow(input);
       if (!row || !row.thread_found) return { kind: 'thread_not_found' };
       if (row.run_id) return { kind: 'created', runId: row.run_id, createdAt: row.created_at, messageId: row.message_id };
-      if (row.existing_run_id) return { kind: 'replay', runId: row.existing_run_id };
+      if (row.existing_run_id) return replayOf(input, row.existing_run_id, row.existing_fingerprint);
       // The key's run was written by a concurrent request that has not committed yet; its
       // statement has, by now, so asking again finds it.
-      const again = await this.findByIdempotencyKey(input.orgId, input.idempotencyKey!);
+      const [again] = await db
+        .select({ id: runs.id, fingerprint: runs.idempotencyFingerprint })
+        .from(runs)
+        .where(and(eq(runs.orgId, input.orgId), eq(runs.idempotencyKey, input.idempotencyKey!)));
       if (!again) throw new Error('idempotency conflict without a run');
-      return { kind: 'replay', runId: again.id };
+      return replayOf(input, again.id, again.fingerprint);
     },
 
     async get(orgId: string, runId: string): Promise<RunRecord | undefined> {

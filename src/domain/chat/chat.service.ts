@@ -20,6 +20,15 @@ export interface ChatServiceDeps {
   inline: InlineDriver;
 }
 
+/**
+ * A client's Idempotency-Key and a digest of the request that carried it. The key is kept per user
+ * and per endpoint (the run's source), so keys of different users or endpoints never meet.
+ */
+export interface Idempotency {
+  key: string;
+  fingerprint: string;
+}
+
 export interface BlockingReply extends BatchDocument {
   messageId: string;
   assistantMessage: { id: string; content: string } | null;
@@ -69,12 +78,15 @@ export class ChatService {
     return toBatchDocument(found.run, found.steps);
   }
 
-  /** Writes the run, its user message and steps; answers thread_not_found for a thread not of this org. */
+  /**
+   * Writes the run, its user message and steps; answers thread_not_found for a thread not of this
+   * org. With `newThread`, `threadId` names a thread written in the same statement.
+   */
   protected createRun(
     actor: Actor,
     threadId: string,
     content: string,
-    how: { source: string; driver: string; options?: RunOptions; idempotencyKey?: string },
+    how: { source: string; driver: string; options?: RunOptions; idempotency?: Idempotency; newThread?: { title: string } },
   ): Promise<CreateRunOutcome> {
     const id = randomUUID();
     const options = how.options ?? {};
@@ -87,7 +99,10 @@ export class ChatService {
       driver: how.driver,
       content,
       options,
-      ...(how.idempotencyKey ? { idempotencyKey: how.idempotencyKey } : {}),
+      ...(how.idempotency
+        ? { idempotencyKey: `${actor.userId}:${how.source}:${how.idempotency.key}`, idempotencyFingerprint: how.idempotency.fingerprint }
+        : {}),
+      ...(how.newThread ? { newThread: how.newThread } : {}),
       stages: stagesFor(options),
     };
     return this.deps.runs.create(run);

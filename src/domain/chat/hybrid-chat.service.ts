@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AppError, notFound } from '../errors.js';
 import { PIPELINE, readyStages } from '../pipeline.js';
@@ -5,7 +6,7 @@ import type { StageName } from '../stages/types.js';
 import type { RunOptions } from '../../db/schema.js';
 import type { StepRecord } from '../../db/repositories/runs.repository.js';
 import { toBatchDocument, type BatchDocument } from './batch-view.js';
-import { ChatService, stagesFor, type Actor, type ChatServiceDeps } from './chat.service.js';
+import { ChatService, stagesFor, type Actor, type ChatServiceDeps, type Idempotency } from './chat.service.js';
 import type { JobQueue, JobState, QueueCounts } from './job-queue.js';
 
 export interface AcceptedDocument {
@@ -29,7 +30,7 @@ export interface HybridChatServiceDeps extends ChatServiceDeps {
 export interface ComprehensiveInput extends RunOptions {
   message: string;
   threadId?: string;
-  idempotencyKey?: string;
+  idempotency?: Idempotency;
   /** Seconds to wait for the finished result (bounded by the route). */
   wait?: number;
 }
@@ -61,14 +62,14 @@ export class HybridChatService extends ChatService {
     super(deps);
   }
 
-  async sendQueued(actor: Actor, threadId: string, content: string, idempotencyKey?: string): Promise<AcceptedDocument> {
-    return this.accept(actor, threadId, content, { source: 'queued', options: {}, ...(idempotencyKey ? { idempotencyKey } : {}) });
+  async sendQueued(actor: Actor, threadId: string, content: string, idempotency?: Idempotency): Promise<AcceptedDocument> {
+    return this.accept(actor, threadId, content, { source: 'queued', options: {}, ...(idempotency ? { idempotency } : {}) });
   }
 
   async comprehensive(actor: Actor, input: ComprehensiveInput): Promise<AcceptedDocument & { results?: BatchDocument }> {
-    let threadId = input.threadId;
-    if (threadId) await this.getThread(actor, threadId);
-    else threadId = (await this.createThread(actor, input.message.replace(/\s+/g, ' ').trim().slice(0, 80))).id;
+    if (input.threadId) await this.getThread(actor, input.threadId);
+    // A new thread is written with the run, in one statement: a failed or refused request leaves none.
+    const threadId = input.threadId ?? randomUUID();
     const options: RunOptions = {
       ...(input.includeRAG !== undefined ? { includeRAG: input.includeRAG } : {}),
       ...(input.includeSecurityAnalysis !== undefined ? { includeSecurityAnalysis: input.includeSecurityAnalysis } : {}),
@@ -78,7 +79,8 @@ export class HybridChatService extends ChatService {
     const accepted = await this.accept(actor, threadId, input.message, {
       source: 'comprehensive',
       options,
-      ...(input.idempotencyKey ? { idempotencyKey: input.idempotencyKey } : {}),
+      ...(input.idempotency ? { idempotency: input.idempotency } : {}),
+      ...(input.threadId ? {} : { newThread: { title: titleFrom(input.message) } }),
     });
     if (!input.wait) return accepted;
     const results = await this.waitForRun(actor, accepted.data.tracking.batchId, input.wait * 1000);
@@ -89,11 +91,14 @@ export class HybridChatService extends ChatService {
     actor: Actor,
     threadId: string,
     content: string,
-    how: { source: string; options: RunOptions; idempotencyKey?: string },
+    how: { source: string; options: RunOptions; idempotency?: Idempotency; newThread?: { title: string } },
   ): Promise<AcceptedDocument> {
     const queued = this.deps.queue.available();
     const created = await this.createRun(actor, threadId, content, { ...how, driver: queued ? 'queue' : 'inline' });
     if (created.kind === 'thread_not_found') throw notFound('Thread');
+    if (created.kind === 'idempotency_key_reused') {
+      throw new AppError('idempotency_key_reused', 422, 'This Idempotency-Key was already used with a different request');
+    }
     if (created.kind === 'replay') return this.acceptedDocumentFor(actor, created.runId);
     const stages = stagesFor(how.options);
     let degraded = !queued;
@@ -229,6 +234,11 @@ export class HybridChatService extends ChatService {
     }
     return { queues, totals, available: true };
   }
+}
+
+/** A thread title from the message's start: whitespace folded, at most 80 characters (whole code points). */
+function titleFrom(message: string): string {
+  return Array.from(message.replace(/\s+/g, ' ').trim()).slice(0, 80).join('') || 'New conversation';
 }
 
 function stepState(step: StepRecord): string {

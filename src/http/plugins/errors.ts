@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { AppError } from '../../domain/errors.js';
 import { InvalidCursorError } from '../../db/repositories/cursor.js';
+import { isDatabaseUnavailable } from '../../db/errors.js';
 
 export interface ErrorBody {
   error: { code: string; message: string };
@@ -14,9 +15,14 @@ const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
 };
 
+/** Seconds a client is asked to wait when PostgreSQL is unreachable. */
+export const DATABASE_RETRY_AFTER_SECONDS = 5;
+
 /**
  * One place turns every error into `{error:{code,message}}`. Client errors keep their message;
- * server errors are logged and answered with a generic message, never a stack or SQL.
+ * server errors are logged (through the logger's error serializer, which strips values) and
+ * answered with a generic message, never a stack or SQL. PostgreSQL being unreachable is a 503
+ * with Retry-After, on every route.
  */
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | AppError | Error, request, reply) => {
@@ -37,6 +43,15 @@ export function registerErrorHandling(app: FastifyInstance): void {
     if (status >= 400 && status < 500) {
       const code = (fastifyError.code && FASTIFY_CODES[fastifyError.code]) ?? (status === 413 ? 'payload_too_large' : 'bad_request');
       return reply.status(status).send(body(code, fastifyError.message));
+    }
+    if (isDatabaseUnavailable(error)) {
+      request.log.warn({ err: error }, 'request failed: database unavailable');
+      // Not the route's own 503 schema (the detailed health check has one): this is the error shape.
+      return reply
+        .status(503)
+        .header('retry-after', String(DATABASE_RETRY_AFTER_SECONDS))
+        .serializer(JSON.stringify)
+        .send(body('database_unavailable', 'The database is unreachable; try again shortly'));
     }
     request.log.error({ err: error }, 'request failed');
     return reply.status(500).send(body('internal_error', 'An internal error occurred'));

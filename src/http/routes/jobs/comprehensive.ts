@@ -1,11 +1,10 @@
 import { Type } from '@sinclair/typebox';
 import type { App } from '../../types.js';
 import type { HybridChatService } from '../../../domain/chat/hybrid-chat.service.js';
-import { AppError } from '../../../domain/errors.js';
 import { actorOf } from '../../plugins/auth.js';
 import { errorResponses, requireId } from '../../schemas/common.js';
 import { BatchDocumentSchema, checkContentSize, MessageContent } from '../../schemas/chat.js';
-import { AcceptedSchema, idempotencyKeyOf } from '../../schemas/accepted.js';
+import { AcceptedSchema, idempotencyOf } from '../../schemas/accepted.js';
 
 const ContactRequest = Type.Object(
   {
@@ -51,8 +50,7 @@ export function registerComprehensive(app: App, chat: HybridChatService, limits:
     },
     async (request, reply) => {
       const body = request.body;
-      const key = idempotencyKeyOf(request.headers);
-      if (key === 'invalid') throw new AppError('invalid_request', 400, 'Idempotency-Key must be 1–200 printable characters');
+      const idempotency = idempotencyOf(request);
       const answer = await chat.comprehensive(actorOf(request), {
         message: checkContentSize(body.message, limits.maxContentBytes),
         ...(body.threadId ? { threadId: requireId(body.threadId, 'Thread') } : {}),
@@ -61,7 +59,7 @@ export function registerComprehensive(app: App, chat: HybridChatService, limits:
         ...(body.includeContactEnrichment !== undefined ? { includeContactEnrichment: body.includeContactEnrichment } : {}),
         ...(body.contacts ? { contacts: body.contacts } : {}),
         ...(body.wait ? { wait: body.wait } : {}),
-        ...(key ? { idempotencyKey: key } : {}),
+        ...(idempotency ? { idempotency } : {}),
       });
       // Finished within the wait: 200 with the results; otherwise still 202.
       return reply.status(answer.results?.finishedAt ? 200 : 202).send(answer);

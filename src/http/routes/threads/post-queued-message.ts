@@ -1,11 +1,10 @@
 import { Type } from '@sinclair/typebox';
 import type { App } from '../../types.js';
 import type { HybridChatService } from '../../../domain/chat/hybrid-chat.service.js';
-import { AppError } from '../../../domain/errors.js';
 import { actorOf } from '../../plugins/auth.js';
 import { errorResponses, IdParams, requireId } from '../../schemas/common.js';
 import { checkContentSize, MessageContent } from '../../schemas/chat.js';
-import { AcceptedSchema, idempotencyKeyOf } from '../../schemas/accepted.js';
+import { AcceptedSchema, idempotencyOf } from '../../schemas/accepted.js';
 
 /** Acknowledges at once (202); the stages run in the background. */
 export function registerPostQueuedMessage(app: App, chat: HybridChatService, limits: { maxContentBytes: number }): void {
@@ -17,7 +16,7 @@ export function registerPostQueuedMessage(app: App, chat: HybridChatService, lim
         tags: ['chat'],
         summary: 'Send a message for background processing; poll GET /batch/:batchId/results',
         params: IdParams('threadId'),
-        headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String({ maxLength: 200 })) }),
+        headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String({ description: 'Replays answer the first request; another request with the same key is 422' })) }),
         body: Type.Object({ content: MessageContent }, { additionalProperties: false }),
         response: { 202: AcceptedSchema, ...errorResponses, 413: Type.Ref('ErrorResponse') },
       },
@@ -26,9 +25,7 @@ export function registerPostQueuedMessage(app: App, chat: HybridChatService, lim
       const params = request.params as { threadId: string };
       const threadId = requireId(params.threadId, 'Thread');
       const content = checkContentSize(request.body.content, limits.maxContentBytes);
-      const key = idempotencyKeyOf(request.headers);
-      if (key === 'invalid') throw new AppError('invalid_request', 400, 'Idempotency-Key must be 1–200 printable characters');
-      const accepted = await chat.sendQueued(actorOf(request), threadId, content, key);
+      const accepted = await chat.sendQueued(actorOf(request), threadId, content, idempotencyOf(request));
       return reply.status(202).send(accepted);
     },
   );
