@@ -15,6 +15,7 @@ import type { ClaimedStep, RunsRepository, StepStates } from '../../db/repositor
 import type { StepErrorInfo } from '../../db/schema.js';
 import { LOCAL_GUARD } from '../stages/llm/llm.stage.js';
 import { gateHistory } from './history-gate.js';
+import { safeErrorMessage } from '../../logger.js';
 
 /** The five stage services, free of HTTP and queues; both drivers run them through the runner. */
 export interface StageServices {
@@ -184,7 +185,8 @@ export function describeError(error: unknown): StepErrorInfo {
   if (error instanceof Error && (error.name === 'AbortError' || error.name === 'APIUserAbortError')) {
     return { code: 'aborted', message: 'the job was aborted' };
   }
-  return { code: 'internal_error', message: error instanceof Error ? error.message.slice(0, 500) : 'unknown error' };
+  // Shown in batch results and failed-job lists: a database error's values (the user's text) stay out.
+  return { code: 'internal_error', message: safeErrorMessage(error).slice(0, 500) };
 }
 
 export function isPermanent(error: unknown): boolean {

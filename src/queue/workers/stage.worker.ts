@@ -1,6 +1,7 @@
 import { UnrecoverableError, Worker, type Job, type WorkerOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { safeErrorMessage } from '../../logger.js';
 import { StageError } from '../../domain/errors.js';
 import { PIPELINE } from '../../domain/pipeline.js';
 import { isPermanent, type StageRunner } from '../../domain/chat/stage-runner.js';
@@ -61,7 +62,7 @@ export function createStageWorker(options: StageWorkerOptions): Worker<StageJobD
       if (final) {
         const message = await progression.afterFailure(runId, orgId, stage, failure);
         logger.warn({ stage, runId, jobId: job.id, code: (error as StageError).code }, message);
-        throw new UnrecoverableError(error instanceof Error ? error.message : 'failed');
+        throw new UnrecoverableError(safeErrorMessage(error));
       }
       if (rateLimited) {
         // Every worker of this queue, in every process, waits out the provider's Retry-After; the
@@ -69,7 +70,8 @@ export function createStageWorker(options: StageWorkerOptions): Worker<StageJobD
         await worker.rateLimit((error as StageError).retryAfterMs!);
         throw Worker.RateLimitError();
       }
-      throw error;
+      // BullMQ keeps the message as the job's failure reason (Bull Board shows it): no values in it.
+      throw error instanceof StageError ? error : new Error(safeErrorMessage(error));
     }
   };
 
