@@ -89,6 +89,8 @@ export interface PositiveVector {
   types: string[];
   /** Substrings that must not survive in redactedContent. */
   secrets: string[];
+  /** Reporting group; absent for the original vectors. */
+  category?: string;
 }
 
 const restricted = (name: string, type: string, text: string, secrets: string[]): PositiveVector => ({
@@ -108,7 +110,7 @@ const confidential = (name: string, type: string, text: string, secrets: string[
   secrets,
 });
 
-export const POSITIVE_VECTORS: PositiveVector[] = [
+const BASE_POSITIVES: PositiveVector[] = [
   // Payment cards
   restricted('visa spaced', 'credit_card', 'Charge it to 4111 1111 1111 1111 please.', ['4111 1111 1111 1111']),
   restricted('mastercard dashed', 'credit_card', 'Corporate card: 5500-0000-0000-0004, exp 12/27', ['5500-0000-0000-0004']),
@@ -191,6 +193,36 @@ export const POSITIVE_VECTORS: PositiveVector[] = [
   },
 ];
 
+/** Phone numbers of other numbering plans: international, "00" prefixed, national after a phone word. */
+const PHONE_POSITIVES: PositiveVector[] = [
+  confidential('UK landline', 'phone', 'Our London desk is +44 20 7946 0958, ask for Priya.', ['7946 0958']),
+  confidential('UK with (0)', 'phone', 'Switchboard +44 (0)20 7946 0958', ['7946 0958']),
+  confidential('Germany Berlin', 'phone', 'Berlin office +49 30 901820.', ['+49 30 901820']),
+  confidential('France dotted', 'phone', 'Appelez le +33.1.42.68.53.00 demain', ['42.68.53.00']),
+  confidential('Japan Tokyo', 'phone', 'Tokyo bureau: +81 3-1234-5678 (9–18 JST)', ['1234-5678']),
+  confidential('India mobile', 'phone', "Ravi's mobile is +91 98765 43210", ['98765 43210']),
+  confidential('Australia Sydney', 'phone', 'Sydney: +61 2 9374 4000', ['9374 4000']),
+  confidential('Ireland', 'phone', 'Dublin +353 1 234 5678', ['234 5678']),
+  confidential('Spain', 'phone', 'Madrid +34 912 345 678', ['912 345 678']),
+  confidential('Italy', 'phone', 'Roma +39 06 1234 5678', ['1234 5678']),
+  confidential('Brazil mobile', 'phone', 'São Paulo +55 11 91234-5678', ['91234-5678']),
+  confidential('China', 'phone', 'Beijing +86 10 1234 5678', ['1234 5678']),
+  confidential('South Africa', 'phone', 'Cape Town +27 21 123 4567', ['123 4567']),
+  confidential('Singapore', 'phone', 'SG office +65 6123 4567', ['6123 4567']),
+  confidential('00 prefix UK', 'phone', 'From abroad dial 0044 20 7946 0958.', ['0044 20 7946 0958']),
+  confidential('00 prefix Germany', 'phone', 'Presse: 0049 30 901820', ['0049 30 901820']),
+  confidential('00 prefix compact after a phone word', 'phone', 'Tel. 00442079460958', ['00442079460958']),
+  confidential('UK national after "call"', 'phone', 'Call her on 020 7946 0958 after lunch.', ['020 7946 0958']),
+  confidential('German national after "Tel."', 'phone', 'Tel.: 030 901820', ['030 901820']),
+  confidential('French national after "Tél"', 'phone', 'Tél : 01 42 68 53 00', ['01 42 68 53 00']),
+  confidential('Australian mobile national', 'phone', 'Mobile: 0412 345 678', ['0412 345 678']),
+  confidential('Australian landline with parens', 'phone', 'fax (02) 9374 4000', ['9374 4000']),
+  confidential('Japanese national', 'phone', 'phone 03-1234-5678', ['03-1234-5678']),
+  confidential('Indian national', 'phone', 'her mobile number is 098765 43210', ['098765 43210']),
+].map((v) => ({ ...v, category: 'phone' }));
+
+export const POSITIVE_VECTORS: PositiveVector[] = [...BASE_POSITIVES, ...PHONE_POSITIVES];
+
 // ---------------------------------------------------------------------------------------------
 // Negative look-alikes: none may raise a sensitive finding
 // ---------------------------------------------------------------------------------------------
@@ -198,9 +230,10 @@ export const POSITIVE_VECTORS: PositiveVector[] = [
 export interface NegativeVector {
   name: string;
   text: string;
+  category?: string;
 }
 
-export const NEGATIVE_VECTORS: NegativeVector[] = [
+const BASE_NEGATIVES: NegativeVector[] = [
   { name: 'order number failing Luhn', text: 'Your order #4532-1234-5678-9013 has shipped.' },
   { name: 'long digit run failing Luhn', text: 'Reference 4532015112830367 was created.' },
   { name: 'digit run with no card prefix', text: 'Batch id 1234567812345678 processed' },
@@ -247,6 +280,23 @@ export const NEGATIVE_VECTORS: NegativeVector[] = [
   { name: 'plain press release request', text: 'Write a press release announcing our Series B funding round of $25M.' },
 ];
 
+const PHONE_NEGATIVES: NegativeVector[] = [
+  { name: 'order number with 00', text: 'Order no. 0044 2079 4609 58 ships today' },
+  { name: 'zero-padded id', text: 'Batch 0033142685300 processed overnight' },
+  { name: 'invoice id', text: 'Invoice 0049301820 is due; call about invoice 0207946095 tomorrow' },
+  { name: 'version strings', text: 'Release +10.0.19045.1234 and build 0.44.20.7946 are out' },
+  { name: 'dates after a phone word', text: 'Call on 15.03.2024 or call 03.15.2024, phone 2024-03-15' },
+  { name: 'ISBN-10 and -13', text: 'ISBN 0-306-40615-2 and ISBN 978-0-306-40615-7; the phone book 0-306-40615-2' },
+  { name: 'times', text: 'call at 09:30, ring 0930-1130, dial in at 10:00:00' },
+  { name: 'amounts', text: 'The mobile plan costs £0.99 per 100 MB, +0.44 20 per text' },
+  { name: 'IP addresses', text: 'Ping 10.20.30.40, call 010.020.030.040 or +192.168.100.200' },
+  { name: 'not a valid number', text: 'The sample value +1234567890 in the docs and +12 3456 7890' },
+  { name: 'calling code alone', text: '+44 is the dialling code for the UK and +49 30 is Berlin' },
+  { name: 'score and percentages', text: 'Shares rose +12.5% to 0 20 7946; the phone costs 099' },
+].map((v) => ({ ...v, category: 'phone' }));
+
+export const NEGATIVE_VECTORS: NegativeVector[] = [...BASE_NEGATIVES, ...PHONE_NEGATIVES];
+
 // ---------------------------------------------------------------------------------------------
 // Prompt injection vs talking about it
 // ---------------------------------------------------------------------------------------------
@@ -254,6 +304,9 @@ export const NEGATIVE_VECTORS: NegativeVector[] = [
 export interface InjectionVector {
   text: string;
   injection: boolean;
+  category?: string;
+  /** Expected redactedContent when the text also carries personal data; the text itself otherwise. */
+  redacted?: string;
 }
 
 export const INJECTION_VECTORS: InjectionVector[] = [
@@ -307,6 +360,16 @@ function randomFrom(alphabet: string, seed: number, size = ADVERSARIAL_SIZE): st
   return s;
 }
 
+/** Distinct phone-shaped numbers after `prefix` ("+", "00", "call 0"): each one needs a validation. */
+function phoneShaped(prefix: string, seed: number): string {
+  const rand = mulberry32(seed);
+  const digit = (): string => String(Math.floor(rand() * 10));
+  const digits = (n: number): string => Array.from({ length: n }, digit).join('');
+  let s = '';
+  while (s.length < ADVERSARIAL_SIZE) s += `${prefix}${1 + Math.floor(rand() * 9)}${digit()} ${digits(3)} ${digits(4)} ${digits(3)}, `;
+  return s.slice(0, ADVERSARIAL_SIZE);
+}
+
 export interface AdversarialInput {
   name: string;
   text: string;
@@ -343,6 +406,14 @@ export const ADVERSARIAL_INPUTS: AdversarialInput[] = [
   { name: "'(555) ' repeated", text: fill('(555) ') },
   { name: "'555-' repeated", text: fill('555-') },
   { name: "'+' and digits", text: fill('+12345678901234567890') },
+  { name: "'+44 20 7946 0958 ' repeated", text: fill('+44 20 7946 0958 ') },
+  { name: "random '+CC …' phone-shaped numbers", text: phoneShaped('+', 4) },
+  { name: "random '00CC …' phone-shaped numbers", text: phoneShaped('00', 5) },
+  { name: "random 'call 0…' national numbers", text: phoneShaped('call 0', 6) },
+  { name: "'0 ' repeated", text: fill('0 ') },
+  { name: "'call 0' repeated", text: fill('call 0') },
+  { name: "'00' repeated", text: fill('00') },
+  { name: "'Tel. 00' repeated", text: fill('Tel. 00') },
   { name: "'GB82 ' repeated", text: fill('GB82 ') },
   { name: "'GB82WEST' repeated", text: fill('GB82WEST') },
   { name: 'upper-case alnum', text: randomFrom(UPPER + DIGITS, 2) },

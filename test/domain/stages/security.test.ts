@@ -73,13 +73,32 @@ function expectWellFormed(text: string, r: SecurityResult): void {
 }
 
 afterAll(() => {
-  // Recomputed over the whole tables so the line is right even when tests are filtered.
+  // Recomputed over the whole tables so the lines are right even when tests are filtered.
   const detectedCount = POSITIVE_VECTORS.filter((v) => detected(v, classifySecurity(v.text))).length;
   const falsePositives = NEGATIVE_VECTORS.filter((v) => falsePositive(classifySecurity(v.text))).length;
-  console.log(
+  const injectionsRight = INJECTION_VECTORS.filter((v) => classifySecurity(v.text).promptInjection === v.injection).length;
+  const lines = [
     `security vectors: ${detectedCount}/${POSITIVE_VECTORS.length} detected, ` +
-      `${falsePositives}/${NEGATIVE_VECTORS.length} false positives`,
-  );
+      `${falsePositives}/${NEGATIVE_VECTORS.length} false positives, ${injectionsRight}/${INJECTION_VECTORS.length} injection vectors right`,
+  ];
+  const categories = new Set([...POSITIVE_VECTORS, ...NEGATIVE_VECTORS, ...INJECTION_VECTORS].flatMap((v) => (v.category ? [v.category] : [])));
+  for (const category of categories) {
+    const positives = POSITIVE_VECTORS.filter((v) => v.category === category);
+    const negatives = NEGATIVE_VECTORS.filter((v) => v.category === category);
+    const injections = INJECTION_VECTORS.filter((v) => v.category === category && v.injection);
+    const lookAlikes = INJECTION_VECTORS.filter((v) => v.category === category && !v.injection);
+    const found =
+      positives.filter((v) => detected(v, classifySecurity(v.text))).length +
+      injections.filter((v) => classifySecurity(v.text).promptInjection).length;
+    const flagged =
+      negatives.filter((v) => falsePositive(classifySecurity(v.text))).length +
+      lookAlikes.filter((v) => classifySecurity(v.text).promptInjection).length;
+    lines.push(
+      `  ${category}: ${found}/${positives.length + injections.length} detected, ` +
+        `${flagged}/${negatives.length + lookAlikes.length} look-alikes flagged`,
+    );
+  }
+  console.log(lines.join('\n'));
 });
 
 describe('classifySecurity: positive vectors', () => {

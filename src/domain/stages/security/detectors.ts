@@ -7,6 +7,7 @@
  * their rare character ('@', "://") and scanned in code. Candidates are validated in code (Luhn,
  * IIN, mod-97, SSN ranges, JWT header decoding, …).
  */
+import { isValidPhoneNumber, type CountryCode } from 'libphonenumber-js/max';
 import type { SecurityFinding } from '../types.js';
 import { cardIinPlausible, decodeBase64UrlJson, IBAN_LENGTHS, ibanValid, luhnValid, ssnValid } from './validators.js';
 
@@ -433,7 +434,6 @@ export function detectEmails(text: string): Finding[] {
 /** US formats: (555) 123-4567, 555-123-4567, 555.123.4567, optionally with a leading 1 or +1. */
 const US_PHONE_RE =
   /(?<![\w.\-+/#$€£%])(?:(?:\+?1[ .-]?)?\(\d{3}\)[ ]?\d{3}[ .-]\d{4}|(?:1[.-])?\d{3}([.-])\d{3}\1\d{4})(?!\w|[.\-/:]\d)/g;
-const INTL_PHONE_START_RE = /(?<![\w+])\+(?=\d)/g;
 const NUMBER_CONTEXT_RE =
   /\b(?:order|invoice|inv|ref|reference|tracking|sku|serial|part|ticket|case|po|account|acct|id|isbn|version|ver|build|v)\s{0,2}(?:no\.?|number|num|#)?\s{0,2}[:#]?\s{0,2}$/i;
 
@@ -442,11 +442,42 @@ function numberContextBefore(text: string, start: number): boolean {
   return /#\s?$/.test(before) || NUMBER_CONTEXT_RE.test(before);
 }
 
-/** Scans "+CC …" forward: digit groups separated by one of " .-" or parentheses, 8–15 digits in all. */
-function scanInternationalPhone(text: string, plus: number): number {
-  let i = plus + 1;
-  let digits = 0;
-  let bestEnd = -1;
+/** "+CC…" or the "00CC…" international call prefix, not inside a word or a longer number. */
+const INTL_PHONE_START_RE = /(?<![\w+])\+(?=\d)|(?<![\w+.,:/-])00(?=[1-9])/g;
+/** A national number, trunk prefix 0 first: "020 7946 0958", "(02) 9374 4000", "03-1234-5678". */
+const NATIONAL_PHONE_START_RE = /(?<![\w+.,:/-])\(?0(?=\d)/g;
+/**
+ * A word that says the next number is a telephone number, with at most a few linking words
+ * between ("Call her on", "Tel.:", "mobile number is"). National numbers, and compact "00CC…"
+ * runs that could be zero-padded ids, are only considered after one.
+ */
+const PHONE_WORD_BEFORE_RE =
+  /\b(?:t[eé]l|t[eé]l[eé]phone|telephone|telefon|phone|ph|mobile|mob|mobil|handy|cell|cellphone|call|ring|dial|fax|whatsapp|signal|sms|text|landline|switchboard|hotline|line|reach)\.?(?:\s{0,3}(?:number|no\.?|nr\.?|is|on|at|via|me|him|her|them|us|:|-|–|=|#)){0,4}\s{0,3}$/i;
+/**
+ * Numbering plans tried, in order, for a national number after a phone word. Only plans whose
+ * national numbers start with the trunk prefix 0 (or, for Italy, a leading 0 that is part of the
+ * number); a number is flagged when it is valid in one of them.
+ */
+const NATIONAL_PLANS: readonly CountryCode[] = ['GB', 'DE', 'FR', 'NL', 'BE', 'AT', 'CH', 'IE', 'IT', 'AU', 'NZ', 'JP', 'IN'];
+/**
+ * Validations (one numbering-plan check each, tens of microseconds) allowed per text. Past it,
+ * phone-shaped candidates are redacted without validation: a text stuffed with thousands of them
+ * stays within the latency budget, and padding cannot sneak a real number through.
+ */
+const MAX_PHONE_VALIDATIONS = 100;
+
+interface PhoneScan {
+  /** Ends (exclusive) after each digit group, once at least `minDigits` digits were seen. */
+  ends: number[];
+  /** The digits up to each of those ends. */
+  digits: string[];
+}
+
+/** Scans digit groups separated by one of " .-" or parentheses, at most 15 digits in all. */
+function scanPhoneDigits(text: string, from: number, minDigits: number): PhoneScan {
+  const scan: PhoneScan = { ends: [], digits: [] };
+  let i = from;
+  let digits = '';
   let sepRun = 0;
   let openParen = false;
   while (i < text.length) {
@@ -454,13 +485,15 @@ function scanInternationalPhone(text: string, plus: number): number {
     if (isDigit(c)) {
       let j = i;
       while (j < text.length && isDigit(text.charCodeAt(j))) j++;
-      const groupDigits = j - i;
-      if (digits + groupDigits > 15) break;
-      digits += groupDigits;
+      if (digits.length + (j - i) > 15) break;
+      digits += text.slice(i, j);
       i = j;
       sepRun = 0;
       const next = text.charCodeAt(i);
-      if (digits >= 8 && !openParen && !(i < text.length && (isWordChar(next) || next === 37 /* % */))) bestEnd = i;
+      if (digits.length >= minDigits && !openParen && !(i < text.length && (isWordChar(next) || next === 37 /* % */))) {
+        scan.ends.push(i);
+        scan.digits.push(digits);
+      }
       continue;
     }
     if (c === 40 /* ( */) {
@@ -479,24 +512,93 @@ function scanInternationalPhone(text: string, plus: number): number {
     if (sepRun > 2) break;
     i++;
   }
-  return bestEnd;
+  return scan;
 }
 
+/** Dotted runs such as "+10.0.19045.1234" read as versions, not numbers. */
+const VERSION_LIKE_RE = /\.\d{5,}|\d{5,}\./;
+
+function phoneWordBefore(text: string, start: number): boolean {
+  return PHONE_WORD_BEFORE_RE.test(text.slice(Math.max(0, start - 48), start));
+}
+
+class PhoneValidator {
+  private remaining = MAX_PHONE_VALIDATIONS;
+  private readonly cache = new Map<string, boolean>();
+
+  /** Whether any budget is left; once spent, callers flag candidates unvalidated. */
+  get exhausted(): boolean {
+    return this.remaining <= 0;
+  }
+
+  valid(number: string, plan?: CountryCode): boolean {
+    const key = plan ? `${plan}:${number}` : number;
+    const cached = this.cache.get(key);
+    if (cached !== undefined) return cached;
+    this.remaining--;
+    const valid = plan ? isValidPhoneNumber(number, plan) : isValidPhoneNumber(number);
+    this.cache.set(key, valid);
+    return valid;
+  }
+}
+
+/**
+ * Phone numbers of every numbering plan: "+CC …" and "00CC …" are validated against the plan of
+ * their country calling code (libphonenumber-js, full metadata); national numbers starting with a
+ * trunk 0 only after a phone word, validated against NATIONAL_PLANS; US formats by pattern.
+ */
 export function detectPhones(text: string): Finding[] {
   const out: Finding[] = [];
+  const validator = new PhoneValidator();
   for (const m of text.matchAll(INTL_PHONE_START_RE)) {
-    const end = scanInternationalPhone(text, m.index);
-    if (end < 0) continue;
-    const candidate = text.slice(m.index, end);
-    // "+10.0.19045.1234" and similar dotted version-like runs are not phone numbers.
-    if (/\.\d{5,}|\d{5,}\./.test(candidate) || numberContextBefore(text, m.index)) continue;
-    out.push(f('phone', m.index, end));
+    const prefixLength = m[0].length;
+    const scan = scanPhoneDigits(text, m.index + prefixLength, 7);
+    if (scan.ends.length === 0) continue;
+    const longest = text.slice(m.index, scan.ends[scan.ends.length - 1]);
+    if (VERSION_LIKE_RE.test(longest) || numberContextBefore(text, m.index)) continue;
+    if (prefixLength === 2 && /^\d+$/.test(longest) && !phoneWordBefore(text, m.index)) continue;
+    const end = findValidEnd(text, scan, validator, (digits) => '+' + digits);
+    if (end >= 0) out.push(f('phone', m.index, end));
+  }
+  for (const m of text.matchAll(NATIONAL_PHONE_START_RE)) {
+    if (!phoneWordBefore(text, m.index)) continue;
+    const scan = scanPhoneDigits(text, m.index, 9);
+    if (scan.ends.length === 0) continue;
+    const longest = text.slice(m.index, scan.ends[scan.ends.length - 1]);
+    if (VERSION_LIKE_RE.test(longest) || numberContextBefore(text, m.index)) continue;
+    let end = -1;
+    for (const plan of NATIONAL_PLANS) {
+      end = findValidEnd(text, scan, validator, (digits) => digits, plan);
+      if (end >= 0) break;
+    }
+    if (end >= 0) out.push(f('phone', m.index, end));
   }
   for (const m of text.matchAll(US_PHONE_RE)) {
     if (numberContextBefore(text, m.index)) continue;
     out.push(f('phone', m.index, m.index + m[0].length));
   }
   return out;
+}
+
+/**
+ * The longest group-aligned end whose digits are a valid number; the longest end unvalidated once
+ * the budget is spent. A prefix of a longer dotted run ("010.020.030" of an address
+ * "010.020.030.040") is not a number.
+ */
+function findValidEnd(
+  text: string,
+  scan: PhoneScan,
+  validator: PhoneValidator,
+  toNumber: (digits: string) => string,
+  plan?: CountryCode,
+): number {
+  for (let k = scan.ends.length - 1; k >= 0; k--) {
+    const end = scan.ends[k]!;
+    if (text.charCodeAt(end) === 46 /* . */ && isDigit(text.charCodeAt(end + 1))) continue;
+    if (validator.exhausted) return end;
+    if (validator.valid(toNumber(scan.digits[k]!), plan)) return end;
+  }
+  return -1;
 }
 
 // ---------------------------------------------------------------------------------------------
