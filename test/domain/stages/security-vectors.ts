@@ -221,7 +221,75 @@ const PHONE_POSITIVES: PositiveVector[] = [
   confidential('Indian national', 'phone', 'her mobile number is 098765 43210', ['098765 43210']),
 ].map((v) => ({ ...v, category: 'phone' }));
 
-export const POSITIVE_VECTORS: PositiveVector[] = [...BASE_POSITIVES, ...PHONE_POSITIVES];
+const HEX = 'abcdef0123456789';
+const B64 = ALNUM + '+/';
+const uuid = (seed: number): string => {
+  const h = fake(32, seed, HEX);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20)}`;
+};
+const secretKeys = {
+  awsSecretBare: fake(40, 400, B64),
+  awsSecretCsv: fake(40, 401, B64),
+  awsSecretJson: fake(40, 402, B64),
+  awsSessionToken: fake(120, 403, B64),
+  stripe: 'sk_' + 'live_' + fake(24, 404),
+  clientSecret: fake(32, 405, ALNUM + '-_~'),
+  apiKeyHex: fake(32, 406, HEX),
+  apiToken: fake(40, 407),
+  bearer: fake(48, 408, ALNUM + '-_.'),
+  webhook: 'whsec_' + fake(32, 409),
+  githubLegacy: fake(40, 410, HEX),
+  refresh: fake(64, 411, ALNUM + '-_'),
+  credentials: fake(28, 412, B64) + '==',
+  secretKey: fake(20, 413),
+  sessionUuid: uuid(414),
+  tokenLong: fake(700, 415),
+};
+
+/** The secret half of cloud credentials and secrets labelled by a secret word. */
+const SECRET_POSITIVES: PositiveVector[] = (
+  [
+  {
+    name: 'AWS secret next to its key id, unlabelled',
+    text: `new creds ${fakeKeys.awsAccess} / ${secretKeys.awsSecretBare}`,
+    level: 'restricted',
+    safe: false,
+    types: ['aws_access_key', 'aws_secret_key'],
+    secrets: [fakeKeys.awsAccess, secretKeys.awsSecretBare],
+  },
+  {
+    name: 'AWS credentials CSV export',
+    text: `User name,Access key ID,Secret access key\ndeploy,${fakeKeys.awsAccess},${secretKeys.awsSecretCsv}\n`,
+    level: 'restricted',
+    safe: false,
+    types: ['aws_access_key', 'aws_secret_key'],
+    secrets: [secretKeys.awsSecretCsv],
+  },
+  {
+    name: 'AWS STS JSON with session token',
+    text: JSON.stringify({ Credentials: { AccessKeyId: fakeKeys.awsSession, SecretAccessKey: secretKeys.awsSecretJson, SessionToken: secretKeys.awsSessionToken } }),
+    level: 'restricted',
+    safe: false,
+    types: ['aws_access_key', 'aws_secret_key', 'secret'],
+    secrets: [secretKeys.awsSecretJson, secretKeys.awsSessionToken.slice(0, 40), secretKeys.awsSessionToken.slice(-40)],
+  },
+  restricted('AWS secret env variable', 'aws_secret_key', `export AWS_SECRET_ACCESS_KEY=${secretKeys.awsSecretBare}`, [secretKeys.awsSecretBare]),
+  restricted('env secret key', 'secret', `STRIPE_SECRET_KEY=${secretKeys.stripe}`, [secretKeys.stripe]),
+  restricted('yaml client secret', 'secret', `oauth:\n  client_id: acme-web\n  client_secret: ${secretKeys.clientSecret}\n`, [secretKeys.clientSecret]),
+  restricted('json api key, hex', 'secret', `{"service": "maps", "api_key": "${secretKeys.apiKeyHex}"}`, [secretKeys.apiKeyHex]),
+  restricted('api token in a sentence', 'secret', `The API token for staging is ${secretKeys.apiToken}.`, [secretKeys.apiToken]),
+  restricted('bearer header', 'secret', `curl -H "Authorization: Bearer ${secretKeys.bearer}" https://api.example.com`, [secretKeys.bearer]),
+  restricted('webhook secret', 'secret', `webhook secret = ${secretKeys.webhook}`, [secretKeys.webhook]),
+  restricted('legacy hex token after token=', 'secret', `GITHUB_TOKEN=${secretKeys.githubLegacy}`, [secretKeys.githubLegacy]),
+  restricted('refresh token, single quotes', 'secret', `refresh_token: '${secretKeys.refresh}'`, [secretKeys.refresh]),
+  restricted('credentials base64', 'secret', `credentials: ${secretKeys.credentials}`, [secretKeys.credentials]),
+  restricted('secret key is', 'secret', `my secret key is ${secretKeys.secretKey}`, [secretKeys.secretKey]),
+  restricted('session token that is a uuid', 'secret', `session token: ${secretKeys.sessionUuid}`, [secretKeys.sessionUuid]),
+  restricted('token longer than the pattern bound', 'secret', `token=${secretKeys.tokenLong} end`, [secretKeys.tokenLong.slice(-40)]),
+  ] satisfies PositiveVector[]
+).map((v) => ({ ...v, category: 'secret' }));
+
+export const POSITIVE_VECTORS: PositiveVector[] = [...BASE_POSITIVES, ...PHONE_POSITIVES, ...SECRET_POSITIVES];
 
 // ---------------------------------------------------------------------------------------------
 // Negative look-alikes: none may raise a sensitive finding
@@ -295,7 +363,25 @@ const PHONE_NEGATIVES: NegativeVector[] = [
   { name: 'score and percentages', text: 'Shares rose +12.5% to 0 20 7946; the phone costs 099' },
 ].map((v) => ({ ...v, category: 'phone' }));
 
-export const NEGATIVE_VECTORS: NegativeVector[] = [...BASE_NEGATIVES, ...PHONE_NEGATIVES];
+const SECRET_NEGATIVES: NegativeVector[] = [
+  { name: 'git SHA in prose', text: `Fixed in ${fake(40, 500, HEX)}, see the release notes.` },
+  { name: 'git SHA after "commit:"', text: `commit: ${fake(40, 501, HEX)}\nAuthor: Jane` },
+  { name: 'UUIDs', text: `Request id ${uuid(502)} failed; retry with ${uuid(503)}` },
+  { name: 'password reset link', text: 'Your password reset link: https://acme.example/reset expires in 24 hours' },
+  { name: 'token of appreciation', text: 'A small token of appreciation for the press team; the secret is out: we launch in May.' },
+  { name: 'token and secret words with ordinary values', text: 'token: expired, secret: unknown, api key: see the vault, credentials: rotated quarterly' },
+  { name: 'base64 of a sentence without a secret word', text: `The header reads ${Buffer.from('The quick brown fox jumps over the lazy dog').toString('base64')}` },
+  { name: 'hashes in a changelog', text: `## 2.4.1\n- ${fake(7, 504, HEX)} Bump token-cache to 2.4.1\n- sha256: ${fake(64, 505, HEX)}\n- tokens: 1,234,567 processed` },
+  { name: 'token counts and limits', text: 'max_tokens=4096, token_count: 1500, Tokens: 128000 per request' },
+  { name: 'placeholders after secret words', text: 'API_KEY=your_api_key_here, token: ${GITHUB_TOKEN}, client_secret: <client-secret-1234>, secret: REDACTED_2024_ABC' },
+  { name: 'version after token', text: 'token: v2.3.1-beta.4 of the SDK; api key format 2024-03-15' },
+  { name: 'words with a number after secret words', text: 'the token is ERC20-compatible; token: Collaboration2024; api key: Summer2024Launch' },
+  { name: 'bearer in prose', text: 'The bearer of bad news2024 was our spokesperson; bearer instruments are regulated.' },
+  { name: '40-char base64 run without a key id', text: `Checksum ${fake(40, 506, B64)} matches the archive` },
+  { name: 'AWS-like runs next to a SHA', text: `Commit ${fake(40, 507, HEX)} updated the docs for AKIA-prefixed key ids.` },
+].map((v) => ({ ...v, category: 'secret' }));
+
+export const NEGATIVE_VECTORS: NegativeVector[] = [...BASE_NEGATIVES, ...PHONE_NEGATIVES, ...SECRET_NEGATIVES];
 
 // ---------------------------------------------------------------------------------------------
 // Prompt injection vs talking about it
@@ -419,6 +505,13 @@ export const ADVERSARIAL_INPUTS: AdversarialInput[] = [
   { name: 'upper-case alnum', text: randomFrom(UPPER + DIGITS, 2) },
   { name: "'AKIA' repeated", text: fill('AKIA') },
   { name: "'ghp_' repeated", text: fill(GH('p')) },
+  { name: "'token: ' repeated", text: fill('token: ') },
+  { name: "'api_key=token=' repeated", text: fill('api_key=token=') },
+  { name: "'secret: ' and random base64 repeated", text: fill('secret: ' + fake(30, 8, ALNUM + '+/') + ' ') },
+  { name: "'client secret for the for the ' repeated", text: fill('client secret for the for the ') },
+  { name: "'bearer ' repeated", text: fill('bearer ') },
+  { name: 'key ids and 40-char base64 runs', text: fill(`${AWS_AKIA}${fake(16, 9, UPPER + DIGITS)} ${fake(40, 10, ALNUM + '+/')} `) },
+  { name: 'random base64', text: randomFrom(ALNUM + '+/', 4) },
   { name: "'xoxb-' repeated", text: fill(SLACK('b')) },
   { name: "'a://a:' repeated", text: fill('a://a:') },
   { name: "'postgres://user:' repeated", text: fill('postgres://user:') },

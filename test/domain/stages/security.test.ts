@@ -25,6 +25,7 @@ const SENSITIVE_TYPES = new Set([
   'private_key',
   'password',
   'url_credentials',
+  'secret',
   'email',
   'phone',
   'confidential_marker',
