@@ -177,8 +177,8 @@ describe('classifySecurity: prompt injection vs talking about it', () => {
     expect(r.promptInjection).toBe(v.injection);
     expect(r.safe).toBe(!v.injection);
     expect(r.findings.some((f) => f.type === 'prompt_injection')).toBe(v.injection);
-    // Injection is flagged, never redacted.
-    expect(r.redactedContent).toBe(v.text);
+    // Injection is flagged, never redacted (personal data in the same text still is).
+    expect(r.redactedContent).toBe(v.redacted ?? v.text);
   });
 
   it.each([10, 1000])('cannot be hidden behind %i quoted discussion phrases', (count) => {
