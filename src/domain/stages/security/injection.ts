@@ -26,10 +26,12 @@ const EXFIL_DATA = [
   String.raw`user(?:'s|s')?${S}(?:data|details|information|contacts|messages|emails|files)|personal${S}(?:data|information)`,
   String.raw`contents?${S}of${S}[^.!?\n]{1,40}?|everything(?:${S}(?:above|you${S}know|in${S}this${S}(?:chat|conversation|thread)))?`,
 ].join('|');
-/** Where to: a URL, an address, a host, or "this URL / my server". */
+/**
+ * Where to: a URL, an address, an IP, "this URL / my server", a paste or request-capture service.
+ * A bare host name is not enough: "copy all the contacts to hubspot.com" is a CRM import.
+ */
 const EXFIL_DESTINATION = [
   String.raw`https?:\/\/|www\.|[A-Za-z0-9.+_-]{1,64}@[A-Za-z0-9-]{1,63}\.|(?:\d{1,3}\.){3}\d{1,3}`,
-  String.raw`[a-z0-9-]{1,63}\.(?:com|net|org|io|ru|cn|xyz|top|info|biz|co|me|app|dev|site|online|example|tk)\b`,
   String.raw`(?:this|the${S}following|my|an${S}(?:external|outside))${S}(?:url|address|link|endpoint|server|webhook|site|website|email${S}address|inbox|bucket|api)\b`,
   String.raw`pastebin|webhook\.site|ngrok|requestbin`,
 ].join('|');
