@@ -5,6 +5,8 @@ import type { SecurityResult } from '../../../src/domain/stages/types.js';
 import {
   ADVERSARIAL_INPUTS,
   ADVERSARIAL_SIZE,
+  fake,
+  fakeKeys,
   INJECTION_VECTORS,
   NEGATIVE_VECTORS,
   POSITIVE_VECTORS,
@@ -138,6 +140,41 @@ describe('classifySecurity: positive vectors', () => {
       ['url_credentials', 'admin:s3cretP4ss'],
     ]);
     expect(r.redactedContent).toBe('password is [PASSWORD]. Also postgres://[URL_CREDENTIALS]@db.example.com/app');
+  });
+
+  it('validates phone numbers up to a budget, then redacts phone-shaped candidates unvalidated', () => {
+    // Distinct numbers of an assigned calling code that are not valid: each one costs a validation.
+    const invalid = Array.from({ length: 150 }, (_, i) => `+44 1000 ${String(i).padStart(6, '0')}`);
+    const text = invalid.join(', ');
+    const r = classifySecurity(text);
+    const flagged = r.findings.filter((f) => f.type === 'phone').map((f) => text.slice(f.start, f.end));
+    // The first hundred were checked and rejected; the rest are redacted without a check.
+    expect(flagged).toEqual(invalid.slice(100));
+    expect(classifySecurity(invalid.slice(0, 100).join(', ')).findings).toEqual([]);
+  });
+
+  it('reads a national number only after a phone word', () => {
+    expect(classifySecurity('Figures: 020 7946 0958 were up').findings).toEqual([]);
+    const r = classifySecurity('Ring me on 020 7946 0958');
+    expect(r.redactedContent).toBe('Ring me on [PHONE]');
+  });
+
+  it('spans only the value of a labelled secret', () => {
+    const value = fake(32, 900);
+    const text = `{"client_secret": "${value}", "client_id": "web"}`;
+    const r = classifySecurity(text);
+    expect(r.findings.map((f) => [f.type, text.slice(f.start, f.end)])).toEqual([['secret', value]]);
+    expect(r.redactedContent).toBe('{"client_secret": "[SECRET]", "client_id": "web"}');
+  });
+
+  it('takes an unlabelled 40-character run for an AWS secret only next to a key id', () => {
+    const keyId = fakeKeys.awsAccess;
+    const secret = fake(40, 901, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/');
+    const near = classifySecurity(`${keyId} ${secret}`);
+    expect(near.findings.map((f) => f.type)).toEqual(['aws_access_key', 'aws_secret_key']);
+    const far = classifySecurity(`${keyId}${' filler text'.repeat(30)} ${secret}`);
+    expect(far.findings.map((f) => f.type)).toEqual(['aws_access_key']);
+    expect(far.redactedContent).toContain(secret);
   });
 
   it('keeps the more severe of overlapping findings', () => {

@@ -251,7 +251,7 @@ const SEMVER_LIKE_RE = /^v?\d{1,6}(?:[.-]\d{1,6}){1,4}(?:[-+.][A-Za-z0-9.]{1,20}
 const PLACEHOLDER_WORD_RE = /your|example|sample|placeholder|changeme|redacted|dummy|xxxx|\*\*\*\*|<|>/i;
 
 /** Shannon entropy in bits per character. */
-export function shannonEntropy(value: string): number {
+function shannonEntropy(value: string): number {
   const counts = new Map<string, number>();
   for (const c of value) counts.set(c, (counts.get(c) ?? 0) + 1);
   let entropy = 0;
