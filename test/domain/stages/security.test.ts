@@ -5,6 +5,8 @@ import type { SecurityResult } from '../../../src/domain/stages/types.js';
 import {
   ADVERSARIAL_INPUTS,
   ADVERSARIAL_SIZE,
+  fake,
+  fakeKeys,
   INJECTION_VECTORS,
   NEGATIVE_VECTORS,
   POSITIVE_VECTORS,
@@ -25,6 +27,7 @@ const SENSITIVE_TYPES = new Set([
   'private_key',
   'password',
   'url_credentials',
+  'secret',
   'email',
   'phone',
   'confidential_marker',
@@ -73,13 +76,32 @@ function expectWellFormed(text: string, r: SecurityResult): void {
 }
 
 afterAll(() => {
-  // Recomputed over the whole tables so the line is right even when tests are filtered.
+  // Recomputed over the whole tables so the lines are right even when tests are filtered.
   const detectedCount = POSITIVE_VECTORS.filter((v) => detected(v, classifySecurity(v.text))).length;
   const falsePositives = NEGATIVE_VECTORS.filter((v) => falsePositive(classifySecurity(v.text))).length;
-  console.log(
+  const injectionsRight = INJECTION_VECTORS.filter((v) => classifySecurity(v.text).promptInjection === v.injection).length;
+  const lines = [
     `security vectors: ${detectedCount}/${POSITIVE_VECTORS.length} detected, ` +
-      `${falsePositives}/${NEGATIVE_VECTORS.length} false positives`,
-  );
+      `${falsePositives}/${NEGATIVE_VECTORS.length} false positives, ${injectionsRight}/${INJECTION_VECTORS.length} injection vectors right`,
+  ];
+  const categories = new Set([...POSITIVE_VECTORS, ...NEGATIVE_VECTORS, ...INJECTION_VECTORS].flatMap((v) => (v.category ? [v.category] : [])));
+  for (const category of categories) {
+    const positives = POSITIVE_VECTORS.filter((v) => v.category === category);
+    const negatives = NEGATIVE_VECTORS.filter((v) => v.category === category);
+    const injections = INJECTION_VECTORS.filter((v) => v.category === category && v.injection);
+    const lookAlikes = INJECTION_VECTORS.filter((v) => v.category === category && !v.injection);
+    const found =
+      positives.filter((v) => detected(v, classifySecurity(v.text))).length +
+      injections.filter((v) => classifySecurity(v.text).promptInjection).length;
+    const flagged =
+      negatives.filter((v) => falsePositive(classifySecurity(v.text))).length +
+      lookAlikes.filter((v) => classifySecurity(v.text).promptInjection).length;
+    lines.push(
+      `  ${category}: ${found}/${positives.length + injections.length} detected, ` +
+        `${flagged}/${negatives.length + lookAlikes.length} look-alikes flagged`,
+    );
+  }
+  console.log(lines.join('\n'));
 });
 
 describe('classifySecurity: positive vectors', () => {
@@ -120,6 +142,41 @@ describe('classifySecurity: positive vectors', () => {
     expect(r.redactedContent).toBe('password is [PASSWORD]. Also postgres://[URL_CREDENTIALS]@db.example.com/app');
   });
 
+  it('validates phone numbers up to a budget, then redacts phone-shaped candidates unvalidated', () => {
+    // Distinct numbers of an assigned calling code that are not valid: each one costs a validation.
+    const invalid = Array.from({ length: 150 }, (_, i) => `+44 1000 ${String(i).padStart(6, '0')}`);
+    const text = invalid.join(', ');
+    const r = classifySecurity(text);
+    const flagged = r.findings.filter((f) => f.type === 'phone').map((f) => text.slice(f.start, f.end));
+    // The first hundred were checked and rejected; the rest are redacted without a check.
+    expect(flagged).toEqual(invalid.slice(100));
+    expect(classifySecurity(invalid.slice(0, 100).join(', ')).findings).toEqual([]);
+  });
+
+  it('reads a national number only after a phone word', () => {
+    expect(classifySecurity('Figures: 020 7946 0958 were up').findings).toEqual([]);
+    const r = classifySecurity('Ring me on 020 7946 0958');
+    expect(r.redactedContent).toBe('Ring me on [PHONE]');
+  });
+
+  it('spans only the value of a labelled secret', () => {
+    const value = fake(32, 900);
+    const text = `{"client_secret": "${value}", "client_id": "web"}`;
+    const r = classifySecurity(text);
+    expect(r.findings.map((f) => [f.type, text.slice(f.start, f.end)])).toEqual([['secret', value]]);
+    expect(r.redactedContent).toBe('{"client_secret": "[SECRET]", "client_id": "web"}');
+  });
+
+  it('takes an unlabelled 40-character run for an AWS secret only next to a key id', () => {
+    const keyId = fakeKeys.awsAccess;
+    const secret = fake(40, 901, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/');
+    const near = classifySecurity(`${keyId} ${secret}`);
+    expect(near.findings.map((f) => f.type)).toEqual(['aws_access_key', 'aws_secret_key']);
+    const far = classifySecurity(`${keyId}${' filler text'.repeat(30)} ${secret}`);
+    expect(far.findings.map((f) => f.type)).toEqual(['aws_access_key']);
+    expect(far.redactedContent).toContain(secret);
+  });
+
   it('keeps the more severe of overlapping findings', () => {
     // The password value is also e-mail shaped: the restricted finding wins the span.
     const text = 'password: jane.doe@gmail.com';
@@ -157,8 +214,8 @@ describe('classifySecurity: prompt injection vs talking about it', () => {
     expect(r.promptInjection).toBe(v.injection);
     expect(r.safe).toBe(!v.injection);
     expect(r.findings.some((f) => f.type === 'prompt_injection')).toBe(v.injection);
-    // Injection is flagged, never redacted.
-    expect(r.redactedContent).toBe(v.text);
+    // Injection is flagged, never redacted (personal data in the same text still is).
+    expect(r.redactedContent).toBe(v.redacted ?? v.text);
   });
 
   it.each([10, 1000])('cannot be hidden behind %i quoted discussion phrases', (count) => {

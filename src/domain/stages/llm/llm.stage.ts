@@ -34,6 +34,7 @@ const FINDING_LABELS: Record<string, string> = {
   api_key: 'an API key',
   aws_access_key: 'an AWS access key',
   aws_secret_key: 'an AWS secret key',
+  secret: 'a secret (a token, key or credential)',
   github_token: 'a GitHub token',
   slack_token: 'a Slack token',
   jwt: 'an access token (JWT)',

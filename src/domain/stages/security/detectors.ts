@@ -7,6 +7,8 @@
  * their rare character ('@', "://") and scanned in code. Candidates are validated in code (Luhn,
  * IIN, mod-97, SSN ranges, JWT header decoding, …).
  */
+import parsePhoneNumber, { type CountryCode } from 'libphonenumber-js/max';
+import phoneMetadata from 'libphonenumber-js/max/metadata';
 import type { SecurityFinding } from '../types.js';
 import { cardIinPlausible, decodeBase64UrlJson, IBAN_LENGTHS, ibanValid, luhnValid, ssnValid } from './validators.js';
 
@@ -23,6 +25,7 @@ export const RESTRICTED_TYPES = [
   'private_key',
   'password',
   'url_credentials',
+  'secret',
 ] as const;
 export const CONFIDENTIAL_DATA_TYPES = ['email', 'phone'] as const;
 export const MARKER_TYPES = ['confidential_marker', 'internal_marker'] as const;
@@ -185,14 +188,131 @@ const AWS_ACCESS_RE = /(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])/
 const AWS_SECRET_RE =
   /(?:aws[ _-]?secret(?:[ _-]?access)?[ _-]?key|secret[ _-]?access[ _-]?key)(?:[ _-]?id)?["']?\s{0,3}(?:[:=]|=>|\bis\b)\s{0,3}["']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])/dgi;
 
+/** A bare 40-character base64 run, the shape of a secret access key. */
+const AWS_SECRET_SHAPE_RE = /(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])/g;
+/** How far (characters) from a key id a bare secret-shaped run is taken as its secret half. */
+const AWS_PAIR_DISTANCE = 200;
+/**
+ * Random base64 has all three classes and about 4.8 bits per character over 40 characters; hex
+ * digests (git SHAs, SHA-1) lack upper or lower case, base64 of prose repeats its letters.
+ */
+const AWS_SECRET_MIN_ENTROPY = 4.2;
+
 export function detectAwsKeys(text: string): Finding[] {
   const out: Finding[] = [];
-  for (const m of text.matchAll(AWS_ACCESS_RE)) out.push(f('aws_access_key', m.index, m.index + m[0].length));
+  const keyIds: number[] = [];
+  for (const m of text.matchAll(AWS_ACCESS_RE)) {
+    out.push(f('aws_access_key', m.index, m.index + m[0].length));
+    keyIds.push(m.index);
+  }
   for (const m of text.matchAll(AWS_SECRET_RE)) {
     const value = m[1]!;
     const classes = Number(/[A-Z]/.test(value)) + Number(/[a-z]/.test(value)) + Number(/[0-9]/.test(value));
     const span = m.indices?.[1];
     if (classes >= 2 && span) out.push(f('aws_secret_key', span[0], span[1]));
+  }
+  if (keyIds.length === 0) return out;
+  // Unlabelled, the secret half is recognised by sitting next to its key id (CSV export, "id / secret").
+  let k = 0;
+  for (const m of text.matchAll(AWS_SECRET_SHAPE_RE)) {
+    while (k < keyIds.length && keyIds[k]! + 20 + AWS_PAIR_DISTANCE < m.index) k++;
+    const near = k < keyIds.length && keyIds[k]! - AWS_PAIR_DISTANCE <= m.index + 40;
+    const value = m[0];
+    if (near && /[A-Z]/.test(value) && /[a-z]/.test(value) && /[0-9]/.test(value) && shannonEntropy(value) >= AWS_SECRET_MIN_ENTROPY) {
+      out.push(f('aws_secret_key', m.index, m.index + value.length));
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generic secrets after a secret word
+// ---------------------------------------------------------------------------------------------
+
+/** Words naming a secret; passwords have their own detector, which takes any value. */
+const SECRET_WORD = String.raw`(?:client[_ -]?secret|secret(?:[_ -]?(?:access[_ -]?)?key)?|api[_ -]?(?:key|token|secret)|apikey|access[_ -]?(?:key|token)|auth(?:entication|orization)?[_ -]?(?:token|key)|(?:refresh|session|bearer|bot|id)[_ -]?token|token|credentials?|private[_ -]?key|signing[_ -]?(?:key|secret)|encryption[_ -]?key|webhook[_ -]?secret)`;
+const GENERIC_SECRET_RE = new RegExp(
+  String.raw`(?<![A-Za-z0-9])${SECRET_WORD}s?(?![A-Za-z0-9])["']?` +
+    // Optional qualifier: "the API token for staging is …"
+    String.raw`(?:\s{1,3}(?:for|to|of|on)(?:\s{1,3}[\w.-]{1,40}){1,4}?)?` +
+    String.raw`(?:\s{0,3}(?:[:=]|=>|:=)\s{0,3}|\s{1,3}(?:is|was|=)\s{1,3}(?::\s{0,3})?)` +
+    String.raw`(?:"([^"\s]{12,512})"|'([^'\s]{12,512})'|` + '`([^`\\s]{12,512})`' + String.raw`|([A-Za-z0-9+/=_\-.~!#$%^&*]{12,512}))`,
+  'dgi',
+);
+/** "Authorization: Bearer <token>", "bearer <token>". */
+const BEARER_RE = /(?<![A-Za-z0-9])bearer\s{1,3}([A-Za-z0-9\-._~+/]{12,512}=*)(?![A-Za-z0-9\-._~+/=])/dgi;
+/**
+ * Bits per character a value must carry to be taken for a secret. Random tokens of 12+ characters
+ * carry 3.3 (hex) to 5 (base64); words, dates and version strings repeat their characters.
+ */
+const GENERIC_SECRET_MIN_ENTROPY = 3.0;
+const SECRET_VALUE_CHAR_RE = /[A-Za-z0-9+/=_\-~]/;
+const SEMVER_LIKE_RE = /^v?\d{1,6}(?:[.-]\d{1,6}){1,4}(?:[-+.][A-Za-z0-9.]{1,20})?$/i;
+const PLACEHOLDER_WORD_RE = /your|example|sample|placeholder|changeme|redacted|dummy|xxxx|\*\*\*\*|<|>/i;
+
+/** Shannon entropy in bits per character. */
+function shannonEntropy(value: string): number {
+  const counts = new Map<string, number>();
+  for (const c of value) counts.set(c, (counts.get(c) ?? 0) + 1);
+  let entropy = 0;
+  for (const n of counts.values()) {
+    const p = n / value.length;
+    entropy -= p * Math.log2(p);
+  }
+  return entropy;
+}
+
+/**
+ * Changes between letters and digits, and from lower to upper case, per alphanumeric character
+ * (other characters skipped; upper to lower is how every capitalised word starts). Random tokens
+ * change at about every other character; words with a number ("Collaboration2024",
+ * "Summer2024Launch", "ERC20-compatible") change once or twice.
+ */
+function classChangeRate(value: string): number {
+  let previous = -1;
+  let changes = 0;
+  let alnum = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    const cls = isDigit(c) ? 0 : c >= 65 && c <= 90 ? 1 : c >= 97 && c <= 122 ? 2 : -1;
+    if (cls < 0) continue;
+    alnum++;
+    if (previous >= 0 && cls !== previous && !(previous === 1 && cls === 2)) changes++;
+    previous = cls;
+  }
+  return alnum === 0 ? 0 : changes / alnum;
+}
+const GENERIC_SECRET_MIN_CHANGE_RATE = 0.2;
+
+function looksLikeSecret(value: string): boolean {
+  if (value.length < 12 || !/[A-Za-z]/.test(value) || !/\d/.test(value)) return false;
+  if (value.includes('@') || SEMVER_LIKE_RE.test(value) || PLACEHOLDER_WORD_RE.test(value)) return false;
+  if (/^(?:\$|\{|%|<)/.test(value) || /^(?:process\.env|os\.environ|env\.)/i.test(value)) return false;
+  return shannonEntropy(value) >= GENERIC_SECRET_MIN_ENTROPY && classChangeRate(value) >= GENERIC_SECRET_MIN_CHANGE_RATE;
+}
+
+export function detectGenericSecrets(text: string): Finding[] {
+  const out: Finding[] = [];
+  for (const m of text.matchAll(GENERIC_SECRET_RE)) {
+    const groupIndex = [1, 2, 3, 4].find((g) => m[g] !== undefined);
+    const span = groupIndex === undefined ? undefined : m.indices?.[groupIndex];
+    if (groupIndex === undefined || !span) continue;
+    let [start, end] = span;
+    let value = m[groupIndex]!;
+    if (groupIndex === 4) {
+      // Unquoted: drop trailing sentence punctuation.
+      const trimmed = value.replace(/[.,;:!?)\]}]+$/, '');
+      end -= value.length - trimmed.length;
+      value = trimmed;
+    }
+    if (!looksLikeSecret(value)) continue;
+    // A value longer than the pattern's bound is redacted whole.
+    while (end < text.length && !isSpace(text.charCodeAt(end)) && SECRET_VALUE_CHAR_RE.test(text.charAt(end))) end++;
+    out.push(f('secret', start, end));
+  }
+  for (const m of text.matchAll(BEARER_RE)) {
+    const span = m.indices?.[1];
+    if (span && looksLikeSecret(m[1]!)) out.push(f('secret', span[0], span[1]));
   }
   return out;
 }
@@ -433,7 +553,6 @@ export function detectEmails(text: string): Finding[] {
 /** US formats: (555) 123-4567, 555-123-4567, 555.123.4567, optionally with a leading 1 or +1. */
 const US_PHONE_RE =
   /(?<![\w.\-+/#$€£%])(?:(?:\+?1[ .-]?)?\(\d{3}\)[ ]?\d{3}[ .-]\d{4}|(?:1[.-])?\d{3}([.-])\d{3}\1\d{4})(?!\w|[.\-/:]\d)/g;
-const INTL_PHONE_START_RE = /(?<![\w+])\+(?=\d)/g;
 const NUMBER_CONTEXT_RE =
   /\b(?:order|invoice|inv|ref|reference|tracking|sku|serial|part|ticket|case|po|account|acct|id|isbn|version|ver|build|v)\s{0,2}(?:no\.?|number|num|#)?\s{0,2}[:#]?\s{0,2}$/i;
 
@@ -442,11 +561,42 @@ function numberContextBefore(text: string, start: number): boolean {
   return /#\s?$/.test(before) || NUMBER_CONTEXT_RE.test(before);
 }
 
-/** Scans "+CC …" forward: digit groups separated by one of " .-" or parentheses, 8–15 digits in all. */
-function scanInternationalPhone(text: string, plus: number): number {
-  let i = plus + 1;
-  let digits = 0;
-  let bestEnd = -1;
+/** "+CC…" or the "00CC…" international call prefix, not inside a word or a longer number. */
+const INTL_PHONE_START_RE = /(?<![\w+])\+(?=\d)|(?<![\w+.,:/-])00(?=[1-9])/g;
+/** A national number, trunk prefix 0 first: "020 7946 0958", "(02) 9374 4000", "03-1234-5678". */
+const NATIONAL_PHONE_START_RE = /(?<![\w+.,:/-])\(?0(?=\d)/g;
+/**
+ * A word that says the next number is a telephone number, with at most a few linking words
+ * between ("Call her on", "Tel.:", "mobile number is"). National numbers, and compact "00CC…"
+ * runs that could be zero-padded ids, are only considered after one.
+ */
+const PHONE_WORD_BEFORE_RE =
+  /\b(?:t[eé]l|t[eé]l[eé]phone|telephone|telefon|phone|ph|mobile|mob|mobil|handy|cell|cellphone|call|ring|dial|fax|whatsapp|signal|sms|text|landline|switchboard|hotline|line|reach)\.?(?:\s{0,3}(?:number|no\.?|nr\.?|is|on|at|via|me|him|her|them|us|:|-|–|=|#)){0,4}\s{0,3}$/i;
+/**
+ * Numbering plans tried, in order, for a national number after a phone word. Only plans whose
+ * national numbers start with the trunk prefix 0 (or, for Italy, a leading 0 that is part of the
+ * number); a number is flagged when it is valid in one of them.
+ */
+const NATIONAL_PLANS: readonly CountryCode[] = ['GB', 'DE', 'FR', 'NL', 'BE', 'AT', 'CH', 'IE', 'IT', 'AU', 'NZ', 'JP', 'IN'];
+/**
+ * Validations (one numbering-plan check each, tens of microseconds) allowed per text. Past it,
+ * phone-shaped candidates are redacted without validation: a text stuffed with thousands of them
+ * stays within the latency budget, and padding cannot sneak a real number through.
+ */
+const MAX_PHONE_VALIDATIONS = 100;
+
+interface PhoneScan {
+  /** Ends (exclusive) after each digit group, once at least `minDigits` digits were seen. */
+  ends: number[];
+  /** The digits up to each of those ends. */
+  digits: string[];
+}
+
+/** Scans digit groups separated by one of " .-" or parentheses, at most 15 digits in all. */
+function scanPhoneDigits(text: string, from: number, minDigits: number): PhoneScan {
+  const scan: PhoneScan = { ends: [], digits: [] };
+  let i = from;
+  let digits = '';
   let sepRun = 0;
   let openParen = false;
   while (i < text.length) {
@@ -454,13 +604,15 @@ function scanInternationalPhone(text: string, plus: number): number {
     if (isDigit(c)) {
       let j = i;
       while (j < text.length && isDigit(text.charCodeAt(j))) j++;
-      const groupDigits = j - i;
-      if (digits + groupDigits > 15) break;
-      digits += groupDigits;
+      if (digits.length + (j - i) > 15) break;
+      digits += text.slice(i, j);
       i = j;
       sepRun = 0;
       const next = text.charCodeAt(i);
-      if (digits >= 8 && !openParen && !(i < text.length && (isWordChar(next) || next === 37 /* % */))) bestEnd = i;
+      if (digits.length >= minDigits && !openParen && !(i < text.length && (isWordChar(next) || next === 37 /* % */))) {
+        scan.ends.push(i);
+        scan.digits.push(digits);
+      }
       continue;
     }
     if (c === 40 /* ( */) {
@@ -479,24 +631,104 @@ function scanInternationalPhone(text: string, plus: number): number {
     if (sepRun > 2) break;
     i++;
   }
-  return bestEnd;
+  return scan;
 }
 
+/** Dotted runs such as "+10.0.19045.1234" read as versions, not numbers. */
+const VERSION_LIKE_RE = /\.\d{5,}|\d{5,}\./;
+
+const CALLING_CODES = new Set(Object.keys(phoneMetadata.country_calling_codes));
+
+/** Whether "+…" starts with an assigned country calling code (1 to 3 digits, a prefix code). */
+function hasCallingCode(number: string): boolean {
+  for (let length = 1; length <= 3; length++) if (CALLING_CODES.has(number.slice(1, 1 + length))) return true;
+  return false;
+}
+
+function phoneWordBefore(text: string, start: number): boolean {
+  return PHONE_WORD_BEFORE_RE.test(text.slice(Math.max(0, start - 48), start));
+}
+
+class PhoneValidator {
+  private remaining = MAX_PHONE_VALIDATIONS;
+  private readonly cache = new Map<string, boolean>();
+
+  /** Whether any budget is left; once spent, callers flag candidates unvalidated. */
+  get exhausted(): boolean {
+    return this.remaining <= 0;
+  }
+
+  valid(number: string, plan?: CountryCode): boolean {
+    // An unassigned calling code is answered here: the library spends longest on those.
+    if (!plan && !hasCallingCode(number)) return false;
+    const key = plan ? `${plan}:${number}` : number;
+    const cached = this.cache.get(key);
+    if (cached !== undefined) return cached;
+    this.remaining--;
+    // The whole candidate is the number (extract: false): cheaper, and nothing around it counts.
+    const valid = parsePhoneNumber(number, { defaultCountry: plan, extract: false })?.isValid() === true;
+    this.cache.set(key, valid);
+    return valid;
+  }
+}
+
+/**
+ * Phone numbers of every numbering plan: "+CC …" and "00CC …" are validated against the plan of
+ * their country calling code (libphonenumber-js, full metadata); national numbers starting with a
+ * trunk 0 only after a phone word, validated against NATIONAL_PLANS; US formats by pattern.
+ */
 export function detectPhones(text: string): Finding[] {
   const out: Finding[] = [];
+  const validator = new PhoneValidator();
   for (const m of text.matchAll(INTL_PHONE_START_RE)) {
-    const end = scanInternationalPhone(text, m.index);
-    if (end < 0) continue;
-    const candidate = text.slice(m.index, end);
-    // "+10.0.19045.1234" and similar dotted version-like runs are not phone numbers.
-    if (/\.\d{5,}|\d{5,}\./.test(candidate) || numberContextBefore(text, m.index)) continue;
-    out.push(f('phone', m.index, end));
+    const prefixLength = m[0].length;
+    const scan = scanPhoneDigits(text, m.index + prefixLength, 7);
+    if (scan.ends.length === 0) continue;
+    const longest = text.slice(m.index, scan.ends[scan.ends.length - 1]);
+    if (VERSION_LIKE_RE.test(longest) || numberContextBefore(text, m.index)) continue;
+    if (prefixLength === 2 && /^\d+$/.test(longest) && !phoneWordBefore(text, m.index)) continue;
+    const end = findValidEnd(text, scan, validator, (digits) => '+' + digits);
+    if (end >= 0) out.push(f('phone', m.index, end));
+  }
+  for (const m of text.matchAll(NATIONAL_PHONE_START_RE)) {
+    if (!phoneWordBefore(text, m.index)) continue;
+    const scan = scanPhoneDigits(text, m.index, 9);
+    if (scan.ends.length === 0) continue;
+    const longest = text.slice(m.index, scan.ends[scan.ends.length - 1]);
+    if (VERSION_LIKE_RE.test(longest) || numberContextBefore(text, m.index)) continue;
+    let end = -1;
+    for (const plan of NATIONAL_PLANS) {
+      end = findValidEnd(text, scan, validator, (digits) => digits, plan);
+      if (end >= 0) break;
+    }
+    if (end >= 0) out.push(f('phone', m.index, end));
   }
   for (const m of text.matchAll(US_PHONE_RE)) {
     if (numberContextBefore(text, m.index)) continue;
     out.push(f('phone', m.index, m.index + m[0].length));
   }
   return out;
+}
+
+/**
+ * The longest group-aligned end whose digits are a valid number; the longest end unvalidated once
+ * the budget is spent. A prefix of a longer dotted run ("010.020.030" of an address
+ * "010.020.030.040") is not a number.
+ */
+function findValidEnd(
+  text: string,
+  scan: PhoneScan,
+  validator: PhoneValidator,
+  toNumber: (digits: string) => string,
+  plan?: CountryCode,
+): number {
+  for (let k = scan.ends.length - 1; k >= 0; k--) {
+    const end = scan.ends[k]!;
+    if (text.charCodeAt(end) === 46 /* . */ && isDigit(text.charCodeAt(end + 1))) continue;
+    if (validator.exhausted) return end;
+    if (validator.valid(toNumber(scan.digits[k]!), plan)) return end;
+  }
+  return -1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -533,6 +765,7 @@ export const DETECTORS: ReadonlyArray<(text: string) => Finding[]> = [
   detectSlackTokens,
   detectJwts,
   detectPasswords,
+  detectGenericSecrets,
   detectUrlCredentials,
   detectEmails,
   detectPhones,

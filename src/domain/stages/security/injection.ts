@@ -18,17 +18,39 @@ interface InjectionPattern {
 const RESTRICTIONS = String.raw`(?:restrictions|rules|limits|limitations|filters|guidelines|constraints|guardrails|censorship|content${S}polic(?:y|ies)|ethical${S}guidelines|safety${S}(?:rules|guidelines|filters))`;
 const UNRESTRICTED = String.raw`(?:unfiltered|unrestricted|uncensored|jailbroken|unaligned|evil|amoral|unethical|unlimited|rogue)`;
 
+/** What an exfiltration instruction sends: the conversation, its context, or data in bulk. */
+const EXFIL_DATA = [
+  String.raw`conversation|chat(?:${S}(?:history|log|logs|transcript))?|transcript|(?:message|chat|conversation)${S}history|previous${S}messages`,
+  String.raw`context|system${S}prompt|instructions|documents|files|data|credentials|api${S}keys|passwords|secrets`,
+  String.raw`(?:all|any|every)${S}(?:of${S})?(?:the${S}|your${S}|my${S}|their${S}|our${S})?(?:data|information|info|files|documents|records|emails|contacts|details|credentials|secrets|keys|passwords|tokens|messages|text)`,
+  String.raw`user(?:'s|s')?${S}(?:data|details|information|contacts|messages|emails|files)|personal${S}(?:data|information)`,
+  String.raw`contents?${S}of${S}[^.!?\n]{1,40}?|everything(?:${S}(?:above|you${S}know|in${S}this${S}(?:chat|conversation|thread)))?`,
+].join('|');
+/**
+ * Where to: a URL, an address, an IP, "this URL / my server", a paste or request-capture service.
+ * A bare host name is not enough: "copy all the contacts to hubspot.com" is a CRM import.
+ */
+const EXFIL_DESTINATION = [
+  String.raw`https?:\/\/|www\.|[A-Za-z0-9.+_-]{1,64}@[A-Za-z0-9-]{1,63}\.|(?:\d{1,3}\.){3}\d{1,3}`,
+  String.raw`(?:this|the${S}following|my|an${S}(?:external|outside))${S}(?:url|address|link|endpoint|server|webhook|site|website|email${S}address|inbox|bucket|api)\b`,
+  String.raw`pastebin|webhook\.site|ngrok|requestbin`,
+].join('|');
+
 const PATTERNS: readonly InjectionPattern[] = [
   // ignore (all) previous / prior / above instructions
   {
     re: re(
-      String.raw`\b(?:ignore|disregard|forget|skip|override|bypass|drop)${S}(?:(?:all|any|every|the|your|my|of|these|those|each)${S}){0,3}` +
+      String.raw`\b(?:ignore|disregard|forget|skip|override|bypass|drop|discard|abandon|scrap|ditch|erase|wipe|nullify|overwrite|set${S}aside|throw${S}out|pay${S}no${S}(?:attention|heed|mind)${S}to|stop${S}(?:following|obeying|applying))${S}(?:(?:all|any|every|the|your|my|of|these|those|each)${S}){0,3}` +
         String.raw`(?:previous|prior|above|earlier|preceding|former|initial|original|old|existing|system|developer|safety)${S}` +
-        String.raw`(?:instructions?|prompts?|rules?|directions?|directives?|guidelines?|messages?|context|constraints?|commands?|polic(?:y|ies)|programming|guardrails?)\b`,
+        String.raw`(?:instructions?|prompts?|rules?|directions?|directives?|guidelines?|messages?|context|constraints?|commands?|polic(?:y|ies)|programming|guardrails?)\b` +
+        // "the old rules of thumb", "the previous instructions I gave about the font": not aimed at the assistant.
+        String.raw`(?!${S}of\b|${S}(?:I|we)${S}(?:gave|sent|wrote|made|shared|mentioned|added|provided)\b)` +
+        // "… you were given" addresses the assistant whatever the noun.
+        String.raw`(?:${S}(?:that${S})?you${S}(?:were|have${S}been|got)${S}(?:given|told))?`,
     ),
     // "disregard previous messages, wrong file" is a user correcting themselves; "ignore all
     // previous messages" is not.
-    accept: (m) => !/\b(?:messages?|context|guidelines?)$/i.test(m) || /\b(?:all|any|every|your)\b/i.test(m),
+    accept: (m) => !/\b(?:messages?|context|guidelines?)$/i.test(m) || /\b(?:all|any|every|your|you)\b/i.test(m),
   },
   // ignore everything above / everything you have been told
   {
@@ -95,6 +117,57 @@ const PATTERNS: readonly InjectionPattern[] = [
         String.raw`|\b(?:you${S}are${S})?no${S}longer${S}(?:bound|restricted|limited)${S}by\b` +
         String.raw`|\b(?:respond|answer|reply|comply)${S}without${S}(?:any${S})?(?:restrictions|filters|filtering|censorship|limitations|guardrails|safety${S}\w{1,12})\b` +
         String.raw`|\bdo${S}not${S}(?:follow|obey)${S}(?:your|the|any)${S}(?:rules|guidelines|instructions|system${S}prompt)\b`,
+    ),
+  },
+  // pay no attention to what you were told before / forget everything you were instructed
+  {
+    re: re(
+      String.raw`\b(?:ignore|disregard|forget|pay${S}no${S}(?:attention|heed|mind)${S}to|(?:don'?t|do${S}not)${S}(?:listen${S}to|follow|obey)|stop${S}(?:listening${S}to|following|obeying))${S}` +
+        String.raw`(?:what(?:ever)?|anything|everything|all(?:${S}(?:that|of${S}what))?)${S}` +
+        String.raw`(?:you${S}(?:were|have${S}been|had${S}been|'ve${S}been|got|have)${S}(?:told|instructed|programmed|given|taught|asked|trained)|(?:was|were|has${S}been|is)${S}(?:said|written|told|stated)${S}(?:before|earlier|above|previously|to${S}you))`,
+    ),
+  },
+  // your earlier rules no longer apply / all previous instructions are void
+  {
+    re: re(
+      String.raw`\b(?:your${S}(?:(?:earlier|previous|prior|old|original|initial|existing|current|system|safety|default)${S})?(?:instructions|rules|guidelines|restrictions|directives|programming|prompt|system${S}prompt|constraints|policies|guardrails|filters|limitations)` +
+        String.raw`|(?:all|any|the)${S}(?:previous|prior|earlier|above|preceding|original|initial)${S}(?:instructions|prompts?|directives)|the${S}(?:instructions|rules)${S}above)${S}` +
+        String.raw`(?:(?:no${S}longer|don'?t|do${S}not)${S}(?:apply|matter|count|hold|exist|bind${S}you)|(?:are|is|have${S}been|has${S}been|were)${S}(?:now${S})?(?:void|null|cancel(?:l)?ed|revoked|lifted|removed|suspended|disabled|obsolete|overridden|replaced|invalid|deprecated|gone|irrelevant|over))\b`,
+    ),
+  },
+  // from now on you obey only me / from now on you are no longer an AI / … an AI called X without rules
+  {
+    re: re(
+      String.raw`\bfrom${S}now${S}on,?${S}(?:you${S}(?:will|must|shall|are${S}to|are${S}going${S}to|should)${S})?(?:only${S})?(?:obey|follow|listen${S}to|answer${S}to|take${S}(?:orders|instructions|commands)${S}from)${S}(?:only${S})?(?:me|my|this|these|the${S}following|whatever)\b` +
+        String.raw`|\byou(?:${S}are|'re|${S}will${S}be)${S}no${S}longer${S}(?:an?${S}|the${S})?(?:AI|assistant|language${S}model|chatbot|ChatGPT|Claude|bound|restricted)\b` +
+        String.raw`|\bfrom${S}now${S}on\b[^.!?\n]{0,80}?\b(?:AI|assistant|model|chatbot|bot|LLM|persona)${S}(?:called|named|without|with${S}no|that${S}(?:has${S}no|ignores|never${S}refuses)|free${S}(?:of|from)|who${S}(?:has${S}no|ignores|never${S}refuses|answers${S}(?:anything|everything)))\b`,
+    ),
+  },
+  // New instruction for the AI / note to the assistant reading this: / if you are an AI reading this
+  {
+    re: re(
+      String.raw`\bnew${S}(?:instructions?|directives?|orders|commands|rules|task|prompt)${S}(?:for|to)${S}(?:the${S}|this${S}|all${S}|any${S})?(?:AI|assistant|model|LLM|chatbot|bot|agent|language${S}model|GPT|ChatGPT|Claude)s?\b` +
+        String.raw`|\b(?:instructions?|note|message|attention)${S}(?:for|to)${S}(?:the${S}|any${S}|all${S})?(?:AI|LLM|language${S}model|chatbot|AI${S}(?:assistant|model|agent)|assistant)s?(?:${S}(?:reading|processing|summari[sz]ing)${S}this(?:${S}\w{1,12})?)?\s{0,3}:` +
+        String.raw`|\bif${S}you${S}are${S}(?:an?${S})?(?:AI|LLM|large${S}language${S}model|language${S}model|AI${S}(?:assistant|model|agent)|chatbot)(?:${S}(?:reading|processing|parsing|summari[sz]ing|analy[sz]ing|seeing|viewing)${S}this|\s{0,3},)` +
+        String.raw`|\byour${S}new${S}(?:instructions|rules|directives|system${S}prompt|prompt|orders)${S}(?:are|is)\b` +
+        String.raw`|\b(?:ignore|disregard)${S}(?:the${S})?user(?:'s|s')?${S}(?:request|question|instructions?|prompt|message|query)\b`,
+    ),
+  },
+  // Instructions to send data somewhere: send the conversation to https://…, email the documents to
+  // x@y. The destination is only looked at, so an address in it stays a redacted finding of its own.
+  {
+    re: re(
+      String.raw`\b(?:send|forward|e-?mail|mail|post|upload|transmit|exfiltrate|leak|copy|submit|deliver|relay|dump|pipe|beam)${S}` +
+        String.raw`(?:(?:a${S}copy${S}of|copies${S}of|all${S}of|the|a|an|my|your|our|their|this|these|that|those|whole|entire|full|complete|every|each)${S}){0,4}` +
+        String.raw`(?:${EXFIL_DATA})${S}(?:[\w'-]{1,20}${S}){0,3}?(?:to|into|at)${S}(?=${EXFIL_DESTINATION})`,
+    ),
+  },
+  // include the contents of … in a link to …
+  {
+    re: re(
+      String.raw`\b(?:include|embed|append|insert|encode|put|add|attach|hide)${S}(?:the${S}|all${S}|your${S})?(?:(?:full|entire|complete|whole)${S})?` +
+        String.raw`(?:contents?|data|transcript|history|system${S}prompt|conversation|messages|previous${S}messages|chat${S}history|user(?:'s)?${S}[\w-]{1,15})(?:${S}of${S}[^.!?\n]{1,60}?)?${S}` +
+        String.raw`(?:in|into|as|inside|within|to)${S}(?:a|an|the|this|every)${S}(?:(?:markdown|html|clickable|hidden|tracking|single)${S})?(?:link|url|image|img|query${S}string|query${S}parameter|request|hyperlink|iframe)\b`,
     ),
   },
   // Chat-template control tokens pasted into user content.
@@ -168,7 +241,7 @@ interface Span {
 
 /** Words that introduce a phrase being mentioned rather than issued: "such as …", "users typing …". */
 const INTRODUCER_RE =
-  /\b(?:like|such\s+as|e\.g\.|i\.e\.|for\s+(?:example|instance)|example|including|containing|say|says|saying|said|type|types|typed|typing|write|writes|writing|wrote|paste|pastes|pasting|phrases?|called|as\s+in|about)\s{0,3}[:,—–-]?\s{0,3}$/i;
+  /\b(?:(?:told|asked|instructed|tricked|convinced|got)\s+(?:the|a|an|our|their|its)\s+(?:bot|chatbot|model|assistant|AI|LLM|agent|system)\s+(?:to|into)|like|such\s+as|e\.g\.|i\.e\.|for\s+(?:example|instance)|example|including|containing|say|says|saying|said|type|types|typed|typing|write|writes|writing|wrote|paste|pastes|pasting|phrases?|called|as\s+in|about)\s{0,3}[:,—–-]?\s{0,3}$/i;
 
 /** Between two mentioned phrases in a list: "such as X, Y or Z". */
 const LIST_GAP_RE = /^\s{0,3}(?:,|;|\/|or|and|,\s{0,3}or|,\s{0,3}and)\s{0,3}$/i;

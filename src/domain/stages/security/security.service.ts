@@ -23,6 +23,7 @@ const LEVEL_OF: Readonly<Record<FindingType, SecurityLevel | undefined>> = {
   private_key: 'restricted',
   password: 'restricted',
   url_credentials: 'restricted',
+  secret: 'restricted',
   email: 'confidential',
   phone: 'confidential',
   confidential_marker: 'confidential',
