@@ -8,6 +8,7 @@ import { AppError } from './domain/errors.js';
 import { registerAuth } from './http/plugins/auth.js';
 import { registerErrorHandling } from './http/plugins/errors.js';
 import { registerRateLimit } from './http/plugins/rate-limit.js';
+import { registerGetMe } from './http/routes/account/get-me.js';
 import { registerCancelJobs } from './http/routes/jobs/cancel-jobs.js';
 import { registerComprehensive } from './http/routes/jobs/comprehensive.js';
 import { registerJobStatus } from './http/routes/jobs/job-status.js';
@@ -37,6 +38,11 @@ import { registerListMessages } from './http/routes/threads/list-messages.js';
 import { registerListThreads } from './http/routes/threads/list-threads.js';
 import { registerPostMessage } from './http/routes/threads/post-message.js';
 
+/** A hop count becomes "trust the n nearest proxies", as Fastify does at run time (its types take no number). */
+function trustProxyOption(value: boolean | number | string): boolean | string | ((address: string, hop: number) => boolean) {
+  return typeof value === 'number' ? (_address, hop) => hop < value : value;
+}
+
 export interface BuildAppOptions {
   logger?: FastifyServerOptions['loggerInstance'] | boolean;
 }
@@ -47,6 +53,8 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   const app = Fastify({
     ...(typeof loggerOption === 'boolean' ? { logger: loggerOption } : { loggerInstance: loggerOption }),
     bodyLimit: 1024 * 1024,
+    // Off unless TRUST_PROXY names the proxy: otherwise any client could claim to have come over TLS.
+    trustProxy: trustProxyOption(container.config.http.trustProxy),
     // Clients may send ids that are not ours; request ids are only for our logs.
     genReqId: () => crypto.randomUUID(),
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
@@ -99,6 +107,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
       const scoped = api as unknown as App;
       registerAuth(scoped, repositories.tenancy);
       registerRateLimit(scoped, container.redis, { ...config.rateLimit, prefix: config.queue.prefix });
+      registerGetMe(scoped);
       await scoped.register(
         async (chat) => {
           const c = chat as unknown as App;
@@ -115,7 +124,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
           registerComprehensive(c, services.chat, config.limits);
           registerJobStatus(c, services.chat);
           registerCancelJobs(c, services.chat);
-          registerQueueStats(c, services.chat);
+          registerQueueStats(c, services.chat, container.metrics);
           registerFailedJobs(c, repositories.failedJobs);
           registerListAlerts(c, repositories.alerts);
           registerAcknowledgeAlert(c, repositories.alerts);
