@@ -19,6 +19,7 @@ import { registerBullBoard } from './http/admin/bull-board.js';
 import { registerPostQueuedMessage } from './http/routes/threads/post-queued-message.js';
 import { ErrorResponse } from './http/schemas/common.js';
 import type { App } from './http/types.js';
+import { collectRoutes } from './http/route-table.js';
 import { registerGetBatchResults } from './http/routes/batch/get-batch-results.js';
 import { registerCreateDocument } from './http/routes/documents/create-document.js';
 import { registerDeleteDocument } from './http/routes/documents/delete-document.js';
@@ -65,6 +66,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   for (const ajv of [strict, coercing]) ajv.addKeyword('example').addKeyword('x-internal');
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
+  collectRoutes(app);
   registerErrorHandling(app);
   registerRequestMetrics(app, container.monitoring);
   // The API speaks JSON only; anything else is 415 rather than a string body failing validation.
