@@ -131,10 +131,10 @@ export function csrfCookie(csrfToken: string, ttlMs: number, secure: boolean): s
 }
 
 export function clearedSessionCookies(secure: boolean): string[] {
-  const tail = ['Max-Age=0', 'SameSite=Strict', ...(secure ? ['Secure'] : [])];
+  const tail = ['SameSite=Strict', ...(secure ? ['Secure'] : [])];
   return [
-    [`${SESSION_COOKIE}=`, `Path=${SESSION_COOKIE_PATH}`, 'HttpOnly', ...tail].join('; '),
-    [`${CSRF_COOKIE}=`, `Path=${SESSION_COOKIE_PATH}`, ...tail].join('; '),
+    [`${SESSION_COOKIE}=`, `Path=${SESSION_COOKIE_PATH}`, 'Max-Age=0', 'HttpOnly', ...tail].join('; '),
+    [`${CSRF_COOKIE}=`, `Path=${SESSION_COOKIE_PATH}`, 'Max-Age=0', ...tail].join('; '),
   ];
 }
 
