@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.js';
 import { createTestApp, type Tenant, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { killAll, runCli, serverEnv, startServerProcess } from '../support/processes.js';
@@ -47,6 +48,17 @@ describe('the operator flag', () => {
     await tenancy.setOperator('admin@acme-operators.test', false);
     expect((await queueStatus()).statusCode).toBe(403);
     expect(await tenancy.setOperator('nobody@acme-operators.test', true)).toBeUndefined();
+  });
+});
+
+describe('TRUST_PROXY', () => {
+  it('is off unless set, and takes true, a hop count or addresses', () => {
+    expect(loadConfig({}).http.trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: 'false' }).http.trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: 'true' }).http.trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: '2' }).http.trustProxy).toBe(2);
+    expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' }).http.trustProxy).toBe('10.0.0.0/8,127.0.0.1');
+    for (const value of ['yes please', 'proxy.example.com']) expect(() => loadConfig({ TRUST_PROXY: value }), value).toThrow(ConfigError);
   });
 });
 
