@@ -9,6 +9,7 @@ import { registerAuth } from './http/plugins/auth.js';
 import { registerErrorHandling } from './http/plugins/errors.js';
 import { registerRateLimit } from './http/plugins/rate-limit.js';
 import { registerTextInputCheck } from './http/plugins/text-input.js';
+import { registerGetMe } from './http/routes/account/get-me.js';
 import { registerCancelJobs } from './http/routes/jobs/cancel-jobs.js';
 import { registerComprehensive } from './http/routes/jobs/comprehensive.js';
 import { registerJobStatus } from './http/routes/jobs/job-status.js';
@@ -19,6 +20,7 @@ import { registerBullBoard } from './http/admin/bull-board.js';
 import { registerPostQueuedMessage } from './http/routes/threads/post-queued-message.js';
 import { ErrorResponse } from './http/schemas/common.js';
 import type { App } from './http/types.js';
+import { collectRoutes } from './http/route-table.js';
 import { registerGetBatchResults } from './http/routes/batch/get-batch-results.js';
 import { registerCreateDocument } from './http/routes/documents/create-document.js';
 import { registerDeleteDocument } from './http/routes/documents/delete-document.js';
@@ -38,6 +40,11 @@ import { registerListMessages } from './http/routes/threads/list-messages.js';
 import { registerListThreads } from './http/routes/threads/list-threads.js';
 import { registerPostMessage } from './http/routes/threads/post-message.js';
 
+/** A hop count becomes "trust the n nearest proxies", as Fastify does at run time (its types take no number). */
+function trustProxyOption(value: boolean | number | string): boolean | string | ((address: string, hop: number) => boolean) {
+  return typeof value === 'number' ? (_address, hop) => hop < value : value;
+}
+
 export interface BuildAppOptions {
   /** Another logger, or false for none; by default (and with true) the container's, whose serializers keep content out of the logs. */
   logger?: FastifyServerOptions['loggerInstance'] | boolean;
@@ -49,6 +56,8 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   const app = Fastify({
     ...(loggerOption === false ? { logger: false } : { loggerInstance: loggerOption }),
     bodyLimit: 1024 * 1024,
+    // Off unless TRUST_PROXY names the proxy: otherwise any client could claim to have come over TLS.
+    trustProxy: trustProxyOption(container.config.http.trustProxy),
     // Clients may send ids that are not ours; request ids are only for our logs.
     genReqId: () => crypto.randomUUID(),
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
@@ -59,6 +68,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   for (const ajv of [strict, coercing]) ajv.addKeyword('example').addKeyword('x-internal');
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
+  collectRoutes(app);
   registerErrorHandling(app);
   registerTextInputCheck(app);
   registerRequestMetrics(app, container.monitoring);
@@ -91,7 +101,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   });
   app.get('/api/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
   registerPrometheus(app, container.monitoring.prometheus, container.health, container.config.monitoring.metricsToken);
-  // The operations page (/dashboard) and Bull Board (/admin/queues, organization admins, by session cookie).
+  // The operations page (/dashboard) and Bull Board (/admin/queues, system operators, by session cookie).
   const dashboardSessions = createDashboardSessions({ redis: container.redis, prefix: container.config.queue.prefix, tenancy: container.repositories.tenancy });
   registerDashboard(app, dashboardSessions);
   await registerBullBoard(app, { queues: container.producer.queues, sessions: dashboardSessions });
@@ -102,6 +112,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
       const scoped = api as unknown as App;
       registerAuth(scoped, repositories.tenancy);
       registerRateLimit(scoped, container.redis, { ...config.rateLimit, prefix: config.queue.prefix });
+      registerGetMe(scoped);
       await scoped.register(
         async (chat) => {
           const c = chat as unknown as App;
@@ -118,7 +129,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
           registerComprehensive(c, services.chat, config.limits);
           registerJobStatus(c, services.chat);
           registerCancelJobs(c, services.chat);
-          registerQueueStats(c, services.chat);
+          registerQueueStats(c, services.chat, container.metrics);
           registerFailedJobs(c, repositories.failedJobs);
           registerListAlerts(c, repositories.alerts);
           registerAcknowledgeAlert(c, repositories.alerts);

@@ -21,9 +21,12 @@ Server:
 
 Administration (prints JSON on stdout, logs on stderr):
   migrate                       create the database if missing and apply migrations
-  bootstrap --org NAME --email EMAIL
+  bootstrap --org NAME --email EMAIL [--operator]
                                 create or reuse the organization and its admin user, issue a token:
-                                {"orgId","userId","token"}
+                                {"orgId","userId","token","operator"}; --operator also makes the
+                                user a system operator
+  operator grant|revoke --email EMAIL
+                                make an existing user a system operator, or no longer one
   token create --org ID --email EMAIL [--role admin|member] [--name NAME]
                                 add the user to the organization (if needed) and issue a token
   token revoke TOKEN_OR_ID      revoke a token
@@ -74,6 +77,8 @@ export async function runCli(argv: string[]): Promise<number> {
         return await bootstrap(config, rest);
       case 'token':
         return await token(config, rest);
+      case 'operator':
+        return await operator(config, rest);
       case 'ingest':
         return await ingest(config, rest);
       default:
@@ -114,11 +119,30 @@ async function withDatabase<T>(config: Readonly<Config>, work: (db: ReturnType<t
 }
 
 async function bootstrap(config: Readonly<Config>, args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { org: { type: 'string' }, email: { type: 'string' } }, strict: true });
+  const { values } = parseArgs({
+    args,
+    options: { org: { type: 'string' }, email: { type: 'string' }, operator: { type: 'boolean', default: false } },
+    strict: true,
+  });
   if (!values.org?.trim() || !values.email?.includes('@')) throw new UsageError('bootstrap needs --org NAME and --email EMAIL');
   const result = await withDatabase(config, (database) =>
-    bootstrapOrganization(createTenancyRepository(database.db), values.org!.trim(), values.email!.trim()),
+    bootstrapOrganization(createTenancyRepository(database.db), values.org!.trim(), values.email!.trim(), { operator: values.operator }),
   );
+  printJson(result);
+  return 0;
+}
+
+async function operator(config: Readonly<Config>, args: string[]): Promise<number> {
+  const [action, ...rest] = args;
+  if (action !== 'grant' && action !== 'revoke') throw new UsageError('operator needs grant or revoke');
+  const { values } = parseArgs({ args: rest, options: { email: { type: 'string' } }, strict: true });
+  if (!values.email?.includes('@')) throw new UsageError(`operator ${action} needs --email EMAIL`);
+  const result = await withDatabase(config, ({ db }) => createTenancyRepository(db).setOperator(values.email!, action === 'grant'));
+  if (!result) {
+    process.stderr.write(`no user with email ${values.email}\n`);
+    printJson({ error: { code: 'user_not_found', message: `No user with email ${values.email}` } });
+    return 1;
+  }
   printJson(result);
   return 0;
 }

@@ -18,6 +18,12 @@ const schema = z.object({
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3005),
   HOST: z.string().min(1).default('127.0.0.1'),
+  TRUST_PROXY: optionalString.pipe(
+    z
+      .string()
+      .regex(/^(true|false|\d{1,2}|[0-9A-Fa-f.:/]+(\s*,\s*[0-9A-Fa-f.:/]+)*)$/, 'must be true, false, a number of hops, or addresses/CIDRs separated by commas')
+      .optional(),
+  ),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
   OPENAI_API_KEY: optionalString,
@@ -96,7 +102,11 @@ type Env = z.infer<typeof schema>;
 export interface Config {
   database: { url: string; poolMax: number };
   redis: { url: string };
-  http: { port: number; host: string };
+  /**
+   * `trustProxy` of Fastify: whose X-Forwarded-* headers are believed (the client address, and
+   * X-Forwarded-Proto for the session cookie's Secure flag). false: none, the socket is the truth.
+   */
+  http: { port: number; host: string; trustProxy: boolean | number | string };
   logLevel: Env['LOG_LEVEL'];
   openai: { apiKey: string | undefined; baseURL: string | undefined; model: string; timeoutMs: number; historyTokenBudget: number };
   intentClassifier: 'local' | 'llm';
@@ -139,7 +149,7 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   return deepFreeze({
     database: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX },
     redis: { url: e.REDIS_URL },
-    http: { port: e.PORT, host: e.HOST },
+    http: { port: e.PORT, host: e.HOST, trustProxy: trustProxyOf(e.TRUST_PROXY) },
     logLevel: e.LOG_LEVEL,
     openai: {
       apiKey: e.OPENAI_API_KEY,
@@ -180,6 +190,13 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     monitoring: { metricsToken: e.METRICS_TOKEN, workerStaleMs: e.HEALTH_WORKER_STALE_MS, healthCheckTimeoutMs: e.HEALTH_CHECK_TIMEOUT_MS },
     alerts: alertsConfig(e),
   });
+}
+
+function trustProxyOf(value: string | undefined): boolean | number | string {
+  if (value === undefined || value === 'false') return false;
+  if (value === 'true') return true;
+  if (/^\d+$/.test(value)) return Number(value);
+  return value.split(',').map((part) => part.trim()).join(',');
 }
 
 function deepFreeze<T>(value: T): Readonly<T> {

@@ -90,12 +90,13 @@ export async function startServer(
 /** On the very first start, with no organization at all, make one so the API can be used at once. */
 async function printFirstStartToken(tenancy: TenancyRepository, config: Readonly<Config>, logger: Logger): Promise<void> {
   if ((await tenancy.countOrganizations()) > 0) return;
-  const result = await bootstrapOrganization(tenancy, config.bootstrap.orgName, config.bootstrap.adminEmail);
-  logger.info({ orgId: result.orgId, userId: result.userId }, 'created the first organization and its admin');
+  // Someone must be able to reach the system-wide surfaces: the first admin is a system operator.
+  const result = await bootstrapOrganization(tenancy, config.bootstrap.orgName, config.bootstrap.adminEmail, { operator: true });
+  logger.info({ orgId: result.orgId, userId: result.userId }, 'created the first organization and its admin (a system operator)');
   process.stdout.write(
     [
       '',
-      '  First start: an organization and an admin token were created. The token is shown only now.',
+      '  First start: an organization and an admin token were created (the admin is a system operator). The token is shown only now.',
       `    x-organization-id: ${result.orgId}`,
       `    Authorization: Bearer ${result.token}`,
       '',

@@ -29,8 +29,11 @@ let fake: FakeOpenAiServer | undefined;
 let t: TestApp | undefined;
 let browser: Browser | undefined;
 let base: string;
+/** A system operator (admin of its organization). */
 let acme: Tenant;
 let member: Tenant;
+/** An organization admin who is not an operator. */
+let globex: Tenant;
 const contexts: BrowserContext[] = [];
 /** Requests a page tried to send anywhere but our server (aborted), per context. */
 const outside = new Map<BrowserContext, string[]>();
@@ -48,7 +51,8 @@ beforeAll(async () => {
   // The alert evaluator is off in this process so that the alert the test raises stays as it is.
   t = await createTestApp({ OPENAI_API_KEY: fake.apiKey, OPENAI_BASE_URL: fake.url, OPENAI_MODEL: 'gpt-4o-mini', ALERTS_INTERVAL_MS: '0' }, { workers: true });
   base = await t.app.listen({ port: 0, host: '127.0.0.1' });
-  acme = await t.tenant('Acme Browser');
+  acme = await t.tenant('Acme Browser', 'ops@acme-browser.test', { operator: true });
+  globex = await t.tenant('Globex Browser', 'admin@globex-browser.test');
   const tenancy = t.container.repositories.tenancy;
   const user = await tenancy.upsertUser('member@acme-browser.test');
   await tenancy.setMembership(acme.orgId, user.id, 'member');
@@ -115,7 +119,7 @@ describe('the dashboard in a browser', () => {
     await page.getByLabel('API token').fill('hj_wrong');
     await page.getByLabel('Organization id').fill(acme.orgId);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.locator('#sign-in-error').filter({ hasText: /GET \/api\/v1\/chat\/threads failed: 401 unauthorized/ }).waitFor();
+    await page.locator('#sign-in-error').filter({ hasText: /GET \/api\/v1\/me failed: 401 unauthorized/ }).waitFor();
 
     await signIn(page, acme);
     for (const name of QUEUES) await queueCard(page, name).waitFor();
@@ -132,7 +136,9 @@ describe('the dashboard in a browser', () => {
     expect(page.url()).not.toContain(acme.token);
     await expect(page.evaluate("sessionStorage.getItem('honeyjar.token')")).resolves.toBe(acme.token);
     await expect(page.getByRole('link', { name: 'Bull Board' }).isVisible()).resolves.toBe(true);
-    await expect(page.locator('#whoami').textContent()).resolves.toContain('admin');
+    await expect(page.locator('#whoami').textContent()).resolves.toContain('admin · system operator');
+    // Its own organization's figures too.
+    await page.locator('#org-runs').filter({ hasText: /Runs accepted in the last hour: \d+/ }).waitFor();
   });
 
   it('sends a queued message from the chat panel and shows each stage completing, and a failure in the failed jobs', async () => {
@@ -229,7 +235,7 @@ describe('the dashboard in a browser', () => {
     expect(problems.get(page)).toEqual([]);
   });
 
-  it('opens Bull Board for an admin from the dashboard link', async () => {
+  it('opens Bull Board for an operator from the dashboard link, and pauses a queue from its own page', async () => {
     const { page } = admin;
     await page.getByRole('link', { name: 'Bull Board' }).click();
     await page.waitForURL(`${base}/admin/queues`);
@@ -243,26 +249,69 @@ describe('the dashboard in a browser', () => {
     const session = cookies.find((c) => c.name === 'hj_admin_session');
     expect(session).toMatchObject({ httpOnly: true, sameSite: 'Strict', path: '/admin' });
     expect(session!.value).not.toContain(acme.token);
+    const csrf = cookies.find((c) => c.name === 'XSRF-TOKEN');
+    expect(csrf).toMatchObject({ httpOnly: false, sameSite: 'Strict', path: '/admin' });
+
+    // A change made through Bull Board's own UI carries the CSRF token its client read from the cookie.
+    const queue = t!.container.producer.queues.rag;
+    const sent: Array<Record<string, string>> = [];
+    page.on('request', (request) => {
+      if (request.method() === 'PUT' && request.url().endsWith('/api/queues/rag-processing/pause')) sent.push(request.headers());
+    });
+    await page.goto(`${base}/admin/queues/queue/rag-processing`);
+    const triggers = page.locator('button[aria-haspopup="menu"]');
+    await triggers.first().waitFor();
+    for (let i = 0; i < (await triggers.count()); i++) {
+      await triggers.nth(i).click();
+      const opened = await page.getByRole('menuitem', { name: 'Pause', exact: true }).waitFor({ timeout: 1_000 }).then(() => true, () => false);
+      if (opened) break;
+      await page.keyboard.press('Escape');
+    }
+    await page.getByRole('menuitem', { name: 'Pause', exact: true }).click();
+    await page.getByRole('button', { name: 'Confirm' }).click();
+    await expect.poll(() => queue.isPaused(), { timeout: 10_000 }).toBe(true);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!['x-xsrf-token']).toBe(csrf!.value);
+    await queue.resume();
+  });
+
+  it("shows an organization admin (not an operator) its organization's figures only", async () => {
+    const { page } = await newPage();
+    await signIn(page, globex);
+    await expect(page.locator('#whoami').textContent()).resolves.toBe(`Organization ${globex.orgId.slice(0, 8)}… · admin`);
+    await page.locator('#org-table tbody tr[data-stage="openai"]').waitFor();
+    await expect(page.locator('#org-table tbody tr').count()).resolves.toBe(5);
+    await expect(page.locator('#queues').isVisible()).resolves.toBe(false);
+    await expect(page.locator('#health-detail').isVisible()).resolves.toBe(false);
+    await expect(page.getByRole('link', { name: 'Bull Board' }).isVisible()).resolves.toBe(false);
+    // Alerts are listed, but only operators acknowledge them.
+    await page.locator('#alerts-table tbody tr').first().waitFor();
+    await expect(page.getByRole('button', { name: 'Acknowledge' }).count()).resolves.toBe(0);
+    await expect(page.locator('#alerts-table').textContent()).resolves.toContain('system operators acknowledge alerts');
+    expect(problems.get(page)).toEqual([]);
   });
 
   it('keeps a member out of Bull Board', async () => {
     const { context, page } = await newPage();
     await signIn(page, member);
-    for (const name of QUEUES) await queueCard(page, name).waitFor();
+    await page.locator('#org-table tbody tr[data-stage="intent"]').waitFor();
+    await expect(page.locator('article.queue').count()).resolves.toBe(0);
     await expect(page.locator('#whoami').textContent()).resolves.toContain('member');
     await expect(page.getByRole('link', { name: 'Bull Board' }).isVisible()).resolves.toBe(false);
     await expect(page.locator('#alerts-admin-only').isVisible()).resolves.toBe(true);
 
     await page.goto(`${base}/admin/queues`);
     await page.waitForURL(`${base}/dashboard`);
-    await page.locator('#notice').filter({ hasText: 'Bull Board needs a sign-in as an organization admin' }).waitFor();
+    await page.locator('#notice').filter({ hasText: 'Bull Board needs a sign-in as a system operator' }).waitFor();
     expect(await context.cookies(`${base}/admin/queues`)).toEqual([]);
     const api = await context.request.get(`${base}/admin/queues/api/queues`);
     expect(api.status()).toBe(401);
-    // Not even with the member's Bearer token: the session cookie is the only way in.
+    // A session of the member's own (the page opens none for it) is not a way in either.
     const direct = await context.request.post(`${base}/dashboard/session`, { data: { token: member.token, orgId: member.orgId } });
-    expect(direct.status()).toBe(403);
-    expect((await context.request.get(`${base}/admin/queues/api/queues`)).status()).toBe(401);
+    expect(direct.status()).toBe(201);
+    const board = await context.request.get(`${base}/admin/queues/api/queues`);
+    expect(board.status()).toBe(403);
+    expect((await board.json()).error.code).toBe('operator_required');
     expect(problems.get(page)).toEqual([]);
   });
 

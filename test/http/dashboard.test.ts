@@ -5,10 +5,13 @@ let t: TestApp;
 let acme: Tenant;
 let globex: Tenant;
 let member: Tenant;
+/** A system operator, admin of an organization of its own. */
+let ops: Tenant;
 
 beforeAll(async () => {
   t = await createTestApp({ ALERTS_INTERVAL_MS: '0' });
   acme = await t.tenant('Acme Dashboard');
+  ops = await t.tenant('Dashboard Operations', 'ops@dashboard-operations.test', { operator: true });
   globex = await t.tenant('Globex Dashboard');
   member = await memberOf(acme, 'member@acme-dashboard.test');
   await eventually(async () => t.container.producer.available(), 10_000, 'Redis');
@@ -40,9 +43,17 @@ async function failedStep(org: Tenant, stage: string, queue: string, error: { co
   return { runId, threadId: thread.id as string, jobId: `${runId}.${stage}` };
 }
 
+/** The Cookie header a browser would send back: every cookie set (the session and its CSRF token). */
 function cookieOf(setCookie: string | string[] | undefined): string {
-  const header = Array.isArray(setCookie) ? setCookie[0]! : setCookie!;
-  return header.split(';')[0]!;
+  return ([] as string[]).concat(setCookie ?? []).map((header) => header.split(';')[0]!).join('; ');
+}
+
+function setCookieNamed(setCookie: string | string[] | undefined, name: string): string {
+  return ([] as string[]).concat(setCookie ?? []).find((header) => header.startsWith(`${name}=`))!;
+}
+
+function csrfTokenOf(setCookie: string | string[] | undefined): string {
+  return setCookieNamed(setCookie, 'XSRF-TOKEN').split(';')[0]!.slice('XSRF-TOKEN='.length);
 }
 
 async function openSession(tenant: Tenant) {
@@ -99,12 +110,11 @@ describe('the dashboard page', () => {
 });
 
 describe('Bull Board sessions', () => {
-  it('opens a session only for an organization admin, checked like the auth plugin', async () => {
+  it('opens a session for a valid token and membership, checked like the auth plugin', async () => {
     const cases: Array<[Record<string, unknown>, number, string]> = [
       [{ token: 'hj_not-a-token', orgId: acme.orgId }, 401, 'unauthorized'],
       [{ token: acme.token, orgId: globex.orgId }, 403, 'forbidden'],
       [{ token: acme.token, orgId: 'not-a-uuid' }, 403, 'forbidden'],
-      [{ token: member.token, orgId: acme.orgId }, 403, 'forbidden'],
       [{ token: acme.token }, 400, 'invalid_request'],
     ];
     for (const [payload, status, code] of cases) {
@@ -116,21 +126,34 @@ describe('Bull Board sessions', () => {
     const revoked = await t.container.repositories.tenancy.createToken(acme.userId, 'revoked');
     await t.container.repositories.tenancy.revokeToken(revoked.id);
     expect((await t.app.inject({ method: 'POST', url: '/dashboard/session', payload: { token: revoked.token, orgId: acme.orgId } })).statusCode).toBe(401);
+    // A member's session opens; it only gets a 403 from Bull Board (below).
+    const memberSession = await openSession(member);
+    expect(memberSession.statusCode).toBe(201);
+    expect(memberSession.json()).toMatchObject({ userId: member.userId, operator: false });
+    expect((await openSession(ops)).json()).toMatchObject({ userId: ops.userId, operator: true });
   });
 
   it('sets an HttpOnly, SameSite=Strict cookie for /admin holding an opaque id, kept in Redis for 8 hours', async () => {
     const res = await openSession(acme);
     expect(res.statusCode).toBe(201);
     expect(res.json()).toMatchObject({ bullBoard: '/admin/queues', orgId: acme.orgId, userId: acme.userId });
-    const header = String(res.headers['set-cookie']);
+    const header = setCookieNamed(res.headers['set-cookie'], 'hj_admin_session');
     expect(header).toMatch(/^hj_admin_session=[A-Za-z0-9_-]{43}; /);
     for (const attribute of ['Path=/admin', 'HttpOnly', 'SameSite=Strict', 'Max-Age=28800']) expect(header).toContain(attribute);
-    expect(header).not.toContain(acme.token);
-    expect(header).not.toContain(acme.token.slice(3, 20));
+    expect(String(res.headers['set-cookie'])).not.toContain(acme.token);
+    expect(String(res.headers['set-cookie'])).not.toContain(acme.token.slice(3, 20));
+    // Its CSRF token: for the board's scripts to read (not HttpOnly), on the same path, never the session id.
+    const csrf = setCookieNamed(res.headers['set-cookie'], 'XSRF-TOKEN');
+    expect(csrf).toMatch(/^XSRF-TOKEN=[A-Za-z0-9_-]{43}; /);
+    for (const attribute of ['Path=/admin', 'SameSite=Strict', 'Max-Age=28800']) expect(csrf).toContain(attribute);
+    expect(csrf).not.toContain('HttpOnly');
+    expect(csrfTokenOf(res.headers['set-cookie'])).not.toBe(header.split(';')[0]!.split('=')[1]);
+    // Over plain HTTP (and no trusted proxy) the cookies are not Secure.
+    expect(String(res.headers['set-cookie'])).not.toContain('Secure');
 
     const keys = await t.container.redis.keys(`${t.container.config.queue.prefix}:dashboard:session:*`);
     expect(keys.length).toBeGreaterThan(0);
-    const sessionId = cookieOf(res.headers['set-cookie']).split('=')[1]!;
+    const sessionId = header.split(';')[0]!.split('=')[1]!;
     for (const key of keys) {
       expect(key).not.toContain(sessionId);
       expect(await t.container.redis.get(key)).not.toContain(acme.token);
@@ -140,7 +163,7 @@ describe('Bull Board sessions', () => {
     }
   });
 
-  it('lets an admin session into /admin/queues and keeps everyone else out', async () => {
+  it("lets an operator's session into /admin/queues and keeps everyone else out, an org admin's session with 403", async () => {
     const noCookie = await t.app.inject({ method: 'GET', url: '/admin/queues/api/queues' });
     expect(noCookie.statusCode).toBe(401);
     expect(noCookie.json().error.code).toBe('unauthorized');
@@ -152,7 +175,18 @@ describe('Bull Board sessions', () => {
     expect(navigation.statusCode).toBe(303);
     expect(navigation.headers.location).toBe('/dashboard?bullBoard=signin');
 
-    const cookie = cookieOf((await openSession(acme)).headers['set-cookie']);
+    for (const tenant of [acme, member, globex]) {
+      const refused = await t.app.inject({ method: 'GET', url: '/admin/queues/api/queues', headers: { cookie: cookieOf((await openSession(tenant)).headers['set-cookie']) } });
+      expect(refused.statusCode).toBe(403);
+      expect(refused.json().error.code).toBe('operator_required');
+      // No queue, job or organization id in the refusal.
+      expect(refused.body).not.toMatch(/[0-9a-f]{8}-[0-9a-f]{4}-/);
+    }
+    const adminPage = await t.app.inject({ method: 'GET', url: '/admin/queues', headers: { cookie: cookieOf((await openSession(acme)).headers['set-cookie']), accept: 'text/html' } });
+    expect(adminPage.statusCode).toBe(303);
+    expect(adminPage.headers.location).toBe('/dashboard?bullBoard=forbidden');
+
+    const cookie = cookieOf((await openSession(ops)).headers['set-cookie']);
     const page = await t.app.inject({ method: 'GET', url: '/admin/queues', headers: { cookie, accept: 'text/html' } });
     expect(page.statusCode).toBe(200);
     expect(page.body).toContain('<title>honeyjar queues</title>');
@@ -166,29 +200,83 @@ describe('Bull Board sessions', () => {
     expect((await t.app.inject({ method: 'GET', url: `/admin/queues/${asset}` })).statusCode).toBe(401);
   });
 
-  it('ends the session when its token is revoked, its user is no longer an admin, or on sign-out', async () => {
+  it('ends the board for a session whose operator flag is revoked, whose token is revoked, or on sign-out', async () => {
     const tenancy = t.container.repositories.tenancy;
-    const admin = await memberOf(acme, 'second-admin@acme-dashboard.test');
-    await tenancy.setMembership(acme.orgId, admin.userId, 'admin');
-    const cookie = cookieOf((await openSession(admin)).headers['set-cookie']);
+    const second = await t.tenant('Second Operations', 'second-ops@dashboard-operations.test', { operator: true });
+    const cookie = cookieOf((await openSession(second)).headers['set-cookie']);
     const get = () => t.app.inject({ method: 'GET', url: '/admin/queues/api/queues', headers: { cookie } });
     expect((await get()).statusCode).toBe(200);
 
-    await tenancy.setMembership(acme.orgId, admin.userId, 'member');
+    // Revoked (as `honeyjar operator revoke` does): the next request is refused, no restart, no wait.
+    expect(await tenancy.setOperator('Second-Ops@dashboard-operations.test', false)).toMatchObject({ userId: second.userId, operator: false });
     expect((await get()).statusCode).toBe(403);
     const page = await t.app.inject({ method: 'GET', url: '/admin/queues', headers: { cookie, accept: 'text/html' } });
     expect(page.headers.location).toBe('/dashboard?bullBoard=forbidden');
-    await tenancy.setMembership(acme.orgId, admin.userId, 'admin');
+    await tenancy.setOperator('second-ops@dashboard-operations.test', true);
     expect((await get()).statusCode).toBe(200);
 
-    await tenancy.revokeToken(admin.token);
+    await tenancy.revokeToken(second.token);
     expect((await get()).statusCode).toBe(401);
 
-    const other = cookieOf((await openSession(acme)).headers['set-cookie']);
+    const other = cookieOf((await openSession(ops)).headers['set-cookie']);
     const out = await t.app.inject({ method: 'DELETE', url: '/admin/session', headers: { cookie: other } });
     expect(out.statusCode).toBe(204);
-    expect(String(out.headers['set-cookie'])).toMatch(/^hj_admin_session=; Path=\/admin; Max-Age=0/);
+    expect(setCookieNamed(out.headers['set-cookie'], 'hj_admin_session')).toMatch(/^hj_admin_session=; Path=\/admin; Max-Age=0/);
+    expect(setCookieNamed(out.headers['set-cookie'], 'XSRF-TOKEN')).toMatch(/^XSRF-TOKEN=; Path=\/admin; Max-Age=0/);
     expect((await t.app.inject({ method: 'GET', url: '/admin/queues/api/queues', headers: { cookie: other } })).statusCode).toBe(401);
+  });
+
+  it("refuses a state-changing call without the session's CSRF token, and makes it with the header the board's client sends", async () => {
+    const session = await openSession(ops);
+    const cookie = cookieOf(session.headers['set-cookie']);
+    const csrfToken = csrfTokenOf(session.headers['set-cookie']);
+    const queue = t.container.producer.queues.rag;
+    const pause = (headers: Record<string, string>) =>
+      t.app.inject({ method: 'PUT', url: '/admin/queues/api/queues/rag-processing/pause', headers: { cookie, ...headers } });
+
+    // What a same-site page can make a browser send: the cookies, but no header it cannot read.
+    for (const headers of [{} as Record<string, string>, { 'x-xsrf-token': 'A'.repeat(43) }, { 'x-xsrf-token': '' }, { 'x-xsrf-token': csrfTokenOf((await openSession(ops)).headers['set-cookie']) }]) {
+      const refused = await pause(headers);
+      expect(refused.statusCode, JSON.stringify(headers)).toBe(403);
+      expect(refused.json().error.code).toBe('csrf_token_invalid');
+    }
+    for (const [method, url] of [
+      ['PUT', '/admin/queues/api/queues/pause'],
+      ['POST', '/admin/queues/api/queues/rag-processing/add'],
+      ['PUT', '/admin/queues/api/queues/rag-processing/obliterate'],
+      ['PUT', '/admin/queues/api/queues/rag-processing/clean/completed'],
+    ] as const) {
+      const refused = await t.app.inject({ method, url, headers: { cookie }, payload: method === 'POST' ? { name: 'x', data: {} } : undefined });
+      expect(refused.statusCode, url).toBe(403);
+    }
+    expect(await queue.isPaused()).toBe(false);
+
+    // Bull Board's HTTP client (axios) reads the XSRF-TOKEN cookie and sends it as X-XSRF-TOKEN.
+    const paused = await pause({ 'x-xsrf-token': csrfToken });
+    expect(paused.statusCode).toBe(200);
+    expect(await queue.isPaused()).toBe(true);
+    const resumed = await t.app.inject({ method: 'PUT', url: '/admin/queues/api/queues/rag-processing/resume', headers: { cookie, 'x-xsrf-token': csrfToken } });
+    expect(resumed.statusCode).toBe(200);
+    expect(await queue.isPaused()).toBe(false);
+    // Reads need no token.
+    expect((await t.app.inject({ method: 'GET', url: '/admin/queues/api/queues', headers: { cookie } })).statusCode).toBe(200);
+  });
+
+  it('marks the cookies Secure behind a trusted TLS proxy only (TRUST_PROXY)', async () => {
+    const forwarded = { 'x-forwarded-proto': 'https' };
+    const untrusted = await t.app.inject({ method: 'POST', url: '/dashboard/session', headers: forwarded, payload: { token: ops.token, orgId: ops.orgId } });
+    expect(String(untrusted.headers['set-cookie'])).not.toContain('Secure');
+    const proxied = await createTestApp({ ALERTS_INTERVAL_MS: '0', TRUST_PROXY: '127.0.0.1' });
+    try {
+      const tenant = await proxied.tenant('Proxied Operations', 'ops@proxied.test', { operator: true });
+      const res = await proxied.app.inject({ method: 'POST', url: '/dashboard/session', headers: forwarded, payload: { token: tenant.token, orgId: tenant.orgId } });
+      expect(res.statusCode).toBe(201);
+      for (const name of ['hj_admin_session', 'XSRF-TOKEN']) expect(setCookieNamed(res.headers['set-cookie'], name)).toMatch(/; Secure$/);
+      const plain = await proxied.app.inject({ method: 'POST', url: '/dashboard/session', payload: { token: tenant.token, orgId: tenant.orgId } });
+      expect(String(plain.headers['set-cookie'])).not.toContain('Secure');
+    } finally {
+      await proxied.close();
+    }
   });
 
   it('keeps Bull Board and the dashboard out of the OpenAPI document, which lists /jobs/failed', async () => {

@@ -54,6 +54,9 @@ let t: TestApp;
 let admin: Tenant;
 let otherAdmin: Tenant;
 let member: Tenant;
+/** Two system operators, each of an organization of its own. */
+let operator: Tenant;
+let secondOperator: Tenant;
 
 beforeAll(async () => {
   hook = await startWebhook();
@@ -61,6 +64,8 @@ beforeAll(async () => {
   t = await createTestApp({ ALERTS_QUEUE_BACKLOG: '2', ALERTS_INTERVAL_MS: '0', ALERTS_WEBHOOK_URL: hook.url }, { workers: true });
   admin = await t.tenant('Alerts Org');
   otherAdmin = await t.tenant('Other Alerts Org');
+  operator = await t.tenant('Alerts Operations', 'ops@alerts-operations.test', { operator: true });
+  secondOperator = await t.tenant('Alerts Night Shift', 'ops@alerts-night-shift.test', { operator: true });
   const tenancy = t.container.repositories.tenancy;
   const user = await tenancy.upsertUser('member@alerts.test');
   await tenancy.setMembership(admin.orgId, user.id, 'member');
@@ -115,7 +120,7 @@ describe('alerts', () => {
     expect(stored).toHaveLength(1);
     expect(hook.deliveries.filter((d) => d.alert.id === raised!.id)).toHaveLength(1);
 
-    // 3. Listed for admins only.
+    // 3. Listed for admins and operators, not members.
     const list = await t.as(admin, { method: 'GET', url: '/api/v1/chat/system/alerts?status=open&acknowledged=false' });
     expect(list.statusCode).toBe(200);
     expect(list.json().alerts.map((a: { id: string }) => a.id)).toContain(raised!.id);
@@ -123,27 +128,49 @@ describe('alerts', () => {
     expect((await t.as(member, { method: 'GET', url: '/api/v1/chat/system/alerts' })).statusCode).toBe(403);
     expect((await t.as(admin, { method: 'GET', url: '/api/v1/chat/system/alerts?status=closed' })).statusCode).toBe(400);
 
-    // 4. Acknowledged: who and when; members cannot; unknown ids are 404; twice keeps the first.
+    // 4. Acknowledged by system operators only: who and when; unknown ids are 404; each one is recorded, the first kept.
     const ackUrl = `/api/v1/chat/system/alerts/${raised!.id}/acknowledge`;
-    expect((await t.as(member, { method: 'POST', url: ackUrl })).statusCode).toBe(403);
-    expect((await t.as(admin, { method: 'POST', url: '/api/v1/chat/system/alerts/00000000-0000-4000-8000-000000000000/acknowledge' })).statusCode).toBe(404);
-    const malformed = await t.as(admin, { method: 'POST', url: '/api/v1/chat/system/alerts/not-an-id/acknowledge' });
+    for (const caller of [member, admin, otherAdmin]) {
+      const refused = await t.as(caller, { method: 'POST', url: ackUrl });
+      expect(refused.statusCode).toBe(403);
+      expect(refused.json().error.code).toBe('operator_required');
+    }
+    expect((await t.as(operator, { method: 'POST', url: '/api/v1/chat/system/alerts/00000000-0000-4000-8000-000000000000/acknowledge' })).statusCode).toBe(404);
+    const malformed = await t.as(operator, { method: 'POST', url: '/api/v1/chat/system/alerts/not-an-id/acknowledge' });
     expect(malformed.statusCode).toBe(404);
     expect(malformed.json().error.code).toBe('not_found');
-    const ack = await t.as(admin, { method: 'POST', url: ackUrl });
+    const ack = await t.as(operator, { method: 'POST', url: ackUrl });
     expect(ack.statusCode).toBe(200);
-    expect(ack.json()).toMatchObject({ id: raised!.id, status: 'open', acknowledged: true, acknowledgedBy: admin.userId });
+    expect(ack.json()).toMatchObject({ id: raised!.id, status: 'open', acknowledged: true, acknowledgedBy: operator.userId });
     const acknowledgedAt: string = ack.json().acknowledgedAt;
+    expect(ack.json().acknowledgements).toEqual([{ userId: operator.userId, orgId: operator.orgId, at: acknowledgedAt }]);
     expect(Date.parse(acknowledgedAt)).toBeGreaterThanOrEqual(raised!.firstSeenAt.getTime());
-    const again = await t.as(otherAdmin, { method: 'POST', url: ackUrl });
+    const again = await t.as(secondOperator, { method: 'POST', url: ackUrl });
     expect(again.statusCode).toBe(200);
-    // The first acknowledgement stays; another organization does not see who made it.
-    expect(again.json()).toMatchObject({ acknowledged: true, acknowledgedAt, acknowledgedBy: null });
+    // The first acknowledgement stays the alert's; the second one is listed after it.
+    expect(again.json()).toMatchObject({ acknowledged: true, acknowledgedAt, acknowledgedBy: operator.userId });
+    expect(again.json().acknowledgements).toEqual([
+      { userId: operator.userId, orgId: operator.orgId, at: acknowledgedAt },
+      { userId: secondOperator.userId, orgId: secondOperator.orgId, at: expect.any(String) },
+    ]);
     const row = await t.container.repositories.alerts.get(raised!.id);
-    expect(row).toMatchObject({ acknowledgedBy: admin.userId, acknowledgedOrg: admin.orgId });
+    expect(row).toMatchObject({ acknowledgedBy: operator.userId, acknowledgedOrg: operator.orgId });
+    const { rows: recorded } = await t.database.pool.query('select user_id, org_id from alert_acknowledgements where alert_id = $1 order by acknowledged_at', [raised!.id]);
+    expect(recorded).toEqual([
+      { user_id: operator.userId, org_id: operator.orgId },
+      { user_id: secondOperator.userId, org_id: secondOperator.orgId },
+    ]);
+    // An organization admin sees that it was acknowledged, twice, but not by whom (users of other organizations).
     const acked = await t.as(admin, { method: 'GET', url: '/api/v1/chat/system/alerts?acknowledged=true' });
     expect(acked.json().alerts.map((a: { id: string }) => a.id)).toEqual([raised!.id]);
+    expect(acked.json().alerts[0]).toMatchObject({ acknowledgedBy: null, acknowledgedAt });
+    expect(acked.json().alerts[0].acknowledgements).toEqual([
+      { userId: null, orgId: null, at: acknowledgedAt },
+      { userId: null, orgId: null, at: expect.any(String) },
+    ]);
     expect(acked.json().summary).toMatchObject({ acknowledged: 1 });
+    const seenByOperator = (await t.as(secondOperator, { method: 'GET', url: '/api/v1/chat/system/alerts?acknowledged=true' })).json().alerts[0];
+    expect(seenByOperator.acknowledgements.map((a: { userId: string }) => a.userId)).toEqual([operator.userId, secondOperator.userId]);
 
     // 5. Resolved when the backlog drains.
     intentWorker().resume();
@@ -158,7 +185,7 @@ describe('alerts', () => {
     await eventually(async () => Object.values(await queueCounts()).every((c) => c.waiting + c.delayed === 0), 10_000, 'empty queues');
     const third = await alerts().evaluate();
     const resolved = third.resolved.find((a) => a.id === raised!.id);
-    expect(resolved).toMatchObject({ status: 'resolved', acknowledgedBy: admin.userId });
+    expect(resolved).toMatchObject({ status: 'resolved', acknowledgedBy: operator.userId });
     expect(resolved!.resolvedAt!.getTime()).toBeGreaterThanOrEqual(refreshed!.lastSeenAt.getTime());
     const events = hook.deliveries.filter((d) => d.alert.id === raised!.id);
     expect(events.map((d) => d.event)).toEqual(['raised', 'resolved']);
@@ -179,7 +206,7 @@ describe('alerts', () => {
         `alert ${raised!.id} (${raised!.rule} on ${raised!.subject}, threshold ${raised!.threshold}):`,
         `  raised        ${iso(raised!.firstSeenAt)}  value ${raised!.value}, severity ${raised!.severity}; webhook received ${iso(new Date(events[0]!.receivedAt))}`,
         `  still open    ${iso(refreshed!.lastSeenAt)}  value ${refreshed!.value} (same row, last_seen_at updated)`,
-        `  acknowledged  ${acknowledgedAt}  by user ${admin.userId}`,
+        `  acknowledged  ${acknowledgedAt}  by operator ${operator.userId}, then again by ${secondOperator.userId}`,
         `  resolved      ${iso(resolved!.resolvedAt)}  webhook received ${iso(new Date(events[1]!.receivedAt))}`,
       ].join('\n'),
     );

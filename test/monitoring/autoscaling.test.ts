@@ -35,7 +35,8 @@ beforeAll(async () => {
     },
     { workers: true },
   );
-  acme = await t.tenant('Autoscale org');
+  // Queue status shows every tenant's queues and the worker processes: an operator's view.
+  acme = await t.tenant('Autoscale org', 'ops@autoscale.test', { operator: true });
 });
 afterAll(async () => {
   await t?.close();
@@ -164,11 +165,15 @@ describe('auto-scaling the LLM queue', () => {
     for (const q of queues) expect(q.counts).toEqual(expect.objectContaining({ waiting: expect.any(Number), completed: expect.any(Number) }));
   });
 
-  it('needs authentication, and answers 503 when Redis is unreachable', async () => {
+  it('needs an operator, and answers 503 when Redis is unreachable', async () => {
     expect((await t.app.inject({ method: 'GET', url: '/api/v1/chat/system/queue-status' })).statusCode).toBe(401);
+    const admin = await t.tenant('Autoscale tenant');
+    const refused = await t.as(admin, { method: 'GET', url: '/api/v1/chat/system/queue-status' });
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json().error.code).toBe('operator_required');
     const down = await createTestApp({ REDIS_URL: 'redis://127.0.0.1:1' });
     try {
-      const tenant = await down.tenant('Redis down org');
+      const tenant = await down.tenant('Redis down org', 'ops@redis-down.test', { operator: true });
       const res = await down.as(tenant, { method: 'GET', url: '/api/v1/chat/system/queue-status' });
       expect(res.statusCode).toBe(503);
       expect(res.json().error.code).toBe('queue_unavailable');

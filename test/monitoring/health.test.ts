@@ -142,7 +142,7 @@ describe('health with workers running', () => {
     }
   });
 
-  it('serves the detailed view to organization admins only', async () => {
+  it('serves the detailed view (process details of the whole system) to system operators only', async () => {
     const tenancy = t.container.repositories.tenancy;
     const user = await tenancy.upsertUser('member@health.test');
     await tenancy.setMembership(acme.orgId, user.id, 'member');
@@ -153,10 +153,14 @@ describe('health with workers running', () => {
       headers: { authorization: `Bearer ${token}`, 'x-organization-id': acme.orgId },
     });
     expect(asMember.statusCode).toBe(403);
-    expect(asMember.json().error.code).toBe('forbidden');
+    expect(asMember.json().error.code).toBe('operator_required');
+    const asAdmin = await t.as(acme, { method: 'GET', url: `${HEALTH}/detailed` });
+    expect(asAdmin.statusCode).toBe(403);
+    expect(asAdmin.json().error.code).toBe('operator_required');
     expect((await t.app.inject({ method: 'GET', url: `${HEALTH}/detailed` })).statusCode).toBe(401);
 
-    const res = await t.as(acme, { method: 'GET', url: `${HEALTH}/detailed` });
+    const operator = await t.tenant('Health Operations', 'ops@health-operations.test', { operator: true });
+    const res = await t.as(operator, { method: 'GET', url: `${HEALTH}/detailed` });
     expect(res.statusCode).toBe(200);
     const body = res.json();
     expect(body).toMatchObject({

@@ -10,6 +10,8 @@ let fake: FakeOpenAiServer;
 let t: TestApp;
 let acme: Tenant;
 let globex: Tenant;
+/** A system operator (of its own organization): sees this process's HTTP and provider figures. */
+let ops: Tenant;
 const batches: Record<string, string> = {};
 
 async function sendQueued(content: string, tenant: Tenant = acme): Promise<string> {
@@ -44,6 +46,7 @@ beforeAll(async () => {
   );
   acme = await t.tenant('Metrics Acme');
   globex = await t.tenant('Metrics Globex');
+  ops = await t.tenant('Metrics Operations', 'ops@metrics-operations.test', { operator: true });
 
   // Three plain replies, one after a 429 (Retry-After 1 s), one after a 500 (a retry), one failing for good (401).
   for (const content of ['What is a media kit?', 'Draft a tweet about our launch', 'Who approves statements?']) {
@@ -95,8 +98,14 @@ describe('the per-minute request ring (pure)', () => {
 });
 
 describe('JSON metrics', () => {
-  it('reports per-route requests, latency percentiles and error rates as this process saw them', async () => {
-    const res = await t.as(acme, { method: 'GET', url: '/api/v1/chat/system/metrics?timeRange=15m' });
+  it('reports per-route requests, latency percentiles and error rates as this process saw them, to operators only', async () => {
+    // Every tenant's traffic: an organization admin does not get it.
+    const admin = (await t.as(acme, { method: 'GET', url: '/api/v1/chat/system/metrics?timeRange=15m' })).json();
+    expect(admin.http).toBeUndefined();
+    expect(admin.providers).toBeUndefined();
+    expect(admin.runs.orgId).toBe(acme.orgId);
+
+    const res = await t.as(ops, { method: 'GET', url: '/api/v1/chat/system/metrics?timeRange=15m' });
     expect(res.statusCode).toBe(200);
     const body = res.json();
     expect(body).toMatchObject({ timeRange: '15m', generatedAt: expect.any(String), from: expect.any(String) });
@@ -118,7 +127,7 @@ describe('JSON metrics', () => {
     expect(body.http.totals.requests).toBeGreaterThan(20);
   });
 
-  it("reports the organization's stages, tokens and runs from PostgreSQL, and the provider calls of this process", async () => {
+  it("reports the organization's stages, tokens and runs from PostgreSQL, and to operators the provider calls of this process", async () => {
     const body = (await t.as(acme, { method: 'GET', url: '/api/v1/chat/system/metrics' })).json();
     expect(body.timeRange).toBe('1h');
     expect(body.runs).toEqual({
@@ -146,10 +155,14 @@ describe('JSON metrics', () => {
     expect(body.tokens.byProvider.openai.totalTokens).toBeGreaterThan(0);
     expect(body.tokens.totalTokens).toBe(body.tokens.byProvider.openai.totalTokens);
 
-    expect(body.providers.scope).toBe('process');
+    expect(body.providers).toBeUndefined();
+    // The operator's view of the same process: its own organization's runs, and the provider calls of every tenant.
+    const system = (await t.as(ops, { method: 'GET', url: '/api/v1/chat/system/metrics' })).json();
+    expect(system.runs).toMatchObject({ orgId: ops.orgId, total: 0 });
+    expect(system.providers.scope).toBe('process');
     // 5 replies + the 429 + the 500 + the 401.
-    expect(body.providers.byProvider.openai).toMatchObject({ calls: 8, ok: 5, errors: 2, rateLimited: 1 });
-    expect(body.providers.byProvider.openai.promptTokens).toBeGreaterThan(0);
+    expect(system.providers.byProvider.openai).toMatchObject({ calls: 8, ok: 5, errors: 2, rateLimited: 1 });
+    expect(system.providers.byProvider.openai.promptTokens).toBeGreaterThan(0);
   });
 
   it("shows another organization none of this organization's runs", async () => {

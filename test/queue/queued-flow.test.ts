@@ -97,8 +97,21 @@ describe('the queued endpoint', () => {
     expect((await results(batchId, globex)).error.code).toBe('not_found');
     expect((await sendQueued(threadId, 'hi', {}, globex)).statusCode).toBe(404);
 
-    const stats = await t.as(acme, { method: 'GET', url: '/api/v1/chat/jobs/queue-stats' });
+    // Each organization sees its own runs and steps; only an operator sees the queues' counts.
+    const own = await t.as(acme, { method: 'GET', url: '/api/v1/chat/jobs/queue-stats' });
+    expect(own.statusCode).toBe(200);
+    expect(own.json().scope).toBe('organization');
+    expect(own.json().queues).toBeUndefined();
+    expect(own.json().organization).toMatchObject({ orgId: acme.orgId, timeRange: '1h', stages: { intent: { completed: expect.any(Number) } } });
+    expect(own.json().organization.runs.total).toBeGreaterThanOrEqual(1);
+    expect(own.json().organization.stages.intent.completed).toBeGreaterThanOrEqual(1);
+    const foreignStats = (await t.as(globex, { method: 'GET', url: '/api/v1/chat/jobs/queue-stats' })).json();
+    expect(foreignStats.organization).toMatchObject({ orgId: globex.orgId, runs: { total: 0 } });
+    expect(JSON.stringify(foreignStats)).not.toContain(acme.orgId);
+    const operator = await t.tenant('Queued Operations', 'ops@queued-operations.test', { operator: true });
+    const stats = await t.as(operator, { method: 'GET', url: '/api/v1/chat/jobs/queue-stats' });
     expect(stats.statusCode).toBe(200);
+    expect(stats.json().scope).toBe('system');
     expect(Object.keys(stats.json().queues).sort()).toEqual(
       ['intent-classification', 'openai-processing', 'rag-processing', 'rocketreach-api', 'security-classification'],
     );

@@ -22,7 +22,8 @@ export interface TestApp {
   app: App;
   container: Container;
   database: TestDatabase;
-  tenant(name?: string, email?: string): Promise<Tenant>;
+  /** A new organization and its admin; with `operator` the admin is also a system operator. */
+  tenant(name?: string, email?: string, options?: { operator?: boolean }): Promise<Tenant>;
   /** inject() with a tenant's credentials. */
   as(tenant: Tenant, options: InjectOptions): Promise<LightMyRequestResponse>;
   /** The in-process queue system, when started with `workers`. */
@@ -53,8 +54,8 @@ export async function createTestApp(env: Record<string, string> = {}, options: {
     container,
     database,
     queueSystem,
-    async tenant(name = `Org ${++tenants}`, email = `admin${tenants}@${name.replace(/\W+/g, '').toLowerCase() || 'org'}.test`) {
-      const result = await bootstrapOrganization(container.repositories.tenancy, name, email);
+    async tenant(name = `Org ${++tenants}`, email = `admin${tenants}@${name.replace(/\W+/g, '').toLowerCase() || 'org'}.test`, options = {}) {
+      const result = await bootstrapOrganization(container.repositories.tenancy, name, email, options);
       return { ...result, headers: { authorization: `Bearer ${result.token}`, 'x-organization-id': result.orgId } };
     },
     as(tenant, options) {

@@ -23,6 +23,14 @@ export interface AlertRecord {
   acknowledgedOrg: string | null;
 }
 
+/** One acknowledgement of an alert. */
+export interface AlertAcknowledgement {
+  alertId: string;
+  userId: string | null;
+  orgId: string | null;
+  at: Date;
+}
+
 export interface AlertSummary {
   /** Open alerts, and how many of them are acknowledged, unacknowledged, critical, warning. */
   open: number;
@@ -78,12 +86,20 @@ update alerts set status = 'resolved', resolved_at = now()
  where id = $1 and status = 'open'
 returning *`;
 
-/** Once: the first acknowledgement wins; a second one changes nothing. */
+/**
+ * Every acknowledgement is recorded (who, from which organization, when); the alert row keeps the
+ * first one, so a later acknowledgement by someone else is seen in the list, not instead of it.
+ */
 const ACKNOWLEDGE = `
-with a as (
-  update alerts set acknowledged_at = now(), acknowledged_by = $2, acknowledged_org = $3
-   where id = $1 and acknowledged_at is null
-  returning *
+with ins as (
+  insert into alert_acknowledgements (alert_id, user_id, org_id)
+  select id, $2, $3 from alerts where id = $1
+  returning alert_id, acknowledged_at
+), a as (
+  update alerts set acknowledged_at = ins.acknowledged_at, acknowledged_by = $2, acknowledged_org = $3
+    from ins
+   where alerts.id = ins.alert_id and alerts.acknowledged_at is null
+  returning alerts.*
 )
 select *, true as changed from a
 union all
@@ -235,6 +251,17 @@ export function createAlertsRepository(db: Db, pool: pg.Pool) {
     async acknowledge(id: string, userId: string, orgId: string): Promise<{ alert: AlertRecord; changed: boolean } | undefined> {
       const { rows } = await pool.query(ACKNOWLEDGE, [id, userId, orgId]);
       return rows[0] ? { alert: toRecord(rows[0]), changed: rows[0].changed === true } : undefined;
+    },
+
+    /** The acknowledgements of these alerts, oldest first. */
+    async acknowledgementsOf(alertIds: string[]): Promise<AlertAcknowledgement[]> {
+      if (alertIds.length === 0) return [];
+      const { rows } = await pool.query(
+        `select alert_id, user_id, org_id, acknowledged_at from alert_acknowledgements
+          where alert_id = any($1::uuid[]) order by acknowledged_at, id`,
+        [alertIds],
+      );
+      return rows.map((row) => ({ alertId: row.alert_id, userId: row.user_id ?? null, orgId: row.org_id ?? null, at: row.acknowledged_at }));
     },
 
     /**

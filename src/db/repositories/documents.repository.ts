@@ -75,12 +75,19 @@ export function createDocumentsRepository(db: Db, pool: pg.Pool) {
       return row;
     },
 
-    async delete(orgId: string, id: string): Promise<boolean> {
+    /**
+     * Deletes the document when `createdBy` is undefined (any) or is its creator. `forbidden`: it
+     * exists but someone else created it; `not_found`: no such document in this organization.
+     */
+    async delete(orgId: string, id: string, createdBy?: string): Promise<'deleted' | 'forbidden' | 'not_found'> {
       const rows = await db
         .delete(documents)
-        .where(and(eq(documents.orgId, orgId), eq(documents.id, id)))
+        .where(and(eq(documents.orgId, orgId), eq(documents.id, id), createdBy === undefined ? undefined : eq(documents.createdBy, createdBy)))
         .returning({ id: documents.id });
-      return rows.length > 0;
+      if (rows.length > 0) return 'deleted';
+      if (createdBy === undefined) return 'not_found';
+      const [exists] = await db.select({ id: documents.id }).from(documents).where(and(eq(documents.orgId, orgId), eq(documents.id, id)));
+      return exists ? 'forbidden' : 'not_found';
     },
 
     /**

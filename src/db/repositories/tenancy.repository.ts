@@ -11,6 +11,8 @@ export interface TokenIdentity {
   revoked: boolean;
   /** The user's role in the organization asked for, or null when not a member. */
   role: MembershipRole | null;
+  /** A system operator (Bull Board, process details, system alerts), whatever the organization. */
+  operator: boolean;
 }
 
 const TOKEN_PREFIX = 'hj_';
@@ -86,6 +88,20 @@ export function createTenancyRepository(db: Db, options: { identityTtlMs?: numbe
       return { id: row!.id, token };
     },
 
+    /**
+     * Makes the user with this email a system operator, or no longer one; undefined when no user
+     * has it. Cached identities are dropped so the change holds at once in this process.
+     */
+    async setOperator(email: string, operator: boolean): Promise<{ userId: string; email: string; operator: boolean } | undefined> {
+      identities.clear();
+      const [row] = await db
+        .update(users)
+        .set({ isOperator: operator })
+        .where(sql`lower(${users.email}) = lower(${email.trim()})`)
+        .returning({ userId: users.id, email: users.email, operator: users.isOperator });
+      return row;
+    },
+
     /** Revokes by token id or by the token itself; answers whether a live token was revoked. */
     async revokeToken(tokenOrId: string): Promise<boolean> {
       identities.clear();
@@ -120,15 +136,17 @@ export function createTenancyRepository(db: Db, options: { identityTtlMs?: numbe
           userId: apiTokens.userId,
           revokedAt: apiTokens.revokedAt,
           role: memberships.role,
+          operator: users.isOperator,
         })
         .from(apiTokens)
+        .innerJoin(users, eq(users.id, apiTokens.userId))
         .leftJoin(
           memberships,
           and(eq(memberships.userId, apiTokens.userId), orgId ? eq(memberships.orgId, orgId) : sql`false`),
         )
         .where(eq(apiTokens.tokenHash, tokenHash));
       if (!row) return undefined;
-      return { tokenId: row.tokenId, userId: row.userId, revoked: row.revokedAt !== null, role: row.role };
+      return { tokenId: row.tokenId, userId: row.userId, revoked: row.revokedAt !== null, role: row.role, operator: row.operator };
     },
 
     async touchToken(tokenId: string): Promise<void> {

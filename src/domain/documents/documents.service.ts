@@ -1,4 +1,4 @@
-import { notFound } from '../errors.js';
+import { AppError, notFound } from '../errors.js';
 import { chunkText } from './chunker.js';
 import type { DocumentsRepository } from '../../db/repositories/documents.repository.js';
 
@@ -20,8 +20,11 @@ export function createDocumentsService({ documents }: DocumentsServiceDeps) {
       if (!doc) throw notFound('Document');
       return doc;
     },
-    async remove(orgId: string, id: string): Promise<void> {
-      if (!(await documents.delete(orgId, id))) throw notFound('Document');
+    /** Members add documents and delete their own; another member's (or an ingested one) needs an admin. */
+    async remove(actor: { orgId: string; userId: string; role: 'admin' | 'member' }, id: string): Promise<void> {
+      const outcome = await documents.delete(actor.orgId, id, actor.role === 'admin' ? undefined : actor.userId);
+      if (outcome === 'not_found') throw notFound('Document');
+      if (outcome === 'forbidden') throw new AppError('forbidden', 403, 'Deleting a document someone else added needs an organization admin');
     },
   };
 }

@@ -4,22 +4,25 @@ import { FastifyAdapter } from '@bull-board/fastify';
 import type { Queue } from 'bullmq';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { body } from '../plugins/errors.js';
-import { clearedSessionCookie, type DashboardSessions } from '../dashboard/sessions.js';
+import { clearedSessionCookies, hasCsrfToken, type DashboardSessions } from '../dashboard/sessions.js';
 
 export const BULL_BOARD_PATH = '/admin/queues';
 
 /**
- * Bull Board at /admin/queues, for organization admins only. A browser navigating there cannot
- * send the Bearer header, so the dashboard opens a session (POST /dashboard/session) whose cookie
- * is checked here on every request: no valid session → 401 JSON, or a redirect to /dashboard for a
- * page navigation; a session whose user is no longer an admin → 403. Its routes are hidden from
- * the OpenAPI document. `DELETE /admin/session` ends the session.
+ * Bull Board at /admin/queues, for system operators only: it shows and changes every tenant's
+ * queues. A browser navigating there cannot send the Bearer header, so the dashboard opens a
+ * session (POST /dashboard/session) whose cookie is checked here on every request: no valid
+ * session → 401 JSON, or a redirect to /dashboard for a page navigation; a session whose user is
+ * not (or no longer) an operator → 403 `operator_required`. A state-changing call (anything but
+ * GET/HEAD: pause, add, retry, clean, obliterate, …) must also carry the session's CSRF token in
+ * `X-XSRF-TOKEN`, as the board's own client does (403 `csrf_token_invalid` otherwise). Its routes
+ * are hidden from the OpenAPI document. `DELETE /admin/session` ends the session.
  */
 export async function registerBullBoard(app: FastifyInstance, deps: { queues: Record<string, Queue>; sessions: DashboardSessions }): Promise<void> {
   await app.register(async (admin) => {
     admin.delete('/admin/session', { config: { public: true }, schema: { hide: true } }, async (request, reply) => {
       await deps.sessions.destroy(request);
-      return reply.status(204).header('set-cookie', clearedSessionCookie(request.protocol === 'https')).send();
+      return reply.status(204).header('set-cookie', clearedSessionCookies(request.protocol === 'https')).send();
     });
 
     await admin.register(async (board) => {
@@ -32,6 +35,10 @@ export async function registerBullBoard(app: FastifyInstance, deps: { queues: Re
           return deny(request, reply, 503, 'session_store_unavailable', error instanceof Error ? error.message : 'Sessions are unavailable');
         }
         if (!check.ok) return deny(request, reply, check.status, check.code, check.message);
+        if (!check.actor.operator) return deny(request, reply, 403, 'operator_required', 'Bull Board is for system operators only');
+        if (request.method !== 'GET' && request.method !== 'HEAD' && !hasCsrfToken(request, check.csrfToken)) {
+          return deny(request, reply, 403, 'csrf_token_invalid', 'A change needs the session\'s CSRF token in the X-XSRF-TOKEN header (Bull Board\'s own page sends it)');
+        }
         request.log.debug({ userId: check.actor.userId, orgId: check.actor.orgId }, 'bull board request');
       });
 

@@ -32,7 +32,11 @@
 
   const state = {
     creds: null,
+    /** Organization admin or operator: the organization's metrics and the alerts. */
     admin: false,
+    /** System operator: process details, every queue, Bull Board, acknowledging alerts. */
+    operator: false,
+    role: null,
     userId: null,
     generation: 0,
     /** True once the board is shown: a 401 then signs out (during sign-in it is the form's error). */
@@ -191,29 +195,27 @@
 
   async function signIn(token, orgId) {
     state.creds = { token, orgId };
-    // A member-level call proves the token and the membership; errors are the sign-in's errors.
-    await api('GET', 'threads?limit=1');
-    // Admins also get a Bull Board session (an HttpOnly cookie for /admin, holding an opaque id).
-    state.admin = false;
-    state.userId = null;
-    const response = await fetch('/dashboard/session', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify({ token, orgId }),
-      cache: 'no-store',
-      credentials: 'same-origin',
-    }).catch(() => null);
-    const session = response ? await response.json().catch(() => null) : null;
+    // Proves the token and the membership (errors are the sign-in's errors) and says what to show.
+    const me = await api('GET', '/api/v1/me');
+    state.userId = me.userId;
+    state.role = me.role;
+    state.operator = me.operator === true;
+    // Admins see their organization's metrics and the alerts; operators the system-wide figures too.
+    state.admin = me.role === 'admin' || state.operator;
     let note = '';
-    if (response && response.status === 201) {
-      state.admin = true;
-      state.userId = session.userId;
-    } else if (response && response.status === 403) {
-      note = 'member';
-    } else {
-      note = `Bull Board is unavailable: ${session?.error?.code ?? 'no answer'} — ${session?.error?.message ?? 'the session could not be opened'}`;
-      // Still an admin as far as the API goes? The alerts route tells.
-      state.admin = await api('GET', 'system/alerts?status=open&limit=1').then(() => true, () => false);
+    if (state.operator) {
+      // Operators also get a Bull Board session (an HttpOnly cookie for /admin, holding an opaque id).
+      const response = await fetch('/dashboard/session', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify({ token, orgId }),
+        cache: 'no-store',
+        credentials: 'same-origin',
+      }).catch(() => null);
+      if (!response || response.status !== 201) {
+        const session = response ? await response.json().catch(() => null) : null;
+        note = `Bull Board is unavailable: ${session?.error?.code ?? 'no answer'} — ${session?.error?.message ?? 'the session could not be opened'}`;
+      }
     }
     sessionStorage.setItem(STORAGE.token, token);
     sessionStorage.setItem(STORAGE.orgId, orgId);
@@ -227,6 +229,8 @@
     state.active = false;
     state.creds = null;
     state.admin = false;
+    state.operator = false;
+    state.role = null;
     state.userId = null;
     state.samples = [];
     state.throughput = null;
@@ -281,19 +285,21 @@
     show($('#sign-in'), false);
     show($('#board'), true);
     show($('#account'), true);
-    $('#whoami').textContent = `Organization ${state.creds.orgId.slice(0, 8)}… · ${state.admin ? 'admin' : 'member'}`;
-    show($('#bull-board-link'), state.admin && !note);
-    if (note && note !== 'member') setNotice(note);
+    $('#whoami').textContent = `Organization ${state.creds.orgId.slice(0, 8)}… · ${state.role}${state.operator ? ' · system operator' : ''}`;
+    show($('#bull-board-link'), state.operator && !note);
+    if (note) setNotice(note);
     show($('#alerts-admin-only'), !state.admin);
-    show($('#health-detail'), state.admin);
+    show($('#health-detail'), state.operator);
+    show($('#queues'), state.operator);
     state.generation++;
     state.active = true;
     state.samples = [];
     state.throughput = null;
     state.lastQueues = null;
     poll('health', 5_000, refreshHealth);
-    poll('queues', 2_000, refreshQueues);
+    poll('org', 5_000, refreshOrganization);
     poll('failed', 5_000, refreshFailed);
+    if (state.operator) poll('queues', 2_000, refreshQueues);
     if (state.admin) {
       poll('alerts', 5_000, refreshAlerts);
       poll('metrics', 10_000, refreshThroughput);
@@ -330,7 +336,7 @@
       ),
     ];
     $('#health-checks').replaceChildren(...items);
-    if (state.admin) {
+    if (state.operator) {
       const detail = await api('GET', 'system/health/detailed', { accept: [503] });
       const pool = detail.database.pool;
       const rows = [
@@ -344,7 +350,33 @@
     }
   }
 
-  // ---------------------------------------------------------------- queues
+  // ---------------------------------------------------------------- the organization's figures
+
+  async function refreshOrganization() {
+    const stats = await api('GET', 'jobs/queue-stats?timeRange=1h');
+    const org = stats.organization;
+    const runs = Object.entries(org.runs.byStatus).filter(([, n]) => n > 0).map(([status, n]) => `${n} ${status}`);
+    $('#org-runs').textContent = `Runs accepted in the last hour: ${org.runs.total}${runs.length ? ` (${runs.join(', ')})` : ''}`;
+    const timing = (p) => `${duration(p.p50)} / ${duration(p.p95)}`;
+    const rows = PIPELINE_ORDER.filter((stage) => org.stages[stage]).map((stage) => {
+      const f = org.stages[stage];
+      return el(
+        'tr',
+        { 'data-stage': stage },
+        el('th', { scope: 'row', text: stage }),
+        el('td', { 'data-figure': 'completed', text: f.completed }),
+        el('td', { 'data-figure': 'failed', text: f.failed }),
+        el('td', { 'data-figure': 'open', text: f.open }),
+        el('td', { 'data-figure': 'retries', text: f.retries }),
+        el('td', { text: timing(f.processingMs) }),
+        el('td', { text: timing(f.waitMs) }),
+      );
+    });
+    $('#org-table tbody').replaceChildren(...rows);
+    show($('#org-table'), true);
+  }
+
+  // ---------------------------------------------------------------- queues (operators)
 
   async function refreshQueues() {
     const status = await api('GET', 'system/queue-status');
@@ -532,9 +564,18 @@
     const rows = alerts.map((alert) => {
       const messageId = `alert-msg-${alert.id}`;
       let ack;
+      const who = (userId) => (userId === null ? 'someone in another organization' : userId === state.userId ? 'you' : `user ${userId.slice(0, 8)}…`);
       if (alert.acknowledged) {
-        const by = alert.acknowledgedBy === null ? 'someone in another organization' : alert.acknowledgedBy === state.userId ? 'you' : `user ${alert.acknowledgedBy.slice(0, 8)}…`;
-        ack = el('span', { className: 'acked' }, el('span', { 'aria-hidden': 'true', text: '✓ ' }), `Acknowledged by ${by} at ${time(alert.acknowledgedAt)}`);
+        const later = (alert.acknowledgements ?? []).slice(1).map((a) => `${who(a.userId)} at ${time(a.at)}`);
+        ack = el(
+          'span',
+          { className: 'acked' },
+          el('span', { 'aria-hidden': 'true', text: '✓ ' }),
+          `Acknowledged by ${who(alert.acknowledgedBy)} at ${time(alert.acknowledgedAt)}`,
+          later.length ? el('span', { className: 'hint', text: ` (again by ${later.join(', ')})` }) : '',
+        );
+      } else if (!state.operator) {
+        ack = el('span', { className: 'hint', text: 'Not acknowledged (system operators acknowledge alerts)' });
       } else {
         ack = el('button', { type: 'button', className: 'ack', 'data-alert-id': alert.id, 'aria-describedby': messageId, text: 'Acknowledge' });
         ack.addEventListener('click', () => acknowledge(alert.id, ack));
@@ -673,8 +714,8 @@
     $('#sign-out').addEventListener('click', () => signOut('Signed out.'));
     const params = new URLSearchParams(location.search);
     const bullBoard = params.get('bullBoard');
-    if (bullBoard === 'forbidden') state.startNotice = 'Bull Board is for organization admins only.';
-    else if (bullBoard === 'signin') state.startNotice = 'Bull Board needs a sign-in as an organization admin: sign in here, then follow the Bull Board link.';
+    if (bullBoard === 'forbidden') state.startNotice = 'Bull Board is for system operators only.';
+    else if (bullBoard === 'signin') state.startNotice = 'Bull Board needs a sign-in as a system operator: sign in here, then follow the Bull Board link.';
     setNotice(state.startNotice);
     if (bullBoard) history.replaceState(null, '', location.pathname);
     const token = sessionStorage.getItem(STORAGE.token);

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { AppError } from '../../domain/errors.js';
@@ -7,12 +7,20 @@ import { hashToken, type TenancyRepository } from '../../db/repositories/tenancy
 /**
  * Browser sessions for the pages a browser navigates to (Bull Board), which cannot send the
  * Bearer header. The cookie carries only an opaque random id; Redis keeps, under the SHA-256 of
- * that id, which token (its SHA-256, never the token) and organization the session acts for. Every
- * request re-checks that token and membership in PostgreSQL, so revoking the token or demoting the
- * user ends the session at once.
+ * that id, which token (its SHA-256, never the token) and organization the session acts for, and
+ * the session's CSRF token. Every request re-checks that token, the membership and the operator
+ * flag in PostgreSQL, so revoking the token or the flag ends the board's access at once.
+ *
+ * The CSRF token goes to the browser in a second cookie that scripts of the page can read
+ * (`XSRF-TOKEN`, the name Bull Board's HTTP client reads and sends back as `X-XSRF-TOKEN` on
+ * requests to its own origin). A state-changing call must carry it in that header: another page,
+ * even of the same site, can neither read the cookie nor send the header without CORS, which this
+ * server never grants.
  */
 export const SESSION_COOKIE = 'hj_admin_session';
 export const SESSION_COOKIE_PATH = '/admin';
+export const CSRF_COOKIE = 'XSRF-TOKEN';
+export const CSRF_HEADER = 'x-xsrf-token';
 export const SESSION_TTL_MS = 8 * 60 * 60 * 1000;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -22,19 +30,24 @@ interface StoredSession {
   orgId: string;
   userId: string;
   createdAt: string;
+  /** Absent in sessions opened before CSRF tokens existed: those cannot change anything. */
+  csrfToken?: string;
 }
 
 export interface SessionActor {
   orgId: string;
   userId: string;
   tokenId: string;
+  operator: boolean;
 }
 
-export type SessionCheck = { ok: true; actor: SessionActor } | { ok: false; status: 401 | 403; code: string; message: string };
+export type SessionCheck =
+  | { ok: true; actor: SessionActor; csrfToken: string | undefined }
+  | { ok: false; status: 401 | 403; code: string; message: string };
 
 export interface DashboardSessions {
-  /** Checks `token` and `orgId` as the auth plugin does, plus admin; throws AppError otherwise. */
-  create(token: string, orgId: string): Promise<{ id: string; expiresAt: Date; actor: SessionActor }>;
+  /** Checks `token` and `orgId` as the auth plugin does (valid, a member); throws AppError otherwise. */
+  create(token: string, orgId: string): Promise<{ id: string; csrfToken: string; expiresAt: Date; actor: SessionActor }>;
   /** The session named by the request's cookie, re-validated against PostgreSQL. */
   check(request: FastifyRequest): Promise<SessionCheck>;
   destroy(request: FastifyRequest): Promise<void>;
@@ -62,17 +75,22 @@ export function createDashboardSessions(deps: { redis: Redis; prefix: string; te
       const identity = await deps.tenancy.identify(token, orgId);
       if (!identity || identity.revoked) throw new AppError('unauthorized', 401, 'The token is not valid');
       if (!orgId || !identity.role) throw new AppError('forbidden', 403, 'You are not a member of this organization');
-      if (identity.role !== 'admin') throw new AppError('forbidden', 403, 'This needs an organization admin');
       if (deps.redis.status !== 'ready') throw unavailable();
       const id = randomBytes(32).toString('base64url');
-      const stored: StoredSession = { tokenHash: hashToken(token), orgId, userId: identity.userId, createdAt: new Date().toISOString() };
+      const csrfToken = randomBytes(32).toString('base64url');
+      const stored: StoredSession = { tokenHash: hashToken(token), orgId, userId: identity.userId, createdAt: new Date().toISOString(), csrfToken };
       await deps.redis.set(keyOf(id), JSON.stringify(stored), 'PX', ttlMs);
-      return { id, expiresAt: new Date(Date.now() + ttlMs), actor: { orgId, userId: identity.userId, tokenId: identity.tokenId } };
+      return {
+        id,
+        csrfToken,
+        expiresAt: new Date(Date.now() + ttlMs),
+        actor: { orgId, userId: identity.userId, tokenId: identity.tokenId, operator: identity.operator },
+      };
     },
 
     async check(request) {
       const id = sessionIdOf(request);
-      if (!id) return { ok: false, status: 401, code: 'unauthorized', message: 'Sign in on /dashboard as an organization admin first' };
+      if (!id) return { ok: false, status: 401, code: 'unauthorized', message: 'Sign in on /dashboard as a system operator first' };
       const stored = await read(id);
       if (!stored) return { ok: false, status: 401, code: 'unauthorized', message: 'The session has expired or was ended; sign in again on /dashboard' };
       const identity = await deps.tenancy.identifyUncached(stored.tokenHash, stored.orgId);
@@ -80,8 +98,12 @@ export function createDashboardSessions(deps: { redis: Redis; prefix: string; te
         await deps.redis.del(keyOf(id)).catch(() => undefined);
         return { ok: false, status: 401, code: 'unauthorized', message: 'The token this session was opened with is no longer valid' };
       }
-      if (identity.role !== 'admin') return { ok: false, status: 403, code: 'forbidden', message: 'This needs an organization admin' };
-      return { ok: true, actor: { orgId: stored.orgId, userId: stored.userId, tokenId: identity.tokenId } };
+      if (!identity.role) return { ok: false, status: 403, code: 'forbidden', message: 'You are no longer a member of this organization' };
+      return {
+        ok: true,
+        actor: { orgId: stored.orgId, userId: stored.userId, tokenId: identity.tokenId, operator: identity.operator },
+        csrfToken: stored.csrfToken,
+      };
     },
 
     async destroy(request) {
@@ -103,8 +125,26 @@ export function sessionCookie(id: string, ttlMs: number, secure: boolean): strin
   ].join('; ');
 }
 
-export function clearedSessionCookie(secure: boolean): string {
-  return [`${SESSION_COOKIE}=`, `Path=${SESSION_COOKIE_PATH}`, 'Max-Age=0', 'HttpOnly', 'SameSite=Strict', ...(secure ? ['Secure'] : [])].join('; ');
+/** `Set-Cookie` for the session's CSRF token: readable by the board's scripts (not HttpOnly), same path. */
+export function csrfCookie(csrfToken: string, ttlMs: number, secure: boolean): string {
+  return [`${CSRF_COOKIE}=${csrfToken}`, `Path=${SESSION_COOKIE_PATH}`, `Max-Age=${Math.floor(ttlMs / 1000)}`, 'SameSite=Strict', ...(secure ? ['Secure'] : [])].join('; ');
+}
+
+export function clearedSessionCookies(secure: boolean): string[] {
+  const tail = ['SameSite=Strict', ...(secure ? ['Secure'] : [])];
+  return [
+    [`${SESSION_COOKIE}=`, `Path=${SESSION_COOKIE_PATH}`, 'Max-Age=0', 'HttpOnly', ...tail].join('; '),
+    [`${CSRF_COOKIE}=`, `Path=${SESSION_COOKIE_PATH}`, 'Max-Age=0', ...tail].join('; '),
+  ];
+}
+
+/** Whether the request carries the session's CSRF token in the `X-XSRF-TOKEN` header. */
+export function hasCsrfToken(request: FastifyRequest, expected: string | undefined): boolean {
+  const sent = request.headers[CSRF_HEADER];
+  if (!expected || typeof sent !== 'string') return false;
+  const a = Buffer.from(sent);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 function sessionIdOf(request: FastifyRequest): string | undefined {

@@ -7,6 +7,8 @@ export interface RequestActor {
   userId: string;
   role: MembershipRole;
   tokenId: string;
+  /** A system operator: may use the system-wide surfaces; tenant data stays scoped by orgId. */
+  operator: boolean;
 }
 
 declare module 'fastify' {
@@ -38,7 +40,7 @@ export function registerAuth(app: FastifyInstance, tenancy: TenancyRepository): 
     if (!identity || identity.revoked) throw new AppError('unauthorized', 401, 'The token is not valid');
     if (orgHeader === undefined) throw new AppError('organization_required', 403, 'The x-organization-id header is required');
     if (!orgId || !identity.role) throw new AppError('forbidden', 403, 'You are not a member of this organization');
-    request.actor = { orgId, userId: identity.userId, role: identity.role, tokenId: identity.tokenId };
+    request.actor = { orgId, userId: identity.userId, role: identity.role, tokenId: identity.tokenId, operator: identity.operator };
     const now = Date.now();
     if ((lastTouched.get(identity.tokenId) ?? 0) + TOUCH_EVERY_MS < now) {
       lastTouched.set(identity.tokenId, now);
@@ -63,5 +65,19 @@ export function actorOf(request: FastifyRequest): RequestActor {
 export function requireAdmin(request: FastifyRequest): RequestActor {
   const actor = actorOf(request);
   if (actor.role !== 'admin') throw new AppError('forbidden', 403, 'This needs an organization admin');
+  return actor;
+}
+
+/** System-wide surfaces (process details, every tenant's queues, system alerts): operators only. */
+export function requireOperator(request: FastifyRequest): RequestActor {
+  const actor = actorOf(request);
+  if (!actor.operator) throw new AppError('operator_required', 403, 'This needs a system operator');
+  return actor;
+}
+
+/** Organization admins, and operators whatever their role in the organization they name. */
+export function requireAdminOrOperator(request: FastifyRequest): RequestActor {
+  const actor = actorOf(request);
+  if (actor.role !== 'admin' && !actor.operator) throw new AppError('forbidden', 403, 'This needs an organization admin');
   return actor;
 }

@@ -7,11 +7,11 @@ export function registerDeleteDocument(app: App, documents: DocumentsService): v
   app.delete(
     '/:documentId',
     {
-      schema: { tags: ['documents'], summary: 'Delete a document and its index', params: IdParams('documentId'), response: { ...errorResponses } },
+      schema: { tags: ['documents'], summary: 'Delete a document and its index (its creator, or an organization admin)', params: IdParams('documentId'), response: { ...errorResponses } },
     },
     async (request, reply) => {
       const params = request.params as { documentId: string };
-      await documents.remove(actorOf(request).orgId, requireId(params.documentId, 'Document'));
+      await documents.remove(actorOf(request), requireId(params.documentId, 'Document'));
       return reply.status(204).send();
     },
   );

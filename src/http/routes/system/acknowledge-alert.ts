@@ -1,28 +1,31 @@
 import type { App } from '../../types.js';
 import type { AlertsRepository } from '../../../db/repositories/alerts.repository.js';
 import { notFound } from '../../../domain/errors.js';
-import { requireAdmin } from '../../plugins/auth.js';
+import { requireOperator } from '../../plugins/auth.js';
 import { errorResponses, IdParams, requireId } from '../../schemas/common.js';
 import { AlertSchema, toAlert } from './alert.schema.js';
 
-/** Records who acknowledged an alert and when; the first acknowledgement is kept (idempotent). */
+/**
+ * System operators acknowledge alerts (they are system-wide). Each acknowledgement is recorded;
+ * the alert keeps the first as `acknowledgedBy`/`acknowledgedAt` and lists them all.
+ */
 export function registerAcknowledgeAlert(app: App, alerts: AlertsRepository): void {
   app.post(
     '/system/alerts/:alertId/acknowledge',
     {
       schema: {
         tags: ['system'],
-        summary: 'Acknowledge an alert (organization admins); acknowledging again keeps the first acknowledgement',
+        summary: 'Acknowledge an alert (system operators); each acknowledgement is recorded, the first is kept as the alert\'s',
         params: IdParams('alertId'),
         response: { 200: AlertSchema, ...errorResponses },
       },
     },
     async (request) => {
-      const actor = requireAdmin(request);
+      const actor = requireOperator(request);
       const { alertId } = request.params as { alertId: string };
       const result = await alerts.acknowledge(requireId(alertId, 'Alert'), actor.userId, actor.orgId);
       if (!result) throw notFound('Alert');
-      return toAlert(result.alert, actor.orgId);
+      return toAlert(result.alert, actor, await alerts.acknowledgementsOf([result.alert.id]));
     },
   );
 }

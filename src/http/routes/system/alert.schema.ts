@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
-import type { AlertRecord } from '../../../db/repositories/alerts.repository.js';
+import type { AlertAcknowledgement, AlertRecord } from '../../../db/repositories/alerts.repository.js';
+import type { RequestActor } from '../../plugins/auth.js';
 import { ALERT_RULES } from '../../../domain/monitoring/alert-rules.js';
 
 const Timestamp = Type.String({ format: 'date-time' });
@@ -19,14 +20,24 @@ export const AlertSchema = Type.Object({
   resolvedAt: Nullable(Timestamp),
   acknowledged: Type.Boolean(),
   acknowledgedAt: Nullable(Timestamp),
-  acknowledgedBy: Nullable(Type.String({ description: "The user who acknowledged it; null when nobody did, or someone of another organization did" })),
+  acknowledgedBy: Nullable(Type.String({ description: 'The first user who acknowledged it; null when nobody did, or (for a non-operator) someone of another organization did' })),
+  acknowledgements: Type.Array(
+    Type.Object({
+      userId: Nullable(Type.String()),
+      orgId: Nullable(Type.String()),
+      at: Timestamp,
+    }),
+    { description: "Every acknowledgement, oldest first; ids of another organization's users are null unless the caller is an operator" },
+  ),
 });
 
 /**
- * Alerts are system-wide, seen by the admins of every organization; who acknowledged one is shown
- * only to the acknowledger's own organization (a user id of another tenant is not theirs to see).
+ * Alerts are system-wide (no tenant content), seen by the admins of every organization; who
+ * acknowledged one is shown to operators and to the acknowledger's own organization only (a user
+ * id of another tenant is not theirs to see).
  */
-export function toAlert(alert: AlertRecord, viewerOrgId: string) {
+export function toAlert(alert: AlertRecord, viewer: Pick<RequestActor, 'orgId' | 'operator'>, acknowledgements: AlertAcknowledgement[]) {
+  const visible = (orgId: string | null) => viewer.operator || (orgId !== null && orgId === viewer.orgId);
   return {
     id: alert.id,
     rule: alert.rule,
@@ -41,6 +52,9 @@ export function toAlert(alert: AlertRecord, viewerOrgId: string) {
     resolvedAt: alert.resolvedAt?.toISOString() ?? null,
     acknowledged: alert.acknowledgedAt !== null,
     acknowledgedAt: alert.acknowledgedAt?.toISOString() ?? null,
-    acknowledgedBy: alert.acknowledgedOrg === viewerOrgId ? alert.acknowledgedBy : null,
+    acknowledgedBy: visible(alert.acknowledgedOrg) ? alert.acknowledgedBy : null,
+    acknowledgements: acknowledgements
+      .filter((ack) => ack.alertId === alert.id)
+      .map((ack) => (visible(ack.orgId) ? { userId: ack.userId, orgId: ack.orgId, at: ack.at.toISOString() } : { userId: null, orgId: null, at: ack.at.toISOString() })),
   };
 }

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { App } from '../../types.js';
 import type { HealthService } from '../../../monitoring/health.service.js';
-import { requireAdmin } from '../../plugins/auth.js';
+import { requireOperator } from '../../plugins/auth.js';
 import { errorResponses } from '../../schemas/common.js';
 import { ComponentCheck, HealthReport } from './health.js';
 
@@ -45,19 +45,19 @@ const DetailedHealth = Type.Composite([
   }),
 ]);
 
-/** Every component with its latency, queues, workers, event loop, memory, pool, versions: organization admins only. */
+/** Every component with its latency, queues, workers, event loop, memory, pool, versions: process details of the whole system, operators only. */
 export function registerHealthDetailed(app: App, health: HealthService): void {
   app.get(
     '/system/health/detailed',
     {
       schema: {
         tags: ['system'],
-        summary: 'Detailed health: components, queues, workers and their concurrency, event loop, memory, pool, versions (admins)',
+        summary: 'Detailed health: components, queues, workers and their concurrency, event loop, memory, pool, versions (system operators)',
         response: { 200: DetailedHealth, 503: DetailedHealth, ...errorResponses },
       },
     },
     async (request, reply) => {
-      requireAdmin(request);
+      requireOperator(request);
       const report = await health.detailed();
       return reply
         .status(report.status === 'unhealthy' ? 503 : 200)

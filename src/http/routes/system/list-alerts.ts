@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { App } from '../../types.js';
 import type { AlertsRepository } from '../../../db/repositories/alerts.repository.js';
-import { requireAdmin } from '../../plugins/auth.js';
+import { requireAdminOrOperator } from '../../plugins/auth.js';
 import { errorResponses } from '../../schemas/common.js';
 import { AlertSchema, toAlert } from './alert.schema.js';
 
@@ -14,14 +14,17 @@ const Summary = Type.Object({
   resolved: Type.Integer(),
 });
 
-/** Operational alerts, system-wide (no tenant content): organization admins only. */
+/**
+ * Operational alerts, system-wide (no tenant content): organization admins and operators may list
+ * them (they tell an admin why the service is slow); only operators acknowledge them.
+ */
 export function registerListAlerts(app: App, alerts: AlertsRepository): void {
   app.get(
     '/system/alerts',
     {
       schema: {
         tags: ['system'],
-        summary: 'Alerts raised by the evaluator, newest activity first (organization admins)',
+        summary: 'Alerts raised by the evaluator, newest activity first (organization admins and operators)',
         querystring: Type.Object(
           {
             acknowledged: Type.Optional(Type.Boolean()),
@@ -34,13 +37,14 @@ export function registerListAlerts(app: App, alerts: AlertsRepository): void {
       },
     },
     async (request) => {
-      const actor = requireAdmin(request);
+      const actor = requireAdminOrOperator(request);
       const { acknowledged, status, limit } = request.query;
       const [rows, summary] = await Promise.all([
         alerts.list({ limit: limit ?? 50, ...(status ? { status } : {}), ...(acknowledged !== undefined ? { acknowledged } : {}) }),
         alerts.summary(),
       ]);
-      return { alerts: rows.map((alert) => toAlert(alert, actor.orgId)), summary };
+      const acknowledgements = await alerts.acknowledgementsOf(rows.filter((alert) => alert.acknowledgedAt !== null).map((alert) => alert.id));
+      return { alerts: rows.map((alert) => toAlert(alert, actor, acknowledgements)), summary };
     },
   );
 }

@@ -2,7 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { App } from '../../types.js';
 import type { MetricsReporter } from '../../../domain/monitoring/metrics-report.js';
 import { TIME_RANGES, type TimeRange } from '../../../domain/monitoring/stage-stats.js';
-import { requireAdmin } from '../../plugins/auth.js';
+import { requireAdminOrOperator } from '../../plugins/auth.js';
 import { errorResponses } from '../../schemas/common.js';
 
 const Query = Type.Object(
@@ -37,14 +37,14 @@ const Report = Type.Object({
   timeRange: Type.String(),
   generatedAt: Type.String(),
   from: Type.String(),
-  http: Type.Object({
+  http: Type.Optional(Type.Object({
     scope: Type.Literal('process'),
     note: Type.String(),
     windowSeconds: Type.Integer(),
     totals: Type.Object(Figures),
     routes: Type.Array(Type.Object({ route: Type.String(), method: Type.String(), path: Type.String(), ...Figures })),
-  }),
-  providers: Type.Object({
+  })),
+  providers: Type.Optional(Type.Object({
     scope: Type.Literal('process'),
     note: Type.String(),
     byProvider: Type.Record(
@@ -60,7 +60,7 @@ const Report = Type.Object({
         rateLimitedRate: Type.Number(),
       }),
     ),
-  }),
+  })),
   stages: Type.Object({
     scope: Type.Literal('organization'),
     orgId: Type.String(),
@@ -95,9 +95,9 @@ const Report = Type.Object({
 });
 
 /**
- * JSON metrics for organization admins. HTTP and provider figures are this process's own view
- * (operational, no tenant data); stage, token and run figures come from PostgreSQL for the
- * caller's organization only.
+ * JSON metrics for organization admins and operators. Stage, token and run figures come from
+ * PostgreSQL for the caller's organization only; HTTP (per route) and provider figures are this
+ * process's view of every tenant's traffic and are shown to operators only.
  */
 export function registerMetrics(app: App, metrics: MetricsReporter): void {
   app.get(
@@ -105,15 +105,15 @@ export function registerMetrics(app: App, metrics: MetricsReporter): void {
     {
       schema: {
         tags: ['system'],
-        summary: "Request, provider, stage and run metrics over a time range (admins; HTTP/provider figures are this process's view)",
+        summary: "The organization's stage, token and run metrics over a time range (admins); operators also get this process's HTTP and provider figures",
         querystring: Query,
         response: { 200: Report, ...errorResponses },
       },
     },
     async (request) => {
-      const actor = requireAdmin(request);
+      const actor = requireAdminOrOperator(request);
       const { timeRange = '1h' } = request.query as Static<typeof Query>;
-      return metrics.report(actor.orgId, timeRange);
+      return metrics.report(actor.orgId, timeRange, { systemWide: actor.operator });
     },
   );
 }

@@ -7,7 +7,7 @@ import { AppError } from '../../../domain/errors.js';
 import type { StageName } from '../../../domain/stages/types.js';
 import { readQueueStatus } from '../../../queue/autoscaling.js';
 import type { StageJobData } from '../../../queue/pipeline.js';
-import { actorOf } from '../../plugins/auth.js';
+import { requireOperator } from '../../plugins/auth.js';
 import { errorResponses } from '../../schemas/common.js';
 
 const Decision = Type.Object({ at: Type.String(), processId: Type.String(), from: Type.Integer(), to: Type.Integer(), reason: Type.String() });
@@ -53,7 +53,10 @@ const QueueStatus = Type.Object({
   lastDecisions: Type.Array(Decision),
 });
 
-/** Per queue: counts, paused, worker concurrency (every process), rate-limit state, scaling decisions. */
+/**
+ * Per queue: counts, paused, worker concurrency (every process, with host names and pids),
+ * rate-limit state, scaling decisions. System-wide and about processes: operators only.
+ */
 export function registerQueueStatus(
   app: App,
   deps: { config: Readonly<Config>; queues: Record<StageName, Queue<StageJobData>>; redis: Redis; available: () => boolean },
@@ -63,7 +66,7 @@ export function registerQueueStatus(
     {
       schema: {
         tags: ['system'],
-        summary: 'Queues, worker concurrency and auto-scaling decisions',
+        summary: 'Queues, worker concurrency and auto-scaling decisions (system operators)',
         response: {
           200: Type.Object({ timestamp: Type.String(), queues: Type.Array(QueueStatus) }),
           ...errorResponses,
@@ -72,7 +75,7 @@ export function registerQueueStatus(
       },
     },
     async (request) => {
-      actorOf(request);
+      requireOperator(request);
       const unavailable = () => new AppError('queue_unavailable', 503, 'The queue system is unreachable; messages are processed in-process');
       if (!deps.available()) throw unavailable();
       try {
