@@ -3,6 +3,8 @@ import Fastify, { type FastifyServerOptions } from 'fastify';
 import secureJson from 'secure-json-parse';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { ServerOptions } from 'node:http';
+import type { HttpTimeouts } from './config.js';
 import type { Container } from './container.js';
 import { AppError } from './domain/errors.js';
 import { registerAuth } from './http/plugins/auth.js';
@@ -37,6 +39,22 @@ import { registerListMessages } from './http/routes/threads/list-messages.js';
 import { registerListThreads } from './http/routes/threads/list-threads.js';
 import { registerPostMessage } from './http/routes/threads/post-message.js';
 
+/**
+ * Node's http server timeouts: slow headers and slow bodies are cut off (408), idle sockets closed.
+ * Node checks the first two on an interval (30 s by default); it is kept well below them.
+ */
+function serverTimeouts(timeouts: HttpTimeouts): Pick<FastifyServerOptions, 'connectionTimeout' | 'keepAliveTimeout' | 'requestTimeout'> & { http: ServerOptions } {
+  return {
+    connectionTimeout: timeouts.idleMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    requestTimeout: timeouts.requestMs,
+    http: {
+      headersTimeout: timeouts.headersMs,
+      connectionsCheckingInterval: Math.min(1_000, Math.max(50, Math.floor(timeouts.headersMs / 4))),
+    },
+  };
+}
+
 export interface BuildAppOptions {
   logger?: FastifyServerOptions['loggerInstance'] | boolean;
 }
@@ -47,6 +65,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   const app = Fastify({
     ...(typeof loggerOption === 'boolean' ? { logger: loggerOption } : { loggerInstance: loggerOption }),
     bodyLimit: 1024 * 1024,
+    ...serverTimeouts(container.config.http.timeouts),
     // Clients may send ids that are not ours; request ids are only for our logs.
     genReqId: () => crypto.randomUUID(),
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
@@ -58,6 +77,8 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
   registerErrorHandling(app);
+  // Requests waiting for a run answer at once rather than holding the close up.
+  app.addHook('preClose', async () => container.waits.close());
   registerRequestMetrics(app, container.monitoring);
   // The API speaks JSON only; anything else is 415 rather than a string body failing validation.
   app.removeContentTypeParser('text/plain');

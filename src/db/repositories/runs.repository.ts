@@ -5,6 +5,7 @@ import { messages, runs, type RunOptions, type StepErrorInfo } from '../schema.j
 import { PIPELINE, STAGE_ORDER, jobIdFor, parseJobId } from '../../domain/pipeline.js';
 import { historySql } from './threads.repository.js';
 import { createCoalescer } from '../../lib/coalescer.js';
+import { RUN_FINISHED_CHANNEL } from '../run-finished.listener.js';
 import type { StageName } from '../../domain/stages/types.js';
 
 export type RunStatus = 'processing' | 'partial' | 'completed' | 'failed' | 'cancelled';
@@ -321,10 +322,14 @@ s as (
          result = $4::jsonb || jsonb_build_object('assistantMessageId', (select id from m))
    where run_id = $1 and stage = $2 and exists (select 1 from m)
   returning 1
-)
-select (select id from m) as message_id`;
+),
+n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r)
+select (select id from m) as message_id, (select count(*) from n)::int as notified`;
 
-/** Ends an open run as failed or cancelled; its open steps (claimed or not) are cancelled with it. */
+/**
+ * Ends an open run as failed or cancelled; its open steps (claimed or not) are cancelled with it.
+ * Like the reply statement, it notifies the run's waiters in every process at commit.
+ */
 const FINISH_RUN = `
 with r as (
   update runs
@@ -338,8 +343,9 @@ s as (
   update run_steps set status = 'cancelled', finished_at = now()
    where run_id = (select id from r) and status not in ${TERMINAL_SQL}
   returning 1
-)
-select (select count(*) from r)::int as finished`;
+),
+n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r)
+select (select count(*) from r)::int as finished, (select count(*) from n)::int as notified`;
 
 /** Runs with their step rows (those written so far), for the views that list every step. */
 const RUN_STEPS = `

@@ -1,4 +1,3 @@
-import { setTimeout as delay } from 'node:timers/promises';
 import { AppError, notFound } from '../errors.js';
 import { PIPELINE, readyStages } from '../pipeline.js';
 import type { StageName } from '../stages/types.js';
@@ -7,6 +6,7 @@ import type { StepRecord } from '../../db/repositories/runs.repository.js';
 import { toBatchDocument, type BatchDocument } from './batch-view.js';
 import { ChatService, stagesFor, type Actor, type ChatServiceDeps } from './chat.service.js';
 import type { JobQueue, JobState, QueueCounts } from './job-queue.js';
+import type { RunWaits } from './run-waits.js';
 
 export interface AcceptedDocument {
   status: 'accepted';
@@ -23,6 +23,8 @@ export interface HybridChatServiceDeps extends ChatServiceDeps {
   queue: JobQueue;
   /** Typical time from acceptance to reply, for `estimatedCompletion`. */
   estimateMs: number;
+  /** `wait` on the comprehensive endpoint: woken when the run finishes, capped per organization. */
+  waits: RunWaits;
   onBackgroundError(error: unknown, runId: string): void;
 }
 
@@ -65,7 +67,21 @@ export class HybridChatService extends ChatService {
     return this.accept(actor, threadId, content, { source: 'queued', options: {}, ...(idempotencyKey ? { idempotencyKey } : {}) });
   }
 
-  async comprehensive(actor: Actor, input: ComprehensiveInput): Promise<AcceptedDocument & { results?: BatchDocument }> {
+  /** `signal`: the caller went away; a wait in progress ends (the run goes on). */
+  async comprehensive(actor: Actor, input: ComprehensiveInput, signal?: AbortSignal): Promise<AcceptedDocument & { results?: BatchDocument }> {
+    // Refused before anything is written: over the cap, nothing is accepted.
+    const slot = input.wait ? this.deps.waits.reserve(actor.orgId, input.wait * 1000) : undefined;
+    try {
+      const accepted = await this.acceptComprehensive(actor, input);
+      if (!slot || !input.wait) return accepted;
+      const results = await this.waitForRun(actor, accepted.data.tracking.batchId, input.wait * 1000, signal);
+      return { ...accepted, results };
+    } finally {
+      slot?.release();
+    }
+  }
+
+  private async acceptComprehensive(actor: Actor, input: ComprehensiveInput): Promise<AcceptedDocument> {
     let threadId = input.threadId;
     if (threadId) await this.getThread(actor, threadId);
     else threadId = (await this.createThread(actor, input.message.replace(/\s+/g, ' ').trim().slice(0, 80))).id;
@@ -75,14 +91,11 @@ export class HybridChatService extends ChatService {
       ...(input.includeContactEnrichment !== undefined ? { includeContactEnrichment: input.includeContactEnrichment } : {}),
       ...(input.contacts?.length ? { contacts: input.contacts } : {}),
     };
-    const accepted = await this.accept(actor, threadId, input.message, {
+    return this.accept(actor, threadId, input.message, {
       source: 'comprehensive',
       options,
       ...(input.idempotencyKey ? { idempotencyKey: input.idempotencyKey } : {}),
     });
-    if (!input.wait) return accepted;
-    const results = await this.waitForRun(actor, accepted.data.tracking.batchId, input.wait * 1000);
-    return { ...accepted, results };
   }
 
   private async accept(
@@ -156,13 +169,13 @@ export class HybridChatService extends ChatService {
     await Promise.all([...this.background.values()].map((run) => run.done));
   }
 
-  private async waitForRun(actor: Actor, runId: string, timeoutMs: number): Promise<BatchDocument> {
-    const deadline = Date.now() + timeoutMs;
-    for (let pause = 20; ; pause = Math.min(pause * 2, 250)) {
-      const document = await this.getBatchResults(actor, runId);
-      if (document.finishedAt || Date.now() + pause > deadline) return document;
-      await delay(pause);
-    }
+  private waitForRun(actor: Actor, runId: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<BatchDocument> {
+    return this.deps.waits.waitFor(runId, {
+      timeoutMs,
+      signal,
+      read: () => this.getBatchResults(actor, runId),
+      isFinished: (document) => document.finishedAt !== null,
+    });
   }
 
   async jobStatus(actor: Actor, jobIds: readonly string[]): Promise<{ jobs: Array<JobStatus | { jobId: string; status: 'not_found' }>; summary: Record<string, number> }> {

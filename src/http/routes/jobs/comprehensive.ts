@@ -3,6 +3,7 @@ import type { App } from '../../types.js';
 import type { HybridChatService } from '../../../domain/chat/hybrid-chat.service.js';
 import { AppError } from '../../../domain/errors.js';
 import { actorOf } from '../../plugins/auth.js';
+import { disconnectSignal } from '../../disconnect-signal.js';
 import { errorResponses, requireId } from '../../schemas/common.js';
 import { BatchDocumentSchema, checkContentSize, MessageContent } from '../../schemas/chat.js';
 import { AcceptedSchema, idempotencyKeyOf } from '../../schemas/accepted.js';
@@ -46,6 +47,7 @@ export function registerComprehensive(app: App, chat: HybridChatService, limits:
           200: AcceptedWithResults,
           ...errorResponses,
           413: Type.Ref('ErrorResponse'),
+          429: Type.Ref('ErrorResponse'),
         },
       },
     },
@@ -53,6 +55,7 @@ export function registerComprehensive(app: App, chat: HybridChatService, limits:
       const body = request.body;
       const key = idempotencyKeyOf(request.headers);
       if (key === 'invalid') throw new AppError('invalid_request', 400, 'Idempotency-Key must be 1–200 printable characters');
+      const signal = body.wait ? disconnectSignal(reply) : undefined;
       const answer = await chat.comprehensive(actorOf(request), {
         message: checkContentSize(body.message, limits.maxContentBytes),
         ...(body.threadId ? { threadId: requireId(body.threadId, 'Thread') } : {}),
@@ -62,7 +65,7 @@ export function registerComprehensive(app: App, chat: HybridChatService, limits:
         ...(body.contacts ? { contacts: body.contacts } : {}),
         ...(body.wait ? { wait: body.wait } : {}),
         ...(key ? { idempotencyKey: key } : {}),
-      });
+      }, signal);
       // Finished within the wait: 200 with the results; otherwise still 202.
       return reply.status(answer.results?.finishedAt ? 200 : 202).send(answer);
     },
