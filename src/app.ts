@@ -8,6 +8,7 @@ import type { HttpTimeouts } from './config.js';
 import type { Container } from './container.js';
 import { AppError } from './domain/errors.js';
 import { registerAuth } from './http/plugins/auth.js';
+import { registerAuthFailureLimit } from './http/plugins/auth-failure-limit.js';
 import { registerErrorHandling } from './http/plugins/errors.js';
 import { registerRateLimit } from './http/plugins/rate-limit.js';
 import { registerCancelJobs } from './http/routes/jobs/cancel-jobs.js';
@@ -80,6 +81,8 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   // Requests waiting for a run answer at once rather than holding the close up.
   app.addHook('preClose', async () => container.waits.close());
   registerRequestMetrics(app, container.monitoring);
+  // Before any credential check, on every route: token guessing is throttled per client address.
+  registerAuthFailureLimit(app, container.config.authFailureLimit);
   // The API speaks JSON only; anything else is 415 rather than a string body failing validation.
   app.removeContentTypeParser('text/plain');
   // An empty JSON body (a POST with nothing to say, as fetch() sends it) is no body, not an error.
