@@ -71,7 +71,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     waits,
     onBackgroundError: (err, runId) => logger.error({ err, runId }, 'in-process run failed'),
   });
-  const services = { chat, documents: createDocumentsService({ documents: repositories.documents }) };
+  const services = { chat, documents: createDocumentsService({ documents: repositories.documents, quota: config.documentQuota }) };
   return {
     config,
     logger,

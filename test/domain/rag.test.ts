@@ -17,7 +17,7 @@ beforeAll(async () => {
   const tenancy = createTenancyRepository(database.db);
   orgId = (await tenancy.createOrganization('Library org')).id;
   otherOrgId = (await tenancy.createOrganization('Other org')).id;
-  const documents = createDocumentsService({ documents: createDocumentsRepository(database.db, database.pool) });
+  const documents = createDocumentsService({ documents: createDocumentsRepository(database.db, database.pool), quota: { count: 10_000, bytes: 1024 ** 3 } });
   for (const doc of LIBRARY) idOf.set(doc.key, (await documents.add(orgId, null, doc.title, doc.content)).id);
   await documents.add(otherOrgId, null, 'Secret crisis plan of another company', 'Who approves public statements during a crisis? Their CEO alone.');
 });
