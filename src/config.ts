@@ -89,6 +89,7 @@ const schema = z.object({
   ALERTS_ROCKETREACH_CREDITS: z.coerce.number().min(0).default(100),
   ALERTS_ROCKETREACH_CHECK_MS: z.coerce.number().int().min(60_000).default(300_000),
   ALERTS_WEBHOOK_URL: optionalString.pipe(z.string().url().optional()),
+  ALERTS_WEBHOOK_SECRET: optionalString.pipe(z.string().min(16, 'must be at least 16 characters').optional()),
   ALERTS_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5_000),
 
   METRICS_TOKEN: optionalString.pipe(z.string().min(16, 'must be at least 16 characters').optional()),
@@ -305,6 +306,8 @@ export interface AlertsConfig {
   rocketreachCredits: number;
   rocketreachCheckMs: number;
   webhookUrl: string | undefined;
+  /** Signs each delivery (HMAC-SHA256) when set. */
+  webhookSecret: string | undefined;
   webhookTimeoutMs: number;
 }
 
@@ -324,6 +327,7 @@ function alertsConfig(e: Env): AlertsConfig {
     rocketreachCredits: e.ALERTS_ROCKETREACH_CREDITS,
     rocketreachCheckMs: e.ALERTS_ROCKETREACH_CHECK_MS,
     webhookUrl: e.ALERTS_WEBHOOK_URL,
+    webhookSecret: e.ALERTS_WEBHOOK_SECRET,
     webhookTimeoutMs: e.ALERTS_WEBHOOK_TIMEOUT_MS,
   };
 }
