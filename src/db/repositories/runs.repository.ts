@@ -95,6 +95,12 @@ export interface ClaimedStep {
  */
 const TERMINAL_SQL = `('completed', 'failed', 'cancelled')`;
 
+/**
+ * The sources of runs a client can wait on from another request (`wait` on /comprehensive): only
+ * their finish is notified, since PostgreSQL serializes the commits that carry a NOTIFY.
+ */
+const WAITED_SOURCES_SQL = `('comprehensive')`;
+
 /** Makes the statement's own transaction commit without waiting for its WAL flush. */
 const RELAXED_COMMIT = `select set_config('synchronous_commit', 'off', true) as relaxed`;
 
@@ -308,7 +314,7 @@ with r as (
   update runs set status = 'completed', finished_at = now(), error = null,
                   step_states = step_states || jsonb_build_object($2::text, 'completed')
    where id = $1 and status not in ${TERMINAL_SQL}
-  returning id, org_id, thread_id
+  returning id, org_id, thread_id, source
 ),
 m as (
   insert into messages (org_id, thread_id, run_id, role, content)
@@ -323,12 +329,13 @@ s as (
    where run_id = $1 and stage = $2 and exists (select 1 from m)
   returning 1
 ),
-n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r)
+n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r where source in ${WAITED_SOURCES_SQL})
 select (select id from m) as message_id, (select count(*) from n)::int as notified`;
 
 /**
  * Ends an open run as failed or cancelled; its open steps (claimed or not) are cancelled with it.
- * Like the reply statement, it notifies the run's waiters in every process at commit.
+ * Like the reply statement, it notifies the run's waiters in every process at commit (for the
+ * sources that can have any).
  */
 const FINISH_RUN = `
 with r as (
@@ -337,14 +344,14 @@ with r as (
          step_states = (select coalesce(jsonb_object_agg(k, case when v in ${TERMINAL_SQL} then v else 'cancelled' end), '{}'::jsonb)
                           from jsonb_each_text(step_states) as e(k, v))
    where id = $1 and status not in ${TERMINAL_SQL}
-  returning id
+  returning id, source
 ),
 s as (
   update run_steps set status = 'cancelled', finished_at = now()
    where run_id = (select id from r) and status not in ${TERMINAL_SQL}
   returning 1
 ),
-n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r)
+n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r where source in ${WAITED_SOURCES_SQL})
 select (select count(*) from r)::int as finished, (select count(*) from n)::int as notified`;
 
 /** Runs with their step rows (those written so far), for the views that list every step. */
