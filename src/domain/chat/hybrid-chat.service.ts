@@ -70,11 +70,12 @@ export class HybridChatService extends ChatService {
   /** `signal`: the caller went away; a wait in progress ends (the run goes on). */
   async comprehensive(actor: Actor, input: ComprehensiveInput, signal?: AbortSignal): Promise<AcceptedDocument & { results?: BatchDocument }> {
     // Refused before anything is written: over the cap, nothing is accepted.
-    const slot = input.wait ? this.deps.waits.reserve(actor.orgId, input.wait * 1000) : undefined;
+    const waitMs = (input.wait ?? 0) * 1000;
+    const slot = waitMs > 0 ? this.deps.waits.reserve(actor.orgId, waitMs) : undefined;
     try {
       const accepted = await this.acceptComprehensive(actor, input);
-      if (!slot || !input.wait) return accepted;
-      const results = await this.waitForRun(actor, accepted.data.tracking.batchId, input.wait * 1000, signal);
+      if (!slot) return accepted;
+      const results = await this.waitForRun(actor, accepted.data.tracking.batchId, waitMs, signal);
       return { ...accepted, results };
     } finally {
       slot?.release();
