@@ -3,7 +3,8 @@ import Fastify, { type FastifyServerOptions } from 'fastify';
 import secureJson from 'secure-json-parse';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { ServerOptions } from 'node:http';
+import { STATUS_CODES, type ServerOptions } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { HttpTimeouts } from './config.js';
 import type { Container } from './container.js';
 import { AppError } from './domain/errors.js';
@@ -44,8 +45,11 @@ import { registerPostMessage } from './http/routes/threads/post-message.js';
  * Node's http server timeouts: slow headers and slow bodies are cut off (408), idle sockets closed.
  * Node checks the first two on an interval (30 s by default); it is kept well below them.
  */
-function serverTimeouts(timeouts: HttpTimeouts): Pick<FastifyServerOptions, 'connectionTimeout' | 'keepAliveTimeout' | 'requestTimeout'> & { http: ServerOptions } {
+function serverTimeouts(
+  timeouts: HttpTimeouts,
+): Pick<FastifyServerOptions, 'connectionTimeout' | 'keepAliveTimeout' | 'requestTimeout' | 'clientErrorHandler'> & { http: ServerOptions } {
   return {
+    clientErrorHandler: answerClientError,
     connectionTimeout: timeouts.idleMs,
     keepAliveTimeout: timeouts.keepAliveMs,
     requestTimeout: timeouts.requestMs,
@@ -54,6 +58,24 @@ function serverTimeouts(timeouts: HttpTimeouts): Pick<FastifyServerOptions, 'con
       connectionsCheckingInterval: Math.min(1_000, Math.max(50, Math.floor(timeouts.headersMs / 4))),
     },
   };
+}
+
+const CLIENT_ERRORS: Record<string, { status: number; code: string; message: string }> = {
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, code: 'request_timeout', message: 'The request did not arrive in time' },
+  HPE_HEADER_OVERFLOW: { status: 431, code: 'headers_too_large', message: 'The request headers are too large' },
+};
+
+/** A request Node could not read (too slow, malformed): answered in the API's error shape, then the connection closed. */
+function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const known = (error.code && CLIENT_ERRORS[error.code]) || { status: 400, code: 'bad_request', message: 'The request could not be read' };
+  const body = JSON.stringify({ error: { code: known.code, message: known.message } });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${known.status} ${STATUS_CODES[known.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
 }
 
 export interface BuildAppOptions {

@@ -45,6 +45,7 @@ describe('HTTP server timeouts', () => {
   it('cuts off a client that sends its headers too slowly (408)', async () => {
     const { text, elapsedMs } = await rawExchange(port, ['GET /api/v1/chat/system/health HTTP/1.1\r\nHost: x\r\n']);
     expect(text).toMatch(/^HTTP\/1\.1 408/);
+    expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4))).toEqual({ error: { code: 'request_timeout', message: expect.any(String) } });
     expect(elapsedMs).toBeLessThan(5_000);
   });
 
