@@ -3,9 +3,13 @@ import Fastify, { type FastifyServerOptions } from 'fastify';
 import secureJson from 'secure-json-parse';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { STATUS_CODES, type ServerOptions } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { HttpTimeouts } from './config.js';
 import type { Container } from './container.js';
 import { AppError } from './domain/errors.js';
 import { registerAuth } from './http/plugins/auth.js';
+import { registerAuthFailureLimit } from './http/plugins/auth-failure-limit.js';
 import { registerErrorHandling } from './http/plugins/errors.js';
 import { registerRateLimit } from './http/plugins/rate-limit.js';
 import { registerTextInputCheck } from './http/plugins/text-input.js';
@@ -40,6 +44,43 @@ import { registerListMessages } from './http/routes/threads/list-messages.js';
 import { registerListThreads } from './http/routes/threads/list-threads.js';
 import { registerPostMessage } from './http/routes/threads/post-message.js';
 
+/**
+ * Node's http server timeouts: slow headers and slow bodies are cut off (408), idle sockets closed.
+ * Node checks the first two on an interval (30 s by default); it is kept well below them.
+ */
+function serverTimeouts(
+  timeouts: HttpTimeouts,
+): Pick<FastifyServerOptions, 'connectionTimeout' | 'keepAliveTimeout' | 'requestTimeout' | 'clientErrorHandler'> & { http: ServerOptions } {
+  return {
+    clientErrorHandler: answerClientError,
+    connectionTimeout: timeouts.idleMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    requestTimeout: timeouts.requestMs,
+    http: {
+      headersTimeout: timeouts.headersMs,
+      connectionsCheckingInterval: Math.min(1_000, Math.max(50, Math.floor(timeouts.headersMs / 4))),
+    },
+  };
+}
+
+const CLIENT_ERRORS: Record<string, { status: number; code: string; message: string }> = {
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, code: 'request_timeout', message: 'The request did not arrive in time' },
+  HPE_HEADER_OVERFLOW: { status: 431, code: 'headers_too_large', message: 'The request headers are too large' },
+};
+
+/** A request Node could not read (too slow, malformed): answered in the API's error shape, then the connection closed. */
+function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const known = (error.code && CLIENT_ERRORS[error.code]) || { status: 400, code: 'bad_request', message: 'The request could not be read' };
+  const body = JSON.stringify({ error: { code: known.code, message: known.message } });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${known.status} ${STATUS_CODES[known.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
+}
+
 /** A hop count becomes "trust the n nearest proxies", as Fastify does at run time (its types take no number). */
 function trustProxyOption(value: boolean | number | string): boolean | string | ((address: string, hop: number) => boolean) {
   return typeof value === 'number' ? (_address, hop) => hop < value : value;
@@ -58,6 +99,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
     bodyLimit: 1024 * 1024,
     // Off unless TRUST_PROXY names the proxy: otherwise any client could claim to have come over TLS.
     trustProxy: trustProxyOption(container.config.http.trustProxy),
+    ...serverTimeouts(container.config.http.timeouts),
     // Clients may send ids that are not ours; request ids are only for our logs.
     genReqId: () => crypto.randomUUID(),
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
@@ -71,7 +113,11 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   collectRoutes(app);
   registerErrorHandling(app);
   registerTextInputCheck(app);
+  // Requests waiting for a run answer at once rather than holding the close up.
+  app.addHook('preClose', async () => container.waits.close());
   registerRequestMetrics(app, container.monitoring);
+  // Before any credential check, on every route: token guessing is throttled per client address.
+  registerAuthFailureLimit(app, container.config.authFailureLimit);
   // The API speaks JSON only; anything else is 415 rather than a string body failing validation.
   app.removeContentTypeParser('text/plain');
   // An empty JSON body (a POST with nothing to say, as fetch() sends it) is no body, not an error.

@@ -3,6 +3,7 @@ import { basename, extname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { bootstrapOrganization } from './admin/bootstrap.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { AppError } from './domain/errors.js';
 import { openDatabase } from './db/client.js';
 import { createDocumentsRepository } from './db/repositories/documents.repository.js';
 import { createTenancyRepository } from './db/repositories/tenancy.repository.js';
@@ -187,13 +188,16 @@ async function ingest(config: Readonly<Config>, args: string[]): Promise<number>
     const tenancy = createTenancyRepository(db);
     const org = /^[0-9a-f-]{36}$/i.test(values.org!) ? await tenancy.findOrganization(values.org!) : undefined;
     if (!org) throw new UsageError(`no organization with id ${values.org}`);
-    const service = createDocumentsService({ documents: createDocumentsRepository(db, pool) });
+    const service = createDocumentsService({ documents: createDocumentsRepository(db, pool), quota: config.documentQuota });
     const added = [];
     for (const file of positionals) {
       const content = await readFile(file, 'utf8');
       if (Buffer.byteLength(content) > config.limits.maxDocumentBytes) throw new UsageError(`${file} is larger than ${config.limits.maxDocumentBytes} bytes`);
       if (!content.trim()) throw new UsageError(`${file} is empty`);
-      const doc = await service.add(org.id, null, titleOf(file, content), content);
+      const doc = await service.add(org.id, null, titleOf(file, content), content).catch((error: unknown) => {
+        if (error instanceof AppError) throw new UsageError(`${file}: ${error.message}`);
+        throw error;
+      });
       added.push({ id: doc.id, title: doc.title, chunks: doc.chunks, file });
     }
     return added;

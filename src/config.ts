@@ -51,6 +51,15 @@ const schema = z.object({
   ROCKETREACH_MAX_CONCURRENT: z.coerce.number().int().min(1).max(100).default(2),
   RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(600),
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(100).default(60_000),
+  COMPREHENSIVE_MAX_WAITS_PER_ORG: z.coerce.number().int().min(1).max(10_000).default(20),
+  AUTH_FAILURE_RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(20),
+  AUTH_FAILURE_RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(100).default(60_000),
+  DOCUMENT_QUOTA_COUNT: z.coerce.number().int().min(1).default(1_000),
+  DOCUMENT_QUOTA_BYTES: z.coerce.number().int().min(1024).default(100 * 1024 * 1024),
+  HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+  HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(72_000),
+  HTTP_IDLE_TIMEOUT_MS: z.coerce.number().int().min(0).max(3_600_000).optional(),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(25_000),
   QUEUE_STALLED_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
   QUEUE_LOCK_DURATION_MS: z.coerce.number().int().min(500).max(600_000).default(30_000),
@@ -87,6 +96,7 @@ const schema = z.object({
   ALERTS_ROCKETREACH_CREDITS: z.coerce.number().min(0).default(100),
   ALERTS_ROCKETREACH_CHECK_MS: z.coerce.number().int().min(60_000).default(300_000),
   ALERTS_WEBHOOK_URL: optionalString.pipe(z.string().url().optional()),
+  ALERTS_WEBHOOK_SECRET: optionalString.pipe(z.string().min(16, 'must be at least 16 characters').optional()),
   ALERTS_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5_000),
 
   METRICS_TOKEN: optionalString.pipe(z.string().min(16, 'must be at least 16 characters').optional()),
@@ -106,7 +116,7 @@ export interface Config {
    * `trustProxy` of Fastify: whose X-Forwarded-* headers are believed (the client address, and
    * X-Forwarded-Proto for the session cookie's Secure flag). false: none, the socket is the truth.
    */
-  http: { port: number; host: string; trustProxy: boolean | number | string };
+  http: { port: number; host: string; trustProxy: boolean | number | string; timeouts: HttpTimeouts };
   logLevel: Env['LOG_LEVEL'];
   openai: { apiKey: string | undefined; baseURL: string | undefined; model: string; timeoutMs: number; historyTokenBudget: number };
   intentClassifier: 'local' | 'llm';
@@ -125,6 +135,11 @@ export interface Config {
     autoscale: AutoscaleConfig;
   };
   rateLimit: { max: number; windowMs: number };
+  /** Failed authentications (401) per client address and window, in this process. */
+  authFailureLimit: { max: number; windowMs: number };
+  /** Concurrent `wait`s on /comprehensive per organization, in this process. */
+  maxWaitsPerOrg: number;
+  documentQuota: { count: number; bytes: number };
   shutdownTimeoutMs: number;
   limits: { maxContentBytes: number; maxDocumentBytes: number };
   /** Health checks and metrics (src/monitoring/). */
@@ -149,7 +164,7 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   return deepFreeze({
     database: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX },
     redis: { url: e.REDIS_URL },
-    http: { port: e.PORT, host: e.HOST, trustProxy: trustProxyOf(e.TRUST_PROXY) },
+    http: { port: e.PORT, host: e.HOST, trustProxy: trustProxyOf(e.TRUST_PROXY), timeouts: httpTimeouts(e) },
     logLevel: e.LOG_LEVEL,
     openai: {
       apiKey: e.OPENAI_API_KEY,
@@ -185,6 +200,9 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
       autoscale: autoscaleConfig(e),
     },
     rateLimit: { max: e.RATE_LIMIT_MAX, windowMs: e.RATE_LIMIT_WINDOW_MS },
+    authFailureLimit: { max: e.AUTH_FAILURE_RATE_LIMIT_MAX, windowMs: e.AUTH_FAILURE_RATE_LIMIT_WINDOW_MS },
+    maxWaitsPerOrg: e.COMPREHENSIVE_MAX_WAITS_PER_ORG,
+    documentQuota: { count: e.DOCUMENT_QUOTA_COUNT, bytes: e.DOCUMENT_QUOTA_BYTES },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     limits: { maxContentBytes: 32 * 1024, maxDocumentBytes: 1024 * 1024 },
     monitoring: { metricsToken: e.METRICS_TOKEN, workerStaleMs: e.HEALTH_WORKER_STALE_MS, healthCheckTimeoutMs: e.HEALTH_CHECK_TIMEOUT_MS },
@@ -205,6 +223,36 @@ function deepFreeze<T>(value: T): Readonly<T> {
     Object.freeze(value);
   }
   return value;
+}
+
+/** Timeouts of the HTTP server (Node's http server, set through Fastify's options). */
+export interface HttpTimeouts {
+  /** The request line and headers must arrive within this (slow-header clients). */
+  headersMs: number;
+  /** The whole request, body included, must arrive within this; answering may take longer. */
+  requestMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveMs: number;
+  /** A socket with no traffic either way is closed after this; 0: never. */
+  idleMs: number;
+}
+
+/**
+ * The idle timeout must outlast the slowest answer the API gives in silence: the blocking endpoint
+ * waits for the LLM (every attempt of it) and `wait` on /comprehensive for up to a minute. By
+ * default it is the LLM timeout times its attempts plus a minute; streaming endpoints send
+ * keep-alive comments well within it.
+ */
+function httpTimeouts(e: Env): HttpTimeouts {
+  if (e.HTTP_HEADERS_TIMEOUT_MS > e.HTTP_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError(`Invalid configuration:\n  HTTP_HEADERS_TIMEOUT_MS (${e.HTTP_HEADERS_TIMEOUT_MS}) is above HTTP_REQUEST_TIMEOUT_MS (${e.HTTP_REQUEST_TIMEOUT_MS})`);
+  }
+  return {
+    headersMs: e.HTTP_HEADERS_TIMEOUT_MS,
+    requestMs: e.HTTP_REQUEST_TIMEOUT_MS,
+    keepAliveMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    idleMs: e.HTTP_IDLE_TIMEOUT_MS ?? e.OPENAI_TIMEOUT_MS * PIPELINE.openai.attempts + 60_000,
+  };
 }
 
 /** Auto-scaling of worker concurrency (src/domain/monitoring/autoscaler.ts, src/queue/autoscaling.ts). */
@@ -282,6 +330,8 @@ export interface AlertsConfig {
   rocketreachCredits: number;
   rocketreachCheckMs: number;
   webhookUrl: string | undefined;
+  /** Signs each delivery (HMAC-SHA256) when set. */
+  webhookSecret: string | undefined;
   webhookTimeoutMs: number;
 }
 
@@ -301,6 +351,7 @@ function alertsConfig(e: Env): AlertsConfig {
     rocketreachCredits: e.ALERTS_ROCKETREACH_CREDITS,
     rocketreachCheckMs: e.ALERTS_ROCKETREACH_CHECK_MS,
     webhookUrl: e.ALERTS_WEBHOOK_URL,
+    webhookSecret: e.ALERTS_WEBHOOK_SECRET,
     webhookTimeoutMs: e.ALERTS_WEBHOOK_TIMEOUT_MS,
   };
 }

@@ -11,6 +11,8 @@ import { createTenancyRepository } from './db/repositories/tenancy.repository.js
 import { createThreadsRepository } from './db/repositories/threads.repository.js';
 import { HybridChatService } from './domain/chat/hybrid-chat.service.js';
 import { createInlineDriver } from './domain/chat/inline-driver.js';
+import { createRunWaits } from './domain/chat/run-waits.js';
+import { createRunFinishedListener } from './db/run-finished.listener.js';
 import { createStageRunner, type StageServices } from './domain/chat/stage-runner.js';
 import { createDocumentsService } from './domain/documents/documents.service.js';
 import { createLocalIntentClassifier, createLlmIntentClassifier } from './domain/stages/intent/intent.service.js';
@@ -57,15 +59,19 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
   const health = createHealthService({ config, repository: repositories.monitoring, redis, producer, heartbeat, monitoring });
   const metrics = createMetricsReporter({ stageStats: repositories.monitoring.stageStats, http: monitoring.http, providers: monitoring.providers });
   const progression = createProgression({ runs: repositories.runs, queue: producer, runner });
+  // One LISTEN connection of this process, opened by the first `wait`.
+  const runFinished = createRunFinishedListener(config.database.url, logger);
+  const waits = createRunWaits({ feed: runFinished, maxPerOrg: config.maxWaitsPerOrg });
   const chat = new HybridChatService({
     threads: repositories.threads,
     runs: repositories.runs,
     inline,
     queue: producer,
     estimateMs: config.openai.apiKey ? 3_000 : 500,
+    waits,
     onBackgroundError: (err, runId) => logger.error({ err, runId }, 'in-process run failed'),
   });
-  const services = { chat, documents: createDocumentsService({ documents: repositories.documents }) };
+  const services = { chat, documents: createDocumentsService({ documents: repositories.documents, quota: config.documentQuota }) };
   return {
     config,
     logger,
@@ -78,6 +84,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     producer,
     progression,
     services,
+    waits,
     monitoring,
     heartbeat,
     health,
@@ -86,6 +93,8 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     async close(): Promise<void> {
       // Runs driven in this process (degraded mode) may finish; what does not is re-driven later.
       await Promise.race([chat.drainBackground(), delay(config.shutdownTimeoutMs, undefined, { ref: false })]);
+      waits.close();
+      await runFinished.close();
       await producer.close();
       await closeRedis(redis);
       await database.close();

@@ -105,6 +105,7 @@ describe('alerts', () => {
     const raised = first.raised.find((a) => a.rule === 'queue_backlog' && a.subject === QUEUE);
     expect(raised).toMatchObject({ status: 'open', severity: 'critical', value: 4, threshold: 2, acknowledgedAt: null });
     expect(raised!.message).toContain('4 jobs waiting');
+    await alerts().whenDelivered();
     expect(hook.deliveries.filter((d) => d.alert.id === raised!.id).map((d) => d.event)).toEqual(['raised']);
 
     // 2. Persisting: the same alert, refreshed — no duplicate.
@@ -118,6 +119,7 @@ describe('alerts', () => {
     expect(refreshed!.firstSeenAt.getTime()).toBe(raised!.firstSeenAt.getTime());
     const stored = (await alertsOfRule(t.container.database.db, 'queue_backlog')).filter((a) => a.subject === QUEUE);
     expect(stored).toHaveLength(1);
+    await alerts().whenDelivered();
     expect(hook.deliveries.filter((d) => d.alert.id === raised!.id)).toHaveLength(1);
 
     // 3. Listed for admins and operators, not members.
@@ -187,6 +189,7 @@ describe('alerts', () => {
     const resolved = third.resolved.find((a) => a.id === raised!.id);
     expect(resolved).toMatchObject({ status: 'resolved', acknowledgedBy: operator.userId });
     expect(resolved!.resolvedAt!.getTime()).toBeGreaterThanOrEqual(refreshed!.lastSeenAt.getTime());
+    await alerts().whenDelivered();
     const events = hook.deliveries.filter((d) => d.alert.id === raised!.id);
     expect(events.map((d) => d.event)).toEqual(['raised', 'resolved']);
     expect(events[1]!.alert).toMatchObject({ status: 'resolved', rule: 'queue_backlog', subject: QUEUE });
@@ -224,12 +227,14 @@ describe('alerts', () => {
     const result = await service.evaluate();
     const alert = result.raised.find((a) => a.subject === 'fake-queue');
     expect(alert).toMatchObject({ rule: 'queue_backlog', value: 9 });
+    await service.whenDelivered();
     expect(hook.attempts() - before).toBe(2);
     hook.failNext(0);
     // The condition clears: resolved, and this webhook goes through.
     const cleared = createAlertsService({ ...deps, queueHealth: async () => ({}) });
     const after = await cleared.evaluate();
     expect(after.resolved.map((a) => a.id)).toContain(alert!.id);
+    await cleared.whenDelivered();
     expect(hook.deliveries.filter((d) => d.alert.id === alert!.id).map((d) => d.event)).toEqual(['resolved']);
   });
 
@@ -248,6 +253,7 @@ describe('alerts', () => {
     const pending = service.pendingOutage();
     expect(pending).toBeDefined();
     expect(await alertsOfRule(t.container.database.db, 'postgres_unreachable')).toEqual([]);
+    await service.whenDelivered();
     expect(hook.deliveries.filter((d) => d.alert.id === pending!.id).map((d) => d.event)).toEqual(['raised']);
     await service.evaluate();
     expect(service.pendingOutage()!.lastSeenAt.getTime()).toBeGreaterThanOrEqual(pending!.lastSeenAt.getTime());
@@ -260,6 +266,7 @@ describe('alerts', () => {
     expect(stored).toMatchObject({ id: pending!.id, status: 'resolved', severity: 'critical' });
     expect(stored!.firstSeenAt.getTime()).toBe(pending!.firstSeenAt.getTime());
     expect(stored!.resolvedAt).not.toBeNull();
+    await service.whenDelivered();
     expect(hook.deliveries.filter((d) => d.alert.id === pending!.id).map((d) => d.event)).toEqual(['raised', 'resolved']);
   });
 

@@ -34,10 +34,34 @@ select r.document_id as id, r.title, r.content as passage,
  order by r.score desc, r.document_id
  limit $3`;
 
+/** The two-key advisory lock space of per-organization document writes (apart from the one-key locks). */
+const DOCUMENT_QUOTA_LOCK_CLASS = 7_240_314;
+
+export interface DocumentQuota {
+  count: number;
+  bytes: number;
+}
+
+export type CreateDocumentOutcome =
+  | { kind: 'created'; document: DocumentSummary }
+  | { kind: 'over_quota'; used: DocumentQuota };
+
 export function createDocumentsRepository(db: Db, pool: pg.Pool) {
   return {
-    async create(orgId: string, userId: string | null, title: string, content: string, chunks: string[]): Promise<DocumentSummary> {
+    /**
+     * Stores a document and its chunks unless the organization's documents would exceed `quota`.
+     * The check and the insert run under a per-organization lock in one transaction, so concurrent
+     * writes cannot together overshoot it.
+     */
+    async create(orgId: string, userId: string | null, title: string, content: string, chunks: string[], quota: DocumentQuota): Promise<CreateDocumentOutcome> {
+      const size = Buffer.byteLength(content);
       return db.transaction(async (tx) => {
+        await tx.execute(sql`select pg_advisory_xact_lock(${DOCUMENT_QUOTA_LOCK_CLASS}::int4, hashtext(${orgId}::text))`);
+        const { rows } = await tx.execute<{ count: number; bytes: string }>(
+          sql`select count(*)::int as count, coalesce(sum(octet_length(content)), 0)::bigint as bytes from ${documents} where ${documents.orgId} = ${orgId}`,
+        );
+        const used = { count: Number(rows[0]?.count ?? 0), bytes: Number(rows[0]?.bytes ?? 0) };
+        if (used.count + 1 > quota.count || used.bytes + size > quota.bytes) return { kind: 'over_quota', used };
         const [doc] = await tx
           .insert(documents)
           .values({ orgId, createdBy: userId, title, content })
@@ -47,7 +71,7 @@ export function createDocumentsRepository(db: Db, pool: pg.Pool) {
             .insert(documentChunks)
             .values(chunks.map((chunk, position) => ({ documentId: doc!.id, orgId, position, title, content: chunk })));
         }
-        return { ...doc!, size: Buffer.byteLength(content), chunks: chunks.length };
+        return { kind: 'created', document: { ...doc!, size, chunks: chunks.length } };
       });
     },
 

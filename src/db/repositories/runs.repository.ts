@@ -5,6 +5,7 @@ import { messages, runs, type RunOptions, type StepErrorInfo } from '../schema.j
 import { PIPELINE, STAGE_ORDER, jobIdFor, parseJobId } from '../../domain/pipeline.js';
 import { historySql } from './threads.repository.js';
 import { createCoalescer } from '../../lib/coalescer.js';
+import { RUN_FINISHED_CHANNEL } from '../run-finished.listener.js';
 import type { StageName } from '../../domain/stages/types.js';
 
 export type RunStatus = 'processing' | 'partial' | 'completed' | 'failed' | 'cancelled';
@@ -99,6 +100,12 @@ export interface ClaimedStep {
  * through Drizzle's query builder.
  */
 const TERMINAL_SQL = `('completed', 'failed', 'cancelled')`;
+
+/**
+ * The sources of runs a client can wait on from another request (`wait` on /comprehensive): only
+ * their finish is notified, since PostgreSQL serializes the commits that carry a NOTIFY.
+ */
+const WAITED_SOURCES_SQL = `('comprehensive')`;
 
 /** Makes the statement's own transaction commit without waiting for its WAL flush. */
 const RELAXED_COMMIT = `select set_config('synchronous_commit', 'off', true) as relaxed`;
@@ -349,7 +356,7 @@ with r as (
   update runs set status = 'completed', finished_at = now(), error = null,
                   step_states = step_states || jsonb_build_object($2::text, 'completed')
    where id = $1 and status not in ${TERMINAL_SQL}
-  returning id, org_id, thread_id, message_id
+  returning id, org_id, thread_id, message_id, source
 ),
 m as (
   insert into messages (org_id, thread_id, run_id, role, content, guarded)
@@ -368,10 +375,15 @@ s as (
          result = $4::jsonb || jsonb_build_object('assistantMessageId', (select id from m))
    where run_id = $1 and stage = $2 and exists (select 1 from m)
   returning 1
-)
-select (select id from m) as message_id`;
+),
+n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r where source in ${WAITED_SOURCES_SQL})
+select (select id from m) as message_id, (select count(*) from n)::int as notified`;
 
-/** Ends an open run as failed or cancelled; its open steps (claimed or not) are cancelled with it. */
+/**
+ * Ends an open run as failed or cancelled; its open steps (claimed or not) are cancelled with it.
+ * Like the reply statement, it notifies the run's waiters in every process at commit (for the
+ * sources that can have any).
+ */
 const FINISH_RUN = `
 with r as (
   update runs
@@ -379,14 +391,15 @@ with r as (
          step_states = (select coalesce(jsonb_object_agg(k, case when v in ${TERMINAL_SQL} then v else 'cancelled' end), '{}'::jsonb)
                           from jsonb_each_text(step_states) as e(k, v))
    where id = $1 and status not in ${TERMINAL_SQL}
-  returning id
+  returning id, source
 ),
 s as (
   update run_steps set status = 'cancelled', finished_at = now()
    where run_id = (select id from r) and status not in ${TERMINAL_SQL}
   returning 1
-)
-select (select count(*) from r)::int as finished`;
+),
+n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r where source in ${WAITED_SOURCES_SQL})
+select (select count(*) from r)::int as finished, (select count(*) from n)::int as notified`;
 
 /** Runs with their step rows (those written so far), for the views that list every step. */
 const RUN_STEPS = `

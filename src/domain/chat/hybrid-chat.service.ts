@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as delay } from 'node:timers/promises';
 import { AppError, notFound } from '../errors.js';
 import { PIPELINE, readyStages } from '../pipeline.js';
 import type { StageName } from '../stages/types.js';
@@ -8,6 +7,7 @@ import type { StepRecord } from '../../db/repositories/runs.repository.js';
 import { toBatchDocument, type BatchDocument } from './batch-view.js';
 import { ChatService, stagesFor, type Actor, type ChatServiceDeps, type Idempotency } from './chat.service.js';
 import type { JobQueue, JobState, QueueCounts } from './job-queue.js';
+import type { RunWaits } from './run-waits.js';
 
 export interface AcceptedDocument {
   status: 'accepted';
@@ -24,6 +24,8 @@ export interface HybridChatServiceDeps extends ChatServiceDeps {
   queue: JobQueue;
   /** Typical time from acceptance to reply, for `estimatedCompletion`. */
   estimateMs: number;
+  /** `wait` on the comprehensive endpoint: woken when the run finishes, capped per organization. */
+  waits: RunWaits;
   onBackgroundError(error: unknown, runId: string): void;
 }
 
@@ -66,7 +68,22 @@ export class HybridChatService extends ChatService {
     return this.accept(actor, threadId, content, { source: 'queued', options: {}, ...(idempotency ? { idempotency } : {}) });
   }
 
-  async comprehensive(actor: Actor, input: ComprehensiveInput): Promise<AcceptedDocument & { results?: BatchDocument }> {
+  /** `signal`: the caller went away; a wait in progress ends (the run goes on). */
+  async comprehensive(actor: Actor, input: ComprehensiveInput, signal?: AbortSignal): Promise<AcceptedDocument & { results?: BatchDocument }> {
+    // Refused before anything is written: over the cap, nothing is accepted.
+    const waitMs = (input.wait ?? 0) * 1000;
+    const slot = waitMs > 0 ? this.deps.waits.reserve(actor.orgId, waitMs) : undefined;
+    try {
+      const accepted = await this.acceptComprehensive(actor, input);
+      if (!slot) return accepted;
+      const results = await this.waitForRun(actor, accepted.data.tracking.batchId, waitMs, signal);
+      return { ...accepted, results };
+    } finally {
+      slot?.release();
+    }
+  }
+
+  private async acceptComprehensive(actor: Actor, input: ComprehensiveInput): Promise<AcceptedDocument> {
     if (input.threadId) await this.getThread(actor, input.threadId);
     // A new thread is written with the run, in one statement: a failed or refused request leaves none.
     const threadId = input.threadId ?? randomUUID();
@@ -76,15 +93,12 @@ export class HybridChatService extends ChatService {
       ...(input.includeContactEnrichment !== undefined ? { includeContactEnrichment: input.includeContactEnrichment } : {}),
       ...(input.contacts?.length ? { contacts: input.contacts } : {}),
     };
-    const accepted = await this.accept(actor, threadId, input.message, {
+    return this.accept(actor, threadId, input.message, {
       source: 'comprehensive',
       options,
       ...(input.idempotency ? { idempotency: input.idempotency } : {}),
       ...(input.threadId ? {} : { newThread: { title: titleFrom(input.message) } }),
     });
-    if (!input.wait) return accepted;
-    const results = await this.waitForRun(actor, accepted.data.tracking.batchId, input.wait * 1000);
-    return { ...accepted, results };
   }
 
   private async accept(
@@ -161,13 +175,13 @@ export class HybridChatService extends ChatService {
     await Promise.all([...this.background.values()].map((run) => run.done));
   }
 
-  private async waitForRun(actor: Actor, runId: string, timeoutMs: number): Promise<BatchDocument> {
-    const deadline = Date.now() + timeoutMs;
-    for (let pause = 20; ; pause = Math.min(pause * 2, 250)) {
-      const document = await this.getBatchResults(actor, runId);
-      if (document.finishedAt || Date.now() + pause > deadline) return document;
-      await delay(pause);
-    }
+  private waitForRun(actor: Actor, runId: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<BatchDocument> {
+    return this.deps.waits.waitFor(runId, {
+      timeoutMs,
+      signal,
+      read: () => this.getBatchResults(actor, runId),
+      isFinished: (document) => document.finishedAt !== null,
+    });
   }
 
   async jobStatus(actor: Actor, jobIds: readonly string[]): Promise<{ jobs: Array<JobStatus | { jobId: string; status: 'not_found' }>; summary: Record<string, number> }> {

@@ -4,6 +4,7 @@ import { StageError } from '../errors.js';
 import type { StageName } from '../stages/types.js';
 import { isPermanent, type StageRunner } from './stage-runner.js';
 import type { RunsRepository } from '../../db/repositories/runs.repository.js';
+import type { StepErrorInfo } from '../../db/schema.js';
 
 export interface InlineDriverOptions {
   maxBackoffMs?: number;
@@ -27,7 +28,9 @@ export function createInlineDriver(runner: StageRunner, runs: RunsRepository, op
         await runner.execute(runId, stage, signal);
         return;
       } catch (error) {
-        const final = signal?.aborted === true || isPermanent(error) || attempt >= definition.attempts;
+        // Aborted: the run is ended as a whole once every stage has stopped (see drive).
+        if (signal?.aborted) return;
+        const final = isPermanent(error) || attempt >= definition.attempts;
         await runner.recordFailure(runId, stage, error, final);
         if (final) return;
         const retryAfter = error instanceof StageError ? (error.retryAfterMs ?? 0) : 0;
@@ -63,9 +66,17 @@ export function createInlineDriver(runner: StageRunner, runs: RunsRepository, op
       );
     }
     await Promise.all(finished.values());
+    // Nothing is left open behind an abort: the thread's next message must not wait for this one.
+    if (signal?.aborted) await runs.finish(runId, 'cancelled', abortInfo(signal.reason));
   }
 
   return { drive };
 }
 
 export type InlineDriver = ReturnType<typeof createInlineDriver>;
+
+/** What an aborted run records: the code of a StageError given as the abort's reason, or `aborted`. */
+function abortInfo(reason: unknown): StepErrorInfo {
+  if (reason instanceof StageError) return { code: reason.code, message: reason.message };
+  return { code: 'aborted', message: 'the run was aborted' };
+}

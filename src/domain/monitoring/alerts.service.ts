@@ -1,5 +1,5 @@
 import { createPeriodicTask } from '../../lib/periodic.js';
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -15,6 +15,7 @@ const SAMPLE_TIMEOUT_MS = 5_000;
 const ACCOUNT_TIMEOUT_MS = 10_000;
 const WEBHOOK_ATTEMPTS = 2;
 const WEBHOOK_RETRY_DELAY_MS = 500;
+const MAX_QUEUED_WEBHOOKS = 1_000;
 
 export type WebhookEvent = 'raised' | 'resolved';
 
@@ -64,20 +65,25 @@ export interface AlertsServiceDeps {
  */
 export function createAlertsService(deps: AlertsServiceDeps) {
   const { repository, redis, config, logger, prefix } = deps;
-  const doFetch = deps.fetch ?? globalThis.fetch;
+  const webhook = createWebhookSender({ config, logger, fetch: deps.fetch ?? globalThis.fetch });
   let outage: { record: OutageRecord; notified: boolean } | undefined;
   const outageKey = `${prefix}:alerts:postgres-outage`;
 
   async function evaluate(options: { minGapMs?: number } = {}): Promise<EvaluationResult> {
     const postgres = await probe(() => repository.ping());
     if (!postgres.ok) return postgresDown(postgres.error);
-    const outcome = await repository.withEvaluationLock(async () => {
-      await flushOutage();
-      if (!(await repository.claimPass(options.minGapMs ?? 0))) return undefined;
-      const samples = await collect();
-      const evaluation = evaluateRules(samples, config);
-      return { conditions: evaluation.conditions, ...(await apply(evaluation.conditions, evaluation.evaluated)) };
-    });
+    // Webhooks of this pass are sent once the lock is released (even when the pass fails midway):
+    // a slow receiver must not keep other passes from running.
+    const deliveries: WebhookDelivery[] = [];
+    const outcome = await repository
+      .withEvaluationLock(async () => {
+        await flushOutage(deliveries);
+        if (!(await repository.claimPass(options.minGapMs ?? 0))) return undefined;
+        const samples = await collect();
+        const evaluation = evaluateRules(samples, config);
+        return { conditions: evaluation.conditions, ...(await apply(evaluation.conditions, evaluation.evaluated, deliveries)) };
+      })
+      .finally(() => webhook.enqueue(deliveries));
     if (!outcome.locked || !outcome.value) return { status: 'skipped', conditions: [], raised: [], updated: [], resolved: [] };
     return { status: 'evaluated', ...outcome.value };
   }
@@ -135,7 +141,11 @@ export function createAlertsService(deps: AlertsServiceDeps) {
     }
   }
 
-  async function apply(conditions: AlertCondition[], evaluated: Set<AlertRule>): Promise<Omit<EvaluationResult, 'status' | 'conditions'>> {
+  async function apply(
+    conditions: AlertCondition[],
+    evaluated: Set<AlertRule>,
+    deliveries: WebhookDelivery[],
+  ): Promise<Omit<EvaluationResult, 'status' | 'conditions'>> {
     const raised: AlertRecord[] = [];
     const updated: AlertRecord[] = [];
     const resolved: AlertRecord[] = [];
@@ -145,7 +155,7 @@ export function createAlertsService(deps: AlertsServiceDeps) {
       if (inserted) {
         raised.push(alert);
         logger.warn({ alert: summary(alert) }, `alert raised: ${alert.message}`);
-        await notify('raised', alert);
+        deliveries.push({ event: 'raised', alert });
       } else {
         updated.push(alert);
       }
@@ -157,7 +167,7 @@ export function createAlertsService(deps: AlertsServiceDeps) {
       if (!done) continue;
       resolved.push(done);
       logger.info({ alert: summary(done) }, `alert resolved: ${done.rule} on ${done.subject}`);
-      await notify('resolved', done);
+      deliveries.push({ event: 'resolved', alert: done });
     }
     return { raised, updated, resolved };
   }
@@ -173,7 +183,7 @@ export function createAlertsService(deps: AlertsServiceDeps) {
       logger.error(`alert raised (kept in memory until PostgreSQL returns): ${condition!.message}`);
       if (await claimOutageNotice(outage.record.id)) {
         outage.notified = true;
-        await notify('raised', outageAlert(outage.record, null));
+        webhook.enqueue([{ event: 'raised', alert: outageAlert(outage.record, null) }]);
       }
     } else {
       outage.record.lastSeenAt = now;
@@ -193,47 +203,20 @@ export function createAlertsService(deps: AlertsServiceDeps) {
 
   const outageNoticeTtl = () => Math.max(10 * 60_000, config.intervalMs * 4);
 
-  async function flushOutage(): Promise<void> {
+  async function flushOutage(deliveries: WebhookDelivery[]): Promise<void> {
     if (!outage) return;
     const pending = outage;
     const { alert, merged } = await repository.storeOutage(pending.record, Math.max(60_000, config.intervalMs * 2));
     outage = undefined;
     logger.info({ alert: summary(alert), merged }, 'PostgreSQL is back: the outage is stored as a resolved alert');
     if (pending.notified) {
-      await notify('resolved', alert);
+      deliveries.push({ event: 'resolved', alert });
       try {
         if ((await redis.get(outageKey)) === pending.record.id) await redis.del(outageKey);
       } catch {
         // The notice expires by itself.
       }
     }
-  }
-
-  async function notify(event: WebhookEvent, alert: AlertRecord): Promise<void> {
-    const url = config.webhookUrl;
-    if (!url) return;
-    const body = JSON.stringify({ event, alert });
-    let failure = '';
-    for (let attempt = 1; attempt <= WEBHOOK_ATTEMPTS; attempt++) {
-      try {
-        const response = await doFetch(url, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'user-agent': 'honeyjar-alerts' },
-          body,
-          signal: AbortSignal.timeout(config.webhookTimeoutMs),
-        });
-        await response.arrayBuffer().catch(() => undefined);
-        if (response.ok) return;
-        failure = `HTTP ${response.status}`;
-        // A client error will not get better by repeating the same request.
-        if (response.status < 500 && response.status !== 429) break;
-      } catch (err) {
-        failure = (err as Error)?.name === 'TimeoutError' ? `timed out after ${config.webhookTimeoutMs} ms` : ((err as Error)?.message ?? 'failed');
-      }
-      if (attempt < WEBHOOK_ATTEMPTS) await sleep(WEBHOOK_RETRY_DELAY_MS);
-    }
-    // The URL may carry a secret: only its host is logged.
-    logger.warn({ event, alertId: alert.id, rule: alert.rule, webhookHost: hostOf(url), failure }, 'alert webhook failed; not retried');
   }
 
   let schedule: ReturnType<typeof createPeriodicTask> | undefined;
@@ -249,9 +232,12 @@ export function createAlertsService(deps: AlertsServiceDeps) {
       );
       schedule.start(intervalMs);
     },
+    /** Resolves when every webhook queued so far has been sent (or has failed for good). */
+    whenDelivered: () => webhook.whenIdle(),
     async stop() {
       await schedule?.stop();
       schedule = undefined;
+      await webhook.close();
     },
   };
 }
@@ -302,6 +288,98 @@ async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promi
   } finally {
     clearTimeout(timer);
   }
+}
+
+export interface WebhookDelivery {
+  event: WebhookEvent;
+  alert: AlertRecord;
+}
+
+/**
+ * Sends webhooks one at a time, in order, from an in-memory queue that evaluation passes add to
+ * after releasing their lock. Redirects are not followed (a 3xx is a failure: the receiver's
+ * address is configured, not negotiated). With a secret, each attempt is signed:
+ * `x-honeyjar-timestamp: <unix seconds>` and `x-honeyjar-signature: sha256=<hex>`, the
+ * HMAC-SHA256 of `<timestamp>.<body>` under the secret.
+ */
+function createWebhookSender(deps: { config: Readonly<AlertsConfig>; logger: Logger; fetch: typeof fetch }) {
+  const { config, logger } = deps;
+  const queue: WebhookDelivery[] = [];
+  let sending: Promise<void> | undefined;
+  let closed = false;
+
+  function enqueue(deliveries: readonly WebhookDelivery[]): void {
+    if (!config.webhookUrl || deliveries.length === 0) return;
+    queue.push(...deliveries);
+    const excess = queue.length - MAX_QUEUED_WEBHOOKS;
+    if (excess > 0) {
+      queue.splice(0, excess);
+      logger.warn({ dropped: excess }, 'alert webhook queue full: the oldest deliveries were dropped');
+    }
+    kick();
+  }
+
+  function kick(): void {
+    if (sending || closed) return;
+    sending = (async () => {
+      for (let next = queue.shift(); next; next = closed ? undefined : queue.shift()) await send(next);
+    })().finally(() => {
+      sending = undefined;
+      if (queue.length > 0) kick();
+    });
+  }
+
+  async function send({ event, alert }: WebhookDelivery): Promise<void> {
+    const url = config.webhookUrl!;
+    const body = JSON.stringify({ event, alert });
+    let failure = '';
+    for (let attempt = 1; attempt <= WEBHOOK_ATTEMPTS; attempt++) {
+      try {
+        const response = await deps.fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'user-agent': 'honeyjar-alerts', ...signatureHeaders(body, config.webhookSecret) },
+          body,
+          redirect: 'manual',
+          signal: AbortSignal.timeout(config.webhookTimeoutMs),
+        });
+        await response.arrayBuffer().catch(() => undefined);
+        if (response.ok) return;
+        failure = response.status >= 300 && response.status < 400 ? `HTTP ${response.status} redirect, not followed` : `HTTP ${response.status}`;
+        // A client error or a redirect will not get better by repeating the same request.
+        if (response.status < 500 && response.status !== 429) break;
+      } catch (err) {
+        failure = (err as Error)?.name === 'TimeoutError' ? `timed out after ${config.webhookTimeoutMs} ms` : ((err as Error)?.message ?? 'failed');
+      }
+      if (attempt < WEBHOOK_ATTEMPTS) await sleep(WEBHOOK_RETRY_DELAY_MS);
+    }
+    // The URL may carry a secret: only its host is logged.
+    logger.warn({ event, alertId: alert.id, rule: alert.rule, webhookHost: hostOf(url), failure }, 'alert webhook failed; not retried');
+  }
+
+  async function whenIdle(): Promise<void> {
+    while (sending) await sending;
+  }
+
+  return {
+    enqueue,
+    whenIdle,
+    /** Sends what is queued, for as long as one delivery may take at most; what remains is dropped and logged. */
+    async close(): Promise<void> {
+      const bound = WEBHOOK_ATTEMPTS * config.webhookTimeoutMs + WEBHOOK_RETRY_DELAY_MS;
+      await Promise.race([whenIdle(), sleep(bound, undefined, { ref: false })]);
+      closed = true;
+      if (queue.length > 0) logger.warn({ dropped: queue.length }, 'alert webhooks not sent before shutdown');
+      queue.length = 0;
+    },
+  };
+}
+
+/** The signature headers of one delivery attempt; none without a secret. */
+export function signatureHeaders(body: string, secret: string | undefined, now: number = Date.now()): Record<string, string> {
+  if (!secret) return {};
+  const timestamp = String(Math.floor(now / 1000));
+  const signature = createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex');
+  return { 'x-honeyjar-timestamp': timestamp, 'x-honeyjar-signature': `sha256=${signature}` };
 }
 
 function hostOf(url: string): string {

@@ -27,6 +27,9 @@ export const DATABASE_RETRY_AFTER_SECONDS = 5;
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | AppError | Error, request, reply) => {
     if (error instanceof AppError) {
+      // Errors that know when to come back (a cap, a quota window) say so.
+      const retryAfter = (error as AppError & { retryAfterSeconds?: unknown }).retryAfterSeconds;
+      if (typeof retryAfter === 'number') reply.header('retry-after', Math.max(1, Math.ceil(retryAfter)));
       return reply.status(error.statusCode).send(body(error.code, error.message));
     }
     if (error instanceof InvalidCursorError) {

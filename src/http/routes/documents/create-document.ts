@@ -18,7 +18,7 @@ export function registerCreateDocument(app: App, documents: DocumentsService, li
           { title: Type.String({ minLength: 1, maxLength: 300, pattern: '\\S' }), content: Type.String({ minLength: 1, pattern: '\\S' }) },
           { additionalProperties: false },
         ),
-        response: { 201: DocumentSummarySchema, ...errorResponses, 413: Type.Ref('ErrorResponse') },
+        response: { 201: DocumentSummarySchema, ...errorResponses, 409: Type.Ref('ErrorResponse'), 413: Type.Ref('ErrorResponse') },
       },
     },
     async (request, reply) => {

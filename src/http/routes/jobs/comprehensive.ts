@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { App } from '../../types.js';
 import type { HybridChatService } from '../../../domain/chat/hybrid-chat.service.js';
 import { actorOf } from '../../plugins/auth.js';
+import { disconnectSignal } from '../../disconnect-signal.js';
 import { errorResponses, requireId } from '../../schemas/common.js';
 import { BatchDocumentSchema, checkContentSize, MessageContent } from '../../schemas/chat.js';
 import { AcceptedSchema, idempotencyOf } from '../../schemas/accepted.js';
@@ -45,12 +46,14 @@ export function registerComprehensive(app: App, chat: HybridChatService, limits:
           200: AcceptedWithResults,
           ...errorResponses,
           413: Type.Ref('ErrorResponse'),
+          429: Type.Ref('ErrorResponse'),
         },
       },
     },
     async (request, reply) => {
       const body = request.body;
       const idempotency = idempotencyOf(request);
+      const signal = body.wait ? disconnectSignal(reply) : undefined;
       const answer = await chat.comprehensive(actorOf(request), {
         message: checkContentSize(body.message, limits.maxContentBytes),
         ...(body.threadId ? { threadId: requireId(body.threadId, 'Thread') } : {}),
@@ -60,7 +63,7 @@ export function registerComprehensive(app: App, chat: HybridChatService, limits:
         ...(body.contacts ? { contacts: body.contacts } : {}),
         ...(body.wait ? { wait: body.wait } : {}),
         ...(idempotency ? { idempotency } : {}),
-      });
+      }, signal);
       // Finished within the wait: 200 with the results; otherwise still 202.
       return reply.status(answer.results?.finishedAt ? 200 : 202).send(answer);
     },

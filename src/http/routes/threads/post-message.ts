@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { App } from '../../types.js';
 import type { ChatService } from '../../../domain/chat/chat.service.js';
 import { actorOf } from '../../plugins/auth.js';
+import { disconnectSignal } from '../../disconnect-signal.js';
 import { errorResponses, IdParams, requireId } from '../../schemas/common.js';
 import { BatchDocumentSchema, checkContentSize, MessageContent } from '../../schemas/chat.js';
 
@@ -29,11 +30,12 @@ export function registerPostMessage(app: App, chat: ChatService, limits: { maxCo
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const params = request.params as { threadId: string };
       const threadId = requireId(params.threadId, 'Thread');
       const content = checkContentSize(request.body.content, limits.maxContentBytes);
-      return chat.sendMessage(actorOf(request), threadId, content);
+      // A client that hangs up stops the pipeline and its provider calls; the run ends as cancelled.
+      return chat.sendMessage(actorOf(request), threadId, content, disconnectSignal(reply));
     },
   );
 }
