@@ -165,13 +165,6 @@ let ownerAnswersWithIds = 0;
 /** Ids of the owning organization that callers outside it must never be shown. */
 const ownerIds = new Set<string>();
 
-async function memberOf(org: Tenant, email: string): Promise<Tenant> {
-  const tenancy = t.container.repositories.tenancy;
-  const user = await tenancy.upsertUser(email);
-  await tenancy.setMembership(org.orgId, user.id, 'member');
-  const { token } = await tenancy.createToken(user.id, 'member token');
-  return { orgId: org.orgId, userId: user.id, token, headers: { authorization: `Bearer ${token}`, 'x-organization-id': org.orgId } };
-}
 
 async function openSession(tenant: Tenant): Promise<{ cookie: string; csrfToken: string }> {
   const res = await t.app.inject({ method: 'POST', url: '/dashboard/session', payload: { token: tenant.token, orgId: tenant.orgId } });
@@ -269,7 +262,7 @@ beforeAll(async () => {
   await eventually(async () => t.container.producer.available(), 10_000, 'Redis');
   const tenancy = t.container.repositories.tenancy;
   const owner = await t.tenant('Matrix Owner', 'admin@matrix-owner.test');
-  const member = await memberOf(owner, 'member@matrix-owner.test');
+  const member = await t.memberOf(owner, 'member@matrix-owner.test');
   const other = await t.tenant('Matrix Other', 'admin@matrix-other.test');
   const operator = await t.tenant('Matrix Operations', 'ops@matrix-operations.test');
   await tenancy.setOperator('ops@matrix-operations.test', true);

@@ -13,18 +13,11 @@ beforeAll(async () => {
   acme = await t.tenant('Acme Dashboard');
   ops = await t.tenant('Dashboard Operations', 'ops@dashboard-operations.test', { operator: true });
   globex = await t.tenant('Globex Dashboard');
-  member = await memberOf(acme, 'member@acme-dashboard.test');
+  member = await t.memberOf(acme, 'member@acme-dashboard.test');
   await eventually(async () => t.container.producer.available(), 10_000, 'Redis');
 });
 afterAll(() => t.close());
 
-async function memberOf(org: Tenant, email: string): Promise<Tenant> {
-  const tenancy = t.container.repositories.tenancy;
-  const user = await tenancy.upsertUser(email);
-  await tenancy.setMembership(org.orgId, user.id, 'member');
-  const { token } = await tenancy.createToken(user.id, 'member token');
-  return { orgId: org.orgId, userId: user.id, token, headers: { authorization: `Bearer ${token}`, 'x-organization-id': org.orgId } };
-}
 
 /** A run whose `stage` step failed for good, written as the workers write it. */
 async function failedStep(org: Tenant, stage: string, queue: string, error: { code: string; message: string }, finishedSecondsAgo = 0) {

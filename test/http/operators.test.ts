@@ -9,19 +9,12 @@ let acme: Tenant;
 let globex: Tenant;
 let member: Tenant;
 
-async function memberOf(org: Tenant, email: string): Promise<Tenant> {
-  const tenancy = t.container.repositories.tenancy;
-  const user = await tenancy.upsertUser(email);
-  await tenancy.setMembership(org.orgId, user.id, 'member');
-  const { token } = await tenancy.createToken(user.id, 'member token');
-  return { orgId: org.orgId, userId: user.id, token, headers: { authorization: `Bearer ${token}`, 'x-organization-id': org.orgId } };
-}
 
 beforeAll(async () => {
   t = await createTestApp({ ALERTS_INTERVAL_MS: '0' });
   acme = await t.tenant('Acme Operators', 'admin@acme-operators.test');
   globex = await t.tenant('Globex Operators', 'admin@globex-operators.test');
-  member = await memberOf(acme, 'member@acme-operators.test');
+  member = await t.memberOf(acme, 'member@acme-operators.test');
 });
 afterAll(async () => {
   await killAll();

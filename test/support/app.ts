@@ -24,6 +24,8 @@ export interface TestApp {
   database: TestDatabase;
   /** A new organization and its admin; with `operator` the admin is also a system operator. */
   tenant(name?: string, email?: string, options?: { operator?: boolean }): Promise<Tenant>;
+  /** Another user of an existing organization, with the member role and a token of their own. */
+  memberOf(org: Tenant, email: string): Promise<Tenant>;
   /** inject() with a tenant's credentials. */
   as(tenant: Tenant, options: InjectOptions): Promise<LightMyRequestResponse>;
   /** The in-process queue system, when started with `workers`. */
@@ -59,6 +61,13 @@ export async function createTestApp(env: Record<string, string> = {}, options: {
     async tenant(name = `Org ${++tenants}`, email = `admin${tenants}@${name.replace(/\W+/g, '').toLowerCase() || 'org'}.test`, options = {}) {
       const result = await bootstrapOrganization(container.repositories.tenancy, name, email, options);
       return { ...result, headers: { authorization: `Bearer ${result.token}`, 'x-organization-id': result.orgId } };
+    },
+    async memberOf(org, email) {
+      const tenancy = container.repositories.tenancy;
+      const user = await tenancy.upsertUser(email);
+      await tenancy.setMembership(org.orgId, user.id, 'member');
+      const { token } = await tenancy.createToken(user.id, 'member token');
+      return { orgId: org.orgId, userId: user.id, token, headers: { authorization: `Bearer ${token}`, 'x-organization-id': org.orgId } };
     },
     as(tenant, options) {
       return app.inject({ ...options, headers: { ...tenant.headers, ...(options.headers ?? {}) } });

@@ -1,3 +1,4 @@
+import { TIME_RANGES, type TimeRange } from '../../domain/monitoring/stage-stats.js';
 import { Type, type Static } from '@sinclair/typebox';
 import { notFound } from '../../domain/errors.js';
 
@@ -21,6 +22,21 @@ export const PageQuery = Type.Object(
   { additionalProperties: false },
 );
 export type PageQuery = Static<typeof PageQuery>;
+
+/** `?timeRange=`: how far back windowed figures look. */
+export function timeRangeQuery(description: string) {
+  return Type.Object(
+    {
+      timeRange: Type.Optional(
+        Type.Union(
+          (Object.keys(TIME_RANGES) as TimeRange[]).map((range) => Type.Literal(range)),
+          { default: '1h', description: `${description}: 5m, 15m, 1h, 6h or 24h` },
+        ),
+      ),
+    },
+    { additionalProperties: false },
+  );
+}
 
 export const IdParams = (name: string) => Type.Object({ [name]: Type.String({ maxLength: 100 }) });
 

@@ -2,9 +2,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { App } from '../../types.js';
 import type { HybridChatService } from '../../../domain/chat/hybrid-chat.service.js';
 import type { MetricsReporter } from '../../../domain/monitoring/metrics-report.js';
-import { TIME_RANGES, type TimeRange } from '../../../domain/monitoring/stage-stats.js';
 import { actorOf } from '../../plugins/auth.js';
-import { errorResponses } from '../../schemas/common.js';
+import { errorResponses, timeRangeQuery } from '../../schemas/common.js';
 
 const Counts = Type.Object({
   waiting: Type.Integer(),
@@ -16,17 +15,7 @@ const Counts = Type.Object({
   prioritized: Type.Integer(),
 });
 
-const Query = Type.Object(
-  {
-    timeRange: Type.Optional(
-      Type.Union(
-        (Object.keys(TIME_RANGES) as TimeRange[]).map((range) => Type.Literal(range)),
-        { default: '1h', description: 'Runs accepted this far back: 5m, 15m, 1h, 6h or 24h' },
-      ),
-    ),
-  },
-  { additionalProperties: false },
-);
+const Query = timeRangeQuery('Runs accepted this far back');
 
 const Percentiles = Type.Object({ p50: Type.Union([Type.Number(), Type.Null()]), p95: Type.Union([Type.Number(), Type.Null()]) });
 
