@@ -14,7 +14,7 @@ import type { LlmStage } from '../stages/llm/llm.stage.js';
 import type { ClaimedStep, RunsRepository, StepStates } from '../../db/repositories/runs.repository.js';
 import type { StepErrorInfo } from '../../db/schema.js';
 import { LOCAL_GUARD } from '../stages/llm/llm.stage.js';
-import { gateHistory } from './history-gate.js';
+import { gateHistory, rememberVerdicts } from './history-gate.js';
 import { safeErrorMessage } from '../../logger.js';
 
 /** The five stage services, free of HTTP and queues; both drivers run them through the runner. */
@@ -38,6 +38,8 @@ export type StageOutcome =
 
 /** The most stored turns (messages) read as history; the token budget then trims them further. */
 const HISTORY_TURNS = 20;
+/** How much history text (in characters) the remembered verdicts may cover: a few MB of strings. */
+const HISTORY_VERDICT_CHARS = 2_000_000;
 
 export interface StageRunnerOptions {
   /** The most tokens the thread's earlier turns may take in an LLM prompt (see history-gate.ts). */
@@ -52,6 +54,7 @@ export interface StageRunnerOptions {
 export function createStageRunner(deps: { runs: RunsRepository; stages: StageServices; options: StageRunnerOptions }) {
   const { runs, stages } = deps;
   const { historyTokenBudget } = deps.options;
+  const classifyTurn = rememberVerdicts(stages.classifySecurity, HISTORY_VERDICT_CHARS);
 
   async function execute(runId: string, stage: StageName, signal?: AbortSignal): Promise<StageOutcome> {
     // A stage that calls out records its attempt before the call; a local one is written once, at its end.
@@ -130,7 +133,7 @@ export function createStageRunner(deps: { runs: RunsRepository; stages: StageSer
             intent: earlier.intent,
             rag: earlier.rag,
             rocketreach: earlier.rocketreach,
-            history: gateHistory(step.history ?? [], { classify: stages.classifySecurity, tokenBudget: historyTokenBudget }),
+            history: gateHistory(step.history ?? [], { classify: classifyTurn, tokenBudget: historyTokenBudget }),
           },
           signal,
         );

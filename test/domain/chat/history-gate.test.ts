@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { gateHistory, type StoredTurn } from '../../../src/domain/chat/history-gate.js';
+import { gateHistory, rememberVerdicts, type StoredTurn } from '../../../src/domain/chat/history-gate.js';
 import { estimateMessageTokens, estimateTokens, truncateToTokens } from '../../../src/domain/stages/llm/token-estimate.js';
 import { classifySecurity } from '../../../src/domain/stages/security/security.service.js';
 
@@ -96,5 +96,38 @@ describe('the token estimate', () => {
     expect(estimateTokens('👍')).toBe(1);
     expect(estimateTokens('café')).toBe(2);
     expect(estimateMessageTokens('abcd')).toBe(5);
+  });
+});
+
+describe('remembered verdicts', () => {
+  it('scans a turn once however many later prompts carry it, and gives the same verdict', () => {
+    const scanned: string[] = [];
+    const classify = rememberVerdicts((text) => {
+      scanned.push(text);
+      return classifySecurity(text);
+    }, 10_000);
+    const thread = [...exchange(1, 'Call me on +44 20 7946 0958', 'Noted.'), ...exchange(2, 'Draft the statement', 'Here it is.')];
+    const first = gateHistory(thread, { classify, tokenBudget: 3_000 });
+    const second = gateHistory(thread, { classify, tokenBudget: 3_000 });
+    expect(second).toEqual(first);
+    expect(first[0]!.content).toBe('Call me on [PHONE]');
+    expect(scanned).toHaveLength(4);
+  });
+
+  it('holds at most the characters it is given, dropping the least recently used first', () => {
+    const scanned: string[] = [];
+    const classify = rememberVerdicts((text) => {
+      scanned.push(text);
+      return classifySecurity(text);
+    }, 10);
+    classify('aaaaa');
+    classify('bbbbb');
+    classify('aaaaa'); // a use: 'bbbbb' is now the oldest
+    classify('ccccc'); // over 10 characters: 'bbbbb' goes
+    classify('aaaaa');
+    classify('bbbbb');
+    classify('x'.repeat(11)); // longer than the whole budget: scanned, never held
+    classify('x'.repeat(11));
+    expect(scanned).toEqual(['aaaaa', 'bbbbb', 'ccccc', 'bbbbb', 'x'.repeat(11), 'x'.repeat(11)]);
   });
 });
