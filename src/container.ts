@@ -23,6 +23,7 @@ import { createRagService } from './domain/stages/rag/rag.service.js';
 import { createRocketReachClient } from './domain/stages/rocketreach/rocketreach.client.js';
 import { createRocketReachStage } from './domain/stages/rocketreach/rocketreach.stage.js';
 import { classifySecurity } from './domain/stages/security/security.service.js';
+import { rememberVerdicts } from './domain/stages/security/remembered-verdicts.js';
 import { closeRedis, createRedisConnection } from './queue/connections.js';
 import { cancelChannel } from './queue/cancellation.js';
 import { createProducer } from './queue/producer.js';
@@ -131,7 +132,7 @@ function createStageServices(
   return {
     intent,
     classifySecurity,
-    rag: createRagService({ search: repositories.documents, scan: classifySecurity }),
+    rag: createRagService({ search: repositories.documents, scan: rememberVerdicts(classifySecurity, PASSAGE_VERDICT_CHARS) }),
     rocketreach: createRocketReachStage({ client: rocketreachClient, cache: repositories.contactCache }),
     // Counted: calls, errors, 429s and tokens (the offline provider as `offline`).
     llm: createLlmStage({ provider: monitoring.instrumentLlm(provider), offline }),
@@ -139,6 +140,9 @@ function createStageServices(
 }
 
 /** Sample messages that take the local classifiers through their main paths. */
+/** How much passage text (in characters) the retrieval stage's remembered verdicts may cover. */
+const PASSAGE_VERDICT_CHARS = 4_000_000;
+
 const WARM_UP_TEXTS = [
   'Can you draft a press release about our third-quarter results for Acme Corp?',
   'Find the email address of Sarah Chen, editor at Globex News',

@@ -12,36 +12,6 @@ export interface HistoryGateOptions {
   tokenBudget: number;
 }
 
-/**
- * The detectors' verdicts on history turns, remembered by text: every message of a thread sends
- * the same earlier turns again, and scanning twenty of them anew costs more than the rest of the
- * LLM step's own work. A turn's text never changes once stored, so its verdict cannot go stale
- * within a process. Bounded by the characters held (oldest use dropped first).
- */
-export function rememberVerdicts(classify: (text: string) => SecurityResult, maxChars: number): (text: string) => SecurityResult {
-  const verdicts = new Map<string, SecurityResult>();
-  let held = 0;
-  return (text) => {
-    const known = verdicts.get(text);
-    if (known) {
-      // Map keeps insertion order: re-inserting marks it as the newest use.
-      verdicts.delete(text);
-      verdicts.set(text, known);
-      return known;
-    }
-    const verdict = classify(text);
-    if (text.length > maxChars) return verdict;
-    verdicts.set(text, verdict);
-    held += text.length;
-    for (const [oldest] of verdicts) {
-      if (held <= maxChars) break;
-      verdicts.delete(oldest);
-      held -= oldest.length;
-    }
-    return verdict;
-  };
-}
-
 /** What the security check says must not reach an external model, even redacted. */
 function isBlocked(security: SecurityResult): boolean {
   return security.level === 'restricted' || !security.safe || security.promptInjection;

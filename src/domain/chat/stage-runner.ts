@@ -14,7 +14,8 @@ import type { LlmStage } from '../stages/llm/llm.stage.js';
 import type { ClaimedStep, RunsRepository, StepStates } from '../../db/repositories/runs.repository.js';
 import type { StepErrorInfo } from '../../db/schema.js';
 import { LOCAL_GUARD } from '../stages/llm/llm.stage.js';
-import { gateHistory, rememberVerdicts } from './history-gate.js';
+import { gateHistory } from './history-gate.js';
+import { rememberVerdicts } from '../stages/security/remembered-verdicts.js';
 import { safeErrorMessage } from '../../logger.js';
 
 /** The five stage services, free of HTTP and queues; both drivers run them through the runner. */

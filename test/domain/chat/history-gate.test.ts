@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { gateHistory, rememberVerdicts, type StoredTurn } from '../../../src/domain/chat/history-gate.js';
+import { gateHistory, type StoredTurn } from '../../../src/domain/chat/history-gate.js';
+import { rememberVerdicts } from '../../../src/domain/stages/security/remembered-verdicts.js';
 import { estimateMessageTokens, estimateTokens, truncateToTokens } from '../../../src/domain/stages/llm/token-estimate.js';
 import { classifySecurity } from '../../../src/domain/stages/security/security.service.js';
 
