@@ -1135,13 +1135,14 @@ async function main(): Promise<number> {
     serverLogs['server-fake-llm'] = logFindings('server-fake-llm');
   }
 
-  // Redis keys under the server's prefix tell whether it honoured QUEUE_PREFIX.
+  // Redis keys under the prefix of a server that ran tell whether it honoured QUEUE_PREFIX.
   let serverKeys: number | undefined;
-  if (ONLY.has('queued') || ONLY.has('ack') || ONLY.has('sustained') || ONLY.has('e2e')) {
+  const checkedPrefix = ONLY.has('e2e') ? E2E.prefix : ONLY.has('queued') || ONLY.has('ack') ? MAIN.prefix : ONLY.has('sustained') ? SUSTAINED.prefix : ONLY.has('paced') ? PACED.prefix : undefined;
+  if (checkedPrefix) {
     const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
     try {
-      serverKeys = await countKeys(redis, ONLY.has('e2e') ? E2E.prefix : MAIN.prefix);
-      if (serverKeys === 0) problems.push(`no Redis keys under ${MAIN.prefix}[-e2e]:* after the run — QUEUE_PREFIX may be ignored (keys left under another prefix are not cleaned up)`);
+      serverKeys = await countKeys(redis, checkedPrefix);
+      if (serverKeys === 0) problems.push(`no Redis keys under ${checkedPrefix}:* after the run — QUEUE_PREFIX may be ignored (keys left under another prefix are not cleaned up)`);
     } catch {
       /* reported by cleanup */
     } finally {
