@@ -87,6 +87,13 @@ export class ReplyWatcher {
     return n;
   }
 
+  /** Batches for which the pollers saw more than one assistant message while the load ran. */
+  get duplicatesSeen(): number {
+    let n = 0;
+    for (const seen of this.seen.values()) if (seen.messageIds.size > 1) n++;
+    return n;
+  }
+
   /** First-seen times (performance.now()) of the replies to accepted messages. */
   replyTimes(): number[] {
     const times: number[] = [];
