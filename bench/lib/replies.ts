@@ -128,11 +128,20 @@ export class ReplyWatcher {
     this.loops = [];
   }
 
-  /** Resolves when every accepted message has a reply seen, or at `deadline` (performance.now()). */
-  async waitForAll(deadline: number): Promise<boolean> {
-    while (this.repliedCount < this.expected.size) {
-      if (performance.now() >= deadline) return false;
+  /**
+   * Resolves true when every accepted message has a reply seen; false at `deadline`
+   * (performance.now()) or when no new reply has been seen for `stallMs` (nothing is moving).
+   */
+  async waitForAll(deadline: number, stallMs = Number.POSITIVE_INFINITY): Promise<boolean> {
+    let replied = this.repliedCount;
+    let progressAt = performance.now();
+    while (replied < this.expected.size) {
+      const now = performance.now();
+      if (now >= deadline || now - progressAt >= stallMs) return false;
       await sleep(100);
+      const next = this.repliedCount;
+      if (next > replied) progressAt = performance.now();
+      replied = next;
     }
     return true;
   }
