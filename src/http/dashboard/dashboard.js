@@ -156,7 +156,7 @@
 
   function describe(error) {
     if (error instanceof ApiError) return `${error.what} failed: ${error.status || 'no answer'} ${error.code} — ${error.message}`;
-    return `Unexpected error: ${error && error.message ? error.message : String(error)}`;
+    return `Unexpected error: ${error?.message ? error.message : String(error)}`;
   }
 
   function showError(area, error) {
@@ -212,7 +212,7 @@
         cache: 'no-store',
         credentials: 'same-origin',
       }).catch(() => null);
-      if (!response || response.status !== 201) {
+      if (response?.status !== 201) {
         const session = response ? await response.json().catch(() => null) : null;
         note = `Bull Board is unavailable: ${session?.error?.code ?? 'no answer'} — ${session?.error?.message ?? 'the session could not be opened'}`;
       }
@@ -331,7 +331,7 @@
         {},
         el('span', { className: 'check-name', text: 'Workers' }),
         statusNode(workers.status),
-        workers.stale && workers.stale.length ? ` not consuming: ${workers.stale.join(', ')}` : ' every queue with waiting jobs is being consumed',
+        workers.stale?.length ? ` not consuming: ${workers.stale.join(', ')}` : ' every queue with waiting jobs is being consumed',
         workers.error ? ` (${workers.error})` : '',
       ),
     ];
@@ -449,7 +449,7 @@
     const { current, min, max } = queue.concurrency;
     const workers = queue.workersSeen;
     const meter = el('meter', { min: 0, max: Math.max(max, 1), value: current, low: min, 'aria-label': `Concurrency of ${queue.name}` });
-    const last = queue.lastDecisions && queue.lastDecisions[0];
+    const last = queue.lastDecisions?.[0];
     node.replaceChildren(
       el('span', { className: 'label', text: 'Worker concurrency' }),
       meter,
