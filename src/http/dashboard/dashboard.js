@@ -1,3 +1,4 @@
+// @ts-check
 // The operations dashboard: plain browser JavaScript, no build step, no third-party code.
 // It calls the JSON API with the token the person signed in with (Authorization and
 // x-organization-id headers; kept in sessionStorage, never in a URL) and draws its charts as
@@ -116,6 +117,9 @@
    * One call to the API with the signed-in credentials. A non-2xx answer becomes an ApiError with
    * the server's `{error:{code,message}}`; a 401 signs out (the token is no longer accepted).
    * `accept` lists statuses whose body is data (health answers 503 when unhealthy).
+   * @param {string} method
+   * @param {string} path
+   * @param {{ body?: unknown, accept?: number[] }} [options]
    */
   async function api(method, path, { body, accept = [] } = {}) {
     const creds = state.creds;
@@ -160,7 +164,7 @@
   }
 
   function showError(area, error) {
-    const node = document.querySelector(`[data-error-for="${area}"]`);
+    const node = /** @type {HTMLElement | null} */ (document.querySelector(`[data-error-for="${area}"]`));
     if (!node) return;
     if (error) {
       node.textContent = describe(error);
