@@ -348,27 +348,6 @@ async function getBatch(agent: ReturnType<typeof createAgent>, server: Server, t
   return res.status === 200 ? batchDocOf(res.body) : undefined;
 }
 
-/** Waits until no run in the database is unfinished (the previous phase's backlog is processed). */
-async function drain(pool: pg.Pool, phase: string): Promise<{ backlogAtStart: number; drainMs: number; unfinishedAtDeadline: number } | undefined> {
-  const count = async () => Number((await pool.query<{ n: number }>('select count(*)::int as n from runs where finished_at is null')).rows[0]?.n ?? 0);
-  try {
-    const t0 = performance.now();
-    const backlogAtStart = await count();
-    let left = backlogAtStart;
-    while (left > 0 && performance.now() - t0 < S.drainDeadlineMs) {
-      await sleep(200);
-      left = await count();
-    }
-    const drainMs = round(performance.now() - t0, 0);
-    if (left > 0) problems.push(`${phase}: ${left} runs still unfinished ${S.drainDeadlineMs} ms after the phase (backlog at its end: ${backlogAtStart})`);
-    log(`drain after ${phase}: backlog ${backlogAtStart}, ${left} left after ${drainMs} ms`);
-    return { backlogAtStart, drainMs, unfinishedAtDeadline: left };
-  } catch (error) {
-    problems.push(`${phase}: could not count unfinished runs: ${(error as Error).message}`);
-    return undefined;
-  }
-}
-
 interface PgCounters {
   commits: number;
   inserted: number;
