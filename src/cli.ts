@@ -62,7 +62,7 @@ export async function runCli(argv: string[]): Promise<number> {
       case 'worker': {
         const { values } = parseArgs({ args: rest, options: { queues: { type: 'string' } }, strict: true });
         const names = values.queues?.split(',').map((name) => name.trim()).filter(Boolean);
-        let stages;
+        let stages: StageName[];
         try {
           stages = selectStages(names);
         } catch (error) {

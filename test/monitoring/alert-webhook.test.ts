@@ -27,7 +27,7 @@ async function startReceiver(respond: (received: Received, res: ServerResponse) 
     req.on('end', () => {
       const entry = { headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
       received.push(entry);
-      waiters.splice(0).forEach((wake) => wake());
+      for (const wake of waiters.splice(0)) wake();
       respond(entry, res);
     });
   });
@@ -115,7 +115,7 @@ describe('alert webhook', () => {
     const target = await startReceiver((_, res) => res.writeHead(204).end());
     const redirecting = await startReceiver((_, res) => res.writeHead(302, { location: target.url }).end());
     const lines: string[] = [];
-    const logger = pino({ level: 'warn' }, new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) }));
+    const logger = pino({ level: 'warn' }, new Writable({ write: (chunk, _encoding, done) => { lines.push(String(chunk)); done(); } }));
     try {
       const service = createAlertsService(depsFor('redirect-queue', { url: redirecting.url, secret: SECRET }, { logger }));
       const result = await service.evaluate();

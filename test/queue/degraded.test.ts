@@ -113,12 +113,12 @@ describe('graceful degradation', () => {
       });
       expect(await reconciler.tick()).toBeGreaterThanOrEqual(1);
       expect(await t.container.producer.queues.intent.getJob(`${batchId}.intent`)).toBeDefined();
-      workers.workers.forEach((worker) => worker.resume());
+      for (const worker of workers.workers.values()) worker.resume();
       expect((await finished(batchId)).status).toBe('completed');
       // A second pass finds nothing left to do.
       expect(await reconciler.tick()).toBe(0);
     } finally {
-      workers.workers.forEach((worker) => worker.resume());
+      for (const worker of workers.workers.values()) worker.resume();
     }
   });
 });

@@ -649,7 +649,7 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
       const row = input.newThread
         ? (await pool.query({ name: 'honeyjar-create-run-in-new-thread', text: CREATE_RUN_IN_NEW_THREAD, values: [...acceptColumns(input), input.newThread.title] })).rows[0]
         : await createRow(input);
-      if (!row || !row.thread_found) return { kind: 'thread_not_found' };
+      if (!row?.thread_found) return { kind: 'thread_not_found' };
       if (row.run_id) return { kind: 'created', runId: row.run_id, createdAt: row.created_at, messageId: row.message_id };
       if (row.existing_run_id) return replayOf(input, row.existing_run_id, row.existing_fingerprint);
       // The key's run was written by a concurrent request that has not committed yet; its

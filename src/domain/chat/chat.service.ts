@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { notFound } from '../errors.js';
-import { jobIdFor, PIPELINE, STAGE_ORDER } from '../pipeline.js';
+import { STAGE_ORDER } from '../pipeline.js';
 import type { StageName } from '../stages/types.js';
 import { toBatchDocument, type BatchDocument } from './batch-view.js';
 import type { InlineDriver } from './inline-driver.js';

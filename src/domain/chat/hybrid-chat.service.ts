@@ -4,7 +4,7 @@ import { PIPELINE, readyStages } from '../pipeline.js';
 import type { StageName } from '../stages/types.js';
 import type { RunOptions } from '../../db/schema.js';
 import type { StepRecord } from '../../db/repositories/runs.repository.js';
-import { toBatchDocument, type BatchDocument } from './batch-view.js';
+import type { BatchDocument } from './batch-view.js';
 import { ChatService, stagesFor, type Actor, type ChatServiceDeps, type Idempotency } from './chat.service.js';
 import type { JobQueue, JobState, QueueCounts } from './job-queue.js';
 import type { RunWaits } from './run-waits.js';

@@ -4,7 +4,7 @@ import { FastifyAdapter } from '@bull-board/fastify';
 import type { Queue } from 'bullmq';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { body } from '../plugins/errors.js';
-import { clearedSessionCookies, hasCsrfToken, type DashboardSessions } from '../dashboard/sessions.js';
+import { clearedSessionCookies, hasCsrfToken, type DashboardSessions, type SessionCheck } from '../dashboard/sessions.js';
 
 export const BULL_BOARD_PATH = '/admin/queues';
 
@@ -28,7 +28,7 @@ export async function registerBullBoard(app: FastifyInstance, deps: { queues: Re
     await admin.register(async (board) => {
       board.addHook('onRequest', async (request, reply) => {
         reply.header('x-frame-options', 'DENY').header('referrer-policy', 'no-referrer').header('cache-control', 'no-store');
-        let check;
+        let check: SessionCheck;
         try {
           check = await deps.sessions.check(request);
         } catch (error) {

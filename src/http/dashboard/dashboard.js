@@ -1,3 +1,4 @@
+// @ts-check
 // The operations dashboard: plain browser JavaScript, no build step, no third-party code.
 // It calls the JSON API with the token the person signed in with (Authorization and
 // x-organization-id headers; kept in sessionStorage, never in a URL) and draws its charts as
@@ -116,6 +117,9 @@
    * One call to the API with the signed-in credentials. A non-2xx answer becomes an ApiError with
    * the server's `{error:{code,message}}`; a 401 signs out (the token is no longer accepted).
    * `accept` lists statuses whose body is data (health answers 503 when unhealthy).
+   * @param {string} method
+   * @param {string} path
+   * @param {{ body?: unknown, accept?: number[] }} [options]
    */
   async function api(method, path, { body, accept = [] } = {}) {
     const creds = state.creds;
@@ -156,11 +160,11 @@
 
   function describe(error) {
     if (error instanceof ApiError) return `${error.what} failed: ${error.status || 'no answer'} ${error.code} — ${error.message}`;
-    return `Unexpected error: ${error && error.message ? error.message : String(error)}`;
+    return `Unexpected error: ${error?.message ? error.message : String(error)}`;
   }
 
   function showError(area, error) {
-    const node = document.querySelector(`[data-error-for="${area}"]`);
+    const node = /** @type {HTMLElement | null} */ (document.querySelector(`[data-error-for="${area}"]`));
     if (!node) return;
     if (error) {
       node.textContent = describe(error);
@@ -212,7 +216,7 @@
         cache: 'no-store',
         credentials: 'same-origin',
       }).catch(() => null);
-      if (!response || response.status !== 201) {
+      if (response?.status !== 201) {
         const session = response ? await response.json().catch(() => null) : null;
         note = `Bull Board is unavailable: ${session?.error?.code ?? 'no answer'} — ${session?.error?.message ?? 'the session could not be opened'}`;
       }
@@ -331,7 +335,7 @@
         {},
         el('span', { className: 'check-name', text: 'Workers' }),
         statusNode(workers.status),
-        workers.stale && workers.stale.length ? ` not consuming: ${workers.stale.join(', ')}` : ' every queue with waiting jobs is being consumed',
+        workers.stale?.length ? ` not consuming: ${workers.stale.join(', ')}` : ' every queue with waiting jobs is being consumed',
         workers.error ? ` (${workers.error})` : '',
       ),
     ];
@@ -449,7 +453,7 @@
     const { current, min, max } = queue.concurrency;
     const workers = queue.workersSeen;
     const meter = el('meter', { min: 0, max: Math.max(max, 1), value: current, low: min, 'aria-label': `Concurrency of ${queue.name}` });
-    const last = queue.lastDecisions && queue.lastDecisions[0];
+    const last = queue.lastDecisions?.[0];
     node.replaceChildren(
       el('span', { className: 'label', text: 'Worker concurrency' }),
       meter,

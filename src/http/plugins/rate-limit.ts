@@ -31,7 +31,7 @@ export function registerRateLimit(app: FastifyInstance, redis: Redis, options: {
       pipeline.incrby(keyOf(orgId, count.window), count.pending).pexpire(keyOf(orgId, count.window), options.windowMs + 1_000);
     }
     const sent = batch.map(([, count]) => count.pending);
-    batch.forEach(([, count]) => (count.pending = 0));
+    for (const [, count] of batch) count.pending = 0;
     try {
       const results = (await pipeline.exec()) ?? [];
       batch.forEach(([, count], i) => {
@@ -40,7 +40,9 @@ export function registerRateLimit(app: FastifyInstance, redis: Redis, options: {
         else count.shared = Number(value);
       });
     } catch {
-      batch.forEach(([, count], i) => (count.pending += sent[i]!));
+      batch.forEach(([, count], i) => {
+        count.pending += sent[i]!;
+      });
     }
   }
 

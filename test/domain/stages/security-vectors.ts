@@ -324,6 +324,7 @@ const BASE_NEGATIVES: NegativeVector[] = [
   { name: 'password policy without a value', text: 'Please review the password reset policy before Friday.' },
   { name: 'password requirement', text: 'Your password must be at least 12 characters; the password is required.' },
   { name: 'password length', text: 'The password is 16 characters long' },
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a literal `${...}` placeholder is the input under test
   { name: 'placeholder password', text: 'Set password: ${DB_PASSWORD} in the env file' },
   { name: 'token alone', text: 'Each token costs a fraction of a cent; rotate the API token monthly.' },
   { name: 'IBAN failing mod-97', text: 'IBAN GB82 WEST 1234 5698 7654 33' },
@@ -373,6 +374,7 @@ const SECRET_NEGATIVES: NegativeVector[] = [
   { name: 'base64 of a sentence without a secret word', text: `The header reads ${Buffer.from('The quick brown fox jumps over the lazy dog').toString('base64')}` },
   { name: 'hashes in a changelog', text: `## 2.4.1\n- ${fake(7, 504, HEX)} Bump token-cache to 2.4.1\n- sha256: ${fake(64, 505, HEX)}\n- tokens: 1,234,567 processed` },
   { name: 'token counts and limits', text: 'max_tokens=4096, token_count: 1500, Tokens: 128000 per request' },
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a literal `${...}` placeholder is the input under test
   { name: 'placeholders after secret words', text: 'API_KEY=your_api_key_here, token: ${GITHUB_TOKEN}, client_secret: <client-secret-1234>, secret: REDACTED_2024_ABC' },
   { name: 'version after token', text: 'token: v2.3.1-beta.4 of the SDK; api key format 2024-03-15' },
   { name: 'words with a number after secret words', text: 'the token is ERC20-compatible; token: Collaboration2024; api key: Summer2024Launch' },

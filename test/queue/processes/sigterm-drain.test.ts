@@ -104,7 +104,7 @@ describe('SIGTERM on a start process under load', () => {
     };
     const requests: Array<Promise<void>> = [];
     for (let m = 0; m < QUEUED_PER_THREAD; m++) {
-      queuedThreads.forEach((threadId, t) =>
+      queuedThreads.forEach((threadId, t) => {
         requests.push(
           track(
             'queued',
@@ -113,10 +113,10 @@ describe('SIGTERM on a start process under load', () => {
               body: { content: `Queued ${t}.${m}: outline a short media statement about the new office opening.` },
             }),
           ),
-        ),
-      );
+        );
+      });
     }
-    blockingThreads.forEach((threadId, t) =>
+    blockingThreads.forEach((threadId, t) => {
       requests.push(
         track(
           'blocking',
@@ -126,8 +126,8 @@ describe('SIGTERM on a start process under load', () => {
             timeoutMs: 60_000,
           }),
         ),
-      ),
-    );
+      );
+    });
 
     // SIGTERM the moment the server has received the last of them, while it is still answering some.
     let received = 0;

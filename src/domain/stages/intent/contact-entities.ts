@@ -17,7 +17,7 @@ interface Token {
   gapBefore: string;
 }
 
-const TOKEN_PATTERN = /[\p{L}\p{N}]+(?:['’.\-][\p{L}\p{N}]+)*|&/gu;
+const TOKEN_PATTERN = /[\p{L}\p{N}]+(?:['’.-][\p{L}\p{N}]+)*|&/gu;
 
 function tokenize(text: string): Token[] {
   const tokens: Token[] = [];
@@ -90,7 +90,7 @@ const WORKS_VERBS = words('writes works reports');
 
 const isCapitalised = (word: string): boolean => /^[\p{Lu}\p{N}]/u.test(word) && /\p{Lu}/u.test(word);
 /** "Sarah", "O'Connell", "McDonald", "Jean-Luc" — but not "EVs", "NYT" or "Q3". */
-const isNameWord = (word: string): boolean => /^\p{Lu}(?:\p{Ll}|['’]\p{Lu})[\p{L}'’\-]*$/u.test(word);
+const isNameWord = (word: string): boolean => /^\p{Lu}(?:\p{Ll}|['’]\p{Lu})[\p{L}'’-]*$/u.test(word);
 const onlySpace = (gap: string): boolean => /^\s+$/.test(gap);
 
 interface Span {
@@ -122,7 +122,7 @@ export function extractContactEntities(text: string): IntentEntities | undefined
       const ok =
         TITLE_MODIFIERS.has(prev.lower) ||
         DEPARTMENTS.has(prev.lower) ||
-        (/^\p{Ll}[\p{Ll}\-]*$/u.test(prev.word) && !TITLE_STOP.has(prev.lower) && !TITLE_HEADS.has(prev.lower));
+        (/^\p{Ll}[\p{Ll}-]*$/u.test(prev.word) && !TITLE_STOP.has(prev.lower) && !TITLE_HEADS.has(prev.lower));
       if (!ok) break;
       from -= 1;
     }

@@ -344,7 +344,7 @@ export function detectJwts(text: string): Finding[] {
   const out: Finding[] = [];
   for (const m of text.matchAll(JWT_RE)) {
     const header = decodeBase64UrlJson(m[0].slice(0, m[0].indexOf('.')));
-    if (header && typeof header['alg'] === 'string') out.push(f('jwt', m.index, m.index + m[0].length));
+    if (header && typeof header.alg === 'string') out.push(f('jwt', m.index, m.index + m[0].length));
   }
   return out;
 }
