@@ -6,12 +6,16 @@
  * reported, not fatal; the exit code is non-zero only when the harness itself fails.
  *
  *   1 floor vs queued   req/s at 100 keep-alive connections, 2 s warm-up + 10 s, and their ratio
- *   2 ack latency       100 users × 1 queued message/s for 15 s (open loop), p50/p99 of the 202
+ *   2 ack latency       100 independent users × 1 queued message/s on average for 15 s: Poisson
+ *                       arrivals (exponential gaps from a seeded generator, BENCH_SEED), open loop;
+ *                       p50/p99 of the 202 from each message's scheduled time
  *   3 end-to-end        fake LLM with 1248 ms latency, 20 messages at 2/s, 202 → batch completed
- *   4 sustained         offline LLM, 50 connections for 20 s, then wait for every batch: messages/s
- *   4b paced            the same processes offered BENCH_PACED_RATE msg/s (250) open-loop for 30 s:
- *                       does it keep up (all completed, lag p99 ≤ 1 s), completions/s, lag
- *   5 peak RSS          of each server process tree, sampled every 200 ms
+ *   4 sustained         offline LLM, 50 connections for 20 s; poller clients read each thread's
+ *                       messages over HTTP while the load runs: replies/s seen in the window after
+ *                       a warm-up, the accept rate, then exactly one reply per accepted message
+ *   4b paced            the same processes offered BENCH_PACED_RATE msg/s (300) as Poisson arrivals
+ *                       for 30 s: does it keep up (one reply each, seen within 1 s at p99), replies/s
+ *   5 peak RSS          of each server process tree, sampled every 200 ms; API processes ≤ 250 MB
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -21,6 +25,7 @@ import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { startFakeOpenAi, type FakeOpenAiServer } from '../test/fakes/openai.fake.js';
+import { peakInWindow, poissonSchedule } from './lib/arrivals.js';
 import {
   closedLoop,
   createAgent,
@@ -42,6 +47,7 @@ import {
   type Child,
   type TreeMemory,
 } from './lib/procs.js';
+import { ratePerSecond, ReplyWatcher, type ReplyAudit } from './lib/replies.js';
 import { round, sleep, summarize } from './lib/stats.js';
 
 // --- settings -------------------------------------------------------------------------------------
@@ -62,25 +68,38 @@ const S = {
   e2eDeadlineMs: 30_000,
   sustainedConnections: 50,
   sustainedSendMs: 20_000 / SHRINK,
+  /** Replies seen before this (from the first send) fill the pipeline and are left out of the rate. */
+  sustainedWarmupMs: 3_000 / SHRINK,
   sustainedMaxMessages: QUICK ? 2_000 : 10_000,
-  sustainedDeadlineMs: QUICK ? 40_000 : 90_000,
-  pacedRatePerSec: Number(process.env.BENCH_PACED_RATE || 250),
+  /**
+   * The backlog left when the sends end drains for the one-reply check: until every reply is seen,
+   * no new one has been seen for `drainStallMs`, or this long after the first send.
+   */
+  sustainedDeadlineMs: QUICK ? 60_000 : 180_000,
+  drainStallMs: 15_000,
+  pacedRatePerSec: Number(process.env.BENCH_PACED_RATE || 300),
+  pacedWarmupMs: 3_000 / SHRINK,
   pacedUsers: 100,
   pacedSendMs: 30_000 / SHRINK,
-  pacedDrainMs: QUICK ? 20_000 : 60_000,
-  sweepConcurrency: 16,
-  sweepBudgetMs: QUICK ? 15_000 : 30_000,
-  drainDeadlineMs: QUICK ? 15_000 : 30_000,
+  pacedDrainMs: QUICK ? 30_000 : 120_000,
+  /** Poller clients reading threads' messages (one request in flight each), and how often a thread is read at most. */
+  pollers: 4,
+  pollIntervalMs: 250,
+  auditConcurrency: 8,
+  /** Seeds the Poisson arrivals: the same seed offers the same schedule. */
+  seed: Number(process.env.BENCH_SEED || 9),
   readyTimeoutMs: 60_000,
-  hardLimitMs: QUICK ? 240_000 : 480_000,
+  hardLimitMs: QUICK ? 300_000 : 660_000,
 };
 const TARGETS = {
   ratio: 0.65,
   ackP99Ms: 20,
   e2eP50Ms: 1_248 + 50,
-  sustainedPerSec: 250,
-  /** The paced scenario keeps up when every message completed and the p99 lag stayed below this. */
+  sustainedPerSec: 300,
+  /** The paced scenario keeps up when every message got one reply, seen by a client within this at p99. */
   pacedLagP99Ms: 1_000,
+  /** Peak resident memory of an API process (its process tree), in MB (10^6 bytes). */
+  apiRssMb: 250,
 };
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -147,7 +166,8 @@ function serverEnv(target: Instance, port: number, extra: Record<string, string>
     HOST: '127.0.0.1',
     LOG_LEVEL: 'warn',
     QUEUE_PREFIX: target.prefix,
-    // The per-organization API limit (600/min by default) would turn this benchmark into a 429 test.
+    // The per-organization API limit (600/min by default) would turn this benchmark into a 429 test:
+    // one organization sends every message and its poller clients read every reply.
     RATE_LIMIT_MAX: '100000000',
     SHUTDOWN_TIMEOUT_MS: '10000',
     ...SERVER_ENV_OVERRIDES,
@@ -587,15 +607,17 @@ async function scenarioQueued(server: Server, tenant: Tenant, threads: string[])
 async function scenarioAck(server: Server, tenant: Tenant, threads: string[]): Promise<Record<string, unknown>> {
   const agent = createAgent(S.ackUsers * 2);
   const cpu0 = sampler.cpuSeconds(server.label);
+  const schedule = poissonSchedule({ users: S.ackUsers, ratePerUser: S.ackRatePerUser, durationMs: S.ackDurationMs, seed: S.seed });
   try {
     const result = await openLoop({
-      users: S.ackUsers,
-      ratePerUser: S.ackRatePerUser,
+      schedule,
       durationMs: S.ackDurationMs,
       expectedStatus: 202,
       send: (user, seq) => postQueued(agent, server, tenant, threads[user % threads.length]!, messageFor(user, 1_000 + seq)),
     });
     return {
+      arrivals: 'poisson',
+      seed: S.seed,
       sent: result.sent,
       ok: result.outcomes.ok,
       errors: result.outcomes.errors,
@@ -605,6 +627,9 @@ async function scenarioAck(server: Server, tenant: Tenant, threads: string[]): P
       harnessFireLagMs: summarize(result.fireLag),
       serverCpuSeconds: round(sampler.cpuSeconds(server.label) - cpu0, 2),
       offeredRatePerSec: round(result.sent / (result.durationMs / 1000), 1),
+      // How clumped the offered load was: most messages scheduled inside any 10 ms and any 100 ms.
+      peakArrivalsIn10Ms: peakInWindow(schedule, 10),
+      peakArrivalsIn100Ms: peakInWindow(schedule, 100),
     };
   } finally {
     agent.destroy();
@@ -619,15 +644,46 @@ async function startWorkers(label: string, target: Instance): Promise<Server[]> 
   return workers;
 }
 
+function cpuSecondsSince(start: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(start);
+  return round((used.user + used.system) / 1e6, 2);
+}
+
+function createWatcher(server: Server, tenant: Tenant, threads: string[], agent: ReturnType<typeof createAgent>): ReplyWatcher {
+  return new ReplyWatcher({ agent, port: server.port, headers: authHeaders(tenant), threadIds: threads, pollers: S.pollers, minIntervalMs: S.pollIntervalMs });
+}
+
+/** Problems an audit over HTTP shows: a message without its reply, or with several. */
+function auditProblems(phase: string, audit: ReplyAudit): void {
+  if (audit.withoutReply) problems.push(`${phase}: ${audit.withoutReply} of ${audit.accepted} accepted messages have no reply in their thread (read over HTTP)`);
+  if (audit.withSeveralReplies) problems.push(`${phase}: ${audit.withSeveralReplies} accepted messages have more than one reply (read over HTTP)`);
+  if (audit.unexpectedReplies) problems.push(`${phase}: ${audit.unexpectedReplies} replies answer no message this client had accepted`);
+  if (audit.userMessageAnomalies) problems.push(`${phase}: ${audit.userMessageAnomalies} accepted messages are missing from their thread or listed twice`);
+  if (audit.outcomes.errors) problems.push(`${phase}: ${audit.outcomes.errors} thread reads failed during the audit (${JSON.stringify(audit.outcomes.byStatus)})`);
+}
+
+/**
+ * Closed-loop load (50 connections as fast as they are answered) while poller clients read the
+ * threads over HTTP. The throughput is what a client sees: replies first seen per second between
+ * the end of the warm-up and the end of the sends (the pipeline is loaded the whole time, as the
+ * accept rate exceeds it). Then the rest drains, every thread is read again from its start, and
+ * each accepted message must have exactly one reply; the database is asked the same once, as a
+ * cross-check that the replies went through all five stages.
+ */
 async function scenarioSustained(server: Server, tenant: Tenant, threads: string[]): Promise<Record<string, unknown>> {
-  const agent = createAgent(S.sustainedConnections + S.sweepConcurrency);
+  const agent = createAgent(S.sustainedConnections);
+  const pollAgent = createAgent(Math.max(S.pollers, S.auditConcurrency));
+  const watcher = createWatcher(server, tenant, threads, pollAgent);
   const accepted: string[] = [];
   let sent = 0;
   let missingBatchId = 0;
   const cpu0 = sampler.cpuSeconds(server.label);
-  const pg0 = await pgCounters(pools.get(server.target.dbName));
-  const backlog0 = await unfinishedRuns(pools.get(server.target.dbName));
+  const pool = pools.get(server.target.dbName);
+  const pg0 = await pgCounters(pool);
+  const backlog0 = await unfinishedRuns(pool);
   const firstSendEpoch = Date.now();
+  const client0 = process.cpuUsage();
+  watcher.start();
   const t0 = performance.now();
   try {
     const result = await closedLoop({
@@ -640,86 +696,46 @@ async function scenarioSustained(server: Server, tenant: Tenant, threads: string
         sent++;
         return postQueued(agent, server, tenant, threads[worker % threads.length]!, messageFor(worker, 2_000 + seq));
       },
-      onGood: (res) => {
+      onGood: (res, _startedAt, endedAt, worker) => {
         const id = batchIdOf(res.body);
-        if (id) accepted.push(id);
-        else missingBatchId++;
+        if (!id) {
+          missingBatchId++;
+          return;
+        }
+        accepted.push(id);
+        watcher.expect(id, threads[worker % threads.length]!, endedAt);
       },
     });
-    const sendMs = performance.now() - t0;
-    log(`sustained: ${accepted.length} accepted in ${round(sendMs, 0)} ms; waiting for completion`);
+    const sendEnd = performance.now();
+    const sendMs = sendEnd - t0;
+    const windowFrom = t0 + S.sustainedWarmupMs;
+    const repliedBySendEnd = watcher.repliedCount;
+    const pollRequestsBySendEnd = watcher.requests;
+    log(`sustained: ${accepted.length} accepted in ${round(sendMs, 0)} ms, ${repliedBySendEnd} replies seen; waiting for the rest`);
 
-    // Wait until the database has no open run left (this database holds only this scenario's runs;
-    // polling it costs one index count, where polling batches over HTTP would load the server
-    // being measured). Every batch is read through the API afterwards.
-    const deadline = t0 + S.sustainedDeadlineMs;
-    while (accepted.length && performance.now() < deadline) {
-      const open = await unfinishedRuns(pools.get(server.target.dbName));
-      if (open !== undefined && open <= (backlog0 ?? 0)) break;
-      await sleep(100);
-    }
-    const observedAllDone = performance.now();
+    const allReplied = await watcher.waitForAll(t0 + S.sustainedDeadlineMs, S.drainStallMs);
+    const drainEnd = performance.now();
+    await watcher.stop();
     const waitEndEpoch = Date.now();
+    const times = watcher.replyTimes();
+    const audit = await watcher.audit(S.auditConcurrency);
+    auditProblems('sustained', audit);
 
-    // The database's view of the accepted batches: one statement, whatever the server's state.
-    const pool = pools.get(server.target.dbName);
     const fromDb = await acceptedInDatabase(pool, accepted);
     const finishedInWindow = await runsFinishedBetween(pool, firstSendEpoch, waitEndEpoch);
-
-    // The API's view: read every batch document (bounded concurrency and time) — skipped when the
-    // database already says some never finished, as thousands of reads would only prolong the run.
-    const docs = new Map<string, BatchDoc>();
-    let sweeps = 0;
-    let pending = accepted;
-    if (!fromDb || fromDb.unfinished === 0) {
-      const sweepDeadline = Math.max(deadline, performance.now()) + S.sweepBudgetMs;
-      while (pending.length && performance.now() < sweepDeadline) {
-        sweeps++;
-        const next: string[] = [];
-        await forEachLimited(pending, S.sweepConcurrency, async (id) => {
-          const doc = performance.now() < sweepDeadline ? await getBatch(agent, server, tenant, id).catch(() => undefined) : undefined;
-          if (doc) docs.set(id, doc);
-          if (!doc || !TERMINAL.has(doc.status)) next.push(id);
-        });
-        pending = next;
-        if (pending.length) await sleep(500);
-      }
-    }
-    const swept = sweeps > 0 && pending.length === 0;
     const serverCpu = sampler.cpuSeconds(server.label) - cpu0;
     await sleep(1_100); // let PostgreSQL flush its statistics
     const pg1 = await pgCounters(pool);
 
-    const byStatus: Record<string, number> = {};
-    let completedAllStages = 0;
-    let lastFinished = 0;
-    const serverLatencies: number[] = [];
-    for (const doc of docs.values()) {
-      byStatus[doc.status] = (byStatus[doc.status] ?? 0) + 1;
-      if (doc.status === 'completed' && doc.completedJobs === doc.totalJobs && doc.totalJobs >= STAGES) completedAllStages++;
-      if (doc.finishedAt) {
-        const finished = Date.parse(doc.finishedAt);
-        lastFinished = Math.max(lastFinished, finished);
-        serverLatencies.push(finished - Date.parse(doc.createdAt));
-      }
+    // Compared only once everything is answered: otherwise runs finishing between the two reads differ.
+    if (allReplied && fromDb && fromDb.completedAllStages !== audit.withOneReply) {
+      problems.push(`sustained: ${audit.withOneReply} accepted messages have one reply over HTTP, the database has ${fromDb.completedAllStages} runs completed through all ${STAGES} stages`);
     }
-    let source = 'api';
-    let failed = byStatus.failed ?? 0;
-    let neverCompleted = accepted.length - [...docs.values()].filter((d) => TERMINAL.has(d.status)).length;
-    if (!swept && fromDb) {
-      source = 'database';
-      completedAllStages = fromDb.completedAllStages;
-      failed = fromDb.failed;
-      neverCompleted = fromDb.unfinished;
-      lastFinished = fromDb.lastFinishedMs ?? 0;
-    } else if (swept && fromDb && fromDb.completedAllStages !== completedAllStages) {
-      problems.push(`sustained: the API reports ${completedAllStages} batches completed through all stages, the database ${fromDb.completedAllStages}`);
-    }
-    const wallMs = lastFinished ? lastFinished - firstSendEpoch : Number.NaN;
-    const windowSec = (waitEndEpoch - firstSendEpoch) / 1000;
-    if (failed) problems.push(`sustained: ${failed} of ${accepted.length} batches ended failed`);
-    if (neverCompleted) problems.push(`sustained: ${neverCompleted} of ${accepted.length} batches not finished ${S.sustainedDeadlineMs / 1000} s after the first send`);
+    if (!allReplied) problems.push(`sustained: ${accepted.length - watcher.repliedCount} of ${accepted.length} replies not seen when the wait ended ${round((drainEnd - t0) / 1000, 0)} s after the first send (bound ${S.sustainedDeadlineMs / 1000} s, or ${S.drainStallMs / 1000} s without a new reply)`);
+    if (fromDb?.failed) problems.push(`sustained: ${fromDb.failed} of ${accepted.length} runs ended failed`);
     if (missingBatchId) problems.push(`sustained: ${missingBatchId} 202 responses had no batchId`);
+    const lastReply = times.length ? Math.max(...times) : Number.NaN;
+    const pollSeconds = (drainEnd - t0) / 1000;
     return {
       sent,
       accepted: accepted.length,
@@ -728,61 +744,82 @@ async function scenarioSustained(server: Server, tenant: Tenant, threads: string
       sendWindowMs: round(sendMs, 0),
       acceptRatePerSec: round(accepted.length / (sendMs / 1000), 1),
       backlogAtStart: backlog0,
-      figuresFrom: source,
-      completedAllStages,
-      byStatus: source === 'api' ? byStatus : fromDb?.byStatus,
-      failed,
-      neverCompleted,
-      wallMsFirstSendToLastFinish: round(wallMs, 0),
-      // Only meaningful when every accepted message finished (neverCompleted = 0).
-      throughputPerSec: neverCompleted === 0 ? round(completedAllStages / (wallMs / 1000), 1) : null,
+      measurementWindowMs: round(sendEnd - windowFrom, 0),
+      // Replies first seen by the pollers inside the window, per second: the figure with the target.
+      repliesPerSecInWindow: round(ratePerSecond(times, windowFrom, sendEnd), 1),
+      repliesSeenBySendEnd: repliedBySendEnd,
+      // After the sends: the backlog drained with no new load.
+      repliesPerSecDraining: round(ratePerSecond(times, sendEnd, drainEnd + 1), 1),
+      repliesPerSecFirstSendToLastReply: round(times.length / ((lastReply - t0) / 1000), 1),
+      allReplied,
+      replyAudit: audit,
+      duplicatesSeenWhilePolling: watcher.duplicatesSeen,
+      pollers: S.pollers,
+      pollIntervalMs: S.pollIntervalMs,
+      pollRequests: watcher.requests,
+      pollRequestsPerSec: round(watcher.requests / pollSeconds, 1),
+      pollRequestsPerSecDuringSends: round(pollRequestsBySendEnd / (sendMs / 1000), 1),
+      pollOutcomes: watcher.outcomes.toJSON(),
+      acceptToReplySeenMs: summarize(watcher.lags()),
+      database: fromDb,
       // Every run the pipeline finished between the first send and the end of the wait (earlier phases' backlog included).
-      pipelineFinishedPerSec: finishedInWindow === undefined ? null : round(finishedInWindow / windowSec, 1),
-      waitEndedAfterMs: round(observedAllDone - t0, 0),
-      sweeps,
-      serverQueueToFinishMs: summarize(serverLatencies),
+      pipelineFinishedPerSec: finishedInWindow === undefined ? null : round(finishedInWindow / ((waitEndEpoch - firstSendEpoch) / 1000), 1),
       serverCpuSeconds: round(serverCpu, 2),
       serverCpuMsPerMessage: accepted.length ? round((serverCpu * 1000) / accepted.length, 2) : null,
-      // Includes the sweep's reads and any backlog of earlier phases processed in the window.
+      // The load generator and the pollers share the machine's cores with the servers.
+      harnessCpuSeconds: cpuSecondsSince(client0),
+      // Includes the pollers' reads and any backlog of earlier phases processed in the window.
       postgresPerAcceptedMessage: perMessage(pg0, pg1, accepted.length),
     };
   } finally {
+    await watcher.stop();
     agent.destroy();
+    pollAgent.destroy();
   }
 }
 
 /**
- * Sustained at a set pace: messages offered open-loop at BENCH_PACED_RATE per second (spread over
- * 100 threads) for 30 s, the API and a worker process on a fresh database, as in scenario 4. It
- * tells whether the system keeps up with that rate: every message completed through all stages,
- * completions per second over the whole span, and the lag (accept to finish) staying short.
+ * Sustained at a set pace: messages offered as Poisson arrivals at BENCH_PACED_RATE per second
+ * (100 independent users, one thread each) for 30 s, the API and a worker process on a fresh
+ * database, as in scenario 4, with the same poller clients. It keeps up when every message got
+ * exactly one reply and a client saw it within a second at p99; replies/s seen after a warm-up.
  */
 async function scenarioPaced(server: Server, tenant: Tenant, threads: string[]): Promise<Record<string, unknown>> {
   const agent = createAgent(S.pacedUsers * 2);
+  const pollAgent = createAgent(Math.max(S.pollers, S.auditConcurrency));
+  const watcher = createWatcher(server, tenant, threads, pollAgent);
   const pool = pools.get(server.target.dbName);
   const cpu0 = sampler.cpuSeconds(server.label);
+  const schedule = poissonSchedule({ users: S.pacedUsers, ratePerUser: S.pacedRatePerSec / S.pacedUsers, durationMs: S.pacedSendMs, seed: S.seed + 1 });
+  let missingBatchId = 0;
+  const client0 = process.cpuUsage();
+  watcher.start();
+  const t0 = performance.now();
   try {
     const sent = await openLoop({
-      users: S.pacedUsers,
-      ratePerUser: S.pacedRatePerSec / S.pacedUsers,
+      schedule,
       durationMs: S.pacedSendMs,
       expectedStatus: 202,
       send: (user, seq) => postQueued(agent, server, tenant, threads[user % threads.length]!, messageFor(user, 4_000 + seq)),
+      onGood: (res, user, _seq, answeredAt) => {
+        const id = batchIdOf(res.body);
+        if (id) watcher.expect(id, threads[user % threads.length]!, answeredAt);
+        else missingBatchId++;
+      },
     });
-    const drainDeadline = performance.now() + S.pacedDrainMs;
-    let open = await unfinishedRuns(pool);
-    while (open !== 0 && performance.now() < drainDeadline) {
-      await sleep(100);
-      open = await unfinishedRuns(pool);
-    }
+    const sendEnd = performance.now();
+    const allReplied = await watcher.waitForAll(sendEnd + S.pacedDrainMs, S.drainStallMs);
+    await watcher.stop();
+    const times = watcher.replyTimes();
+    const lags = summarize(watcher.lags());
+    const audit = await watcher.audit(S.auditConcurrency);
+    auditProblems('paced', audit);
     if (!pool) throw new Error('no database pool');
     const { rows } = await pool.query(
       `select count(*)::int as runs,
               count(*) filter (where r.status = 'completed' and c.done >= $1 and c.done = c.total)::int as completed_all_stages,
               count(*) filter (where r.finished_at is null)::int as unfinished,
               count(*) filter (where r.status = 'failed')::int as failed,
-              (extract(epoch from max(r.finished_at) - min(r.created_at)) * 1000)::float8 as span_ms,
-              (extract(epoch from max(r.created_at) - min(r.created_at)) * 1000)::float8 as accept_span_ms,
               percentile_cont(array[0.5, 0.9, 0.99]) within group (order by extract(epoch from r.finished_at - r.created_at) * 1000) as lag_ms,
               max(extract(epoch from r.finished_at - r.created_at) * 1000)::float8 as lag_max_ms
          from runs r
@@ -790,30 +827,47 @@ async function scenarioPaced(server: Server, tenant: Tenant, threads: string[]):
       [STAGES],
     );
     const row = rows[0];
-    const spanSec = Number(row.span_ms) / 1000;
     const [lagP50, lagP90, lagP99] = (row.lag_ms as number[] | null) ?? [];
-    if (row.unfinished) problems.push(`paced: ${row.unfinished} of ${row.runs} runs not finished ${S.pacedDrainMs / 1000} s after the last send`);
+    if (!allReplied) problems.push(`paced: ${watcher.acceptedCount - watcher.repliedCount} of ${watcher.acceptedCount} replies not seen when the wait ended (bound ${S.pacedDrainMs / 1000} s after the last send, or ${S.drainStallMs / 1000} s without a new reply)`);
     if (row.failed) problems.push(`paced: ${row.failed} runs failed`);
+    if (allReplied && row.completed_all_stages !== audit.withOneReply) problems.push(`paced: ${audit.withOneReply} messages have one reply over HTTP, the database has ${row.completed_all_stages} runs completed through all ${STAGES} stages`);
+    if (missingBatchId) problems.push(`paced: ${missingBatchId} 202 responses had no batchId`);
+    const keptUp = allReplied && audit.withOneReply === audit.accepted && audit.accepted === sent.sent && audit.unexpectedReplies === 0 && lags.p99 <= TARGETS.pacedLagP99Ms;
     return {
-      offeredRatePerSec: S.pacedRatePerSec,
+      arrivals: 'poisson',
+      seed: S.seed + 1,
+      offeredRatePerSec: round(sent.sent / (S.pacedSendMs / 1000), 1),
+      targetRatePerSec: S.pacedRatePerSec,
       sent: sent.sent,
       accepted: sent.outcomes.ok,
       sendErrors: sent.outcomes.errors,
       outcomes: sent.outcomes.toJSON(),
       ackFromScheduleMs: summarize(sent.latenciesFromSchedule),
       harnessFireLagMs: summarize(sent.fireLag),
-      acceptRatePerSec: round(row.runs / (Number(row.accept_span_ms) / 1000), 1),
-      runs: row.runs,
-      completedAllStages: row.completed_all_stages,
-      unfinished: row.unfinished,
-      failed: row.failed,
-      spanMsFirstAcceptToLastFinish: round(Number(row.span_ms), 0),
-      throughputPerSec: round(row.completed_all_stages / spanSec, 1),
-      lagMs: { p50: round(Number(lagP50), 1), p90: round(Number(lagP90), 1), p99: round(Number(lagP99), 1), max: round(Number(row.lag_max_ms), 1) },
+      acceptRatePerSec: round(sent.outcomes.ok / ((sendEnd - t0) / 1000), 1),
+      measurementWindowMs: round(sendEnd - (t0 + S.pacedWarmupMs), 0),
+      repliesPerSecInWindow: round(ratePerSecond(times, t0 + S.pacedWarmupMs, sendEnd), 1),
+      allReplied,
+      keptUp,
+      acceptToReplySeenMs: lags,
+      replyAudit: audit,
+      duplicatesSeenWhilePolling: watcher.duplicatesSeen,
+      pollRequests: watcher.requests,
+      pollOutcomes: watcher.outcomes.toJSON(),
+      database: {
+        runs: row.runs,
+        completedAllStages: row.completed_all_stages,
+        unfinished: row.unfinished,
+        failed: row.failed,
+        createdToFinishedMs: { p50: round(Number(lagP50), 1), p90: round(Number(lagP90), 1), p99: round(Number(lagP99), 1), max: round(Number(row.lag_max_ms), 1) },
+      },
       serverCpuSeconds: round(sampler.cpuSeconds(server.label) - cpu0, 2),
+      harnessCpuSeconds: cpuSecondsSince(client0),
     };
   } finally {
+    await watcher.stop();
     agent.destroy();
+    pollAgent.destroy();
   }
 }
 
@@ -996,6 +1050,11 @@ function printTable(checks: Check[]): void {
   for (const r of rows) console.log(line(r));
 }
 
+/** Peak resident memory of a process tree in MB (10^6 bytes; VmRSS is in KiB). */
+function megabytes(m: TreeMemory | undefined): number {
+  return m ? (m.peakTreeRssKb * 1024) / 1e6 : Number.NaN;
+}
+
 function num(value: unknown): number {
   return typeof value === 'number' ? value : Number.NaN;
 }
@@ -1094,13 +1153,14 @@ async function main(): Promise<number> {
     serverLogs['server-fake-llm'] = logFindings('server-fake-llm');
   }
 
-  // Redis keys under the server's prefix tell whether it honoured QUEUE_PREFIX.
+  // Redis keys under the prefix of a server that ran tell whether it honoured QUEUE_PREFIX.
   let serverKeys: number | undefined;
-  if (ONLY.has('queued') || ONLY.has('ack') || ONLY.has('sustained') || ONLY.has('e2e')) {
+  const checkedPrefix = ONLY.has('e2e') ? E2E.prefix : ONLY.has('queued') || ONLY.has('ack') ? MAIN.prefix : ONLY.has('sustained') ? SUSTAINED.prefix : ONLY.has('paced') ? PACED.prefix : undefined;
+  if (checkedPrefix) {
     const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
     try {
-      serverKeys = await countKeys(redis, ONLY.has('e2e') ? E2E.prefix : MAIN.prefix);
-      if (serverKeys === 0) problems.push(`no Redis keys under ${MAIN.prefix}[-e2e]:* after the run — QUEUE_PREFIX may be ignored (keys left under another prefix are not cleaned up)`);
+      serverKeys = await countKeys(redis, checkedPrefix);
+      if (serverKeys === 0) problems.push(`no Redis keys under ${checkedPrefix}:* after the run — QUEUE_PREFIX may be ignored (keys left under another prefix are not cleaned up)`);
     } catch {
       /* reported by cleanup */
     } finally {
@@ -1115,16 +1175,28 @@ async function main(): Promise<number> {
   const queued = scenarios.queued as Record<string, unknown> | undefined;
   const ack = scenarios.ackLatency as Record<string, unknown> | undefined;
   const sustained = scenarios.sustained as Record<string, unknown> | undefined;
-  const paced = scenarios.paced as (Record<string, unknown> & { lagMs?: { p50: number; p99: number } }) | undefined;
-  // Keeping up: every offered message completed through all stages, and the lag stayed short.
-  const pacedKeptUp = !!paced && num(paced.unfinished) === 0 && num(paced.failed) === 0 && num(paced.completedAllStages) === num(paced.runs) && num(paced.lagMs?.p99) <= TARGETS.pacedLagP99Ms;
+  const paced = scenarios.paced as (Record<string, unknown> & { acceptToReplySeenMs?: { p50: number; p99: number }; replyAudit?: ReplyAudit }) | undefined;
+  const sustainedAudit = sustained?.replyAudit as ReplyAudit | undefined;
+  // Exactly one reply for every accepted message, none for anything else, as read over HTTP.
+  const oneReplyEach = (audit: ReplyAudit | undefined) => !!audit && audit.accepted > 0 && audit.withOneReply === audit.accepted && audit.unexpectedReplies === 0;
+  const replyCounts = (audit: ReplyAudit | undefined) =>
+    audit ? `${audit.withOneReply} / ${audit.withoutReply} / ${audit.withSeveralReplies + audit.unexpectedReplies}` : 'n/a';
+  // API processes (HTTP only): the accept path alone, and the ones serving the throughput scenarios' load and pollers.
+  const apiLabels = ['server-api', 'server-offline', 'server-paced'].filter((label) => memory[label]);
+  const apiPeak = apiLabels.reduce<{ label: string; mb: number }>(
+    (best, label) => {
+      const value = megabytes(memory[label]);
+      return !(value <= best.mb) ? { label, mb: value } : best;
+    },
+    { label: 'none ran', mb: Number.NaN },
+  );
   const e2e = scenarios.endToEnd as Record<string, unknown> | undefined;
   const ratio = round(num(queued?.reqPerSec) / num(floor?.reqPerSec), 3);
   const ackLatency = ack?.latencyFromScheduleMs as ReturnType<typeof summarize> | undefined;
   const e2eLatency = e2e?.sendToCompletedMs as ReturnType<typeof summarize> | undefined;
   const e2eAck = e2e?.ackToCompletedMs as ReturnType<typeof summarize> | undefined;
   const e2eServer = e2e?.serverCreatedToFinishedMs as ReturnType<typeof summarize> | undefined;
-  const mb = (m: TreeMemory | undefined) => (m ? round(m.peakTreeRssKb / 1024, 1) : Number.NaN);
+  const mb = (m: TreeMemory | undefined) => round(megabytes(m), 1);
 
   const checks: Check[] = [
     { scenario: '1 floor', figure: 'req/s (100 conns)', value: num(floor?.reqPerSec), unit: 'req/s' },
@@ -1140,17 +1212,48 @@ async function main(): Promise<number> {
     { scenario: '3 e2e', figure: 'p50 / p99 202→completed', value: `${num(e2eAck?.p50)} / ${num(e2eAck?.p99)}`, unit: 'ms' },
     { scenario: '3 e2e', figure: 'p50 / p99 server createdAt→finishedAt', value: `${num(e2eServer?.p50)} / ${num(e2eServer?.p99)}`, unit: 'ms' },
     { scenario: '3 e2e', figure: 'completed', value: `${num(e2e?.completed)} / ${S.e2eMessages}`, unit: '' },
-    { scenario: '4 sustained', figure: 'completed (5 stages) / wall', value: num(sustained?.throughputPerSec), unit: 'msg/s', target: `≥ ${TARGETS.sustainedPerSec}`, pass: num(sustained?.throughputPerSec) >= TARGETS.sustainedPerSec },
-    { scenario: '4 sustained', figure: 'accepted / accept rate', value: `${num(sustained?.accepted)} / ${num(sustained?.acceptRatePerSec)}`, unit: 'msg/s' },
-    { scenario: '4 sustained', figure: 'runs finished/s during the phase (any)', value: num(sustained?.pipelineFinishedPerSec), unit: 'runs/s' },
-    { scenario: '4 sustained', figure: 'failed / unfinished at deadline', value: `${num(sustained?.failed)} / ${num(sustained?.neverCompleted)}`, unit: '' },
-    { scenario: '4b paced', figure: 'offered → completed (5 stages) per s', value: `${num(paced?.offeredRatePerSec)} → ${num(paced?.throughputPerSec)}`, unit: 'msg/s', target: `keeps up at ≥ ${TARGETS.sustainedPerSec}`, pass: pacedKeptUp && num(paced?.offeredRatePerSec) >= TARGETS.sustainedPerSec },
-    { scenario: '4b paced', figure: 'lag accept→finished p50 / p99', value: `${num(paced?.lagMs?.p50)} / ${num(paced?.lagMs?.p99)}`, unit: 'ms', target: `p99 ≤ ${TARGETS.pacedLagP99Ms} ms` },
-    { scenario: '4b paced', figure: 'failed / unfinished after drain', value: `${num(paced?.failed)} / ${num(paced?.unfinished)}`, unit: '' },
-    { scenario: '5 RSS', figure: 'peak server-api (accept path)', value: mb(memory['server-api']), unit: 'MiB' },
-    { scenario: '5 RSS', figure: 'peak server-offline / its worker', value: `${mb(memory['server-offline'])} / ${mb(memory['server-offline-worker'])}`, unit: 'MiB' },
-    { scenario: '5 RSS', figure: 'peak server-fake-llm', value: mb(memory['server-fake-llm']), unit: 'MiB' },
-    { scenario: '5 RSS', figure: 'peak floor-server', value: mb(memory['floor-server']), unit: 'MiB' },
+    {
+      scenario: '4 sustained',
+      figure: 'replies/s seen over HTTP during the load',
+      value: num(sustained?.repliesPerSecInWindow),
+      unit: 'msg/s',
+      target: `≥ ${TARGETS.sustainedPerSec}, one reply each`,
+      pass: num(sustained?.repliesPerSecInWindow) >= TARGETS.sustainedPerSec && oneReplyEach(sustainedAudit),
+    },
+    { scenario: '4 sustained', figure: 'window / accepted / accept rate', value: `${num(sustained?.measurementWindowMs)} ms / ${num(sustained?.accepted)} / ${num(sustained?.acceptRatePerSec)}`, unit: 'msg/s' },
+    { scenario: '4 sustained', figure: 'replies: one / none / duplicate or stray', value: replyCounts(sustainedAudit), unit: '' },
+    { scenario: '4 sustained', figure: 'replies/s draining after the load / db runs/s', value: `${num(sustained?.repliesPerSecDraining)} / ${num(sustained?.pipelineFinishedPerSec)}`, unit: 'msg/s' },
+    { scenario: '4 sustained', figure: 'poll requests/s (4 pollers)', value: num(sustained?.pollRequestsPerSec), unit: 'req/s' },
+    {
+      scenario: '4b paced',
+      figure: 'offered (Poisson) → replies/s seen',
+      value: `${num(paced?.offeredRatePerSec)} → ${num(paced?.repliesPerSecInWindow)}`,
+      unit: 'msg/s',
+      target: `keeps up at ≥ ${TARGETS.sustainedPerSec}`,
+      // The nominal rate: the seeded Poisson schedule offers within about 1 % of it.
+      pass: paced?.keptUp === true && num(paced?.targetRatePerSec) >= TARGETS.sustainedPerSec,
+    },
+    { scenario: '4b paced', figure: 'accept → reply seen p50 / p99', value: `${num(paced?.acceptToReplySeenMs?.p50)} / ${num(paced?.acceptToReplySeenMs?.p99)}`, unit: 'ms', target: `p99 ≤ ${TARGETS.pacedLagP99Ms} ms` },
+    { scenario: '4b paced', figure: 'replies: one / none / duplicate or stray', value: replyCounts(paced?.replyAudit), unit: '' },
+    {
+      scenario: '5 RSS',
+      figure: `peak API process (${apiPeak.label})`,
+      value: round(apiPeak.mb, 1),
+      unit: 'MB',
+      target: `≤ ${TARGETS.apiRssMb} MB`,
+      pass: apiPeak.mb <= TARGETS.apiRssMb,
+    },
+    ...(
+      [
+        ['peak server-api (accept path)', 'server-api'],
+        ['peak server-offline / its worker', 'server-offline', 'server-offline-worker'],
+        ['peak server-paced / its worker', 'server-paced', 'server-paced-worker'],
+        ['peak server-fake-llm (API + workers)', 'server-fake-llm'],
+        ['peak floor-server', 'floor-server'],
+      ] as const
+    )
+      .filter(([, first]) => memory[first])
+      .map(([figure, ...labels]): Check => ({ scenario: '5 RSS', figure, value: labels.map((label) => mb(memory[label])).join(' / '), unit: 'MB' })),
   ];
 
   // With BENCH_ONLY, leave out the rows of scenarios that did not run.

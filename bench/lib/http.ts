@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
+import type { Arrival } from './arrivals.js';
 import { sleep } from './stats.js';
 
 export interface HttpResponse {
@@ -96,7 +97,7 @@ export async function closedLoop(options: {
   measureMs: number;
   expectedStatus: number;
   send: (worker: number, seq: number) => Promise<HttpResponse>;
-  onGood?: (response: HttpResponse, startedAt: number, endedAt: number) => void;
+  onGood?: (response: HttpResponse, startedAt: number, endedAt: number, worker: number) => void;
   /** Checked before each send: stop early (e.g. a cap on the number of messages). */
   stopWhen?: () => boolean;
 }): Promise<ClosedLoopResult> {
@@ -127,7 +128,7 @@ export async function closedLoop(options: {
         completed++;
         latencies.push(t1 - t0);
       }
-      if (good) options.onGood?.(result as HttpResponse, t0, t1);
+      if (good) options.onGood?.(result as HttpResponse, t0, t1, index);
       // A refused connection would otherwise spin; back off briefly on network errors.
       if (result instanceof Error) await sleep(10);
     }
@@ -149,25 +150,17 @@ export interface OpenLoopResult {
 }
 
 /**
- * `users` virtual users each send `ratePerUser` requests per second for `durationMs`, their schedules
- * staggered evenly; requests fire at their time whether or not earlier ones have answered.
+ * Fires each request of `schedule` at its time (ms from the start) whether or not earlier ones have
+ * answered; the schedule says who sends (see arrivals.ts: Poisson or evenly spaced).
  */
 export async function openLoop(options: {
-  users: number;
-  ratePerUser: number;
+  schedule: readonly Arrival[];
   durationMs: number;
   expectedStatus: number;
   send: (user: number, seq: number) => Promise<HttpResponse>;
+  onGood?: (response: HttpResponse, user: number, seq: number, answeredAt: number) => void;
 }): Promise<OpenLoopResult> {
-  const { users, ratePerUser, durationMs, expectedStatus, send } = options;
-  const interval = 1000 / ratePerUser;
-  const perUser = Math.floor(durationMs / interval);
-  const schedule: Array<{ at: number; user: number; seq: number }> = [];
-  for (let seq = 0; seq < perUser; seq++) {
-    for (let user = 0; user < users; user++) schedule.push({ at: seq * interval + (user * interval) / users, user, seq });
-  }
-  schedule.sort((a, b) => a.at - b.at);
-
+  const { schedule, durationMs, expectedStatus, send } = options;
   const outcomes = new Outcomes();
   const latenciesFromSchedule: number[] = [];
   const latencies: number[] = [];
@@ -188,6 +181,7 @@ export async function openLoop(options: {
           if (outcomes.record(expectedStatus, response)) {
             latenciesFromSchedule.push(t1 - due);
             latencies.push(t1 - t0);
+            options.onGood?.(response, item.user, item.seq, t1);
           }
         },
         (error: Error) => {
@@ -197,7 +191,7 @@ export async function openLoop(options: {
     );
   }
   await Promise.all(pending);
-  return { sent: schedule.length, latenciesFromSchedule, latencies, fireLag, outcomes, durationMs: perUser * interval };
+  return { sent: schedule.length, latenciesFromSchedule, latencies, fireLag, outcomes, durationMs };
 }
 
 /** Runs `work` over `items` with at most `concurrency` in flight. */
