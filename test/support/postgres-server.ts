@@ -10,7 +10,7 @@
  * - `hang()` SIGSTOPs them all: connections stay open and nothing answers.
  *
  * Every server started here is remembered: `stopAllPostgresServers()` ends them (afterAll), and a
- * last resort SIGKILLs any still running when the test process exits.
+ * last resort SIGKILLs any still running when the test process ends.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ensureDatabaseExists, openDatabase, runMigrations } from '../../src/db/client.js';
+import { atTestProcessEnd } from './cleanup.js';
 import { freePort } from './ports.js';
 
 const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
@@ -239,6 +240,6 @@ export async function stopAllPostgresServers(): Promise<void> {
   await Promise.all([...servers].map((server) => server.stop()));
 }
 
-process.once('exit', () => {
+atTestProcessEnd(() => {
   for (const server of servers) server.forceKill();
 });

@@ -2,12 +2,13 @@
  * A Redis server of a test's own, on a free loopback port, so that the test can kill it, hang it
  * and bring it back without touching the shared Redis. Every server started here is remembered:
  * `stopAllRedisServers()` ends them (afterAll), and a last resort SIGKILLs any still running when
- * the test process itself exits, so a failing test leaves no redis-server behind.
+ * the test process itself ends, so a failing test leaves no redis-server behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { atTestProcessEnd } from './cleanup.js';
 import { freePort } from './ports.js';
 
 export interface RedisServerOptions {
@@ -139,6 +140,6 @@ export async function stopAllRedisServers(): Promise<void> {
   await Promise.all([...servers].map((server) => server.stop()));
 }
 
-process.once('exit', () => {
+atTestProcessEnd(() => {
   for (const server of servers) server.forceKill();
 });

@@ -45,6 +45,13 @@ const CELLS: Cell[] = [
 
 const fakes: FakeOpenAiServer[] = [];
 
+afterAll(async () => {
+  await killAll();
+  await Promise.all(fakes.map((fake) => fake.close()));
+  await stopAllRedisServers();
+  await stopAllPostgresServers();
+}, 60_000);
+
 /** The organization and admin token a first start prints on stdout. */
 function firstStartHeaders(server: ServerProcess): Record<string, string> {
   const orgId = server.lines.map((line) => /^\s*x-organization-id: (\S+)$/.exec(line)?.[1]).find(Boolean);
