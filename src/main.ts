@@ -102,7 +102,7 @@ export async function startServer(
   return { port, stop };
 }
 
-/** After the deadline: requests still cut off (HTTP), connections closing (container.close). */
+/** How long the HTTP close may still take after the deadline, once it has cut off the requests still running. */
 const HTTP_CUT_OFF_MS = 250;
 /** The watchdog's moment after the deadline: past the connections' close budget, short of the 2 s promise. */
 const WATCHDOG_MARGIN_MS = 1_500;
