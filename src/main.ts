@@ -9,7 +9,7 @@ import type { TenancyRepository } from './db/repositories/tenancy.repository.js'
 import { STAGE_ORDER } from './domain/pipeline.js';
 import type { StageName } from './domain/stages/types.js';
 import { startQueueSystem } from './queue/queue-system.js';
-import { createShutdownSteps, settleBy } from './lib/shutdown.js';
+import { armWatchdog, createShutdownSteps, settleBy } from './lib/shutdown.js';
 
 export type Role = 'all' | 'api' | 'worker';
 
@@ -84,10 +84,10 @@ export async function startServer(
       logger.info(`${signal} received`);
       // Whatever Redis or PostgreSQL do, the process is gone shortly after the deadline, with exit 0:
       // nothing is lost that another process or the next start does not pick up.
-      setTimeout(() => {
-        logger.warn({ pending: steps.pending() }, 'shutdown incomplete');
+      armWatchdog(config.shutdownTimeoutMs + WATCHDOG_MARGIN_MS, steps, (pending) => {
+        logger.warn({ pending }, 'shutdown incomplete');
         process.exit(0);
-      }, config.shutdownTimeoutMs + WATCHDOG_MARGIN_MS);
+      });
       stop().then(
         () => process.exit(0),
         (error: unknown) => {

@@ -43,3 +43,12 @@ export function createShutdownSteps(): ShutdownSteps {
     pending: () => [...pending],
   };
 }
+
+/**
+ * Gives up on a shutdown after `afterMs`: calls `giveUp` with the steps still pending (the caller
+ * logs them and exits). Answers a function that disarms it.
+ */
+export function armWatchdog(afterMs: number, steps: ShutdownSteps, giveUp: (pending: string[]) => void): () => void {
+  const timer = setTimeout(() => giveUp(steps.pending()), afterMs);
+  return () => clearTimeout(timer);
+}

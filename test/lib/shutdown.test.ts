@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createShutdownSteps, settleBy } from '../../src/lib/shutdown.js';
+import { armWatchdog, createShutdownSteps, settleBy } from '../../src/lib/shutdown.js';
 
 const never = () => new Promise<never>(() => undefined);
 
@@ -36,5 +36,23 @@ describe('shutdown steps', () => {
     await slow;
     await Promise.resolve();
     expect(steps.pending()).toEqual(['hung']);
+  });
+});
+
+describe('the shutdown watchdog', () => {
+  it('gives up after its time with the steps still pending, unless disarmed', async () => {
+    const steps = createShutdownSteps();
+    void steps.run('postgresql pool', never, Date.now() + 10);
+    void steps.run('quick', async () => undefined, Date.now() + 10);
+    const startedAt = Date.now();
+    const pending = await new Promise<string[]>((resolve) => armWatchdog(30, steps, resolve));
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(25);
+    expect(pending).toEqual(['postgresql pool']);
+
+    let fired = false;
+    const disarm = armWatchdog(10, steps, () => (fired = true));
+    disarm();
+    await settleBy(never(), Date.now() + 30);
+    expect(fired).toBe(false);
   });
 });
