@@ -1,4 +1,3 @@
-import { setTimeout as delay } from 'node:timers/promises';
 import OpenAI from 'openai';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
@@ -24,7 +23,9 @@ import { createRocketReachClient } from './domain/stages/rocketreach/rocketreach
 import { createRocketReachStage } from './domain/stages/rocketreach/rocketreach.stage.js';
 import { classifySecurity } from './domain/stages/security/security.service.js';
 import { rememberVerdicts } from './domain/stages/security/remembered-verdicts.js';
-import { closeRedis, createRedisConnection } from './queue/connections.js';
+import { createRedisConnection } from './queue/connections.js';
+import { createShutdownSteps, settleBy, type ShutdownSteps } from './lib/shutdown.js';
+import type { Redis } from 'ioredis';
 import { cancelChannel } from './queue/cancellation.js';
 import { createProducer } from './queue/producer.js';
 import { createProgression } from './queue/progression.js';
@@ -90,21 +91,40 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     heartbeat,
     health,
     metrics,
-    /** Closes what the container opened; the caller stops HTTP and workers first. */
-    async close(): Promise<void> {
-      // Runs driven in this process (degraded mode) may finish; what does not is re-driven later.
-      await Promise.race([chat.drainBackground(), delay(config.shutdownTimeoutMs, undefined, { ref: false })]);
+    /**
+     * Closes what the container opened; the caller stops HTTP and workers first. Runs driven in this
+     * process (degraded mode) may finish until `deadline`; what does not stays open in PostgreSQL and
+     * is re-driven later. Then every connection is closed at once, each within CLOSE_BUDGET_MS, so a
+     * dead or hung Redis or PostgreSQL cannot hold the process.
+     */
+    async close(options: { deadline?: number; steps?: ShutdownSteps } = {}): Promise<void> {
+      const steps = options.steps ?? createShutdownSteps();
+      await steps.run('in-process runs', () => chat.drainBackground(), options.deadline ?? Date.now() + config.shutdownTimeoutMs);
       waits.close();
-      await runFinished.close();
-      await producer.close();
-      await closeRedis(redis);
-      await database.close();
       monitoring.close();
+      const closeBy = Date.now() + CLOSE_BUDGET_MS;
+      await Promise.all([
+        steps.run('run-finished listener', () => runFinished.close(), closeBy),
+        steps.run('queue producer', () => producer.close(), closeBy),
+        steps.run('redis', () => quitRedis(redis, closeBy - REDIS_QUIT_MARGIN_MS), closeBy),
+        steps.run('postgresql pool', () => database.close(), closeBy),
+      ]);
     },
   };
 }
 
 export type Container = ReturnType<typeof createContainer>;
+
+/** How long closing the connections may take, all at once, after the drain. */
+const CLOSE_BUDGET_MS = 1_000;
+/** Left of that budget for hanging up when a polite QUIT gets no answer. */
+const REDIS_QUIT_MARGIN_MS = 500;
+
+/** QUIT when Redis is there to answer it (by `until` at the latest); otherwise, or then, hang up. */
+async function quitRedis(redis: Redis, until: number): Promise<void> {
+  if (redis.status === 'ready') await settleBy(redis.quit(), until);
+  redis.disconnect();
+}
 
 function createStageServices(
   config: Readonly<Config>,

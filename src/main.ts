@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
+import type { App } from './http/types.js';
 import { bootstrapOrganization } from './admin/bootstrap.js';
 import type { Config } from './config.js';
 import { createContainer } from './container.js';
@@ -8,6 +9,7 @@ import type { TenancyRepository } from './db/repositories/tenancy.repository.js'
 import { STAGE_ORDER } from './domain/pipeline.js';
 import type { StageName } from './domain/stages/types.js';
 import { startQueueSystem } from './queue/queue-system.js';
+import { armWatchdog, createShutdownSteps, settleBy } from './lib/shutdown.js';
 
 export type Role = 'all' | 'api' | 'worker';
 
@@ -54,15 +56,22 @@ export async function startServer(
   }
 
   let stopping: Promise<void> | undefined;
-  // Stop taking connections and finish in-flight requests, then let active jobs finish (bounded),
-  // then close Redis and PostgreSQL.
+  const steps = createShutdownSteps();
+  // One deadline for the whole shutdown: HTTP and the queue side stop side by side, in-process runs
+  // may finish until it, then every connection is closed within a second (container.close).
   const stop = () =>
     (stopping ??= (async () => {
       logger.info('shutting down: no new connections; finishing in-flight requests and active jobs');
-      await app?.close();
-      await queueSystem.close(config.shutdownTimeoutMs);
-      await container.close();
-      logger.info('shutdown complete');
+      const deadline = Date.now() + config.shutdownTimeoutMs;
+      await Promise.all([
+        app ? steps.run('http', () => closeHttp(app, deadline, logger), deadline + HTTP_CUT_OFF_MS) : undefined,
+        steps.run('queue system', () => queueSystem.close(Math.max(0, deadline - Date.now())), deadline),
+      ]);
+      await container.close({ deadline, steps });
+      // What did not finish in time is left to another process or the next start.
+      const leftBehind = steps.pending();
+      if (leftBehind.length > 0) logger.warn({ leftBehind }, 'shutdown complete');
+      else logger.info('shutdown complete');
     })());
 
   if (options.handleSignals !== false) {
@@ -73,6 +82,12 @@ export async function startServer(
         process.exit(1);
       }
       logger.info(`${signal} received`);
+      // Whatever Redis or PostgreSQL do, the process is gone shortly after the deadline, with exit 0:
+      // nothing is lost that another process or the next start does not pick up.
+      armWatchdog(config.shutdownTimeoutMs + WATCHDOG_MARGIN_MS, steps, (pending) => {
+        logger.warn({ pending }, 'shutdown incomplete');
+        process.exit(0);
+      });
       stop().then(
         () => process.exit(0),
         (error: unknown) => {
@@ -85,6 +100,23 @@ export async function startServer(
     process.on('SIGINT', onSignal);
   }
   return { port, stop };
+}
+
+/** How long the HTTP close may still take after the deadline, once it has cut off the requests still running. */
+const HTTP_CUT_OFF_MS = 250;
+/** The watchdog's moment after the deadline: past the connections' close budget, short of the 2 s promise. */
+const WATCHDOG_MARGIN_MS = 1_500;
+
+/**
+ * Stops taking connections and lets in-flight requests finish until `deadline`; then closes the
+ * connections of those still running (their clients see the connection end).
+ */
+async function closeHttp(app: App, deadline: number, logger: Logger): Promise<void> {
+  const closed = app.close();
+  if ((await settleBy(closed, deadline)) !== 'timeout') return;
+  logger.warn('requests still in flight at the shutdown deadline: closing their connections');
+  app.server.closeAllConnections();
+  await closed;
 }
 
 /** On the very first start, with no organization at all, make one so the API can be used at once. */

@@ -1,43 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.js';
 import { createReconciler } from '../../src/queue/reconciler.js';
 import { createTestApp, eventually, type Tenant, type TestApp } from '../support/app.js';
+import { freePort } from '../support/ports.js';
+import { startRedisServer, stopAllRedisServers } from '../support/redis-server.js';
 
-/** A Redis server of this test's own, so that it can be stopped and started again. */
+/** A Redis server of this test's own, so that it can be started late (and stopped). */
 let redisPort: number;
-let redis: ChildProcess | undefined;
 let t: TestApp;
 let acme: Tenant;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-async function startRedis(): Promise<void> {
-  redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'pipe' });
-  await new Promise<void>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      if (chunk.toString().includes('Ready to accept connections')) resolve();
-    };
-    redis!.stdout!.on('data', onData);
-    redis!.once('exit', (code) => reject(new Error(`redis-server exited with ${code}`)));
-  });
-}
-
-async function stopRedis(): Promise<void> {
-  if (!redis || redis.exitCode !== null) return;
-  const exited = new Promise((resolve) => redis!.once('exit', resolve));
-  redis.kill('SIGKILL');
-  await exited;
-}
 
 beforeAll(async () => {
   redisPort = await freePort();
@@ -46,8 +17,8 @@ beforeAll(async () => {
   acme = await t.tenant('Degraded org');
 });
 afterAll(async () => {
-  await t.close();
-  await stopRedis();
+  await t?.close();
+  await stopAllRedisServers();
 });
 
 async function send(content: string) {
@@ -86,7 +57,7 @@ describe('graceful degradation', () => {
   });
 
   it('goes back to the queues when Redis returns, without a restart', async () => {
-    await startRedis();
+    await startRedisServer({ port: redisPort });
     await eventually(async () => t.container.producer.available(), 15_000, 'the producer to reconnect');
     const res = await send('What is a boilerplate?');
     expect(res.json().degraded).toBeUndefined();

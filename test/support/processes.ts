@@ -5,13 +5,14 @@
  * cleanup of a test's Redis keys.
  *
  * Every process spawned here is remembered; `killAll()` ends them (afterAll/afterEach), and a last
- * resort SIGKILLs any still running when the test worker itself exits.
+ * resort SIGKILLs any still running when the test worker itself ends.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { atTestProcessEnd } from './cleanup.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = fileURLToPath(new URL('../../bin/honeyjar.js', import.meta.url));
@@ -274,7 +275,7 @@ export async function killAll(): Promise<void> {
   await Promise.all([...running].map((proc) => proc.kill()));
 }
 
-process.once('exit', () => {
+atTestProcessEnd(() => {
   for (const proc of running) proc.child.kill('SIGKILL');
 });
 
