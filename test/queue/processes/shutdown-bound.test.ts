@@ -118,7 +118,9 @@ describe('SIGTERM with work in flight', () => {
   // Every cell is set up side by side; the shutdowns are then timed one at a time (below).
   beforeAll(async () => {
     const settled = await Promise.allSettled(CELLS.map((cell) => setUpCell(cell)));
-    CELLS.forEach((cell, index) => setUps.set(cell.name, settled[index]!));
+    CELLS.forEach((cell, index) => {
+      setUps.set(cell.name, settled[index]!);
+    });
   }, 120_000);
 
   for (const cell of CELLS) {
