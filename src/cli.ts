@@ -10,7 +10,7 @@ import { createTenancyRepository } from './db/repositories/tenancy.repository.js
 import { createDocumentsService } from './domain/documents/documents.service.js';
 import { createLogger } from './logger.js';
 import { prepareDatabase, startServer, type Role } from './main.js';
-import type { StageName } from './domain/stages/types.js';
+import type { StageName } from './engine/catalog.js';
 import { selectStages } from './queue/workers/start-workers.js';
 
 const USAGE = `Usage: honeyjar <command> [options]

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { PIPELINE } from './domain/pipeline.js';
-import type { StageName } from './domain/stages/types.js';
+import { CATALOG } from './engine/catalog.js';
+import type { StageName } from './engine/catalog.js';
 
 /**
  * Every setting the server reads, validated once. `loadConfig(process.env)` is called by the entry
@@ -39,11 +39,11 @@ const schema = z.object({
   ROCKETREACH_POLL_INTERVAL_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
 
   QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('honeyjar'),
-  CONCURRENCY_INTENT: z.coerce.number().int().min(1).max(500).default(PIPELINE.intent.defaultConcurrency),
-  CONCURRENCY_SECURITY: z.coerce.number().int().min(1).max(500).default(PIPELINE.security.defaultConcurrency),
-  CONCURRENCY_RAG: z.coerce.number().int().min(1).max(500).default(PIPELINE.rag.defaultConcurrency),
-  CONCURRENCY_ROCKETREACH: z.coerce.number().int().min(1).max(100).default(PIPELINE.rocketreach.defaultConcurrency),
-  CONCURRENCY_OPENAI: z.coerce.number().int().min(1).max(500).default(PIPELINE.openai.defaultConcurrency),
+  CONCURRENCY_INTENT: z.coerce.number().int().min(1).max(500).default(CATALOG.intent.concurrency.default),
+  CONCURRENCY_SECURITY: z.coerce.number().int().min(1).max(500).default(CATALOG.security.concurrency.default),
+  CONCURRENCY_RAG: z.coerce.number().int().min(1).max(500).default(CATALOG.rag.concurrency.default),
+  CONCURRENCY_ROCKETREACH: z.coerce.number().int().min(1).max(100).default(CATALOG.rocketreach.concurrency.default),
+  CONCURRENCY_OPENAI: z.coerce.number().int().min(1).max(500).default(CATALOG.openai.concurrency.default),
   OPENAI_RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(500),
   OPENAI_RATE_LIMIT_DURATION_MS: z.coerce.number().int().min(100).default(60_000),
   ROCKETREACH_RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(10),
@@ -251,7 +251,7 @@ function httpTimeouts(e: Env): HttpTimeouts {
     headersMs: e.HTTP_HEADERS_TIMEOUT_MS,
     requestMs: e.HTTP_REQUEST_TIMEOUT_MS,
     keepAliveMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
-    idleMs: e.HTTP_IDLE_TIMEOUT_MS ?? e.OPENAI_TIMEOUT_MS * PIPELINE.openai.attempts + 60_000,
+    idleMs: e.HTTP_IDLE_TIMEOUT_MS ?? e.OPENAI_TIMEOUT_MS * CATALOG.openai.attempts + 60_000,
   };
 }
 
@@ -283,9 +283,9 @@ function autoscaleConfig(e: Env): AutoscaleConfig {
         : { value: e.ROCKETREACH_MAX_CONCURRENT, reason: `ROCKETREACH_MAX_CONCURRENT ${e.ROCKETREACH_MAX_CONCURRENT}, the global limit` },
   };
   const limits = {} as AutoscaleConfig['limits'];
-  for (const stage of Object.keys(PIPELINE) as StageName[]) {
+  for (const stage of Object.keys(CATALOG) as StageName[]) {
     const name = `CONCURRENCY_${stage.toUpperCase()}`;
-    const seed = PIPELINE[stage].defaultConcurrency;
+    const seed = CATALOG[stage].concurrency.default;
     const start = env[name] ?? seed;
     const explicitMin = env[`${name}_MIN`];
     const explicitMax = env[`${name}_MAX`];

@@ -7,6 +7,7 @@ import { createContactCacheRepository } from './db/repositories/contact-cache.re
 import { createAlertsRepository } from './db/repositories/alerts.repository.js';
 import { createDocumentsRepository } from './db/repositories/documents.repository.js';
 import { createRunsRepository } from './db/repositories/runs.repository.js';
+import { CATALOG } from './engine/catalog.js';
 import { createTenancyRepository } from './db/repositories/tenancy.repository.js';
 import { createThreadsRepository } from './db/repositories/threads.repository.js';
 import { HybridChatService } from './domain/chat/hybrid-chat.service.js';
@@ -42,7 +43,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
   const repositories = {
     tenancy: createTenancyRepository(database.db),
     threads: createThreadsRepository(database.db),
-    runs: monitoring.observeRuns(createRunsRepository(database.db, database.pool)),
+    runs: monitoring.observeRuns(createRunsRepository(database.db, database.pool, CATALOG)),
     documents: createDocumentsRepository(database.db, database.pool),
     contactCache: createContactCacheRepository(database.db),
     alerts: createAlertsRepository(database.db, database.pool),

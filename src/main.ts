@@ -5,8 +5,9 @@ import type { Config } from './config.js';
 import { createContainer } from './container.js';
 import { ensureDatabaseExists, openDatabase, runMigrations } from './db/client.js';
 import type { TenancyRepository } from './db/repositories/tenancy.repository.js';
-import { STAGE_ORDER } from './domain/pipeline.js';
-import type { StageName } from './domain/stages/types.js';
+import { stageOrder } from './engine/dag.js';
+import { CATALOG } from './engine/catalog.js';
+import type { StageName } from './engine/catalog.js';
 import { startQueueSystem } from './queue/queue-system.js';
 
 export type Role = 'all' | 'api' | 'worker';
@@ -41,7 +42,7 @@ export async function startServer(
   const container = createContainer(config, logger);
   if (role !== 'worker') await printFirstStartToken(container.repositories.tenancy, config, logger);
 
-  const stages = role === 'api' ? [] : (options.stages ?? STAGE_ORDER);
+  const stages = role === 'api' ? [] : (options.stages ?? stageOrder(CATALOG));
   const queueSystem = await startQueueSystem(container, stages, logger);
 
   const app = role === 'worker' ? undefined : await buildApp(container);

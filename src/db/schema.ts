@@ -16,6 +16,7 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
+import type { RunOptions, StepError } from '../engine/run.js';
 
 const tsvector = customType<{ data: string }>({ dataType: () => 'tsvector' });
 
@@ -113,7 +114,7 @@ export const runs = pgTable(
      * run row so that concurrent step completions serialise on it and the last one sees all.
      */
     stepStates: jsonb('step_states').$type<Record<string, string>>().notNull().default({}),
-    error: jsonb('error').$type<StepErrorInfo>(),
+    error: jsonb('error').$type<StepError>(),
     createdAt: createdAt(),
     finishedAt: timestamp('finished_at', { withTimezone: true, mode: 'date' }),
   },
@@ -167,7 +168,7 @@ export const runSteps = pgTable(
     attempts: integer('attempts').notNull().default(0),
     maxAttempts: integer('max_attempts').notNull(),
     result: jsonb('result'),
-    error: jsonb('error').$type<StepErrorInfo>(),
+    error: jsonb('error').$type<StepError>(),
     createdAt: createdAt(),
     startedAt: timestamp('started_at', { withTimezone: true, mode: 'date' }),
     finishedAt: timestamp('finished_at', { withTimezone: true, mode: 'date' }),
@@ -281,14 +282,3 @@ export const alertEvaluatorState = pgTable('alert_evaluator_state', {
   rocketreachCredits: doublePrecision('rocketreach_credits'),
 });
 
-export interface StepErrorInfo {
-  code: string;
-  message: string;
-}
-
-export interface RunOptions {
-  includeRAG?: boolean;
-  includeSecurityAnalysis?: boolean;
-  includeContactEnrichment?: boolean;
-  contacts?: Array<{ name: string; employer?: string; title?: string }>;
-}

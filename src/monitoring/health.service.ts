@@ -10,7 +10,8 @@ import {
   type QueueObservation,
   type WorkersCheck,
 } from '../domain/monitoring/health.js';
-import { PIPELINE, STAGE_ORDER } from '../domain/pipeline.js';
+import { stageOrder } from '../engine/dag.js';
+import { CATALOG } from '../engine/catalog.js';
 import { waitUntilReady } from '../queue/connections.js';
 import type { Producer } from '../queue/producer.js';
 import type { Heartbeat } from './heartbeat.js';
@@ -25,7 +26,7 @@ const APP_VERSION: string = (() => {
   }
 })();
 
-const QUEUES = STAGE_ORDER.map((stage) => PIPELINE[stage].queue);
+const QUEUES = stageOrder(CATALOG).map((stage) => CATALOG[stage].queue);
 
 export interface HealthReport {
   status: HealthStatus;
@@ -125,7 +126,7 @@ export function createHealthService(deps: {
   const now = deps.now ?? Date.now;
   const timeoutMs = config.monitoring.healthCheckTimeoutMs;
   const staleAfterMs = config.monitoring.workerStaleMs;
-  const queues = STAGE_ORDER.map((stage) => ({ name: PIPELINE[stage].queue, queue: producer.queues[stage] }));
+  const queues = stageOrder(CATALOG).map((stage) => ({ name: CATALOG[stage].queue, queue: producer.queues[stage] }));
 
   /** Ready now, or within the timeout when the connection is still being made (a fresh start); no wait while Redis is down. */
   async function redisReady(): Promise<boolean> {

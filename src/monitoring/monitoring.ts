@@ -3,9 +3,9 @@ import type { RunsRepository } from '../db/repositories/runs.repository.js';
 import { createHttpStats } from '../domain/monitoring/http-stats.js';
 import { instrumentFetch, instrumentLlmProvider, type ProviderObserver } from '../domain/monitoring/instrumented-providers.js';
 import { createProviderStats } from '../domain/monitoring/provider-stats.js';
-import { PIPELINE } from '../domain/pipeline.js';
+import { CATALOG } from '../engine/catalog.js';
 import type { LlmProvider } from '../domain/stages/llm/llm.provider.js';
-import type { StageName } from '../domain/stages/types.js';
+import type { StageName } from '../engine/catalog.js';
 import type { Heartbeat } from './heartbeat.js';
 import { createPrometheus } from './prometheus.js';
 import type { JobObserver } from './worker-observer.js';
@@ -85,7 +85,7 @@ export function createMonitoring() {
     jobObserver(heartbeat: Heartbeat): JobObserver {
       return {
         started(stage: StageName, info) {
-          heartbeat.beat(PIPELINE[stage].queue);
+          heartbeat.beat(CATALOG[stage].queue);
           if (info.waitMs !== undefined) prometheus.observeJobWait(stage, info.waitMs / 1000);
         },
         settled(stage, outcome, durationMs) {
@@ -95,11 +95,11 @@ export function createMonitoring() {
     },
 
     trackWorkers(workers: ReadonlyMap<StageName, LocalWorker>): void {
-      for (const [stage, worker] of workers) localWorkers.set(PIPELINE[stage].queue, worker);
+      for (const [stage, worker] of workers) localWorkers.set(CATALOG[stage].queue, worker);
     },
 
     untrackWorkers(workers: ReadonlyMap<StageName, LocalWorker>): void {
-      for (const [stage, worker] of workers) if (localWorkers.get(PIPELINE[stage].queue) === worker) localWorkers.delete(PIPELINE[stage].queue);
+      for (const [stage, worker] of workers) if (localWorkers.get(CATALOG[stage].queue) === worker) localWorkers.delete(CATALOG[stage].queue);
     },
 
     close(): void {

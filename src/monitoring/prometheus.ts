@@ -1,7 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { STAGE_ORDER } from '../domain/pipeline.js';
+import { stageOrder } from '../engine/dag.js';
+import { CATALOG } from '../engine/catalog.js';
 import type { ProviderOutcome } from '../domain/monitoring/provider-stats.js';
-import type { StageName } from '../domain/stages/types.js';
+import type { StageName } from '../engine/catalog.js';
 import type { JobOutcome } from './worker-observer.js';
 
 /** Job states exported per queue by `honeyjar_queue_jobs`. */
@@ -90,7 +91,7 @@ export function createPrometheus(options: { localWorkers: ReadonlyMap<string, { 
     registers,
   });
   // Known series start at zero, so that rates work from the first scrape.
-  for (const stage of STAGE_ORDER) for (const kind of ['retry', 'final']) jobFailures.inc({ stage, kind }, 0);
+  for (const stage of stageOrder(CATALOG)) for (const kind of ['retry', 'final']) jobFailures.inc({ stage, kind }, 0);
   for (const status of ['completed', 'failed', 'cancelled']) runsFinished.inc({ status }, 0);
 
   const collectTimeoutMs = options.collectTimeoutMs ?? 1_000;

@@ -1,5 +1,5 @@
 import type { JobsOptions, Queue } from 'bullmq';
-import type { StageName } from '../domain/stages/types.js';
+import type { StageName } from '../engine/catalog.js';
 import { createCoalescer } from '../lib/coalescer.js';
 import type { StageJobData } from './pipeline.js';
 

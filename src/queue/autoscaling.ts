@@ -6,8 +6,9 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ConcurrencyController, summarizeDurations, type ScalingDecision } from '../domain/monitoring/autoscaler.js';
-import { PIPELINE, STAGE_ORDER } from '../domain/pipeline.js';
-import type { StageName } from '../domain/stages/types.js';
+import { stageOrder } from '../engine/dag.js';
+import { CATALOG } from '../engine/catalog.js';
+import type { StageName } from '../engine/catalog.js';
 import type { StageJobData } from './pipeline.js';
 
 /**
@@ -145,7 +146,7 @@ export function startAutoscaling(deps: {
     worker.on('failed', onFinished);
     controlled.push({
       stage,
-      queue: PIPELINE[stage].queue,
+      queue: CATALOG[stage].queue,
       worker,
       controller,
       timings,
@@ -367,9 +368,9 @@ export async function readQueueStatus(deps: {
   if (stale.length) await redis.hdel(key, ...stale).catch(() => undefined);
 
   const result = await Promise.all(
-    STAGE_ORDER.map(async (stage): Promise<QueueStatus> => {
+    stageOrder(CATALOG).map(async (stage): Promise<QueueStatus> => {
       const queue = queues[stage];
-      const name = PIPELINE[stage].queue;
+      const name = CATALOG[stage].queue;
       const limiter = limiterOf(config, stage);
       const [counts, paused, ttl, workersSeen, globalConcurrency] = await Promise.all([
         queueCounts(queue),

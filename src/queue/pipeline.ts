@@ -1,6 +1,8 @@
 import type { JobsOptions } from 'bullmq';
-import { PIPELINE, STAGE_ORDER, jobIdFor } from '../domain/pipeline.js';
-import type { StageName } from '../domain/stages/types.js';
+import { stageOrder } from '../engine/dag.js';
+import { CATALOG } from '../engine/catalog.js';
+import { jobIdFor } from '../engine/job-id.js';
+import type { StageName } from '../engine/catalog.js';
 
 /** What every job carries: ids only. Workers load the content from PostgreSQL. */
 export interface StageJobData {
@@ -13,10 +15,10 @@ export interface StageJobData {
   fanout?: StageName[] | true;
 }
 
-export const QUEUE_NAMES: readonly string[] = STAGE_ORDER.map((stage) => PIPELINE[stage].queue);
+export const QUEUE_NAMES: readonly string[] = stageOrder(CATALOG).map((stage) => CATALOG[stage].queue);
 
 export function stageOfQueue(queue: string): StageName | undefined {
-  return STAGE_ORDER.find((stage) => PIPELINE[stage].queue === queue);
+  return stageOrder(CATALOG).find((stage) => CATALOG[stage].queue === queue);
 }
 
 /**
@@ -24,7 +26,7 @@ export function stageOfQueue(queue: string): StageName | undefined {
  * (results live in PostgreSQL); a bounded number stay for inspection.
  */
 export function jobOptions(runId: string, stage: StageName): JobsOptions {
-  const definition = PIPELINE[stage];
+  const definition = CATALOG[stage];
   return {
     jobId: jobIdFor(runId, stage),
     attempts: definition.attempts,

@@ -1,13 +1,14 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { JobQueue, JobState, LiveJob, QueueCounts } from '../domain/chat/job-queue.js';
-import { PIPELINE, STAGE_ORDER } from '../domain/pipeline.js';
-import type { StageName } from '../domain/stages/types.js';
+import type { JobTransport, JobState, LiveJob, QueueCounts } from '../engine/ports/job-transport.js';
+import { stageOrder } from '../engine/dag.js';
+import { CATALOG } from '../engine/catalog.js';
+import type { StageName } from '../engine/catalog.js';
 import { createAddBatcher } from './add-batcher.js';
 import { jobOptions, type StageJobData } from './pipeline.js';
 
-export interface Producer extends JobQueue {
+export interface Producer extends JobTransport {
   queues: Record<StageName, Queue<StageJobData>>;
   close(): Promise<void>;
 }
@@ -16,8 +17,8 @@ export interface Producer extends JobQueue {
 export function createProducer(options: { connection: Redis; prefix: string; logger: Logger; cancelChannel: string }): Producer {
   const { connection, prefix, logger } = options;
   const queues = Object.fromEntries(
-    STAGE_ORDER.map((stage) => {
-      const queue = new Queue<StageJobData>(PIPELINE[stage].queue, { connection, prefix });
+    stageOrder(CATALOG).map((stage) => {
+      const queue = new Queue<StageJobData>(CATALOG[stage].queue, { connection, prefix });
       queue.on('error', (error) => logger.warn({ queue: queue.name, err: { message: error.message } }, 'queue error'));
       return [stage, queue];
     }),
@@ -95,8 +96,8 @@ export function createProducer(options: { connection: Redis; prefix: string; log
 
     async counts() {
       const entries = await Promise.all(
-        STAGE_ORDER.map(async (stage) => {
-          return [PIPELINE[stage].queue, await queueCounts(queues[stage])] as const;
+        stageOrder(CATALOG).map(async (stage) => {
+          return [CATALOG[stage].queue, await queueCounts(queues[stage])] as const;
         }),
       );
       return Object.fromEntries(entries);

@@ -1,7 +1,9 @@
-import { PIPELINE, readyStages } from '../domain/pipeline.js';
-import type { StageName } from '../domain/stages/types.js';
-import type { JobQueue } from '../domain/chat/job-queue.js';
-import type { RunsRepository, StepStates } from '../db/repositories/runs.repository.js';
+import { readyDependents as readyDependentsOf, readyStages } from '../engine/dag.js';
+import { CATALOG } from '../engine/catalog.js';
+import type { StageName } from '../engine/catalog.js';
+import type { JobTransport } from '../engine/ports/job-transport.js';
+import type { RunsRepository } from '../db/repositories/runs.repository.js';
+import type { StepStates } from '../engine/run.js';
 import type { RecordedFailure, StageRunner } from '../domain/chat/stage-runner.js';
 
 /** Steps that just finished together, with the run's step states as that finish left them. */
@@ -13,7 +15,7 @@ export interface Transition {
 }
 
 function readyDependents(states: StepStates, finished: readonly StageName[]): StageName[] {
-  return readyStages(states).filter((stage) => PIPELINE[stage].dependsOn.some((dep) => finished.includes(dep)));
+  return readyDependentsOf(CATALOG, states, finished);
 }
 
 /**
@@ -22,7 +24,7 @@ function readyDependents(states: StepStates, finished: readonly StageName[]): St
  * The reply of a run waits for the earlier messages of its thread to be answered; when a run
  * finishes, the next open run of its thread is moved along.
  */
-export function createProgression(deps: { runs: RunsRepository; queue: JobQueue; runner: StageRunner }) {
+export function createProgression(deps: { runs: RunsRepository; queue: JobTransport; runner: StageRunner }) {
   const { runs, queue, runner } = deps;
 
   /**
@@ -43,7 +45,7 @@ export function createProgression(deps: { runs: RunsRepository; queue: JobQueue;
     } else {
       const steps = await runs.steps(runId);
       states = Object.fromEntries(steps.map((step) => [step.stage, step.status]));
-      frontier = readyStages(states).filter((stage) => stage !== from.exclude);
+      frontier = readyStages(CATALOG, states).filter((stage) => stage !== from.exclude);
     }
     const toEnqueue: StageName[] = [];
     // A step that needs no external call is settled here rather than spending a job on it.
@@ -84,7 +86,7 @@ export function createProgression(deps: { runs: RunsRepository; queue: JobQueue;
    */
   async function afterRunFinished(threadId: string): Promise<void> {
     const next = await runs.nextOpenRun(threadId);
-    if (next?.driver === 'queue' && readyStages(next.states).includes('openai')) await queue.enqueue(next.id, next.orgId, ['openai']);
+    if (next?.driver === 'queue' && readyStages(CATALOG, next.states).includes('openai')) await queue.enqueue(next.id, next.orgId, ['openai']);
   }
 
   async function enqueue(runId: string, orgId: string, stages: readonly StageName[]): Promise<void> {

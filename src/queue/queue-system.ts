@@ -1,8 +1,8 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Container } from '../container.js';
-import { PIPELINE } from '../domain/pipeline.js';
-import type { StageName } from '../domain/stages/types.js';
+import { CATALOG } from '../engine/catalog.js';
+import type { StageName } from '../engine/catalog.js';
 import { cancelChannel, subscribeToCancellations } from './cancellation.js';
 import { closeRedis, createRedisConnection, waitUntilReady } from './connections.js';
 import { createReconciler } from './reconciler.js';
@@ -94,7 +94,7 @@ export async function startQueueSystem(container: Container, stages: readonly St
     logger,
   });
   alerts.start();
-  logger.info(`Queue system ready (${stages.length ? stages.map((s) => PIPELINE[s].queue).join(', ') : 'producer only'})`);
+  logger.info(`Queue system ready (${stages.length ? stages.map((s) => CATALOG[s].queue).join(', ') : 'producer only'})`);
 
   return {
     workers,

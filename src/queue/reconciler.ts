@@ -1,11 +1,12 @@
 import type pg from 'pg';
 import { createPeriodicTask } from '../lib/periodic.js';
 import type { Logger } from 'pino';
-import { isTerminal, readyStages, type StepState } from '../domain/pipeline.js';
-import type { JobQueue } from '../domain/chat/job-queue.js';
+import { isTerminal, readyStages } from '../engine/dag.js';
+import type { StepStatus } from '../engine/run.js';
+import type { JobTransport } from '../engine/ports/job-transport.js';
 import type { InlineDriver } from '../domain/chat/inline-driver.js';
 import type { RunsRepository } from '../db/repositories/runs.repository.js';
-import type { StageName } from '../domain/stages/types.js';
+import { CATALOG, type StageName } from '../engine/catalog.js';
 
 const RECONCILER_LOCK_ID = 7_240_312;
 /** A run driven in-process may legitimately take this long (LLM timeouts and retries). */
@@ -19,7 +20,7 @@ const INLINE_GRACE_MS = 10 * 60_000;
 export function createReconciler(deps: {
   pool: pg.Pool;
   runs: RunsRepository;
-  queue: JobQueue;
+  queue: JobTransport;
   inline: InlineDriver;
   afterMs: number;
   logger: Logger;
@@ -28,7 +29,7 @@ export function createReconciler(deps: {
 
   async function reconcileRun(run: { id: string; orgId: string; driver: string; createdAt?: Date }): Promise<boolean> {
     const steps = await runs.steps(run.id);
-    const states = Object.fromEntries(steps.map((s) => [s.stage, s.status])) as Partial<Record<StageName, StepState>>;
+    const states = Object.fromEntries(steps.map((s) => [s.stage, s.status])) as Partial<Record<StageName, StepStatus>>;
     if (!queue.available()) {
       // No queues: finish it here, as the degraded path would.
       await runs.setDriver(run.id, 'inline');
@@ -37,7 +38,7 @@ export function createReconciler(deps: {
     }
     if (run.driver !== 'queue') await runs.setDriver(run.id, 'queue');
     // Steps that could be running or waiting: started ones, and pending ones whose turn has come.
-    const ready = new Set(readyStages(states));
+    const ready = new Set(readyStages(CATALOG, states));
     // The reply waits for the earlier messages of its thread, as in the progression.
     if (ready.has('openai')) {
       const message = await runs.userMessage(run.id);

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/client.js';
+import { CATALOG } from '../../src/engine/catalog.js';
 import { createRunsRepository } from '../../src/db/repositories/runs.repository.js';
 import { startFakeOpenAi, type FakeOpenAiServer } from '../fakes/openai.fake.js';
 import { createTestApp, eventually, type Tenant, type TestApp } from '../support/app.js';
@@ -106,7 +107,7 @@ describe('wait on /comprehensive without workers (runs stay open until finished 
     expect((await otherWait).statusCode).toBe(202);
 
     const open = await openBatches(tenant, 3);
-    const runsElsewhere = createRunsRepository(elsewhere.db, elsewhere.pool);
+    const runsElsewhere = createRunsRepository(elsewhere.db, elsewhere.pool, CATALOG);
     const started = Date.now();
     for (const id of open) await runsElsewhere.finish(id, 'cancelled', { code: 'cancelled', message: 'finished by another process' });
     const [a, b] = await Promise.all([first, second]);
@@ -136,7 +137,7 @@ describe('wait on /comprehensive without workers (runs stay open until finished 
       );
       expect(rowCount).toBe(1);
       // Listening again (a new backend) before the run finishes, or the reconnect's re-read finds it finished.
-      const runsElsewhere = createRunsRepository(elsewhere.db, elsewhere.pool);
+      const runsElsewhere = createRunsRepository(elsewhere.db, elsewhere.pool, CATALOG);
       for (const id of open) await runsElsewhere.finish(id, 'cancelled', { code: 'cancelled', message: 'after the cut' });
     } finally {
       await admin.end();

@@ -2,8 +2,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PIPELINE, STAGE_ORDER } from '../../src/domain/pipeline.js';
-import type { StageName } from '../../src/domain/stages/types.js';
+import { stageOrder } from '../../src/engine/dag.js';
+import { CATALOG } from '../../src/engine/catalog.js';
+import type { StageName } from '../../src/engine/catalog.js';
 import { createAddBatcher } from '../../src/queue/add-batcher.js';
 import { jobOptions, type StageJobData } from '../../src/queue/pipeline.js';
 import { REDIS_URL } from '../support/processes.js';
@@ -17,8 +18,8 @@ const bulkCalls: Array<{ stage: StageName; size: number }> = [];
 beforeAll(async () => {
   connection = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
   queues = Object.fromEntries(
-    STAGE_ORDER.map((stage) => {
-      const queue = new Queue<StageJobData>(PIPELINE[stage].queue, { connection, prefix });
+    stageOrder(CATALOG).map((stage) => {
+      const queue = new Queue<StageJobData>(CATALOG[stage].queue, { connection, prefix });
       const addBulk = queue.addBulk.bind(queue);
       queue.addBulk = (jobs) => {
         bulkCalls.push({ stage, size: jobs.length });

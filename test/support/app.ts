@@ -8,7 +8,8 @@ import { createContainer, type Container } from '../../src/container.js';
 import { createLogger } from '../../src/logger.js';
 import type { App } from '../../src/http/types.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
-import { STAGE_ORDER } from '../../src/domain/pipeline.js';
+import { stageOrder } from '../../src/engine/dag.js';
+import { CATALOG } from '../../src/engine/catalog.js';
 import { startQueueSystem, type QueueSystem } from '../../src/queue/queue-system.js';
 
 export interface Tenant {
@@ -48,7 +49,7 @@ export async function createTestApp(env: Record<string, string> = {}, options: {
   // A logger given is used everywhere (container, workers, HTTP), as in a server process.
   const container = createContainer(config, options.logger ?? createLogger('silent'));
   const logger = options.logger ?? createLogger('silent');
-  const queueSystem = options.workers ? await startQueueSystem(container, STAGE_ORDER, logger) : undefined;
+  const queueSystem = options.workers ? await startQueueSystem(container, stageOrder(CATALOG), logger) : undefined;
   const app = await buildApp(container, { logger: options.logger ?? false });
   await app.ready();
   return {

@@ -1,7 +1,8 @@
 import type pg from 'pg';
-import { PIPELINE, STAGE_ORDER } from '../../domain/pipeline.js';
+import { stageOrder } from '../../engine/dag.js';
+import { CATALOG } from '../../engine/catalog.js';
 import type { StageFigures, StageMinute, StageStatsSource, TokenFigures } from '../../domain/monitoring/stage-stats.js';
-import type { StageName } from '../../domain/stages/types.js';
+import type { StageName } from '../../engine/catalog.js';
 
 /*
  * Operational figures from the system of record, always for one organization. The time range
@@ -11,7 +12,7 @@ import type { StageName } from '../../domain/stages/types.js';
  */
 
 /** The DAG's edges as (stage, dependency) pairs, from the one pipeline definition. */
-const EDGES = STAGE_ORDER.flatMap((stage) => PIPELINE[stage].dependsOn.map((dep) => [stage, dep] as const));
+const EDGES = stageOrder(CATALOG).flatMap((stage) => CATALOG[stage].dependsOn.map((dep) => [stage, dep] as const));
 
 const RANGE = `r.org_id = $1 and r.created_at >= now() - make_interval(mins => $2::int)`;
 

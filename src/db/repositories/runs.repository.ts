@@ -1,97 +1,15 @@
 import { and, eq } from 'drizzle-orm';
 import type pg from 'pg';
 import type { Db } from '../client.js';
-import { messages, runs, type RunOptions, type StepErrorInfo } from '../schema.js';
-import { PIPELINE, STAGE_ORDER, jobIdFor, parseJobId } from '../../domain/pipeline.js';
+import { messages, runs } from '../schema.js';
+import { dependenciesOf, stageOrder } from '../../engine/dag.js';
+import { jobIdFor, parseJobId } from '../../engine/job-id.js';
+import type { AcceptOutcome, LoadedStep, NewRun, OpenRun, Run, Step, StepError, StepStates } from '../../engine/run.js';
+import type { RunStore, StepCompletion } from '../../engine/ports/run-store.js';
+import type { AnyCatalog, StageOf } from '../../engine/stage.js';
 import { historySql } from './threads.repository.js';
 import { createCoalescer } from '../../lib/coalescer.js';
 import { RUN_FINISHED_CHANNEL } from '../run-finished.listener.js';
-import type { StageName } from '../../domain/stages/types.js';
-
-export type RunStatus = 'processing' | 'partial' | 'completed' | 'failed' | 'cancelled';
-export type StepStatus = 'pending' | 'active' | 'retrying' | 'completed' | 'failed' | 'cancelled';
-
-export interface RunRecord {
-  id: string;
-  orgId: string;
-  threadId: string;
-  userId: string | null;
-  status: RunStatus;
-  source: string;
-  driver: string;
-  options: RunOptions;
-  idempotencyKey: string | null;
-  error: StepErrorInfo | null;
-  createdAt: Date;
-  finishedAt: Date | null;
-}
-
-export interface StepRecord {
-  runId: string;
-  stage: StageName;
-  jobId: string;
-  queue: string;
-  status: StepStatus;
-  attempts: number;
-  maxAttempts: number;
-  result: unknown;
-  error: StepErrorInfo | null;
-  createdAt: Date;
-  startedAt: Date | null;
-  finishedAt: Date | null;
-}
-
-/** The status of each step of a run, as the pipeline's progression needs it. */
-export type StepStates = Partial<Record<StageName, StepStatus>>;
-
-export interface NewRun {
-  /** Chosen by the caller so that job ids can be derived before anything is written. */
-  id: string;
-  orgId: string;
-  threadId: string;
-  userId: string;
-  source: string;
-  driver: string;
-  content: string;
-  options?: RunOptions;
-  idempotencyKey?: string;
-  /** A digest of the request that carried the key: a replay must match it. */
-  idempotencyFingerprint?: string;
-  /** The message starts a thread: `threadId` is the new thread's id, written with the run or not at all. */
-  newThread?: { title: string };
-  /** The stages the run includes; their steps start pending. */
-  stages: StageName[];
-}
-
-export type CreateRunOutcome =
-  | { kind: 'created'; runId: string; createdAt: Date; messageId: string }
-  | { kind: 'thread_not_found' }
-  /** The idempotency key was used before for the same request: nothing new was written. */
-  | { kind: 'replay'; runId: string }
-  /** The idempotency key was used before for another request: nothing was written. */
-  | { kind: 'idempotency_key_reused' };
-
-/** What a worker needs to run one stage, loaded in the same statement that claims the step. */
-export interface ClaimedStep {
-  runId: string;
-  stage: StageName;
-  attempts: number;
-  maxAttempts: number;
-  orgId: string;
-  threadId: string;
-  options: RunOptions;
-  messageId: string;
-  messageSeq: number;
-  content: string;
-  /** Results of the completed steps this one depends on, by stage. */
-  results: Partial<Record<StageName, unknown>>;
-  /** The run's step states as the claim or load saw them. */
-  states: StepStates;
-  /** When this attempt started; set for a loaded (not claimed) step, whose completion records it. */
-  loadedAt?: Date;
-  /** The thread's earlier turns, oldest first, each with its exchange's number (the LLM step only). */
-  history?: Array<{ role: 'user' | 'assistant'; content: string; turn: number }>;
-}
 
 /*
  * The statements on the hot path (accepting a message, claiming and completing a step, storing
@@ -249,9 +167,6 @@ select q.idx, coalesce(st.attempts, 0) + 1 as attempts, r.org_id, r.thread_id, r
   join messages m on m.id = r.message_id
   left join run_steps st on st.run_id = r.id and st.stage = q.stage
  where st.status is null or st.status not in ${TERMINAL_SQL}`;
-
-/** Each stage's dependencies, as LOAD_STEPS takes them. */
-const DEPENDENCIES_JSON = JSON.stringify(Object.fromEntries(STAGE_ORDER.map((stage) => [stage, PIPELINE[stage].dependsOn])));
 
 /*
  * Claims an attempt of a step that calls out ($3: the stages it depends on): writes its row on the
@@ -425,7 +340,7 @@ select q.idx, n.id, n.org_id, n.driver, n.step_states
                       where r.thread_id = q.thread_id and r.finished_at is null order by r.seq limit 1) n`;
 
 /** An accept's values, in the column order of CREATE_RUN (scalars) and CREATE_RUNS (arrays). */
-function acceptColumns(input: NewRun): unknown[] {
+function acceptColumns(input: NewRun<string>): unknown[] {
   return [
     input.id,
     input.threadId,
@@ -442,7 +357,7 @@ function acceptColumns(input: NewRun): unknown[] {
 }
 
 /** A repeated idempotency key: the first run again if the request is the same, refused otherwise. */
-function replayOf(input: NewRun, runId: string, fingerprint: string | null): CreateRunOutcome {
+function replayOf(input: NewRun<string>, runId: string, fingerprint: string | null): AcceptOutcome {
   return (fingerprint ?? null) === (input.idempotencyFingerprint ?? null) ? { kind: 'replay', runId } : { kind: 'idempotency_key_reused' };
 }
 
@@ -452,12 +367,12 @@ function answersByIdx<T>(rows: Array<Record<string, any>>, count: number, pick: 
   return Array.from({ length: count }, (_, i) => ({ status: 'fulfilled' as const, value: byIdx.get(i + 1) }));
 }
 
-function toClaimedStep(runId: string, stage: StageName, row: Record<string, any>): ClaimedStep {
+function toLoadedStep<S extends string>(catalog: AnyCatalog, runId: string, stage: S, row: Record<string, any>): LoadedStep<S> {
   return {
     runId,
     stage,
     attempts: row.attempts,
-    maxAttempts: PIPELINE[stage].attempts,
+    maxAttempts: catalog[stage]!.attempts,
     orgId: row.org_id,
     threadId: row.thread_id,
     options: row.options,
@@ -470,8 +385,16 @@ function toClaimedStep(runId: string, stage: StageName, row: Record<string, any>
   };
 }
 
-export function createRunsRepository(db: Db, pool: pg.Pool) {
-  const loadRow = createCoalescer<{ runId: string; stage: StageName }, Record<string, any> | undefined>(async (items) => {
+/**
+ * The PostgreSQL run store, for the stages of `catalog` (their dependencies, queues and attempts
+ * are read from it, never from a module-level constant).
+ */
+export function createRunsRepository<C extends AnyCatalog>(db: Db, pool: pg.Pool, catalog: C): RunStore<StageOf<C>> {
+  type S = StageOf<C>;
+  const order = stageOrder(catalog);
+  /** Each stage's dependencies, as LOAD_STEPS takes them. */
+  const DEPENDENCIES_JSON = JSON.stringify(dependenciesOf(catalog));
+  const loadRow = createCoalescer<{ runId: string; stage: S }, Record<string, any> | undefined>(async (items) => {
     const { rows } = await pool.query({
       name: 'honeyjar-load-steps',
       text: LOAD_STEPS,
@@ -480,7 +403,7 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
     return answersByIdx(rows, items.length, (row) => row);
   });
 
-  const createRow = createCoalescer<NewRun, Record<string, any> | undefined>(async (items) => {
+  const createRow = createCoalescer<NewRun<S>, Record<string, any> | undefined>(async (items) => {
     const values = items.map(acceptColumns);
     if (values.length === 1) {
       const { rows } = await pool.query({ name: 'honeyjar-create-run', text: CREATE_RUN, values: values[0] });
@@ -500,16 +423,16 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
     });
     return answersByIdx(rows, items.length, (row) => row.waiting === true).map((answer) => ({ ...answer, value: answer.value === true }));
   });
-  const nextOpenRunOf = createCoalescer<string, { id: string; orgId: string; driver: string; states: StepStates } | undefined>(async (threadIds) => {
+  const nextOpenRunOf = createCoalescer<string, OpenRun<S> | undefined>(async (threadIds) => {
     const { rows } = await pool.query({ name: 'honeyjar-next-open-runs', text: NEXT_OPEN_RUNS, values: [threadIds] });
-    return answersByIdx(rows, threadIds.length, (row) => ({ id: row.id, orgId: row.org_id, driver: row.driver, states: row.step_states as StepStates }));
+    return answersByIdx(rows, threadIds.length, (row) => ({ id: row.id, orgId: row.org_id, driver: row.driver, states: row.step_states as StepStates<S> }));
   });
 
-  type Completion = { runId: string; steps: ReadonlyArray<{ stage: StageName; result: unknown; loadedAt?: Date | undefined }> };
-  type Completed = { written: StageName[]; settled: StageName[]; states: StepStates };
+  type Completion = { runId: string; steps: ReadonlyArray<StepCompletion<S>> };
+  type Completed = { written: S[]; settled: S[]; states: StepStates<S> };
   const complete = createCoalescer<Completion, Completed>(async (items) => {
     // A (run, stage) twice in one statement would be an error; the second is a repeat anyway.
-    const rows: Array<{ runId: string; stage: StageName; result: unknown; loadedAt?: Date | undefined }> = [];
+    const rows: Array<{ runId: string } & StepCompletion<S>> = [];
     const seen = new Set<string>();
     for (const item of items) {
       for (const step of item.steps) {
@@ -527,13 +450,13 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
         rows.map((r) => r.stage),
         rows.map((r) => JSON.stringify(r.result)),
         rows.map((r) => jobIdFor(r.runId, r.stage)),
-        rows.map((r) => PIPELINE[r.stage].queue),
-        rows.map((r) => PIPELINE[r.stage].attempts),
+        rows.map((r) => catalog[r.stage]!.queue),
+        rows.map((r) => catalog[r.stage]!.attempts),
         rows.map((r) => r.loadedAt ?? null),
       ],
     });
     const written = new Set<string>();
-    const states = new Map<string, StepStates>();
+    const states = new Map<string, StepStates<S>>();
     for (const row of out) {
       if (row.written) written.add(`${row.run_id}.${row.stage}`);
       if (row.states) states.set(row.run_id, row.states);
@@ -552,7 +475,7 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
     );
     // Of the callers completing steps of one run, the last one with a write acts on them all.
     const lead = new Map<string, number>();
-    const writtenOfRun = new Map<string, StageName[]>();
+    const writtenOfRun = new Map<string, S[]>();
     items.forEach((item, i) => {
       if (mine[i]!.length === 0) return;
       lead.set(item.runId, i);
@@ -572,17 +495,17 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
    * The steps of the given runs (of one organization, unless null): a claimed step from its row,
    * one not claimed yet from the run's step_states, with the job id, queue and attempts it will have.
    */
-  async function stepsOf(runIds: string[], orgId: string | null): Promise<Map<string, StepRecord[]>> {
+  async function stepsOf(runIds: string[], orgId: string | null): Promise<Map<string, Step<S>[]>> {
     return new Map([...(await runsWithSteps(runIds, orgId))].map(([id, { steps }]) => [id, steps]));
   }
 
-  async function runsWithSteps(runIds: string[], orgId: string | null): Promise<Map<string, { run: RunRecord; steps: StepRecord[] }>> {
+  async function runsWithSteps(runIds: string[], orgId: string | null): Promise<Map<string, { run: Run; steps: Step<S>[] }>> {
     const { rows } = await pool.query({ name: 'honeyjar-run-steps', text: RUN_STEPS, values: [runIds, orgId] });
-    const byRun = new Map<string, { record: RunRecord; createdAt: Date; states: StepStates; rows: Map<string, StepRecord> }>();
+    const byRun = new Map<string, { record: Run; createdAt: Date; states: StepStates<S>; rows: Map<string, Step<S>> }>();
     for (const row of rows) {
       let run = byRun.get(row.run_id);
       if (!run) {
-        const record: RunRecord = {
+        const record: Run = {
           id: row.run_id,
           orgId: row.org_id,
           threadId: row.thread_id,
@@ -616,18 +539,18 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
         });
       }
     }
-    const result = new Map<string, { run: RunRecord; steps: StepRecord[] }>();
+    const result = new Map<string, { run: Run; steps: Step<S>[] }>();
     for (const [runId, run] of byRun) {
-      const steps = STAGE_ORDER.filter((stage) => run.states[stage] !== undefined).map(
-        (stage): StepRecord =>
+      const steps = order.filter((stage) => run.states[stage] !== undefined).map(
+        (stage): Step<S> =>
           run.rows.get(stage) ?? {
             runId,
             stage,
             jobId: jobIdFor(runId, stage),
-            queue: PIPELINE[stage].queue,
+            queue: catalog[stage]!.queue,
             status: run.states[stage]!,
             attempts: 0,
-            maxAttempts: PIPELINE[stage].attempts,
+            maxAttempts: catalog[stage]!.attempts,
             result: null,
             error: null,
             createdAt: run.createdAt,
@@ -645,7 +568,7 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
      * The run, its user message and its steps in one statement — only if the thread belongs to
      * the organization, and only once per idempotency key.
      */
-    async create(input: NewRun): Promise<CreateRunOutcome> {
+    async create(input: NewRun<S>): Promise<AcceptOutcome> {
       const row = input.newThread
         ? (await pool.query({ name: 'honeyjar-create-run-in-new-thread', text: CREATE_RUN_IN_NEW_THREAD, values: [...acceptColumns(input), input.newThread.title] })).rows[0]
         : await createRow(input);
@@ -662,36 +585,36 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
       return replayOf(input, again.id, again.fingerprint);
     },
 
-    async get(orgId: string, runId: string): Promise<RunRecord | undefined> {
+    async get(orgId: string, runId: string): Promise<Run | undefined> {
       const [row] = await db.select().from(runs).where(and(eq(runs.orgId, orgId), eq(runs.id, runId)));
-      return row as RunRecord | undefined;
+      return row as Run | undefined;
     },
 
-    async getById(runId: string): Promise<RunRecord | undefined> {
+    async getById(runId: string): Promise<Run | undefined> {
       const [row] = await db.select().from(runs).where(eq(runs.id, runId));
-      return row as RunRecord | undefined;
+      return row as Run | undefined;
     },
 
-    async findByIdempotencyKey(orgId: string, key: string): Promise<RunRecord | undefined> {
+    async findByIdempotencyKey(orgId: string, key: string): Promise<Run | undefined> {
       const [row] = await db.select().from(runs).where(and(eq(runs.orgId, orgId), eq(runs.idempotencyKey, key)));
-      return row as RunRecord | undefined;
+      return row as Run | undefined;
     },
 
     /** The organization's run with every step, in one statement (what a batch document shows). */
-    async getWithSteps(orgId: string, runId: string): Promise<{ run: RunRecord; steps: StepRecord[] } | undefined> {
+    async getWithSteps(orgId: string, runId: string): Promise<{ run: Run; steps: Step<S>[] } | undefined> {
       return (await runsWithSteps([runId], orgId)).get(runId);
     },
 
     /** Every step of the run, claimed or not, in pipeline order. */
-    async steps(runId: string): Promise<StepRecord[]> {
+    async steps(runId: string): Promise<Step<S>[]> {
       return (await stepsOf([runId], null)).get(runId) ?? [];
     },
 
     /** Steps by job id (`<runId>.<stage>`), only of the organization's runs; unknown ids are left out. */
-    async stepsByJobIds(orgId: string, jobIds: string[]): Promise<StepRecord[]> {
+    async stepsByJobIds(orgId: string, jobIds: string[]): Promise<Step<S>[]> {
       const wanted = new Map<string, Set<string>>();
       for (const jobId of jobIds) {
-        const parsed = parseJobId(jobId);
+        const parsed = parseJobId(catalog, jobId);
         if (!parsed) continue;
         const stages = wanted.get(parsed.runId) ?? new Set<string>();
         stages.add(parsed.stage);
@@ -725,24 +648,24 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
      * completion) a stage it depends on is not in a state to run it, so a re-delivered job does
      * nothing twice.
      */
-    async loadStep(runId: string, stage: StageName): Promise<ClaimedStep | undefined> {
+    async loadStep(runId: string, stage: S): Promise<LoadedStep<S> | undefined> {
       const loadedAt = new Date();
       const row = await loadRow({ runId, stage });
-      return row ? { ...toClaimedStep(runId, stage, row), loadedAt } : undefined;
+      return row ? { ...toLoadedStep(catalog, runId, stage, row), loadedAt } : undefined;
     },
 
     /**
      * Claims an attempt of a step that calls out, and loads what it needs (with the thread's last
      * `historyTurns` turns). Undefined as for loadStep.
      */
-    async claimStep(runId: string, stage: StageName, options: { historyTurns?: number } = {}): Promise<ClaimedStep | undefined> {
-      const definition = PIPELINE[stage];
+    async claimStep(runId: string, stage: S, options: { historyTurns?: number } = {}): Promise<LoadedStep<S> | undefined> {
+      const definition = catalog[stage]!;
       const { rows } = await pool.query({
         name: 'honeyjar-claim-step',
         text: CLAIM_STEP,
         values: [runId, stage, definition.dependsOn, jobIdFor(runId, stage), definition.queue, definition.attempts, options.historyTurns ?? 0],
       });
-      return rows[0] ? toClaimedStep(runId, stage, rows[0]) : undefined;
+      return rows[0] ? toLoadedStep(catalog, runId, stage, rows[0]) : undefined;
     },
 
     /**
@@ -755,14 +678,14 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
      */
     async completeSteps(
       runId: string,
-      steps: ReadonlyArray<{ stage: StageName; result: unknown; loadedAt?: Date | undefined }>,
-    ): Promise<{ written: StageName[]; settled: StageName[]; states: StepStates }> {
+      steps: ReadonlyArray<StepCompletion<S>>,
+    ): Promise<{ written: S[]; settled: S[]; states: StepStates<S> }> {
       return complete({ runId, steps });
     },
 
     /** Records a failed attempt: `retrying` while attempts remain, else `failed` (with the run's step states). */
-    async failAttempt(runId: string, stage: StageName, error: StepErrorInfo, final: boolean): Promise<{ written: boolean; states: StepStates | null }> {
-      const definition = PIPELINE[stage];
+    async failAttempt(runId: string, stage: S, error: StepError, final: boolean): Promise<{ written: boolean; states: StepStates<S> | null }> {
+      const definition = catalog[stage]!;
       const { rows } = await pool.query({
         name: 'honeyjar-fail-step',
         text: FAIL_STEP,
@@ -780,9 +703,9 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
      */
     async completeWithReply(
       runId: string,
-      stage: StageName,
+      stage: S,
       content: string,
-      result: Record<string, unknown>,
+      result: unknown,
       options: { guarded?: boolean } = {},
     ): Promise<{ messageId: string } | undefined> {
       const { rows } = await pool.query({
@@ -795,7 +718,7 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
     },
 
     /** Ends an open run as failed or cancelled; its open steps are cancelled with it. */
-    async finish(runId: string, status: 'failed' | 'cancelled', error?: StepErrorInfo): Promise<boolean> {
+    async finish(runId: string, status: 'failed' | 'cancelled', error?: StepError): Promise<boolean> {
       const { rows } = await pool.query({ name: 'honeyjar-finish-run', text: FINISH_RUN, values: [runId, status, error ? JSON.stringify(error) : null] });
       return rows[0]?.finished === 1;
     },
@@ -805,7 +728,7 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
     },
 
     /** The thread's oldest open run, with its step states. */
-    async nextOpenRun(threadId: string): Promise<{ id: string; orgId: string; driver: string; states: StepStates } | undefined> {
+    async nextOpenRun(threadId: string): Promise<OpenRun<S> | undefined> {
       return nextOpenRunOf(threadId);
     },
 
@@ -826,4 +749,4 @@ export function createRunsRepository(db: Db, pool: pg.Pool) {
   };
 }
 
-export type RunsRepository = ReturnType<typeof createRunsRepository>;
+export type RunsRepository = RunStore;

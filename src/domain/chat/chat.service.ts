@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { notFound } from '../errors.js';
-import { jobIdFor, PIPELINE, STAGE_ORDER } from '../pipeline.js';
-import type { StageName } from '../stages/types.js';
+import { stageOrder } from '../../engine/dag.js';
+import { CATALOG } from '../../engine/catalog.js';
+import { jobIdFor } from '../../engine/job-id.js';
+import type { StageName } from '../../engine/catalog.js';
 import { toBatchDocument, type BatchDocument } from './batch-view.js';
 import type { InlineDriver } from './inline-driver.js';
-import type { CreateRunOutcome, NewRun, RunsRepository } from '../../db/repositories/runs.repository.js';
+import type { AcceptOutcome, NewRun, RunOptions } from '../../engine/run.js';
+import type { RunsRepository } from '../../db/repositories/runs.repository.js';
 import type { ThreadsRepository } from '../../db/repositories/threads.repository.js';
-import type { RunOptions } from '../../db/schema.js';
 
 /** Who is asking: every call is scoped to the caller's organization. */
 export interface Actor {
@@ -37,7 +39,7 @@ export interface BlockingReply extends BatchDocument {
 /** The stages a run includes, from the options a client may set. */
 export function stagesFor(options: RunOptions): StageName[] {
   // Security always runs: the LLM stage never sends unchecked text out.
-  return STAGE_ORDER.filter((stage) => stage !== 'rag' || options.includeRAG !== false);
+  return stageOrder(CATALOG).filter((stage) => stage !== 'rag' || options.includeRAG !== false);
 }
 
 export class ChatService {
@@ -87,7 +89,7 @@ export class ChatService {
     threadId: string,
     content: string,
     how: { source: string; driver: string; options?: RunOptions; idempotency?: Idempotency; newThread?: { title: string } },
-  ): Promise<CreateRunOutcome> {
+  ): Promise<AcceptOutcome> {
     const id = randomUUID();
     const options = how.options ?? {};
     const run: NewRun = {

@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { AppError, notFound } from '../errors.js';
-import { PIPELINE, readyStages } from '../pipeline.js';
-import type { StageName } from '../stages/types.js';
-import type { RunOptions } from '../../db/schema.js';
-import type { StepRecord } from '../../db/repositories/runs.repository.js';
+import { readyStages } from '../../engine/dag.js';
+import { CATALOG } from '../../engine/catalog.js';
+import type { StageName } from '../../engine/catalog.js';
+import type { RunOptions } from '../../engine/run.js';
+import type { Step } from '../../engine/run.js';
 import { toBatchDocument, type BatchDocument } from './batch-view.js';
 import { ChatService, stagesFor, type Actor, type ChatServiceDeps, type Idempotency } from './chat.service.js';
-import type { JobQueue, JobState, QueueCounts } from './job-queue.js';
+import type { JobTransport, JobState, QueueCounts } from '../../engine/ports/job-transport.js';
 import type { RunWaits } from './run-waits.js';
 
 export interface AcceptedDocument {
@@ -21,7 +22,7 @@ export interface AcceptedDocument {
 }
 
 export interface HybridChatServiceDeps extends ChatServiceDeps {
-  queue: JobQueue;
+  queue: JobTransport;
   /** Typical time from acceptance to reply, for `estimatedCompletion`. */
   estimateMs: number;
   /** `wait` on the comprehensive endpoint: woken when the run finishes, capped per organization. */
@@ -119,7 +120,7 @@ export class HybridChatService extends ChatService {
     if (queued) {
       try {
         // One add on the accept path: the entry job's worker enqueues the run's other root stages.
-        const [entry, ...others] = readyStages(Object.fromEntries(stages.map((stage) => [stage, 'pending'])));
+        const [entry, ...others] = readyStages(CATALOG, Object.fromEntries(stages.map((stage) => [stage, 'pending'])));
         await this.deps.queue.enqueue(created.runId, actor.orgId, [entry!], { fanout: others });
       } catch {
         degraded = true;
@@ -139,7 +140,7 @@ export class HybridChatService extends ChatService {
     degraded: boolean,
   ): AcceptedDocument {
     const jobs: AcceptedDocument['data']['jobs'] = {};
-    for (const stage of stages) jobs[stage] = { id: `${runId}.${stage}`, queue: PIPELINE[stage].queue };
+    for (const stage of stages) jobs[stage] = { id: `${runId}.${stage}`, queue: CATALOG[stage].queue };
     return {
       status: 'accepted',
       message: 'Processing started',
@@ -255,11 +256,11 @@ function titleFrom(message: string): string {
   return Array.from(message.replace(/\s+/g, ' ').trim()).slice(0, 80).join('') || 'New conversation';
 }
 
-function stepState(step: StepRecord): string {
+function stepState(step: Step): string {
   return step.status === 'pending' ? 'pending' : step.status;
 }
 
-function describeJob(step: StepRecord, live: { state: JobState; progress?: unknown; processedOn?: number } | undefined): JobStatus {
+function describeJob(step: Step, live: { state: JobState; progress?: unknown; processedOn?: number } | undefined): JobStatus {
   // PostgreSQL is the truth for finished steps; the queue knows more about unfinished ones.
   const finished = ['completed', 'failed', 'cancelled'].includes(step.status);
   const status = finished ? step.status : (live?.state ?? (step.status === 'retrying' ? 'retrying' : step.status === 'active' ? 'active' : 'pending'));

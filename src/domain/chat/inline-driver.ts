@@ -1,10 +1,11 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { backoffDelay, PIPELINE, STAGE_ORDER } from '../pipeline.js';
+import { backoffDelay, stageOrder } from '../../engine/dag.js';
+import { CATALOG } from '../../engine/catalog.js';
 import { StageError } from '../errors.js';
-import type { StageName } from '../stages/types.js';
+import type { StageName } from '../../engine/catalog.js';
 import { isPermanent, type StageRunner } from './stage-runner.js';
 import type { RunsRepository } from '../../db/repositories/runs.repository.js';
-import type { StepErrorInfo } from '../../db/schema.js';
+import type { StepError } from '../../engine/run.js';
 
 export interface InlineDriverOptions {
   maxBackoffMs?: number;
@@ -22,7 +23,7 @@ export function createInlineDriver(runner: StageRunner, runs: RunsRepository, op
   const turnTimeoutMs = options.turnTimeoutMs ?? 120_000;
 
   async function runStage(runId: string, stage: StageName, signal?: AbortSignal): Promise<void> {
-    const definition = PIPELINE[stage];
+    const definition = CATALOG[stage];
     for (let attempt = 1; ; attempt++) {
       try {
         await runner.execute(runId, stage, signal);
@@ -51,12 +52,12 @@ export function createInlineDriver(runner: StageRunner, runs: RunsRepository, op
   }
 
   /** Runs the given stages (all by default); resolves when every one has finished or failed for good. */
-  async function drive(runId: string, stages: readonly StageName[] = STAGE_ORDER, signal?: AbortSignal): Promise<void> {
+  async function drive(runId: string, stages: readonly StageName[] = stageOrder(CATALOG), signal?: AbortSignal): Promise<void> {
     const included = new Set(stages);
     const finished = new Map<StageName, Promise<void>>();
-    for (const stage of STAGE_ORDER) {
+    for (const stage of stageOrder(CATALOG)) {
       if (!included.has(stage)) continue;
-      const waitFor = PIPELINE[stage].dependsOn.filter((dep) => included.has(dep)).map((dep) => finished.get(dep)!);
+      const waitFor = (CATALOG[stage].dependsOn as readonly StageName[]).filter((dep) => included.has(dep)).map((dep) => finished.get(dep)!);
       if (stage === 'openai') waitFor.push(waitForTurn(runId, signal));
       finished.set(
         stage,
@@ -76,7 +77,7 @@ export function createInlineDriver(runner: StageRunner, runs: RunsRepository, op
 export type InlineDriver = ReturnType<typeof createInlineDriver>;
 
 /** What an aborted run records: the code of a StageError given as the abort's reason, or `aborted`. */
-function abortInfo(reason: unknown): StepErrorInfo {
+function abortInfo(reason: unknown): StepError {
   if (reason instanceof StageError) return { code: reason.code, message: reason.message };
   return { code: 'aborted', message: 'the run was aborted' };
 }

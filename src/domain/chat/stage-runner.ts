@@ -1,18 +1,14 @@
 import { StageError } from '../errors.js';
-import { PIPELINE } from '../pipeline.js';
+import { CATALOG } from '../../engine/catalog.js';
 import type { RagService } from '../stages/rag/rag.service.js';
-import type {
-  IntentResult,
-  RagResult,
-  RocketReachResult,
-  SecurityResult,
-  StageName,
-} from '../stages/types.js';
+import type { IntentResult, RagResult, RocketReachResult, SecurityResult } from '../stages/types.js';
+import type { StageName } from '../../engine/catalog.js';
 import type { IntentClassifier } from '../stages/intent/intent.service.js';
 import type { RocketReachStage, RocketReachStageInput } from '../stages/rocketreach/rocketreach.stage.js';
 import type { LlmStage } from '../stages/llm/llm.stage.js';
-import type { ClaimedStep, RunsRepository, StepStates } from '../../db/repositories/runs.repository.js';
-import type { StepErrorInfo } from '../../db/schema.js';
+import type { RunsRepository } from '../../db/repositories/runs.repository.js';
+import type { LoadedStep, StepStates } from '../../engine/run.js';
+import type { StepError } from '../../engine/run.js';
 import { LOCAL_GUARD } from '../stages/llm/llm.stage.js';
 import { gateHistory } from './history-gate.js';
 import { safeErrorMessage } from '../../logger.js';
@@ -55,7 +51,7 @@ export function createStageRunner(deps: { runs: RunsRepository; stages: StageSer
 
   async function execute(runId: string, stage: StageName, signal?: AbortSignal): Promise<StageOutcome> {
     // A stage that calls out records its attempt before the call; a local one is written once, at its end.
-    const step = PIPELINE[stage].callsOut
+    const step = CATALOG[stage].callsOut
       ? await runs.claimStep(runId, stage, stage === 'openai' ? { historyTurns: HISTORY_TURNS } : {})
       : await runs.loadStep(runId, stage);
     if (!step) return { status: 'already_finished' };
@@ -76,7 +72,7 @@ export function createStageRunner(deps: { runs: RunsRepository; stages: StageSer
     return finish(step);
   }
 
-  async function finish(step: ClaimedStep, signal?: AbortSignal): Promise<StageOutcome> {
+  async function finish(step: LoadedStep, signal?: AbortSignal): Promise<StageOutcome> {
     const { runId, stage } = step;
     signal?.throwIfAborted();
     const result = await compute(step, signal);
@@ -101,15 +97,15 @@ export function createStageRunner(deps: { runs: RunsRepository; stages: StageSer
    * lookup, once the intent is known, when no lookup is asked for or no key is configured — is
    * stored in the same statement as this step, rather than spending a job or a read on it.
    */
-  async function settleAtOnce(step: ClaimedStep, result: unknown): Promise<{ stage: StageName; result: unknown; loadedAt: Date } | undefined> {
+  async function settleAtOnce(step: LoadedStep, result: unknown): Promise<{ stage: StageName; result: unknown; loadedAt: Date } | undefined> {
     if (step.stage !== 'intent' || step.states.rocketreach !== 'pending') return undefined;
     const loadedAt = new Date();
-    const dependent: ClaimedStep = { ...step, stage: 'rocketreach', results: { intent: result }, attempts: 1, maxAttempts: PIPELINE.rocketreach.attempts };
+    const dependent: LoadedStep = { ...step, stage: 'rocketreach', results: { intent: result }, attempts: 1, maxAttempts: CATALOG.rocketreach.attempts };
     if (stages.rocketreach.needsApi(rocketreachInput(dependent))) return undefined;
     return { stage: 'rocketreach', result: await compute(dependent), loadedAt };
   }
 
-  async function compute(step: ClaimedStep, signal?: AbortSignal): Promise<unknown> {
+  async function compute(step: LoadedStep, signal?: AbortSignal): Promise<unknown> {
     const earlier = step.results as { intent?: IntentResult; security?: SecurityResult; rag?: RagResult; rocketreach?: RocketReachResult };
     switch (step.stage) {
       case 'intent':
@@ -137,7 +133,7 @@ export function createStageRunner(deps: { runs: RunsRepository; stages: StageSer
     }
   }
 
-  function rocketreachInput(step: ClaimedStep): RocketReachStageInput {
+  function rocketreachInput(step: LoadedStep): RocketReachStageInput {
     const intent = (step.results as { intent?: IntentResult }).intent;
     // Contact enrichment switched off: no contacts asked for, and the intent is not consulted.
     if (step.options.includeContactEnrichment === false) return { orgId: step.orgId, intent: undefined };
@@ -151,7 +147,7 @@ export function createStageRunner(deps: { runs: RunsRepository; stages: StageSer
   async function recordFailure(runId: string, stage: StageName, error: unknown, final: boolean): Promise<RecordedFailure> {
     const info = describeError(error);
     const { states } = await runs.failAttempt(runId, stage, info, final);
-    if (final && !PIPELINE[stage].optional) {
+    if (final && !CATALOG[stage].optional) {
       await runs.finish(runId, 'failed', { code: info.code, message: `${stage}: ${info.message}` });
       return { runFinished: true, states };
     }
@@ -180,7 +176,7 @@ export interface RecordedFailure {
 }
 
 /** What is stored and shown of an error: a stable code and a message, never a stack. */
-export function describeError(error: unknown): StepErrorInfo {
+export function describeError(error: unknown): StepError {
   if (error instanceof StageError) return { code: error.code, message: error.message };
   if (error instanceof Error && (error.name === 'AbortError' || error.name === 'APIUserAbortError')) {
     return { code: 'aborted', message: 'the job was aborted' };

@@ -5,7 +5,8 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { AlertsConfig } from '../../config.js';
 import type { AlertRecord, AlertsRepository, OutageRecord } from '../../db/repositories/alerts.repository.js';
-import { PIPELINE, STAGE_ORDER } from '../pipeline.js';
+import { stageOrder } from '../../engine/dag.js';
+import { CATALOG } from '../../engine/catalog.js';
 import { alertKey, evaluateRules, type AlertCondition, type AlertRule, type AlertSamples, type QueueSample } from './alert-rules.js';
 import { queueSamplesFromHealth, type QueueHealthDetail } from './queue-samples.js';
 import type { StalledJobs } from './stalled-jobs.js';
@@ -113,7 +114,7 @@ export function createAlertsService(deps: AlertsServiceDeps) {
   }
 
   async function sampleQueues(): Promise<Record<string, QueueSample>> {
-    const names = STAGE_ORDER.map((stage) => PIPELINE[stage].queue);
+    const names = stageOrder(CATALOG).map((stage) => CATALOG[stage].queue);
     const [queues, stalled] = await withTimeout(
       Promise.all([deps.queueHealth(), deps.stalled.count(names, config.windowMs)]),
       SAMPLE_TIMEOUT_MS,

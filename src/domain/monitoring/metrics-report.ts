@@ -1,5 +1,6 @@
-import { STAGE_ORDER } from '../pipeline.js';
-import type { StageName } from '../stages/types.js';
+import { stageOrder } from '../../engine/dag.js';
+import { CATALOG } from '../../engine/catalog.js';
+import type { StageName } from '../../engine/catalog.js';
 import { round, type HttpStats, type HttpSummary } from './http-stats.js';
 import type { ProviderStats } from './provider-stats.js';
 import { TIME_RANGES, type StageFigures, type StageMinute, type StageStatsSource, type TimeRange, type TokenFigures } from './stage-stats.js';
@@ -35,7 +36,7 @@ export function createMetricsReporter(deps: { stageStats: StageStatsSource; http
       const minutes = TIME_RANGES[timeRange];
       const [stages, runs] = await Promise.all([deps.stageStats.stages(orgId, minutes), deps.stageStats.runsByStatus(orgId, minutes)]);
       const byStage: OrganizationFigures['stages'] = {};
-      for (const stage of STAGE_ORDER) byStage[stage] = stages.find((s) => s.stage === stage) ?? emptyStage(stage);
+      for (const stage of stageOrder(CATALOG)) byStage[stage] = stages.find((s) => s.stage === stage) ?? emptyStage(stage);
       return { orgId, timeRange, runs: { byStatus: runs, total: Object.values(runs).reduce((a, b) => a + b, 0) }, stages: byStage };
     },
 
@@ -49,7 +50,7 @@ export function createMetricsReporter(deps: { stageStats: StageStatsSource; http
         deps.stageStats.tokensByProvider(orgId, minutes),
       ]);
       const byStage: MetricsReport['stages']['byStage'] = {};
-      for (const stage of STAGE_ORDER) {
+      for (const stage of stageOrder(CATALOG)) {
         const figures = stages.find((s) => s.stage === stage) ?? emptyStage(stage);
         byStage[stage] = {
           ...figures,

@@ -3,9 +3,9 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { safeErrorMessage } from '../../logger.js';
 import { StageError } from '../../domain/errors.js';
-import { PIPELINE } from '../../domain/pipeline.js';
+import { CATALOG } from '../../engine/catalog.js';
 import { isPermanent, type StageRunner } from '../../domain/chat/stage-runner.js';
-import type { StageName } from '../../domain/stages/types.js';
+import type { StageName } from '../../engine/catalog.js';
 import type { Progression } from '../progression.js';
 import type { StageJobData } from '../pipeline.js';
 import { observeProcessor, type JobObserver } from '../../monitoring/worker-observer.js';
@@ -32,7 +32,7 @@ export interface StageWorkerOptions {
  */
 export function createStageWorker(options: StageWorkerOptions): Worker<StageJobData> {
   const { stage, runner, progression, logger } = options;
-  const definition = PIPELINE[stage];
+  const definition = CATALOG[stage];
 
   const process = async (job: Job<StageJobData>, _token?: string, signal?: AbortSignal): Promise<string> => {
     const { runId, orgId } = job.data;

@@ -2,9 +2,10 @@ import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
-import { PIPELINE, STAGE_ORDER } from '../../domain/pipeline.js';
+import { stageOrder } from '../../engine/dag.js';
+import { CATALOG } from '../../engine/catalog.js';
 import type { StageRunner } from '../../domain/chat/stage-runner.js';
-import type { StageName } from '../../domain/stages/types.js';
+import type { StageName } from '../../engine/catalog.js';
 import type { Progression } from '../progression.js';
 import type { StageJobData } from '../pipeline.js';
 import { createStageWorker } from './stage.worker.js';
@@ -20,8 +21,8 @@ const WORKER_FACTORIES: Record<StageName, typeof createStageWorker> = {
 };
 
 export function checkRegistry(registry: Partial<Record<StageName, unknown>> = WORKER_FACTORIES): void {
-  const missing = STAGE_ORDER.filter((stage) => !registry[stage]);
-  const unknown = Object.keys(registry).filter((stage) => !STAGE_ORDER.includes(stage as StageName));
+  const missing = stageOrder(CATALOG).filter((stage) => !registry[stage]);
+  const unknown = Object.keys(registry).filter((stage) => !stageOrder(CATALOG).includes(stage as StageName));
   if (missing.length || unknown.length) {
     throw new Error(`pipeline and workers disagree: no worker for [${missing.join(', ')}], no stage for [${unknown.join(', ')}]`);
   }
@@ -29,10 +30,10 @@ export function checkRegistry(registry: Partial<Record<StageName, unknown>> = WO
 
 /** Parses `--queues a,b` (queue or stage names) into stages; all of them by default. */
 export function selectStages(names: readonly string[] | undefined): StageName[] {
-  if (!names || names.length === 0) return [...STAGE_ORDER];
+  if (!names || names.length === 0) return [...stageOrder(CATALOG)];
   return names.map((name) => {
-    const stage = STAGE_ORDER.find((s) => s === name || PIPELINE[s].queue === name);
-    if (!stage) throw new Error(`unknown queue: ${name} (known: ${STAGE_ORDER.map((s) => PIPELINE[s].queue).join(', ')})`);
+    const stage = stageOrder(CATALOG).find((s) => s === name || CATALOG[s].queue === name);
+    if (!stage) throw new Error(`unknown queue: ${name} (known: ${stageOrder(CATALOG).map((s) => CATALOG[s].queue).join(', ')})`);
     return stage;
   });
 }
@@ -80,7 +81,7 @@ export function startWorkers(deps: {
       ...(deps.metrics ? { metrics: deps.metrics } : {}),
     });
     workers.set(stage, worker);
-    logger.info(`✓ ${PIPELINE[stage].queue} worker initialized (concurrency ${config.queue.concurrency[stage]})`);
+    logger.info(`✓ ${CATALOG[stage].queue} worker initialized (concurrency ${config.queue.concurrency[stage]})`);
   }
   return {
     workers,

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import type { App } from '../../types.js';
 import type { Config } from '../../../config.js';
 import { AppError } from '../../../domain/errors.js';
-import type { StageName } from '../../../domain/stages/types.js';
+import type { StageName } from '../../../engine/catalog.js';
 import { readQueueStatus } from '../../../queue/autoscaling.js';
 import type { StageJobData } from '../../../queue/pipeline.js';
 import { requireOperator } from '../../plugins/auth.js';
