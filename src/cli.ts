@@ -11,7 +11,7 @@ import { createDocumentsService } from './domain/documents/documents.service.js'
 import { createLogger } from './logger.js';
 import { prepareDatabase, startServer, type Role } from './main.js';
 import type { StageName } from './engine/catalog.js';
-import { selectStages } from './queue/workers/start-workers.js';
+import { selectStages } from './queue/pipeline.js';
 
 const USAGE = `Usage: honeyjar <command> [options]
 
@@ -64,7 +64,7 @@ export async function runCli(argv: string[]): Promise<number> {
         const names = values.queues?.split(',').map((name) => name.trim()).filter(Boolean);
         let stages;
         try {
-          stages = selectStages(names);
+          stages = selectStages(config.catalog, names);
         } catch (error) {
           throw new UsageError((error as Error).message);
         }

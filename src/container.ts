@@ -7,14 +7,15 @@ import { createContactCacheRepository } from './db/repositories/contact-cache.re
 import { createAlertsRepository } from './db/repositories/alerts.repository.js';
 import { createDocumentsRepository } from './db/repositories/documents.repository.js';
 import { createRunsRepository } from './db/repositories/runs.repository.js';
-import { CATALOG } from './engine/catalog.js';
 import { createTenancyRepository } from './db/repositories/tenancy.repository.js';
 import { createThreadsRepository } from './db/repositories/threads.repository.js';
 import { HybridChatService } from './domain/chat/hybrid-chat.service.js';
 import { createInlineDriver } from './domain/chat/inline-driver.js';
 import { createRunWaits } from './domain/chat/run-waits.js';
 import { createRunFinishedListener } from './db/run-finished.listener.js';
-import { createStageRunner, type StageServices } from './domain/chat/stage-runner.js';
+import { createStageRunner } from './domain/chat/stage-runner.js';
+import type { StageServices } from './engine/services.js';
+import { stageOrder } from './engine/dag.js';
 import { createDocumentsService } from './domain/documents/documents.service.js';
 import { createLocalIntentClassifier, createLlmIntentClassifier } from './domain/stages/intent/intent.service.js';
 import { createLlmStage } from './domain/stages/llm/llm.stage.js';
@@ -39,31 +40,32 @@ import { createMonitoring, type Monitoring } from './monitoring/monitoring.js';
 export function createContainer(config: Readonly<Config>, logger: Logger) {
   const database: Database = openDatabase(config.database.url, { poolMax: config.database.poolMax });
   // Request, provider and job metrics of this process (src/monitoring/).
-  const monitoring = createMonitoring();
+  const monitoring = createMonitoring(config.catalog);
   const repositories = {
     tenancy: createTenancyRepository(database.db),
     threads: createThreadsRepository(database.db),
-    runs: monitoring.observeRuns(createRunsRepository(database.db, database.pool, CATALOG)),
+    runs: monitoring.observeRuns(createRunsRepository(database.db, database.pool, config.catalog)),
     documents: createDocumentsRepository(database.db, database.pool),
     contactCache: createContactCacheRepository(database.db),
     alerts: createAlertsRepository(database.db, database.pool),
-    monitoring: createMonitoringRepository(database.pool),
+    monitoring: createMonitoringRepository(database.pool, config.catalog),
     failedJobs: createFailedJobsRepository(database.pool),
   };
   const stages = createStageServices(config, repositories, monitoring);
-  const runner = createStageRunner({ runs: repositories.runs, stages, options: { historyTokenBudget: config.openai.historyTokenBudget } });
+  const runner = createStageRunner({ catalog: config.catalog, runs: repositories.runs, stages, settings: { historyTokenBudget: config.openai.historyTokenBudget } });
   const inline = createInlineDriver(runner, repositories.runs);
   // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
   const redis = createRedisConnection(config.redis.url, 'producer', logger);
-  const producer = createProducer({ connection: redis, prefix: config.queue.prefix, logger, cancelChannel: cancelChannel(config.queue.prefix) });
+  const producer = createProducer({ catalog: config.catalog, connection: redis, prefix: config.queue.prefix, logger, cancelChannel: cancelChannel(config.queue.prefix) });
   const heartbeat = createHeartbeat({ redis, prefix: config.queue.prefix });
   const health = createHealthService({ config, repository: repositories.monitoring, redis, producer, heartbeat, monitoring });
-  const metrics = createMetricsReporter({ stageStats: repositories.monitoring.stageStats, http: monitoring.http, providers: monitoring.providers });
+  const metrics = createMetricsReporter({ stages: stageOrder(config.catalog), stageStats: repositories.monitoring.stageStats, http: monitoring.http, providers: monitoring.providers });
   const progression = createProgression({ runs: repositories.runs, queue: producer, runner });
   // One LISTEN connection of this process, opened by the first `wait`.
   const runFinished = createRunFinishedListener(config.database.url, logger);
   const waits = createRunWaits({ feed: runFinished, maxPerOrg: config.maxWaitsPerOrg });
   const chat = new HybridChatService({
+    catalog: config.catalog,
     threads: repositories.threads,
     runs: repositories.runs,
     inline,

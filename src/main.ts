@@ -6,7 +6,6 @@ import { createContainer } from './container.js';
 import { ensureDatabaseExists, openDatabase, runMigrations } from './db/client.js';
 import type { TenancyRepository } from './db/repositories/tenancy.repository.js';
 import { stageOrder } from './engine/dag.js';
-import { CATALOG } from './engine/catalog.js';
 import type { StageName } from './engine/catalog.js';
 import { startQueueSystem } from './queue/queue-system.js';
 
@@ -42,7 +41,7 @@ export async function startServer(
   const container = createContainer(config, logger);
   if (role !== 'worker') await printFirstStartToken(container.repositories.tenancy, config, logger);
 
-  const stages = role === 'api' ? [] : (options.stages ?? stageOrder(CATALOG));
+  const stages = role === 'api' ? [] : (options.stages ?? stageOrder(config.catalog));
   const queueSystem = await startQueueSystem(container, stages, logger);
 
   const app = role === 'worker' ? undefined : await buildApp(container);

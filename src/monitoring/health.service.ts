@@ -11,7 +11,7 @@ import {
   type WorkersCheck,
 } from '../domain/monitoring/health.js';
 import { stageOrder } from '../engine/dag.js';
-import { CATALOG } from '../engine/catalog.js';
+import { queueNames } from '../queue/pipeline.js';
 import { waitUntilReady } from '../queue/connections.js';
 import type { Producer } from '../queue/producer.js';
 import type { Heartbeat } from './heartbeat.js';
@@ -26,7 +26,6 @@ const APP_VERSION: string = (() => {
   }
 })();
 
-const QUEUES = stageOrder(CATALOG).map((stage) => CATALOG[stage].queue);
 
 export interface HealthReport {
   status: HealthStatus;
@@ -123,10 +122,11 @@ export function createHealthService(deps: {
   now?: () => number;
 }) {
   const { config, repository, redis, producer, heartbeat, monitoring } = deps;
+  const QUEUES = queueNames(config.catalog);
   const now = deps.now ?? Date.now;
   const timeoutMs = config.monitoring.healthCheckTimeoutMs;
   const staleAfterMs = config.monitoring.workerStaleMs;
-  const queues = stageOrder(CATALOG).map((stage) => ({ name: CATALOG[stage].queue, queue: producer.queues[stage] }));
+  const queues = stageOrder(config.catalog).map((stage) => ({ name: config.catalog[stage].queue, queue: producer.queues[stage] }));
 
   /** Ready now, or within the timeout when the connection is still being made (a fresh start); no wait while Redis is down. */
   async function redisReady(): Promise<boolean> {

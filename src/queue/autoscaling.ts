@@ -7,7 +7,6 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ConcurrencyController, summarizeDurations, type ScalingDecision } from '../domain/monitoring/autoscaler.js';
 import { stageOrder } from '../engine/dag.js';
-import { CATALOG } from '../engine/catalog.js';
 import type { StageName } from '../engine/catalog.js';
 import type { StageJobData } from './pipeline.js';
 
@@ -146,7 +145,7 @@ export function startAutoscaling(deps: {
     worker.on('failed', onFinished);
     controlled.push({
       stage,
-      queue: CATALOG[stage].queue,
+      queue: config.catalog[stage].queue,
       worker,
       controller,
       timings,
@@ -311,7 +310,7 @@ export function startAutoscaling(deps: {
 }
 
 function limiterOf(config: Readonly<Config>, stage: StageName): { max: number; duration: number } | undefined {
-  return stage === 'openai' ? config.queue.openaiLimiter : stage === 'rocketreach' ? config.queue.rocketreachLimiter : undefined;
+  return config.queue.limiters[stage];
 }
 
 function parseStates(raw: Record<string, string>, now: number): Map<string, PublishedProcessState> {
@@ -368,9 +367,9 @@ export async function readQueueStatus(deps: {
   if (stale.length) await redis.hdel(key, ...stale).catch(() => undefined);
 
   const result = await Promise.all(
-    stageOrder(CATALOG).map(async (stage): Promise<QueueStatus> => {
+    stageOrder(config.catalog).map(async (stage): Promise<QueueStatus> => {
       const queue = queues[stage];
-      const name = CATALOG[stage].queue;
+      const name = config.catalog[stage].queue;
       const limiter = limiterOf(config, stage);
       const [counts, paused, ttl, workersSeen, globalConcurrency] = await Promise.all([
         queueCounts(queue),

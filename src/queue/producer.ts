@@ -3,8 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { JobTransport, JobState, LiveJob, QueueCounts } from '../engine/ports/job-transport.js';
 import { stageOrder } from '../engine/dag.js';
-import { CATALOG } from '../engine/catalog.js';
-import type { StageName } from '../engine/catalog.js';
+import type { Catalog, StageName } from '../engine/catalog.js';
 import { createAddBatcher } from './add-batcher.js';
 import { jobOptions, type StageJobData } from './pipeline.js';
 
@@ -14,11 +13,11 @@ export interface Producer extends JobTransport {
 }
 
 /** The queue side of the BullMQ driver: adds jobs, inspects and cancels them. */
-export function createProducer(options: { connection: Redis; prefix: string; logger: Logger; cancelChannel: string }): Producer {
-  const { connection, prefix, logger } = options;
+export function createProducer(options: { catalog: Catalog; connection: Redis; prefix: string; logger: Logger; cancelChannel: string }): Producer {
+  const { catalog, connection, prefix, logger } = options;
   const queues = Object.fromEntries(
-    stageOrder(CATALOG).map((stage) => {
-      const queue = new Queue<StageJobData>(CATALOG[stage].queue, { connection, prefix });
+    stageOrder(catalog).map((stage) => {
+      const queue = new Queue<StageJobData>(catalog[stage].queue, { connection, prefix });
       queue.on('error', (error) => logger.warn({ queue: queue.name, err: { message: error.message } }, 'queue error'));
       return [stage, queue];
     }),
@@ -33,7 +32,7 @@ export function createProducer(options: { connection: Redis; prefix: string; log
 
     async enqueue(runId, orgId, stages, opts = {}) {
       await Promise.all(
-        stages.map((stage) => adds.add(stage, { runId, orgId, ...(opts.fanout?.length ? { fanout: [...opts.fanout] } : {}) }, jobOptions(runId, stage))),
+        stages.map((stage) => adds.add(stage, { runId, orgId, ...(opts.fanout?.length ? { fanout: [...opts.fanout] } : {}) }, jobOptions(catalog, runId, stage))),
       );
     },
 
@@ -96,8 +95,8 @@ export function createProducer(options: { connection: Redis; prefix: string; log
 
     async counts() {
       const entries = await Promise.all(
-        stageOrder(CATALOG).map(async (stage) => {
-          return [CATALOG[stage].queue, await queueCounts(queues[stage])] as const;
+        stageOrder(catalog).map(async (stage) => {
+          return [catalog[stage].queue, await queueCounts(queues[stage])] as const;
         }),
       );
       return Object.fromEntries(entries);

@@ -1,7 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Container } from '../container.js';
-import { CATALOG } from '../engine/catalog.js';
 import type { StageName } from '../engine/catalog.js';
 import { cancelChannel, subscribeToCancellations } from './cancellation.js';
 import { closeRedis, createRedisConnection, waitUntilReady } from './connections.js';
@@ -33,12 +32,12 @@ export async function startQueueSystem(container: Container, stages: readonly St
   try {
     await waitUntilReady(container.redis, 3_000);
     logger.info(`Connected to Redis (${new URL(config.redis.url).host})`);
-    await container.producer.queues.rocketreach.setGlobalConcurrency(config.queue.rocketreachMaxConcurrent);
+    await setGlobalConcurrencies(container);
   } catch {
     logger.warn('Redis is unreachable: serving in degraded mode (the pipeline runs in-process) until it returns');
     container.redis.once('ready', () => {
       logger.info('Redis is back: new messages go to the queues again');
-      container.producer.queues.rocketreach.setGlobalConcurrency(config.queue.rocketreachMaxConcurrent).catch(() => undefined);
+      setGlobalConcurrencies(container).catch(() => undefined);
     });
   }
 
@@ -94,7 +93,7 @@ export async function startQueueSystem(container: Container, stages: readonly St
     logger,
   });
   alerts.start();
-  logger.info(`Queue system ready (${stages.length ? stages.map((s) => CATALOG[s].queue).join(', ') : 'producer only'})`);
+  logger.info(`Queue system ready (${stages.length ? stages.map((s) => config.catalog[s].queue).join(', ') : 'producer only'})`);
 
   return {
     workers,
@@ -110,4 +109,15 @@ export async function startQueueSystem(container: Container, stages: readonly St
       if (workerConnection) await closeRedis(workerConnection);
     },
   };
+}
+
+/** A stage's global concurrency (its provider's limit across every process) is a setting of its queue in Redis. */
+async function setGlobalConcurrencies(container: Container): Promise<void> {
+  const { limiters } = container.config.queue;
+  await Promise.all(
+    (Object.keys(limiters) as StageName[]).map(async (stage) => {
+      const global = limiters[stage]?.globalConcurrency;
+      if (global !== undefined) await container.producer.queues[stage].setGlobalConcurrency(global);
+    }),
+  );
 }

@@ -40,7 +40,7 @@ afterAll(async () => {
 
 function job(stage: StageName) {
   const runId = randomUUID();
-  return { stage, data: { runId, orgId: randomUUID() }, opts: jobOptions(runId, stage) };
+  return { stage, data: { runId, orgId: randomUUID() }, opts: jobOptions(CATALOG, runId, stage) };
 }
 
 describe('adding jobs in batches', () => {

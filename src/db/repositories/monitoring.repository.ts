@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { stageOrder } from '../../engine/dag.js';
-import { CATALOG } from '../../engine/catalog.js';
+import type { Catalog } from '../../engine/catalog.js';
 import type { StageFigures, StageMinute, StageStatsSource, TokenFigures } from '../../domain/monitoring/stage-stats.js';
 import type { StageName } from '../../engine/catalog.js';
 
@@ -12,7 +12,6 @@ import type { StageName } from '../../engine/catalog.js';
  */
 
 /** The DAG's edges as (stage, dependency) pairs, from the one pipeline definition. */
-const EDGES = stageOrder(CATALOG).flatMap((stage) => CATALOG[stage].dependsOn.map((dep) => [stage, dep] as const));
 
 const RANGE = `r.org_id = $1 and r.created_at >= now() - make_interval(mins => $2::int)`;
 
@@ -67,7 +66,8 @@ select coalesce(st.result->>'provider', 'unknown') as provider, count(*)::int as
 
 const ms = (value: unknown): number | null => (value === null || value === undefined ? null : Math.round(Number(value) * 10) / 10);
 
-export function createMonitoringRepository(pool: pg.Pool) {
+export function createMonitoringRepository(pool: pg.Pool, catalog: Catalog) {
+  const EDGES = stageOrder(catalog).flatMap((stage) => catalog[stage].dependsOn.map((dep) => [stage, dep] as const));
   const stageStats: StageStatsSource = {
     async stages(orgId, rangeMinutes) {
       const { rows } = await pool.query(STAGES, [orgId, rangeMinutes, EDGES.map((e) => e[0]), EDGES.map((e) => e[1])]);

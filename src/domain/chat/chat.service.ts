@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { notFound } from '../errors.js';
 import { stageOrder } from '../../engine/dag.js';
-import { CATALOG } from '../../engine/catalog.js';
-import { jobIdFor } from '../../engine/job-id.js';
+import type { Catalog } from '../../engine/catalog.js';
 import type { StageName } from '../../engine/catalog.js';
 import { toBatchDocument, type BatchDocument } from './batch-view.js';
 import type { InlineDriver } from './inline-driver.js';
@@ -17,6 +16,7 @@ export interface Actor {
 }
 
 export interface ChatServiceDeps {
+  catalog: Catalog;
   threads: ThreadsRepository;
   runs: RunsRepository;
   inline: InlineDriver;
@@ -36,10 +36,9 @@ export interface BlockingReply extends BatchDocument {
   assistantMessage: { id: string; content: string } | null;
 }
 
-/** The stages a run includes, from the options a client may set. */
-export function stagesFor(options: RunOptions): StageName[] {
-  // Security always runs: the LLM stage never sends unchecked text out.
-  return stageOrder(CATALOG).filter((stage) => stage !== 'rag' || options.includeRAG !== false);
+/** The stages a run includes, from the options a client may set (each stage's `includedWhen`). */
+export function stagesFor(catalog: Catalog, options: RunOptions): StageName[] {
+  return stageOrder(catalog).filter((stage) => catalog[stage].includedWhen?.(options) ?? true);
 }
 
 export class ChatService {
@@ -68,7 +67,7 @@ export class ChatService {
   async sendMessage(actor: Actor, threadId: string, content: string, signal?: AbortSignal): Promise<BlockingReply> {
     const created = await this.createRun(actor, threadId, content, { source: 'blocking', driver: 'inline' });
     if (created.kind !== 'created') throw notFound('Thread');
-    await this.deps.inline.drive(created.runId, stagesFor({}), signal);
+    await this.deps.inline.drive(created.runId, stagesFor(this.deps.catalog, {}), signal);
     const document = await this.getBatchResults(actor, created.runId);
     const reply = await this.deps.runs.assistantMessage(created.runId);
     return { ...document, messageId: created.messageId, assistantMessage: reply ?? null };
@@ -105,7 +104,7 @@ export class ChatService {
         ? { idempotencyKey: `${actor.userId}:${how.source}:${how.idempotency.key}`, idempotencyFingerprint: how.idempotency.fingerprint }
         : {}),
       ...(how.newThread ? { newThread: how.newThread } : {}),
-      stages: stagesFor(options),
+      stages: stagesFor(this.deps.catalog, options),
     };
     return this.deps.runs.create(run);
   }

@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { AppError, notFound } from '../errors.js';
 import { readyStages } from '../../engine/dag.js';
-import { CATALOG } from '../../engine/catalog.js';
 import type { StageName } from '../../engine/catalog.js';
 import type { RunOptions } from '../../engine/run.js';
 import type { Step } from '../../engine/run.js';
-import { toBatchDocument, type BatchDocument } from './batch-view.js';
+import type { BatchDocument } from './batch-view.js';
 import { ChatService, stagesFor, type Actor, type ChatServiceDeps, type Idempotency } from './chat.service.js';
 import type { JobTransport, JobState, QueueCounts } from '../../engine/ports/job-transport.js';
 import type { RunWaits } from './run-waits.js';
@@ -115,12 +114,12 @@ export class HybridChatService extends ChatService {
       throw new AppError('idempotency_key_reused', 422, 'This Idempotency-Key was already used with a different request');
     }
     if (created.kind === 'replay') return this.acceptedDocumentFor(actor, created.runId);
-    const stages = stagesFor(how.options);
+    const stages = stagesFor(this.deps.catalog, how.options);
     let degraded = !queued;
     if (queued) {
       try {
         // One add on the accept path: the entry job's worker enqueues the run's other root stages.
-        const [entry, ...others] = readyStages(CATALOG, Object.fromEntries(stages.map((stage) => [stage, 'pending'])));
+        const [entry, ...others] = readyStages(this.deps.catalog, Object.fromEntries(stages.map((stage) => [stage, 'pending'])));
         await this.deps.queue.enqueue(created.runId, actor.orgId, [entry!], { fanout: others });
       } catch {
         degraded = true;
@@ -140,7 +139,7 @@ export class HybridChatService extends ChatService {
     degraded: boolean,
   ): AcceptedDocument {
     const jobs: AcceptedDocument['data']['jobs'] = {};
-    for (const stage of stages) jobs[stage] = { id: `${runId}.${stage}`, queue: CATALOG[stage].queue };
+    for (const stage of stages) jobs[stage] = { id: `${runId}.${stage}`, queue: this.deps.catalog[stage].queue };
     return {
       status: 'accepted',
       message: 'Processing started',

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { safeErrorMessage } from '../../logger.js';
 import { StageError } from '../../domain/errors.js';
-import { CATALOG } from '../../engine/catalog.js';
+import type { StageDefinitionData } from '../../engine/stage.js';
 import { isPermanent, type StageRunner } from '../../domain/chat/stage-runner.js';
 import type { StageName } from '../../engine/catalog.js';
 import type { Progression } from '../progression.js';
@@ -12,6 +12,7 @@ import { observeProcessor, type JobObserver } from '../../monitoring/worker-obse
 
 export interface StageWorkerOptions {
   stage: StageName;
+  definition: StageDefinitionData;
   connection: Redis;
   prefix: string;
   concurrency: number;
@@ -31,8 +32,7 @@ export interface StageWorkerOptions {
  * (UnrecoverableError); a provider's 429 pauses the whole queue for its Retry-After.
  */
 export function createStageWorker(options: StageWorkerOptions): Worker<StageJobData> {
-  const { stage, runner, progression, logger } = options;
-  const definition = CATALOG[stage];
+  const { stage, definition, runner, progression, logger } = options;
 
   const process = async (job: Job<StageJobData>, _token?: string, signal?: AbortSignal): Promise<string> => {
     const { runId, orgId } = job.data;

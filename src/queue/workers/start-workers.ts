@@ -2,41 +2,12 @@ import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
-import { stageOrder } from '../../engine/dag.js';
-import { CATALOG } from '../../engine/catalog.js';
 import type { StageRunner } from '../../domain/chat/stage-runner.js';
 import type { StageName } from '../../engine/catalog.js';
 import type { Progression } from '../progression.js';
 import type { StageJobData } from '../pipeline.js';
 import { createStageWorker } from './stage.worker.js';
 import type { JobObserver } from '../../monitoring/worker-observer.js';
-
-/** Which stage each worker factory serves. Start-up refuses a pipeline stage with no worker. */
-const WORKER_FACTORIES: Record<StageName, typeof createStageWorker> = {
-  intent: createStageWorker,
-  security: createStageWorker,
-  rag: createStageWorker,
-  rocketreach: createStageWorker,
-  openai: createStageWorker,
-};
-
-export function checkRegistry(registry: Partial<Record<StageName, unknown>> = WORKER_FACTORIES): void {
-  const missing = stageOrder(CATALOG).filter((stage) => !registry[stage]);
-  const unknown = Object.keys(registry).filter((stage) => !stageOrder(CATALOG).includes(stage as StageName));
-  if (missing.length || unknown.length) {
-    throw new Error(`pipeline and workers disagree: no worker for [${missing.join(', ')}], no stage for [${unknown.join(', ')}]`);
-  }
-}
-
-/** Parses `--queues a,b` (queue or stage names) into stages; all of them by default. */
-export function selectStages(names: readonly string[] | undefined): StageName[] {
-  if (!names || names.length === 0) return [...stageOrder(CATALOG)];
-  return names.map((name) => {
-    const stage = stageOrder(CATALOG).find((s) => s === name || CATALOG[s].queue === name);
-    if (!stage) throw new Error(`unknown queue: ${name} (known: ${stageOrder(CATALOG).map((s) => CATALOG[s].queue).join(', ')})`);
-    return stage;
-  });
-}
 
 export interface StartedWorkers {
   workers: Map<StageName, Worker<StageJobData>>;
@@ -54,21 +25,15 @@ export function startWorkers(deps: {
   /** Passed to every stage worker (see StageWorkerOptions.metrics). */
   metrics?: JobObserver;
 }): StartedWorkers {
-  checkRegistry();
   const { config, logger } = deps;
   const workers = new Map<StageName, Worker<StageJobData>>();
   for (const stage of deps.stages) {
     // Limits protect third-party APIs: the offline LLM provider calls nobody and is not limited.
-    const limiter =
-      stage === 'openai'
-        ? config.openai.apiKey
-          ? config.queue.openaiLimiter
-          : undefined
-        : stage === 'rocketreach'
-          ? config.queue.rocketreachLimiter
-          : undefined;
-    const worker = WORKER_FACTORIES[stage]({
+    const limits = config.queue.limiters[stage];
+    const limiter = limits?.enforced ? { max: limits.max, duration: limits.duration } : undefined;
+    const worker = createStageWorker({
       stage,
+      definition: config.catalog[stage],
       connection: deps.connection,
       prefix: config.queue.prefix,
       concurrency: config.queue.concurrency[stage],
@@ -81,7 +46,7 @@ export function startWorkers(deps: {
       ...(deps.metrics ? { metrics: deps.metrics } : {}),
     });
     workers.set(stage, worker);
-    logger.info(`✓ ${CATALOG[stage].queue} worker initialized (concurrency ${config.queue.concurrency[stage]})`);
+    logger.info(`✓ ${config.catalog[stage].queue} worker initialized (concurrency ${config.queue.concurrency[stage]})`);
   }
   return {
     workers,
