@@ -10,10 +10,9 @@ import { createRunsRepository } from './db/repositories/runs.repository.js';
 import { createTenancyRepository } from './db/repositories/tenancy.repository.js';
 import { createThreadsRepository } from './db/repositories/threads.repository.js';
 import { HybridChatService } from './domain/chat/hybrid-chat.service.js';
-import { createInlineDriver } from './domain/chat/inline-driver.js';
 import { createRunWaits } from './domain/chat/run-waits.js';
 import { createRunFinishedListener } from './db/run-finished.listener.js';
-import { createStageRunner } from './domain/chat/stage-runner.js';
+import { createEngine } from './engine/engine.js';
 import type { StageServices } from './engine/services.js';
 import { stageOrder } from './engine/dag.js';
 import { createDocumentsService } from './domain/documents/documents.service.js';
@@ -28,7 +27,6 @@ import { classifySecurity } from './domain/stages/security/security.service.js';
 import { closeRedis, createRedisConnection } from './queue/connections.js';
 import { cancelChannel } from './queue/cancellation.js';
 import { createProducer } from './queue/producer.js';
-import { createProgression } from './queue/progression.js';
 import { createMonitoringRepository } from './db/repositories/monitoring.repository.js';
 import { createFailedJobsRepository } from './db/repositories/failed-jobs.repository.js';
 import { createMetricsReporter } from './domain/monitoring/metrics-report.js';
@@ -52,15 +50,21 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     failedJobs: createFailedJobsRepository(database.pool),
   };
   const stages = createStageServices(config, repositories, monitoring);
-  const runner = createStageRunner({ catalog: config.catalog, runs: repositories.runs, stages, settings: { historyTokenBudget: config.openai.historyTokenBudget } });
-  const inline = createInlineDriver(runner, repositories.runs);
   // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
   const redis = createRedisConnection(config.redis.url, 'producer', logger);
   const producer = createProducer({ catalog: config.catalog, connection: redis, prefix: config.queue.prefix, logger, cancelChannel: cancelChannel(config.queue.prefix) });
+  // The pipeline: both drivers, one step processor (src/engine/).
+  const engine = createEngine({
+    catalog: config.catalog,
+    runs: repositories.runs,
+    transport: producer,
+    services: stages,
+    settings: { historyTokenBudget: config.openai.historyTokenBudget },
+    onError: (err, runId) => logger.error({ err, runId }, 'in-process run failed'),
+  });
   const heartbeat = createHeartbeat({ redis, prefix: config.queue.prefix });
   const health = createHealthService({ config, repository: repositories.monitoring, redis, producer, heartbeat, monitoring });
   const metrics = createMetricsReporter({ stages: stageOrder(config.catalog), stageStats: repositories.monitoring.stageStats, http: monitoring.http, providers: monitoring.providers });
-  const progression = createProgression({ runs: repositories.runs, queue: producer, runner });
   // One LISTEN connection of this process, opened by the first `wait`.
   const runFinished = createRunFinishedListener(config.database.url, logger);
   const waits = createRunWaits({ feed: runFinished, maxPerOrg: config.maxWaitsPerOrg });
@@ -68,11 +72,10 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     catalog: config.catalog,
     threads: repositories.threads,
     runs: repositories.runs,
-    inline,
+    engine,
     queue: producer,
     estimateMs: config.openai.apiKey ? 3_000 : 500,
     waits,
-    onBackgroundError: (err, runId) => logger.error({ err, runId }, 'in-process run failed'),
   });
   const services = { chat, documents: createDocumentsService({ documents: repositories.documents, quota: config.documentQuota }) };
   return {
@@ -82,10 +85,8 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     redis,
     repositories,
     stages,
-    runner,
-    inline,
+    engine,
     producer,
-    progression,
     services,
     waits,
     monitoring,

@@ -4,7 +4,8 @@ import type { Container } from '../container.js';
 import type { StageName } from '../engine/catalog.js';
 import { cancelChannel, subscribeToCancellations } from './cancellation.js';
 import { closeRedis, createRedisConnection, waitUntilReady } from './connections.js';
-import { createReconciler } from './reconciler.js';
+import { createReconciler } from '../engine/reconciler.js';
+import { advisoryLead, RECONCILER_LOCK_ID } from '../db/advisory-lock.js';
 import { startWorkers, type StartedWorkers } from './workers/start-workers.js';
 import { startAutoscaling, type Autoscaling } from './autoscaling.js';
 import { createAlertsService, type AlertsService } from '../domain/monitoring/alerts.service.js';
@@ -50,8 +51,7 @@ export async function startQueueSystem(container: Container, stages: readonly St
       config,
       stages,
       connection: workerConnection,
-      runner: container.runner,
-      progression: container.progression,
+      consume: container.engine.queued,
       logger,
       // Job metrics, and the heartbeat the health check reads to tell a consuming worker from a stuck one.
       metrics: container.monitoring.jobObserver(container.heartbeat),
@@ -62,10 +62,11 @@ export async function startQueueSystem(container: Container, stages: readonly St
     void subscribeToCancellations(subscriber, cancelChannel(config.queue.prefix), [...workers.workers.values()], logger).catch(() => undefined);
   }
   const reconciler = createReconciler({
-    pool: container.database.pool,
+    catalog: config.catalog,
+    engine: container.engine,
     runs: container.repositories.runs,
     queue: container.producer,
-    inline: container.inline,
+    lead: advisoryLead(container.database.pool, RECONCILER_LOCK_ID),
     afterMs: config.queue.reconcileAfterMs,
     logger,
   });

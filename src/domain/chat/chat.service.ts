@@ -4,7 +4,7 @@ import { stageOrder } from '../../engine/dag.js';
 import type { Catalog } from '../../engine/catalog.js';
 import type { StageName } from '../../engine/catalog.js';
 import { toBatchDocument, type BatchDocument } from './batch-view.js';
-import type { InlineDriver } from './inline-driver.js';
+import { pendingStates, type Engine } from '../../engine/engine.js';
 import type { AcceptOutcome, NewRun, RunOptions } from '../../engine/run.js';
 import type { RunsRepository } from '../../db/repositories/runs.repository.js';
 import type { ThreadsRepository } from '../../db/repositories/threads.repository.js';
@@ -19,7 +19,7 @@ export interface ChatServiceDeps {
   catalog: Catalog;
   threads: ThreadsRepository;
   runs: RunsRepository;
-  inline: InlineDriver;
+  engine: Engine<StageName>;
 }
 
 /**
@@ -67,7 +67,7 @@ export class ChatService {
   async sendMessage(actor: Actor, threadId: string, content: string, signal?: AbortSignal): Promise<BlockingReply> {
     const created = await this.createRun(actor, threadId, content, { source: 'blocking', driver: 'inline' });
     if (created.kind !== 'created') throw notFound('Thread');
-    await this.deps.inline.drive(created.runId, stagesFor(this.deps.catalog, {}), signal);
+    await this.deps.engine.inline.drive(created.runId, actor.orgId, pendingStates(stagesFor(this.deps.catalog, {})), signal);
     const document = await this.getBatchResults(actor, created.runId);
     const reply = await this.deps.runs.assistantMessage(created.runId);
     return { ...document, messageId: created.messageId, assistantMessage: reply ?? null };

@@ -8,6 +8,7 @@ import type { BatchDocument } from './batch-view.js';
 import { ChatService, stagesFor, type Actor, type ChatServiceDeps, type Idempotency } from './chat.service.js';
 import type { JobTransport, JobState, QueueCounts } from '../../engine/ports/job-transport.js';
 import type { RunWaits } from './run-waits.js';
+import { pendingStates } from '../../engine/engine.js';
 
 export interface AcceptedDocument {
   status: 'accepted';
@@ -26,7 +27,6 @@ export interface HybridChatServiceDeps extends ChatServiceDeps {
   estimateMs: number;
   /** `wait` on the comprehensive endpoint: woken when the run finishes, capped per organization. */
   waits: RunWaits;
-  onBackgroundError(error: unknown, runId: string): void;
 }
 
 export interface ComprehensiveInput extends RunOptions {
@@ -57,9 +57,6 @@ export interface JobStatus {
  * The blocking endpoint works exactly as in ChatService.
  */
 export class HybridChatService extends ChatService {
-  /** Runs this process drives in the background (degraded mode), so they can be cancelled and awaited. */
-  private readonly background = new Map<string, { controller: AbortController; done: Promise<void> }>();
-
   constructor(protected override readonly deps: HybridChatServiceDeps) {
     super(deps);
   }
@@ -126,7 +123,8 @@ export class HybridChatService extends ChatService {
         await this.deps.runs.setDriver(created.runId, 'inline');
       }
     }
-    if (degraded) this.driveInBackground(created.runId, stages);
+    // Degraded mode: driven in this process, in the background; cancel and shutdown reach it through the engine.
+    if (degraded) void this.deps.engine.inline.drive(created.runId, actor.orgId, pendingStates(stages));
     return this.acceptedDocument(created.runId, created.messageId, created.createdAt, threadId, stages, degraded);
   }
 
@@ -161,18 +159,9 @@ export class HybridChatService extends ChatService {
     return this.acceptedDocument(run.id, message.id, run.createdAt, run.threadId, steps.map((s) => s.stage), run.driver === 'inline');
   }
 
-  private driveInBackground(runId: string, stages: readonly StageName[]): void {
-    const controller = new AbortController();
-    const done = this.deps.inline
-      .drive(runId, stages, controller.signal)
-      .catch((error: unknown) => this.deps.onBackgroundError(error, runId))
-      .finally(() => this.background.delete(runId));
-    this.background.set(runId, { controller, done });
-  }
-
   /** Resolves when every run driven in this process has finished (for graceful shutdown). */
   async drainBackground(): Promise<void> {
-    await Promise.all([...this.background.values()].map((run) => run.done));
+    await this.deps.engine.inline.drain();
   }
 
   private waitForRun(actor: Actor, runId: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<BatchDocument> {
@@ -213,14 +202,9 @@ export class HybridChatService extends ChatService {
         ? await this.deps.queue.inspect(runSteps.map((s) => ({ jobId: s.jobId, stage: s.stage }))).catch(() => new Map())
         : new Map();
       for (const step of runSteps) previous.set(step.jobId, live.get(step.jobId)?.state ?? stepState(step));
-      // Cancelling a job cancels its run: the run ends, no reply is stored afterwards.
-      if (!(await this.deps.runs.finish(runId, 'cancelled', { code: 'cancelled', message: reason }))) continue;
-      cancelledRuns.add(runId);
-      this.background.get(runId)?.controller.abort(reason);
+      // Cancelling a job cancels its run: the run ends, no reply is stored afterwards, the thread's next run goes.
       const open = runSteps.filter((s) => !['completed', 'failed', 'cancelled'].includes(s.status));
-      if (open.length > 0 && this.deps.queue.available()) {
-        await this.deps.queue.cancel(open.map((s) => ({ jobId: s.jobId, stage: s.stage })), reason);
-      }
+      if (await this.deps.engine.cancel(runId, reason, open.map((s) => ({ jobId: s.jobId, stage: s.stage })))) cancelledRuns.add(runId);
     }
     const results = jobIds.map((jobId) => {
       const step = byId.get(jobId);

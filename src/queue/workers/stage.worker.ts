@@ -4,9 +4,8 @@ import type { Logger } from 'pino';
 import { safeErrorMessage } from '../../logger.js';
 import { StageError } from '../../domain/errors.js';
 import type { StageDefinitionData } from '../../engine/stage.js';
-import { isPermanent, type StageRunner } from '../../domain/chat/stage-runner.js';
+import type { QueuedDriver } from '../../engine/drivers/queued.js';
 import type { StageName } from '../../engine/catalog.js';
-import type { Progression } from '../progression.js';
 import type { StageJobData } from '../pipeline.js';
 import { observeProcessor, type JobObserver } from '../../monitoring/worker-observer.js';
 
@@ -19,59 +18,40 @@ export interface StageWorkerOptions {
   limiter?: { max: number; duration: number };
   stalledIntervalMs: number;
   lockDurationMs: number;
-  runner: StageRunner;
-  progression: Progression;
+  /** The engine's queue driver: runs the step and moves the run on. */
+  consume: QueuedDriver<StageName>;
   logger: Logger;
   /** Told when a job is taken and how it ended (metrics, the workers' heartbeat); the processor is unchanged. */
   metrics?: JobObserver;
 }
 
 /**
- * One BullMQ worker for one stage. The processor is thin: claim and run the step through the
- * shared stage runner, then move the run along the DAG. Permanent errors fail at once
+ * One BullMQ worker for one stage. The processor is thin: the engine's queue driver runs the step
+ * and moves the run along the DAG; its verdict becomes BullMQ's. Permanent errors fail at once
  * (UnrecoverableError); a provider's 429 pauses the whole queue for its Retry-After.
  */
 export function createStageWorker(options: StageWorkerOptions): Worker<StageJobData> {
-  const { stage, definition, runner, progression, logger } = options;
+  const { stage, definition, consume, logger } = options;
 
   const process = async (job: Job<StageJobData>, _token?: string, signal?: AbortSignal): Promise<string> => {
-    const { runId, orgId } = job.data;
-    // The run's entry job enqueues the other stages that can start at once.
-    if (Array.isArray(job.data.fanout)) await progression.enqueue(runId, orgId, job.data.fanout);
-    else if (job.data.fanout) await progression.advance(runId, orgId, { exclude: stage });
-    try {
-      const outcome = await runner.execute(runId, stage, signal);
-      // Done before (a re-delivered job after a crash): the crash may have come before the next
-      // steps were enqueued, so move the run along again; enqueueing twice adds nothing.
-      if (outcome.status === 'already_finished') {
-        await progression.resume(runId, orgId);
-        return outcome.status;
-      }
-      if (outcome.runFinished) await progression.afterRunFinished(outcome.threadId);
-      else await progression.advance(runId, orgId, { finished: outcome.settled, states: outcome.states, threadId: outcome.threadId, messageSeq: outcome.messageSeq });
-      return outcome.status;
-    } catch (error) {
-      if (signal?.aborted) {
-        await runner.recordFailure(runId, stage, error, true);
-        throw new UnrecoverableError(`cancelled: ${String(signal.reason ?? 'cancelled')}`);
-      }
-      const maxAttempts = job.opts.attempts ?? definition.attempts;
-      const rateLimited = error instanceof StageError && error.code === 'rate_limited' && (error.retryAfterMs ?? 0) > 0;
-      const final = isPermanent(error) || (!rateLimited && job.attemptsMade + 1 >= maxAttempts);
-      const failure = await runner.recordFailure(runId, stage, error, final);
-      if (final) {
-        const message = await progression.afterFailure(runId, orgId, stage, failure);
-        logger.warn({ stage, runId, jobId: job.id, code: (error as StageError).code }, message);
-        throw new UnrecoverableError(safeErrorMessage(error));
-      }
-      if (rateLimited) {
+    const { runId, orgId, fanout } = job.data;
+    const verdict = await consume({ runId, orgId, stage, attemptsMade: job.attemptsMade, fanout }, signal);
+    switch (verdict.kind) {
+      case 'done':
+        return verdict.status;
+      case 'aborted':
+        throw new UnrecoverableError(`cancelled: ${String(verdict.reason ?? 'cancelled')}`);
+      case 'final':
+        logger.warn({ stage, runId, jobId: job.id, code: (verdict.error as StageError).code }, verdict.message);
+        throw new UnrecoverableError(safeErrorMessage(verdict.error));
+      case 'pause':
         // Every worker of this queue, in every process, waits out the provider's Retry-After; the
         // job goes back to waiting without using an attempt.
-        await worker.rateLimit((error as StageError).retryAfterMs!);
+        await worker.rateLimit(verdict.ms);
         throw Worker.RateLimitError();
-      }
-      // BullMQ keeps the message as the job's failure reason (Bull Board shows it): no values in it.
-      throw error instanceof StageError ? error : new Error(safeErrorMessage(error));
+      case 'retry':
+        // BullMQ keeps the message as the job's failure reason (Bull Board shows it): no values in it.
+        throw verdict.error instanceof StageError ? verdict.error : new Error(safeErrorMessage(verdict.error));
     }
   };
 

@@ -2,9 +2,8 @@ import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
-import type { StageRunner } from '../../domain/chat/stage-runner.js';
+import type { QueuedDriver } from '../../engine/drivers/queued.js';
 import type { StageName } from '../../engine/catalog.js';
-import type { Progression } from '../progression.js';
 import type { StageJobData } from '../pipeline.js';
 import { createStageWorker } from './stage.worker.js';
 import type { JobObserver } from '../../monitoring/worker-observer.js';
@@ -19,8 +18,7 @@ export function startWorkers(deps: {
   config: Readonly<Config>;
   stages: readonly StageName[];
   connection: Redis;
-  runner: StageRunner;
-  progression: Progression;
+  consume: QueuedDriver<StageName>;
   logger: Logger;
   /** Passed to every stage worker (see StageWorkerOptions.metrics). */
   metrics?: JobObserver;
@@ -40,8 +38,7 @@ export function startWorkers(deps: {
       ...(limiter ? { limiter } : {}),
       stalledIntervalMs: config.queue.stalledIntervalMs,
       lockDurationMs: config.queue.lockDurationMs,
-      runner: deps.runner,
-      progression: deps.progression,
+      consume: deps.consume,
       logger,
       ...(deps.metrics ? { metrics: deps.metrics } : {}),
     });

@@ -1,11 +1,9 @@
-import { StageError } from '../errors.js';
-import type { AnyCatalog, StageContext, StageOf, StageSettings } from '../../engine/stage.js';
-import { stageInput } from '../../engine/stage.js';
-import type { StageServices } from '../../engine/services.js';
-import type { RunStore, StepCompletion } from '../../engine/ports/run-store.js';
-import type { LoadedStep, StepError, StepStates } from '../../engine/run.js';
-import type { StageName } from '../../engine/catalog.js';
-import { safeErrorMessage } from '../../logger.js';
+import type { StageName } from './catalog.js';
+import { describeError } from './errors.js';
+import type { RunStore, StepCompletion } from './ports/run-store.js';
+import type { LoadedStep, StepStates } from './run.js';
+import type { StageServices } from './services.js';
+import { stageInput, type AnyCatalog, type StageContext, type StageOf, type StageSettings } from './stage.js';
 
 export type StageOutcome<S extends string = StageName> =
   /**
@@ -18,11 +16,11 @@ export type StageOutcome<S extends string = StageName> =
   | { status: 'already_finished' };
 
 /**
- * Executes one stage of one run: claims the step and loads what the stage needs (the message, the
+ * The store side of a step, for both drivers. `execute` runs one stage of one run: claims the step and loads what the stage needs (the message, the
  * results of the stages it depends on) in one statement, runs the stage's handler and stores its
  * result. Idempotent: a step already finished is not run again, and the reply is stored once.
  */
-export function createStageRunner<C extends AnyCatalog>(deps: { catalog: C; runs: RunStore<StageOf<C>>; stages: StageServices; settings: StageSettings }) {
+export function createSteps<C extends AnyCatalog>(deps: { catalog: C; runs: RunStore<StageOf<C>>; stages: StageServices; settings: StageSettings }) {
   type S = StageOf<C>;
   const { catalog, runs } = deps;
   const context = (signal?: AbortSignal): StageContext => ({ services: deps.stages, settings: deps.settings, signal });
@@ -108,7 +106,7 @@ export function createStageRunner<C extends AnyCatalog>(deps: { catalog: C; runs
   return { execute, executeIfLocal, recordFailure };
 }
 
-export type StageRunner<S extends string = StageName> = {
+export type Steps<S extends string = StageName> = {
   execute(runId: string, stage: S, signal?: AbortSignal): Promise<StageOutcome<S>>;
   executeIfLocal(runId: string, stage: S): Promise<StageOutcome<S> | 'needs_queue'>;
   recordFailure(runId: string, stage: S, error: unknown, final: boolean): Promise<RecordedFailure<S>>;
@@ -118,18 +116,4 @@ export type StageRunner<S extends string = StageName> = {
 export interface RecordedFailure<S extends string = StageName> {
   runFinished: boolean;
   states: StepStates<S> | null;
-}
-
-/** What is stored and shown of an error: a stable code and a message, never a stack. */
-export function describeError(error: unknown): StepError {
-  if (error instanceof StageError) return { code: error.code, message: error.message };
-  if (error instanceof Error && (error.name === 'AbortError' || error.name === 'APIUserAbortError')) {
-    return { code: 'aborted', message: 'the job was aborted' };
-  }
-  // Shown in batch results and failed-job lists: a database error's values (the user's text) stay out.
-  return { code: 'internal_error', message: safeErrorMessage(error).slice(0, 500) };
-}
-
-export function isPermanent(error: unknown): boolean {
-  return error instanceof StageError && error.permanent;
 }
