@@ -5,6 +5,7 @@ import type { StageName } from '../engine/catalog.js';
 import { cancelChannel, subscribeToCancellations } from './cancellation.js';
 import { closeRedis, createRedisConnection, waitUntilReady } from './connections.js';
 import { createReconciler } from '../engine/reconciler.js';
+import { queueNames } from './pipeline.js';
 import { advisoryLead, RECONCILER_LOCK_ID } from '../db/advisory-lock.js';
 import { startWorkers, type StartedWorkers } from './workers/start-workers.js';
 import { startAutoscaling, type Autoscaling } from './autoscaling.js';
@@ -81,6 +82,7 @@ export async function startQueueSystem(container: Container, stages: readonly St
   const rr = config.rocketreach;
   const alerts = createAlertsService({
     repository: container.repositories.alerts,
+    queues: queueNames(config.catalog),
     queueHealth: async () => {
       const report = await container.health.detailed();
       if (!report.queues) throw new Error(report.queuesError ?? 'queues unavailable');

@@ -134,11 +134,11 @@ describe('cancelling', () => {
         return doc.completedJobs === 4 || undefined;
       }, 10_000, 'the second run to wait for its turn');
       expect(await t.container.producer.queues.openai.getJob(`${nextId}.openai`)).toBeUndefined();
-      openaiWorker.resume();
       const res = await t.as(acme, { method: 'POST', url: '/api/v1/chat/jobs/cancel', payload: { jobIds: [jobId] } });
       expect(res.json().summary).toMatchObject({ cancelled: 1 });
       // The cancel itself added the next run's reply job: nothing waits for the reconciler (60 s).
       expect(await t.container.producer.queues.openai.getJob(`${nextId}.openai`)).toBeDefined();
+      openaiWorker.resume();
       expect((await finished(nextId)).status).toBe('completed');
     } finally {
       openaiWorker.resume();

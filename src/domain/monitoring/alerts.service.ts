@@ -5,8 +5,6 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { AlertsConfig } from '../../config.js';
 import type { AlertRecord, AlertsRepository, OutageRecord } from '../../db/repositories/alerts.repository.js';
-import { stageOrder } from '../../engine/dag.js';
-import { CATALOG } from '../../engine/catalog.js';
 import { alertKey, evaluateRules, type AlertCondition, type AlertRule, type AlertSamples, type QueueSample } from './alert-rules.js';
 import { queueSamplesFromHealth, type QueueHealthDetail } from './queue-samples.js';
 import type { StalledJobs } from './stalled-jobs.js';
@@ -33,6 +31,8 @@ export interface EvaluationResult {
 
 export interface AlertsServiceDeps {
   repository: AlertsRepository;
+  /** The pipeline's queue names (the catalog's), whose stalled jobs are counted. */
+  queues: readonly string[];
   /**
    * Every queue's counts, oldest waiting job and workers' heartbeat, by queue name — the health
    * service's detailed report (src/monitoring/health.service.ts). Rejects when Redis cannot be read.
@@ -114,7 +114,7 @@ export function createAlertsService(deps: AlertsServiceDeps) {
   }
 
   async function sampleQueues(): Promise<Record<string, QueueSample>> {
-    const names = stageOrder(CATALOG).map((stage) => CATALOG[stage].queue);
+    const names = deps.queues;
     const [queues, stalled] = await withTimeout(
       Promise.all([deps.queueHealth(), deps.stalled.count(names, config.windowMs)]),
       SAMPLE_TIMEOUT_MS,
