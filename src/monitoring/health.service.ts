@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
-import type { MonitoringRepository } from '../db/repositories/monitoring.repository.js';
+import type { MonitoringRepository } from '../adapters/postgres/repositories/monitoring.repository.js';
 import {
   judgeWorkers,
   overallStatus,

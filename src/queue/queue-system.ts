@@ -6,7 +6,7 @@ import { cancelChannel, subscribeToCancellations } from './cancellation.js';
 import { closeRedis, createRedisConnection, waitUntilReady } from './connections.js';
 import { createReconciler } from '../engine/reconciler.js';
 import { queueNames } from './pipeline.js';
-import { advisoryLead, RECONCILER_LOCK_ID } from '../db/advisory-lock.js';
+import { advisoryLead, RECONCILER_LOCK_ID } from '../adapters/postgres/advisory-lock.js';
 import { startWorkers, type StartedWorkers } from './workers/start-workers.js';
 import { startAutoscaling, type Autoscaling } from './autoscaling.js';
 import { createAlertsService, type AlertsService } from '../domain/monitoring/alerts.service.js';

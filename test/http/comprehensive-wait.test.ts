@@ -2,9 +2,9 @@ import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../../src/db/client.js';
+import { openDatabase } from '../../src/adapters/postgres/client.js';
 import { CATALOG } from '../../src/engine/catalog.js';
-import { createRunsRepository } from '../../src/db/repositories/runs.repository.js';
+import { createRunsRepository } from '../../src/adapters/postgres/repositories/runs.repository.js';
 import { startFakeOpenAi, type FakeOpenAiServer } from '../fakes/openai.fake.js';
 import { createTestApp, eventually, type Tenant, type TestApp } from '../support/app.js';
 

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alertsOfRule } from '../../src/db/repositories/alerts.repository.js';
+import { alertsOfRule } from '../../src/adapters/postgres/repositories/alerts.repository.js';
 import { queueNames } from '../../src/queue/pipeline.js';
 import { createAlertsService, type AlertsServiceDeps } from '../../src/domain/monitoring/alerts.service.js';
 import { createStalledJobs } from '../../src/domain/monitoring/stalled-jobs.js';

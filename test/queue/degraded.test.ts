@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.js';
 import { createReconciler } from '../../src/engine/reconciler.js';
-import { advisoryLead, RECONCILER_LOCK_ID } from '../../src/db/advisory-lock.js';
+import { advisoryLead, RECONCILER_LOCK_ID } from '../../src/adapters/postgres/advisory-lock.js';
 import { createTestApp, eventually, type Tenant, type TestApp } from '../support/app.js';
 
 /** A Redis server of this test's own, so that it can be stopped and started again. */

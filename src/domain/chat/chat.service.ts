@@ -6,8 +6,8 @@ import type { StageName } from '../../engine/catalog.js';
 import { toBatchDocument, type BatchDocument } from './batch-view.js';
 import { pendingStates, type Engine } from '../../engine/engine.js';
 import type { AcceptOutcome, NewRun, RunOptions } from '../../engine/run.js';
-import type { RunsRepository } from '../../db/repositories/runs.repository.js';
-import type { ThreadsRepository } from '../../db/repositories/threads.repository.js';
+import type { RunsRepository } from '../../adapters/postgres/repositories/runs.repository.js';
+import type { ThreadsRepository } from '../../adapters/postgres/repositories/threads.repository.js';
 
 /** Who is asking: every call is scoped to the caller's organization. */
 export interface Actor {

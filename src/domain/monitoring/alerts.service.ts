@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { AlertsConfig } from '../../config.js';
-import type { AlertRecord, AlertsRepository, OutageRecord } from '../../db/repositories/alerts.repository.js';
+import type { AlertRecord, AlertsRepository, OutageRecord } from '../../adapters/postgres/repositories/alerts.repository.js';
 import { alertKey, evaluateRules, type AlertCondition, type AlertRule, type AlertSamples, type QueueSample } from './alert-rules.js';
 import { queueSamplesFromHealth, type QueueHealthDetail } from './queue-samples.js';
 import type { StalledJobs } from './stalled-jobs.js';

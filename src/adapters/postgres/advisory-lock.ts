@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Lead } from '../engine/reconciler.js';
+import type { Lead } from '../../engine/reconciler.js';
 
 /**
  * `lead` over a PostgreSQL session advisory lock: the pass runs in whichever process takes the

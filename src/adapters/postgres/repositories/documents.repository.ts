@@ -3,7 +3,7 @@ import type { Db } from '../client.js';
 import type pg from 'pg';
 import { documentChunks, documents } from '../schema.js';
 import { afterNewestCursor, newestFirstPage, type Page } from './cursor.js';
-import type { RetrievedPassage } from '../../domain/stages/rag/rag.service.js';
+import type { RetrievedPassage } from '../../../domain/stages/rag/rag.service.js';
 
 export interface DocumentSummary {
   id: string;

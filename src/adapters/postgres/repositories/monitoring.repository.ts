@@ -1,8 +1,8 @@
 import type pg from 'pg';
-import { stageOrder } from '../../engine/dag.js';
-import type { Catalog } from '../../engine/catalog.js';
-import type { StageFigures, StageMinute, StageStatsSource, TokenFigures } from '../../domain/monitoring/stage-stats.js';
-import type { StageName } from '../../engine/catalog.js';
+import { stageOrder } from '../../../engine/dag.js';
+import type { Catalog } from '../../../engine/catalog.js';
+import type { StageFigures, StageMinute, StageStatsSource, TokenFigures } from '../../../domain/monitoring/stage-stats.js';
+import type { StageName } from '../../../engine/catalog.js';
 
 /*
  * Operational figures from the system of record, always for one organization. The time range

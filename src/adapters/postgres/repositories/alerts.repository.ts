@@ -2,7 +2,7 @@ import { and, desc, eq, isNotNull, isNull, type SQL } from 'drizzle-orm';
 import type pg from 'pg';
 import type { Db } from '../client.js';
 import { alerts } from '../schema.js';
-import type { AlertCondition, AlertSeverity, ProviderSample, StageSample } from '../../domain/monitoring/alert-rules.js';
+import type { AlertCondition, AlertSeverity, ProviderSample, StageSample } from '../../../domain/monitoring/alert-rules.js';
 
 export type AlertStatus = 'open' | 'resolved';
 

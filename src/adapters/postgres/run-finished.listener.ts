@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { RunFinishedFeed } from '../domain/chat/run-waits.js';
+import type { RunFinishedFeed } from '../../domain/chat/run-waits.js';
 
 /** The channel the runs repository notifies, with the run's id as payload, when a run finishes. */
 export const RUN_FINISHED_CHANNEL = 'honeyjar_run_finished';

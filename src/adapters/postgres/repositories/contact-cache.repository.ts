@@ -1,7 +1,7 @@
 import { and, eq } from 'drizzle-orm';
 import type { Db } from '../client.js';
 import { contactCache } from '../schema.js';
-import type { RocketReachResult } from '../../domain/stages/types.js';
+import type { RocketReachResult } from '../../../domain/stages/types.js';
 
 /** RocketReach answers kept per organization (see the rocketreach stage's ContactCache). */
 export function createContactCacheRepository(db: Db) {

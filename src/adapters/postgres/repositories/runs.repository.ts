@@ -2,13 +2,13 @@ import { and, eq } from 'drizzle-orm';
 import type pg from 'pg';
 import type { Db } from '../client.js';
 import { messages, runs } from '../schema.js';
-import { dependenciesOf, stageOrder } from '../../engine/dag.js';
-import { jobIdFor, parseJobId } from '../../engine/job-id.js';
-import type { AcceptOutcome, LoadedStep, NewRun, OpenRun, Run, Step, StepError, StepStates } from '../../engine/run.js';
-import type { RunStore, StepCompletion } from '../../engine/ports/run-store.js';
-import type { AnyCatalog, StageOf } from '../../engine/stage.js';
+import { dependenciesOf, stageOrder } from '../../../engine/dag.js';
+import { jobIdFor, parseJobId } from '../../../engine/job-id.js';
+import type { AcceptOutcome, LoadedStep, NewRun, OpenRun, Run, Step, StepError, StepStates } from '../../../engine/run.js';
+import type { RunStore, StepCompletion } from '../../../engine/ports/run-store.js';
+import type { AnyCatalog, StageOf } from '../../../engine/stage.js';
 import { historySql } from './threads.repository.js';
-import { createCoalescer } from '../../lib/coalescer.js';
+import { createCoalescer } from '../../../lib/coalescer.js';
 import { RUN_FINISHED_CHANNEL } from '../run-finished.listener.js';
 
 /*

@@ -16,7 +16,7 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
-import type { RunOptions, StepError } from '../engine/run.js';
+import type { RunOptions, StepError } from '../../engine/run.js';
 
 const tsvector = customType<{ data: string }>({ dataType: () => 'tsvector' });
 
