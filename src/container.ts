@@ -6,7 +6,7 @@ import { openDatabase, type Database } from './adapters/postgres/client.js';
 import { createContactCacheRepository } from './adapters/postgres/repositories/contact-cache.repository.js';
 import { createAlertsRepository } from './adapters/postgres/repositories/alerts.repository.js';
 import { createDocumentsRepository } from './adapters/postgres/repositories/documents.repository.js';
-import { createRunsRepository } from './adapters/postgres/repositories/runs.repository.js';
+import { createRunsRepository } from './adapters/postgres/run-store/index.js';
 import { createTenancyRepository } from './adapters/postgres/repositories/tenancy.repository.js';
 import { createThreadsRepository } from './adapters/postgres/repositories/threads.repository.js';
 import { HybridChatService } from './domain/chat/hybrid-chat.service.js';

@@ -1,5 +1,5 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type { RunsRepository } from '../adapters/postgres/repositories/runs.repository.js';
+import type { RunsRepository } from '../adapters/postgres/run-store/index.js';
 import { createHttpStats } from '../domain/monitoring/http-stats.js';
 import { instrumentFetch, instrumentLlmProvider, type ProviderObserver } from '../domain/monitoring/instrumented-providers.js';
 import { createProviderStats } from '../domain/monitoring/provider-stats.js';

@@ -6,7 +6,7 @@ import type { StageName } from '../../engine/catalog.js';
 import { toBatchDocument, type BatchDocument } from './batch-view.js';
 import { pendingStates, type Engine } from '../../engine/engine.js';
 import type { AcceptOutcome, NewRun, RunOptions } from '../../engine/run.js';
-import type { RunsRepository } from '../../adapters/postgres/repositories/runs.repository.js';
+import type { RunsRepository } from '../../adapters/postgres/run-store/index.js';
 import type { ThreadsRepository } from '../../adapters/postgres/repositories/threads.repository.js';
 
 /** Who is asking: every call is scoped to the caller's organization. */

@@ -25,7 +25,7 @@ const isMessageCursor = (v: Record<string, unknown>): v is MessageCursor => Numb
 /**
  * The last user messages of a thread before the given seq (a bounded walk back along the thread's
  * index), each followed by its run's reply if there is one: newest first, at most `limit` rows,
- * each with its exchange's `turn`. The LLM step reads it inside its claim (runs.repository.ts).
+ * each with its exchange's `turn`. The LLM step reads it inside its claim (src/adapters/postgres/run-store/steps.ts).
  * Exchanges answered by the local guard (`guarded`, set on both of their messages when the reply
  * is stored) are left out: what was kept from the model once is never sent to it later.
  */
