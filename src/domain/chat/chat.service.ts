@@ -6,7 +6,7 @@ import type { StageName } from '../../engine/catalog.js';
 import { toBatchDocument, type BatchDocument } from './batch-view.js';
 import { pendingStates, type Engine } from '../../engine/engine.js';
 import type { AcceptOutcome, NewRun, RunOptions } from '../../engine/run.js';
-import type { RunsRepository } from '../../adapters/postgres/run-store/index.js';
+import type { RunStore } from '../../engine/ports/run-store.js';
 import type { ThreadsRepository } from '../../adapters/postgres/repositories/threads.repository.js';
 
 /** Who is asking: every call is scoped to the caller's organization. */
@@ -18,7 +18,7 @@ export interface Actor {
 export interface ChatServiceDeps {
   catalog: Catalog;
   threads: ThreadsRepository;
-  runs: RunsRepository;
+  runs: RunStore<StageName>;
   engine: Engine<StageName>;
 }
 
