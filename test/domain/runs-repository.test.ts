@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { drizzle } from 'drizzle-orm/node-postgres';
-import { createRunsRepository, type RunsRepository } from '../../src/adapters/postgres/repositories/runs.repository.js';
+import { createRunsRepository, type RunsRepository } from '../../src/adapters/postgres/run-store/index.js';
 import { createTenancyRepository } from '../../src/adapters/postgres/repositories/tenancy.repository.js';
 import { createThreadsRepository } from '../../src/adapters/postgres/repositories/threads.repository.js';
 import { stageOrder } from '../../src/engine/dag.js';

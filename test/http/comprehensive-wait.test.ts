@@ -4,7 +4,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/adapters/postgres/client.js';
 import { CATALOG } from '../../src/engine/catalog.js';
-import { createRunsRepository } from '../../src/adapters/postgres/repositories/runs.repository.js';
+import { createRunsRepository } from '../../src/adapters/postgres/run-store/index.js';
 import { startFakeOpenAi, type FakeOpenAiServer } from '../fakes/openai.fake.js';
 import { createTestApp, eventually, type Tenant, type TestApp } from '../support/app.js';
 
