@@ -14,7 +14,8 @@ export interface StepJob<S extends string> {
 
 /** What the driver does next with the job. */
 export type StepVerdict =
-  | { kind: 'done'; status: 'completed' | 'already_finished' }
+  /** `endedThread`: the step ended its run, and the caller moves the thread on (see `moveThreadOn`). */
+  | { kind: 'done'; status: 'completed' | 'already_finished'; endedThread?: string }
   | { kind: 'retry'; delayMs: number; error: unknown }
   | { kind: 'final'; error: unknown; message: string }
   | { kind: 'pause'; ms: number }
@@ -34,7 +35,7 @@ export function createStepProcessor<C extends AnyCatalog>(deps: {
 }) {
   const { catalog, steps, progression, threadOrder } = deps;
 
-  return async function processStep(job: StepJob<StageOf<C>>, signal: AbortSignal | undefined, options: { canPause: boolean }): Promise<StepVerdict> {
+  return async function processStep(job: StepJob<StageOf<C>>, signal: AbortSignal | undefined, options: StepOptions): Promise<StepVerdict> {
     const { run, stage } = job;
     try {
       const outcome = await steps.execute(run.id, stage, signal);
@@ -44,8 +45,10 @@ export function createStepProcessor<C extends AnyCatalog>(deps: {
         await progression.resume(run);
         return { kind: 'done', status: 'already_finished' };
       }
-      if (outcome.runFinished) await threadOrder.afterRunFinished(outcome.threadId);
-      else await progression.advance(run, { finished: outcome.settled, states: outcome.states, threadId: outcome.threadId, messageSeq: outcome.messageSeq });
+      if (outcome.runFinished) {
+        if (options.moveThreadOn === 'caller') return { kind: 'done', status: 'completed', endedThread: outcome.threadId };
+        await threadOrder.afterRunFinished(outcome.threadId);
+      } else await progression.advance(run, { finished: outcome.settled, states: outcome.states, threadId: outcome.threadId, messageSeq: outcome.messageSeq });
       return { kind: 'done', status: 'completed' };
     } catch (error) {
       if (signal?.aborted) return { kind: 'aborted', reason: signal.reason };
@@ -58,4 +61,15 @@ export function createStepProcessor<C extends AnyCatalog>(deps: {
   };
 }
 
-export type ProcessStep<S extends string = string> = (job: StepJob<S>, signal: AbortSignal | undefined, options: { canPause: boolean }) => Promise<StepVerdict>;
+export interface StepOptions {
+  /** The driver can pause a whole stage for a provider's Retry-After (the queues). */
+  canPause: boolean;
+  /**
+   * Who moves the thread on once the reply is stored: the processor before it answers (the
+   * queues: a failure retries the job, whose re-delivery moves it on), or the caller, after it
+   * has answered the run's own waiter (in-process: the reply is not held up by the next run).
+   */
+  moveThreadOn?: 'processor' | 'caller';
+}
+
+export type ProcessStep<S extends string = string> = (job: StepJob<S>, signal: AbortSignal | undefined, options: StepOptions) => Promise<StepVerdict>;

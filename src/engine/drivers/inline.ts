@@ -35,7 +35,7 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
   runs: RunStore<StageOf<C>>;
   /** Bound late: the processor moves runs on through this driver. */
   processStep: () => ProcessStep<StageOf<C>>;
-  /** A run driven here ended by an abort: the thread's next run goes. */
+  /** A run driven here ended (its reply, or an abort): the thread's next run goes. */
   afterRunFinished(threadId: string): Promise<void>;
   onError(error: unknown, runId: string): void;
   options?: InlineDriverOptions;
@@ -45,6 +45,7 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
   const maxBackoffMs = deps.options?.maxBackoffMs ?? 10_000;
   const turnTimeoutMs = deps.options?.turnTimeoutMs ?? 120_000;
   const driven = new Map<string, DrivenRun>();
+  const moving = new Set<Promise<void>>();
 
   /**
    * Drives a run here until none of its steps is left to run; resolves then. `states`: the run's
@@ -124,7 +125,8 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
     const signal = run.controller.signal;
     for (let made = attemptsMade; !signal.aborted; made++) {
       try {
-        const verdict = await deps.processStep()({ run: { id: runId, orgId: run.orgId, driver: 'inline' }, stage, attemptsMade: made }, signal, { canPause: false });
+        const verdict = await deps.processStep()({ run: { id: runId, orgId: run.orgId, driver: 'inline' }, stage, attemptsMade: made }, signal, { canPause: false, moveThreadOn: 'caller' });
+        if (verdict.kind === 'done' && verdict.endedThread) moveThreadOn(runId, verdict.endedThread);
         if (verdict.kind !== 'retry') break;
         await delay(Math.min(maxBackoffMs, verdict.delayMs), undefined, { signal });
       } catch (error) {
@@ -133,6 +135,15 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
       }
     }
     close(runId, run, stage);
+  }
+
+  /** Moves the thread on after the run's own waiter has its answer; shutdown still waits for it. */
+  function moveThreadOn(runId: string, threadId: string): void {
+    const move = deps
+      .afterRunFinished(threadId)
+      .catch((error: unknown) => deps.onError(error, runId))
+      .finally(() => moving.delete(move));
+    moving.add(move);
   }
 
   function close(runId: string, run: DrivenRun, stage: S): void {
@@ -169,6 +180,7 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
     /** Resolves when every run driven here has ended (graceful shutdown). */
     async drain(): Promise<void> {
       await Promise.all([...driven.values()].map((run) => run.done));
+      await Promise.all([...moving]);
     },
   };
 }
