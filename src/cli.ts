@@ -11,7 +11,7 @@ import { createDocumentsService } from './domain/documents/documents.service.js'
 import { createLogger } from './logger.js';
 import { prepareDatabase, startServer, type Role } from './main.js';
 import type { StageName } from './engine/catalog.js';
-import { selectStages } from './queue/pipeline.js';
+import { selectStages } from './adapters/bullmq/job-options.js';
 
 const USAGE = `Usage: honeyjar <command> [options]
 

@@ -11,9 +11,9 @@ import {
   type WorkersCheck,
 } from '../domain/monitoring/health.js';
 import { stageOrder } from '../engine/dag.js';
-import { queueNames } from '../queue/pipeline.js';
-import { waitUntilReady } from '../queue/connections.js';
-import type { Producer } from '../queue/producer.js';
+import { queueNames } from '../adapters/bullmq/job-options.js';
+import { waitUntilReady } from '../adapters/redis/connections.js';
+import type { Producer } from '../adapters/bullmq/transport.js';
 import type { Heartbeat } from './heartbeat.js';
 import type { EventLoopDelay, Monitoring } from './monitoring.js';
 import { QUEUE_STATES, type QueueStateCounts } from './prometheus.js';

@@ -1,4 +1,4 @@
-import { queueCounts } from './producer.js';
+import { queueCounts } from '../adapters/bullmq/transport.js';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Job, Queue, Worker } from 'bullmq';
@@ -8,7 +8,7 @@ import type { Config } from '../config.js';
 import { ConcurrencyController, summarizeDurations, type ScalingDecision } from '../domain/monitoring/autoscaler.js';
 import { stageOrder } from '../engine/dag.js';
 import type { StageName } from '../engine/catalog.js';
-import type { StageJobData } from './pipeline.js';
+import type { StageJobData } from '../adapters/bullmq/job-options.js';
 
 /**
  * Runs the concurrency controllers of this process's workers on an interval: samples each queue

@@ -2,12 +2,12 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Container } from '../container.js';
 import type { StageName } from '../engine/catalog.js';
-import { cancelChannel, subscribeToCancellations } from './cancellation.js';
-import { closeRedis, createRedisConnection, waitUntilReady } from './connections.js';
+import { cancelChannel, subscribeToCancellations } from '../adapters/redis/cancellation.js';
+import { closeRedis, createRedisConnection, waitUntilReady } from '../adapters/redis/connections.js';
 import { createReconciler } from '../engine/reconciler.js';
-import { queueNames } from './pipeline.js';
+import { queueNames } from '../adapters/bullmq/job-options.js';
 import { advisoryLead, RECONCILER_LOCK_ID } from '../adapters/postgres/advisory-lock.js';
-import { startWorkers, type StartedWorkers } from './workers/start-workers.js';
+import { startWorkers, type StartedWorkers } from '../adapters/bullmq/start-workers.js';
 import { startAutoscaling, type Autoscaling } from './autoscaling.js';
 import { createAlertsService, type AlertsService } from '../domain/monitoring/alerts.service.js';
 import { createStalledJobs } from '../domain/monitoring/stalled-jobs.js';
@@ -71,7 +71,8 @@ export async function startQueueSystem(container: Container, stages: readonly St
     afterMs: config.queue.reconcileAfterMs,
     logger,
   });
-  if (workers) reconciler.start(config.queue.reconcileIntervalMs);
+  // In every role: an api process alone (no workers anywhere, or Redis gone) still re-drives runs.
+  reconciler.start(config.queue.reconcileIntervalMs);
   const autoscaling = workers
     ? startAutoscaling({ config, workers: workers.workers, queues: container.producer.queues, redis: container.redis, logger })
     : undefined;

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queueNames } from '../../src/queue/pipeline.js';
+import { queueNames } from '../../src/adapters/bullmq/job-options.js';
 import { createAlertsService, type AlertsServiceDeps } from '../../src/domain/monitoring/alerts.service.js';
 import { createStalledJobs } from '../../src/domain/monitoring/stalled-jobs.js';
 import { createLogger } from '../../src/logger.js';

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alertsOfRule } from '../../src/adapters/postgres/repositories/alerts.repository.js';
-import { queueNames } from '../../src/queue/pipeline.js';
+import { queueNames } from '../../src/adapters/bullmq/job-options.js';
 import { createAlertsService, type AlertsServiceDeps } from '../../src/domain/monitoring/alerts.service.js';
 import { createStalledJobs } from '../../src/domain/monitoring/stalled-jobs.js';
 import { createRocketReachClient } from '../../src/domain/stages/rocketreach/rocketreach.client.js';

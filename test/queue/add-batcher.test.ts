@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stageOrder } from '../../src/engine/dag.js';
 import { CATALOG } from '../../src/engine/catalog.js';
 import type { StageName } from '../../src/engine/catalog.js';
-import { createAddBatcher } from '../../src/queue/add-batcher.js';
-import { jobOptions, type StageJobData } from '../../src/queue/pipeline.js';
+import { createAddBatcher } from '../../src/adapters/bullmq/add-batcher.js';
+import { jobOptions, type StageJobData } from '../../src/adapters/bullmq/job-options.js';
 import { REDIS_URL } from '../support/processes.js';
 
 const prefix = `test-batcher-${randomBytes(4).toString('hex')}`;

@@ -14,7 +14,7 @@ export interface QueuedJob<S extends string> {
 
 /**
  * The queue driver's consumer: what a queue worker runs for each job, through the same step
- * processor as the in-process driver. The worker (src/queue/workers/) translates the verdict.
+ * processor as the in-process driver. The worker (src/adapters/bullmq/stage.worker.ts) translates the verdict.
  */
 export function createQueuedDriver<S extends string>(deps: { transport: JobTransport<S>; progression: Progression<S>; processStep: () => ProcessStep<S> }) {
   return async function consume(job: QueuedJob<S>, signal?: AbortSignal): Promise<StepVerdict> {

@@ -25,7 +25,7 @@ export type JobRef<S extends string = StageName> = { jobId: string; stage: S };
 
 /**
  * What the engine needs of the queues that carry step jobs (ids only), so that it imports no
- * queue library. Implemented over BullMQ in src/queue/producer.ts.
+ * queue library. Implemented over BullMQ in src/adapters/bullmq/transport.ts.
  */
 export interface JobTransport<S extends string = StageName> {
   /** Whether jobs can be added right now (Redis reachable). */

@@ -6,7 +6,7 @@ import type { Config } from '../../../config.js';
 import { AppError } from '../../../domain/errors.js';
 import type { StageName } from '../../../engine/catalog.js';
 import { readQueueStatus } from '../../../queue/autoscaling.js';
-import type { StageJobData } from '../../../queue/pipeline.js';
+import type { StageJobData } from '../../../adapters/bullmq/job-options.js';
 import { requireOperator } from '../../plugins/auth.js';
 import { errorResponses } from '../../schemas/common.js';
 

@@ -1,11 +1,11 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { JobTransport, JobState, LiveJob, QueueCounts } from '../engine/ports/job-transport.js';
-import { stageOrder } from '../engine/dag.js';
-import type { Catalog, StageName } from '../engine/catalog.js';
+import type { JobTransport, JobState, LiveJob, QueueCounts } from '../../engine/ports/job-transport.js';
+import { stageOrder } from '../../engine/dag.js';
+import type { Catalog, StageName } from '../../engine/catalog.js';
 import { createAddBatcher } from './add-batcher.js';
-import { jobOptions, type StageJobData } from './pipeline.js';
+import { jobOptions, type StageJobData } from './job-options.js';
 
 export interface Producer extends JobTransport {
   queues: Record<StageName, Queue<StageJobData>>;

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
 import type { QueuedDriver } from '../../engine/drivers/queued.js';
 import type { StageName } from '../../engine/catalog.js';
-import type { StageJobData } from '../pipeline.js';
+import type { StageJobData } from './job-options.js';
 import { createStageWorker } from './stage.worker.js';
 import type { JobObserver } from '../../monitoring/worker-observer.js';
 

@@ -1,7 +1,7 @@
 import type { JobsOptions } from 'bullmq';
-import { stageOrder } from '../engine/dag.js';
-import { jobIdFor } from '../engine/job-id.js';
-import type { Catalog, StageName } from '../engine/catalog.js';
+import { stageOrder } from '../../engine/dag.js';
+import { jobIdFor } from '../../engine/job-id.js';
+import type { Catalog, StageName } from '../../engine/catalog.js';
 
 /** What every job carries: ids only. Workers load the content from PostgreSQL. */
 export interface StageJobData {

@@ -1,7 +1,7 @@
 import type { JobsOptions, Queue } from 'bullmq';
-import type { StageName } from '../engine/catalog.js';
-import { createCoalescer } from '../lib/coalescer.js';
-import type { StageJobData } from './pipeline.js';
+import type { StageName } from '../../engine/catalog.js';
+import { createCoalescer } from '../../lib/coalescer.js';
+import type { StageJobData } from './job-options.js';
 
 interface Add {
   stage: StageName;

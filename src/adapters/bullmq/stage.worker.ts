@@ -6,7 +6,7 @@ import { StageError } from '../../domain/errors.js';
 import type { StageDefinitionData } from '../../engine/stage.js';
 import type { QueuedDriver } from '../../engine/drivers/queued.js';
 import type { StageName } from '../../engine/catalog.js';
-import type { StageJobData } from '../pipeline.js';
+import type { StageJobData } from './job-options.js';
 import { observeProcessor, type JobObserver } from '../../monitoring/worker-observer.js';
 
 export interface StageWorkerOptions {
