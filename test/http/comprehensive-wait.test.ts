@@ -92,6 +92,8 @@ describe('wait on /comprehensive without workers (runs stay open until finished 
     const first = comprehensive(tenant, 30);
     const second = comprehensive(tenant, 30);
     await eventually(async () => t.container.waits.activeWaits(tenant.orgId) === 2, 10_000, 'two waits');
+    // A wait is reserved before its run (and new thread) is written: count once both are.
+    await openBatches(tenant, 2);
     const threadsBefore = await threadCount(tenant);
 
     const refused = await comprehensive(tenant, 30);
