@@ -4,14 +4,14 @@ import { parseArgs } from 'node:util';
 import { bootstrapOrganization } from './admin/bootstrap.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { AppError } from './domain/errors.js';
-import { openDatabase } from './db/client.js';
-import { createDocumentsRepository } from './db/repositories/documents.repository.js';
-import { createTenancyRepository } from './db/repositories/tenancy.repository.js';
+import { openDatabase } from './adapters/postgres/client.js';
+import { createDocumentsRepository } from './adapters/postgres/repositories/documents.repository.js';
+import { createTenancyRepository } from './adapters/postgres/repositories/tenancy.repository.js';
 import { createDocumentsService } from './domain/documents/documents.service.js';
 import { createLogger } from './logger.js';
 import { prepareDatabase, startServer, type Role } from './main.js';
-import type { StageName } from './domain/stages/types.js';
-import { selectStages } from './queue/workers/start-workers.js';
+import type { StageName } from './engine/catalog.js';
+import { selectStages } from './adapters/bullmq/job-options.js';
 
 const USAGE = `Usage: honeyjar <command> [options]
 
@@ -64,7 +64,7 @@ export async function runCli(argv: string[]): Promise<number> {
         const names = values.queues?.split(',').map((name) => name.trim()).filter(Boolean);
         let stages: StageName[];
         try {
-          stages = selectStages(names);
+          stages = selectStages(config.catalog, names);
         } catch (error) {
           throw new UsageError((error as Error).message);
         }

@@ -1,6 +1,8 @@
 import { z } from 'zod';
-import { PIPELINE } from './domain/pipeline.js';
-import type { StageName } from './domain/stages/types.js';
+import { CATALOG, type Catalog } from './engine/catalog.js';
+import type { StageDefinitionData, StageLimiter } from './engine/stage.js';
+import type { StageName } from './engine/catalog.js';
+import { stageOrder } from './engine/dag.js';
 
 /**
  * Every setting the server reads, validated once. `loadConfig(process.env)` is called by the entry
@@ -39,16 +41,6 @@ const schema = z.object({
   ROCKETREACH_POLL_INTERVAL_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
 
   QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('honeyjar'),
-  CONCURRENCY_INTENT: z.coerce.number().int().min(1).max(500).default(PIPELINE.intent.defaultConcurrency),
-  CONCURRENCY_SECURITY: z.coerce.number().int().min(1).max(500).default(PIPELINE.security.defaultConcurrency),
-  CONCURRENCY_RAG: z.coerce.number().int().min(1).max(500).default(PIPELINE.rag.defaultConcurrency),
-  CONCURRENCY_ROCKETREACH: z.coerce.number().int().min(1).max(100).default(PIPELINE.rocketreach.defaultConcurrency),
-  CONCURRENCY_OPENAI: z.coerce.number().int().min(1).max(500).default(PIPELINE.openai.defaultConcurrency),
-  OPENAI_RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(500),
-  OPENAI_RATE_LIMIT_DURATION_MS: z.coerce.number().int().min(100).default(60_000),
-  ROCKETREACH_RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(10),
-  ROCKETREACH_RATE_LIMIT_DURATION_MS: z.coerce.number().int().min(100).default(1_000),
-  ROCKETREACH_MAX_CONCURRENT: z.coerce.number().int().min(1).max(100).default(2),
   RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(600),
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(100).default(60_000),
   COMPREHENSIVE_MAX_WAITS_PER_ORG: z.coerce.number().int().min(1).max(10_000).default(20),
@@ -71,16 +63,6 @@ const schema = z.object({
   AUTOSCALE_UP_COOLDOWN_MS: z.coerce.number().int().min(0).max(3_600_000).default(10_000),
   AUTOSCALE_DOWN_COOLDOWN_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
   AUTOSCALE_IDLE_MS: z.coerce.number().int().min(0).max(86_400_000).default(60_000),
-  CONCURRENCY_INTENT_MIN: z.coerce.number().int().min(1).max(500).optional(),
-  CONCURRENCY_INTENT_MAX: z.coerce.number().int().min(1).max(500).optional(),
-  CONCURRENCY_SECURITY_MIN: z.coerce.number().int().min(1).max(500).optional(),
-  CONCURRENCY_SECURITY_MAX: z.coerce.number().int().min(1).max(500).optional(),
-  CONCURRENCY_RAG_MIN: z.coerce.number().int().min(1).max(500).optional(),
-  CONCURRENCY_RAG_MAX: z.coerce.number().int().min(1).max(500).optional(),
-  CONCURRENCY_ROCKETREACH_MIN: z.coerce.number().int().min(1).max(100).optional(),
-  CONCURRENCY_ROCKETREACH_MAX: z.coerce.number().int().min(1).max(100).optional(),
-  CONCURRENCY_OPENAI_MIN: z.coerce.number().int().min(1).max(500).optional(),
-  CONCURRENCY_OPENAI_MAX: z.coerce.number().int().min(1).max(500).optional(),
 
   ALERTS_INTERVAL_MS: z.coerce.number().int().min(0).max(86_400_000).default(15_000),
   ALERTS_WINDOW_MS: z.coerce.number().int().min(10_000).max(86_400_000).default(300_000),
@@ -109,7 +91,50 @@ const schema = z.object({
 
 type Env = z.infer<typeof schema>;
 
+/** The settings of a stage's name, `CONCURRENCY_<NAME>` and its autoscaling bounds. */
+export function concurrencyEnvKey(stage: string): string {
+  return `CONCURRENCY_${stage.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/**
+ * The settings each stage of the catalog brings: its concurrency and autoscaling bounds, and for
+ * a stage with a limiter its rate limit and global concurrency — named as they always were
+ * (`CONCURRENCY_OPENAI`, `OPENAI_RATE_LIMIT_MAX`, `ROCKETREACH_MAX_CONCURRENT`).
+ */
+function stageSettingsSchema(catalog: Catalog): Record<string, z.ZodType<number | undefined>> {
+  const shape: Record<string, z.ZodType<number | undefined>> = {};
+  for (const stage of stageOrder(catalog)) {
+    const definition = catalog[stage];
+    const name = concurrencyEnvKey(stage);
+    const bounded = () => z.coerce.number().int().min(1).max(definition.concurrency.max);
+    shape[name] = bounded().default(definition.concurrency.default);
+    shape[`${name}_MIN`] = bounded().optional();
+    shape[`${name}_MAX`] = bounded().optional();
+    const limiter = definition.limiter;
+    if (!limiter) continue;
+    shape[`${limiter.env}_RATE_LIMIT_MAX`] = z.coerce.number().int().min(1).default(limiter.max);
+    shape[`${limiter.env}_RATE_LIMIT_DURATION_MS`] = z.coerce.number().int().min(100).default(limiter.durationMs);
+    if (limiter.globalConcurrency) {
+      shape[`${limiter.env}_MAX_CONCURRENT`] = z.coerce.number().int().min(1).max(limiter.globalConcurrency.max).default(limiter.globalConcurrency.default);
+    }
+  }
+  return shape;
+}
+
+/** A stage's provider limits, from its limiter's settings. */
+export interface StageLimits {
+  /** Jobs started per `duration` ms across every worker of the stage. */
+  max: number;
+  duration: number;
+  /** Whether workers apply the rate limit (the offline LLM provider calls nobody and is not limited). */
+  enforced: boolean;
+  /** Jobs of the stage running at once across every process. */
+  globalConcurrency?: number;
+}
+
 export interface Config {
+  /** The stages this process runs; every per-stage setting below is derived from it. */
+  catalog: Catalog;
   database: { url: string; poolMax: number };
   redis: { url: string };
   /**
@@ -125,9 +150,8 @@ export interface Config {
   queue: {
     prefix: string;
     concurrency: Record<StageName, number>;
-    openaiLimiter: { max: number; duration: number };
-    rocketreachLimiter: { max: number; duration: number };
-    rocketreachMaxConcurrent: number;
+    /** The stages with a limiter in the catalog. */
+    limiters: Partial<Record<StageName, StageLimits>>;
     stalledIntervalMs: number;
     lockDurationMs: number;
     reconcileIntervalMs: number;
@@ -151,20 +175,22 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-export function loadConfig(env: Record<string, string | undefined>): Readonly<Config> {
-  const parsed = schema.safeParse(env);
+export function loadConfig(env: Record<string, string | undefined>, catalog: Catalog = CATALOG): Readonly<Config> {
+  const parsed = schema.extend(stageSettingsSchema(catalog)).safeParse(env);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
     throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
   }
-  const e = parsed.data;
+  const e = parsed.data as unknown as Env;
+  const stageEnv = parsed.data as unknown as Record<string, number | undefined>;
   if (e.INTENT_CLASSIFIER === 'llm' && !e.OPENAI_API_KEY) {
     throw new ConfigError('Invalid configuration:\n  INTENT_CLASSIFIER=llm needs OPENAI_API_KEY');
   }
   return deepFreeze({
+    catalog,
     database: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX },
     redis: { url: e.REDIS_URL },
-    http: { port: e.PORT, host: e.HOST, trustProxy: trustProxyOf(e.TRUST_PROXY), timeouts: httpTimeouts(e) },
+    http: { port: e.PORT, host: e.HOST, trustProxy: trustProxyOf(e.TRUST_PROXY), timeouts: httpTimeouts(e, replyStageOf(catalog).attempts) },
     logLevel: e.LOG_LEVEL,
     openai: {
       apiKey: e.OPENAI_API_KEY,
@@ -183,21 +209,13 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     bootstrap: { orgName: e.BOOTSTRAP_ORG_NAME, adminEmail: e.BOOTSTRAP_ADMIN_EMAIL },
     queue: {
       prefix: e.QUEUE_PREFIX,
-      concurrency: {
-        intent: e.CONCURRENCY_INTENT,
-        security: e.CONCURRENCY_SECURITY,
-        rag: e.CONCURRENCY_RAG,
-        rocketreach: e.CONCURRENCY_ROCKETREACH,
-        openai: e.CONCURRENCY_OPENAI,
-      },
-      openaiLimiter: { max: e.OPENAI_RATE_LIMIT_MAX, duration: e.OPENAI_RATE_LIMIT_DURATION_MS },
-      rocketreachLimiter: { max: e.ROCKETREACH_RATE_LIMIT_MAX, duration: e.ROCKETREACH_RATE_LIMIT_DURATION_MS },
-      rocketreachMaxConcurrent: e.ROCKETREACH_MAX_CONCURRENT,
+      concurrency: Object.fromEntries(stageOrder(catalog).map((stage) => [stage, stageEnv[concurrencyEnvKey(stage)]!])) as Record<StageName, number>,
+      limiters: limitsOf(catalog, env, stageEnv),
       stalledIntervalMs: e.QUEUE_STALLED_INTERVAL_MS,
       lockDurationMs: e.QUEUE_LOCK_DURATION_MS,
       reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
       reconcileAfterMs: e.RECONCILE_AFTER_MS,
-      autoscale: autoscaleConfig(e),
+      autoscale: autoscaleConfig(e, catalog, stageEnv),
     },
     rateLimit: { max: e.RATE_LIMIT_MAX, windowMs: e.RATE_LIMIT_WINDOW_MS },
     authFailureLimit: { max: e.AUTH_FAILURE_RATE_LIMIT_MAX, windowMs: e.AUTH_FAILURE_RATE_LIMIT_WINDOW_MS },
@@ -243,7 +261,7 @@ export interface HttpTimeouts {
  * default it is the LLM timeout times its attempts plus a minute; streaming endpoints send
  * keep-alive comments well within it.
  */
-function httpTimeouts(e: Env): HttpTimeouts {
+function httpTimeouts(e: Env, replyAttempts: number): HttpTimeouts {
   if (e.HTTP_HEADERS_TIMEOUT_MS > e.HTTP_REQUEST_TIMEOUT_MS) {
     throw new ConfigError(`Invalid configuration:\n  HTTP_HEADERS_TIMEOUT_MS (${e.HTTP_HEADERS_TIMEOUT_MS}) is above HTTP_REQUEST_TIMEOUT_MS (${e.HTTP_REQUEST_TIMEOUT_MS})`);
   }
@@ -251,7 +269,7 @@ function httpTimeouts(e: Env): HttpTimeouts {
     headersMs: e.HTTP_HEADERS_TIMEOUT_MS,
     requestMs: e.HTTP_REQUEST_TIMEOUT_MS,
     keepAliveMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
-    idleMs: e.HTTP_IDLE_TIMEOUT_MS ?? e.OPENAI_TIMEOUT_MS * PIPELINE.openai.attempts + 60_000,
+    idleMs: e.HTTP_IDLE_TIMEOUT_MS ?? e.OPENAI_TIMEOUT_MS * replyAttempts + 60_000,
   };
 }
 
@@ -273,26 +291,18 @@ export interface AutoscaleConfig {
  * LLM the rate limiter's `max` (more jobs in flight than it admits per window only wait), for
  * RocketReach the global concurrency and its limiter. An explicit min above the max is an error.
  */
-function autoscaleConfig(e: Env): AutoscaleConfig {
-  const env = e as unknown as Record<string, number | undefined>;
-  const caps: Partial<Record<StageName, { value: number; reason: string }>> = {
-    openai: { value: e.OPENAI_RATE_LIMIT_MAX, reason: `OPENAI_RATE_LIMIT_MAX ${e.OPENAI_RATE_LIMIT_MAX}` },
-    rocketreach:
-      e.ROCKETREACH_RATE_LIMIT_MAX < e.ROCKETREACH_MAX_CONCURRENT
-        ? { value: e.ROCKETREACH_RATE_LIMIT_MAX, reason: `ROCKETREACH_RATE_LIMIT_MAX ${e.ROCKETREACH_RATE_LIMIT_MAX}` }
-        : { value: e.ROCKETREACH_MAX_CONCURRENT, reason: `ROCKETREACH_MAX_CONCURRENT ${e.ROCKETREACH_MAX_CONCURRENT}, the global limit` },
-  };
+function autoscaleConfig(e: Env, catalog: Catalog, env: Record<string, number | undefined>): AutoscaleConfig {
   const limits = {} as AutoscaleConfig['limits'];
-  for (const stage of Object.keys(PIPELINE) as StageName[]) {
-    const name = `CONCURRENCY_${stage.toUpperCase()}`;
-    const seed = PIPELINE[stage].defaultConcurrency;
+  for (const stage of stageOrder(catalog)) {
+    const name = concurrencyEnvKey(stage);
+    const seed = catalog[stage].concurrency.default;
     const start = env[name] ?? seed;
     const explicitMin = env[`${name}_MIN`];
     const explicitMax = env[`${name}_MAX`];
     if (explicitMin !== undefined && explicitMax !== undefined && explicitMin > explicitMax) {
       throw new ConfigError(`Invalid configuration:\n  ${name}_MIN (${explicitMin}) is above ${name}_MAX (${explicitMax})`);
     }
-    const cap = caps[stage];
+    const cap = capOf(catalog[stage].limiter, env);
     if (explicitMin !== undefined && cap && explicitMin > cap.value) {
       throw new ConfigError(`Invalid configuration:\n  ${name}_MIN (${explicitMin}) is above ${cap.reason}`);
     }
@@ -310,6 +320,41 @@ function autoscaleConfig(e: Env): AutoscaleConfig {
     idleMs: e.AUTOSCALE_IDLE_MS,
     limits,
   };
+}
+
+/**
+ * The most a stage's concurrency is worth raising to: more jobs in flight than its rate limiter
+ * admits per window, or than its global concurrency, only wait. The lower of the two.
+ */
+function capOf(limiter: StageLimiter | undefined, env: Record<string, number | undefined>): { value: number; reason: string } | undefined {
+  if (!limiter) return undefined;
+  const rate = { value: env[`${limiter.env}_RATE_LIMIT_MAX`]!, reason: `${limiter.env}_RATE_LIMIT_MAX ${env[`${limiter.env}_RATE_LIMIT_MAX`]}` };
+  if (!limiter.globalConcurrency) return rate;
+  const global = env[`${limiter.env}_MAX_CONCURRENT`]!;
+  return rate.value < global ? rate : { value: global, reason: `${limiter.env}_MAX_CONCURRENT ${global}, the global limit` };
+}
+
+function limitsOf(catalog: Catalog, raw: Record<string, string | undefined>, env: Record<string, number | undefined>): Partial<Record<StageName, StageLimits>> {
+  const limits: Partial<Record<StageName, StageLimits>> = {};
+  for (const stage of stageOrder(catalog)) {
+    const limiter = catalog[stage].limiter;
+    if (!limiter) continue;
+    const global = env[`${limiter.env}_MAX_CONCURRENT`];
+    limits[stage] = {
+      max: env[`${limiter.env}_RATE_LIMIT_MAX`]!,
+      duration: env[`${limiter.env}_RATE_LIMIT_DURATION_MS`]!,
+      enforced: limiter.onlyWith === undefined || (raw[limiter.onlyWith] ?? '').trim() !== '',
+      ...(global !== undefined ? { globalConcurrency: global } : {}),
+    };
+  }
+  return limits;
+}
+
+/** The stage whose result is the reply (the one with a `reply` hook). */
+function replyStageOf(catalog: Catalog): StageDefinitionData {
+  const stage = stageOrder(catalog).find((name) => catalog[name].reply);
+  if (!stage) throw new ConfigError('Invalid configuration:\n  the stage catalog has no stage that makes the reply');
+  return catalog[stage];
 }
 
 /** Alert rules and their evaluator (src/domain/monitoring/alert-rules.ts, alerts.service.ts). */

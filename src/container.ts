@@ -1,18 +1,19 @@
 import OpenAI from 'openai';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
-import { openDatabase, type Database } from './db/client.js';
-import { createContactCacheRepository } from './db/repositories/contact-cache.repository.js';
-import { createAlertsRepository } from './db/repositories/alerts.repository.js';
-import { createDocumentsRepository } from './db/repositories/documents.repository.js';
-import { createRunsRepository } from './db/repositories/runs.repository.js';
-import { createTenancyRepository } from './db/repositories/tenancy.repository.js';
-import { createThreadsRepository } from './db/repositories/threads.repository.js';
+import { openDatabase, type Database } from './adapters/postgres/client.js';
+import { createContactCacheRepository } from './adapters/postgres/repositories/contact-cache.repository.js';
+import { createAlertsRepository } from './adapters/postgres/repositories/alerts.repository.js';
+import { createDocumentsRepository } from './adapters/postgres/repositories/documents.repository.js';
+import { createRunsRepository } from './adapters/postgres/run-store/index.js';
+import { createTenancyRepository } from './adapters/postgres/repositories/tenancy.repository.js';
+import { createThreadsRepository } from './adapters/postgres/repositories/threads.repository.js';
 import { HybridChatService } from './domain/chat/hybrid-chat.service.js';
-import { createInlineDriver } from './domain/chat/inline-driver.js';
 import { createRunWaits } from './domain/chat/run-waits.js';
-import { createRunFinishedListener } from './db/run-finished.listener.js';
-import { createStageRunner, type StageServices } from './domain/chat/stage-runner.js';
+import { createRunFinishedListener } from './adapters/postgres/run-finished.listener.js';
+import { createEngine } from './engine/engine.js';
+import type { StageServices } from './engine/services.js';
+import { stageOrder } from './engine/dag.js';
 import { createDocumentsService } from './domain/documents/documents.service.js';
 import { createLocalIntentClassifier, createLlmIntentClassifier } from './domain/stages/intent/intent.service.js';
 import { createLlmStage } from './domain/stages/llm/llm.stage.js';
@@ -23,14 +24,13 @@ import { createRocketReachClient } from './domain/stages/rocketreach/rocketreach
 import { createRocketReachStage } from './domain/stages/rocketreach/rocketreach.stage.js';
 import { classifySecurity } from './domain/stages/security/security.service.js';
 import { rememberVerdicts } from './domain/stages/security/remembered-verdicts.js';
-import { createRedisConnection } from './queue/connections.js';
+import { createRedisConnection } from './adapters/redis/connections.js';
 import { createShutdownSteps, settleBy, type ShutdownSteps } from './lib/shutdown.js';
 import type { Redis } from 'ioredis';
-import { cancelChannel } from './queue/cancellation.js';
-import { createProducer } from './queue/producer.js';
-import { createProgression } from './queue/progression.js';
-import { createMonitoringRepository } from './db/repositories/monitoring.repository.js';
-import { createFailedJobsRepository } from './db/repositories/failed-jobs.repository.js';
+import { cancelChannel } from './adapters/redis/cancellation.js';
+import { createProducer } from './adapters/bullmq/transport.js';
+import { createMonitoringRepository } from './adapters/postgres/repositories/monitoring.repository.js';
+import { createFailedJobsRepository } from './adapters/postgres/repositories/failed-jobs.repository.js';
 import { createMetricsReporter } from './domain/monitoring/metrics-report.js';
 import { createHealthService } from './monitoring/health.service.js';
 import { createHeartbeat } from './monitoring/heartbeat.js';
@@ -40,38 +40,44 @@ import { createMonitoring, type Monitoring } from './monitoring/monitoring.js';
 export function createContainer(config: Readonly<Config>, logger: Logger) {
   const database: Database = openDatabase(config.database.url, { poolMax: config.database.poolMax });
   // Request, provider and job metrics of this process (src/monitoring/).
-  const monitoring = createMonitoring();
+  const monitoring = createMonitoring(config.catalog);
   const repositories = {
     tenancy: createTenancyRepository(database.db),
     threads: createThreadsRepository(database.db),
-    runs: monitoring.observeRuns(createRunsRepository(database.db, database.pool)),
+    runs: monitoring.observeRuns(createRunsRepository(database.db, database.pool, config.catalog)),
     documents: createDocumentsRepository(database.db, database.pool),
     contactCache: createContactCacheRepository(database.db),
     alerts: createAlertsRepository(database.db, database.pool),
-    monitoring: createMonitoringRepository(database.pool),
+    monitoring: createMonitoringRepository(database.pool, config.catalog),
     failedJobs: createFailedJobsRepository(database.pool),
   };
   const stages = createStageServices(config, repositories, monitoring);
-  const runner = createStageRunner({ runs: repositories.runs, stages, options: { historyTokenBudget: config.openai.historyTokenBudget } });
-  const inline = createInlineDriver(runner, repositories.runs);
   // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
   const redis = createRedisConnection(config.redis.url, 'producer', logger);
-  const producer = createProducer({ connection: redis, prefix: config.queue.prefix, logger, cancelChannel: cancelChannel(config.queue.prefix) });
+  const producer = createProducer({ catalog: config.catalog, connection: redis, prefix: config.queue.prefix, logger, cancelChannel: cancelChannel(config.queue.prefix) });
+  // The pipeline: both drivers, one step processor (src/engine/).
+  const engine = createEngine({
+    catalog: config.catalog,
+    runs: repositories.runs,
+    transport: producer,
+    services: stages,
+    settings: { historyTokenBudget: config.openai.historyTokenBudget },
+    onError: (err, runId) => logger.error({ err, runId }, 'in-process run failed'),
+  });
   const heartbeat = createHeartbeat({ redis, prefix: config.queue.prefix });
   const health = createHealthService({ config, repository: repositories.monitoring, redis, producer, heartbeat, monitoring });
-  const metrics = createMetricsReporter({ stageStats: repositories.monitoring.stageStats, http: monitoring.http, providers: monitoring.providers });
-  const progression = createProgression({ runs: repositories.runs, queue: producer, runner });
+  const metrics = createMetricsReporter({ stages: stageOrder(config.catalog), stageStats: repositories.monitoring.stageStats, http: monitoring.http, providers: monitoring.providers });
   // One LISTEN connection of this process, opened by the first `wait`.
   const runFinished = createRunFinishedListener(config.database.url, logger);
   const waits = createRunWaits({ feed: runFinished, maxPerOrg: config.maxWaitsPerOrg });
   const chat = new HybridChatService({
+    catalog: config.catalog,
     threads: repositories.threads,
     runs: repositories.runs,
-    inline,
+    engine,
     queue: producer,
     estimateMs: config.openai.apiKey ? 3_000 : 500,
     waits,
-    onBackgroundError: (err, runId) => logger.error({ err, runId }, 'in-process run failed'),
   });
   const services = { chat, documents: createDocumentsService({ documents: repositories.documents, quota: config.documentQuota }) };
   return {
@@ -81,10 +87,8 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     redis,
     repositories,
     stages,
-    runner,
-    inline,
+    engine,
     producer,
-    progression,
     services,
     waits,
     monitoring,
@@ -152,6 +156,7 @@ function createStageServices(
   return {
     intent,
     classifySecurity,
+    classifyTurn: rememberVerdicts(classifySecurity, HISTORY_VERDICT_CHARS),
     rag: createRagService({ search: repositories.documents, scan: rememberVerdicts(classifySecurity, PASSAGE_VERDICT_CHARS) }),
     rocketreach: createRocketReachStage({ client: rocketreachClient, cache: repositories.contactCache }),
     // Counted: calls, errors, 429s and tokens (the offline provider as `offline`).
@@ -159,10 +164,12 @@ function createStageServices(
   };
 }
 
-/** Sample messages that take the local classifiers through their main paths. */
 /** How much passage text (in characters) the retrieval stage's remembered verdicts may cover. */
 const PASSAGE_VERDICT_CHARS = 4_000_000;
+/** How much history text the LLM stage's remembered verdicts may cover. */
+const HISTORY_VERDICT_CHARS = 2_000_000;
 
+/** Sample messages that take the local classifiers through their main paths. */
 const WARM_UP_TEXTS = [
   'Can you draft a press release about our third-quarter results for Acme Corp?',
   'Find the email address of Sarah Chen, editor at Globex News',

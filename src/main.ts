@@ -4,10 +4,10 @@ import type { App } from './http/types.js';
 import { bootstrapOrganization } from './admin/bootstrap.js';
 import type { Config } from './config.js';
 import { createContainer } from './container.js';
-import { ensureDatabaseExists, openDatabase, runMigrations } from './db/client.js';
-import type { TenancyRepository } from './db/repositories/tenancy.repository.js';
-import { STAGE_ORDER } from './domain/pipeline.js';
-import type { StageName } from './domain/stages/types.js';
+import { ensureDatabaseExists, openDatabase, runMigrations } from './adapters/postgres/client.js';
+import type { TenancyRepository } from './adapters/postgres/repositories/tenancy.repository.js';
+import { stageOrder } from './engine/dag.js';
+import type { StageName } from './engine/catalog.js';
 import { startQueueSystem } from './queue/queue-system.js';
 import { armWatchdog, createShutdownSteps, settleBy } from './lib/shutdown.js';
 
@@ -43,7 +43,7 @@ export async function startServer(
   const container = createContainer(config, logger);
   if (role !== 'worker') await printFirstStartToken(container.repositories.tenancy, config, logger);
 
-  const stages = role === 'api' ? [] : (options.stages ?? STAGE_ORDER);
+  const stages = role === 'api' ? [] : (options.stages ?? stageOrder(config.catalog));
   const queueSystem = await startQueueSystem(container, stages, logger);
 
   const app = role === 'worker' ? undefined : await buildApp(container);

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { ensureDatabaseExists, openDatabase, quoteIdentifier, runMigrations } from '../src/db/client.js';
+import { ensureDatabaseExists, openDatabase, quoteIdentifier, runMigrations } from '../src/adapters/postgres/client.js';
 import { testDatabaseUrl } from './support/database.js';
 
 /**

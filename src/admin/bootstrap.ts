@@ -1,4 +1,4 @@
-import type { TenancyRepository } from '../db/repositories/tenancy.repository.js';
+import type { TenancyRepository } from '../adapters/postgres/repositories/tenancy.repository.js';
 
 export interface BootstrapResult {
   orgId: string;

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
-import type { MonitoringRepository } from '../db/repositories/monitoring.repository.js';
+import type { MonitoringRepository } from '../adapters/postgres/repositories/monitoring.repository.js';
 import {
   judgeWorkers,
   overallStatus,
@@ -10,9 +10,10 @@ import {
   type QueueObservation,
   type WorkersCheck,
 } from '../domain/monitoring/health.js';
-import { PIPELINE, STAGE_ORDER } from '../domain/pipeline.js';
-import { waitUntilReady } from '../queue/connections.js';
-import type { Producer } from '../queue/producer.js';
+import { stageOrder } from '../engine/dag.js';
+import { queueNames } from '../adapters/bullmq/job-options.js';
+import { waitUntilReady } from '../adapters/redis/connections.js';
+import type { Producer } from '../adapters/bullmq/transport.js';
 import type { Heartbeat } from './heartbeat.js';
 import type { EventLoopDelay, Monitoring } from './monitoring.js';
 import { QUEUE_STATES, type QueueStateCounts } from './prometheus.js';
@@ -25,7 +26,6 @@ const APP_VERSION: string = (() => {
   }
 })();
 
-const QUEUES = STAGE_ORDER.map((stage) => PIPELINE[stage].queue);
 
 export interface HealthReport {
   status: HealthStatus;
@@ -122,10 +122,11 @@ export function createHealthService(deps: {
   now?: () => number;
 }) {
   const { config, repository, redis, producer, heartbeat, monitoring } = deps;
+  const QUEUES = queueNames(config.catalog);
   const now = deps.now ?? Date.now;
   const timeoutMs = config.monitoring.healthCheckTimeoutMs;
   const staleAfterMs = config.monitoring.workerStaleMs;
-  const queues = STAGE_ORDER.map((stage) => ({ name: PIPELINE[stage].queue, queue: producer.queues[stage] }));
+  const queues = stageOrder(config.catalog).map((stage) => ({ name: config.catalog[stage].queue, queue: producer.queues[stage] }));
 
   /** Ready now, or within the timeout when the connection is still being made (a fresh start); no wait while Redis is down. */
   async function redisReady(): Promise<boolean> {

@@ -1,11 +1,12 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type { RunsRepository } from '../db/repositories/runs.repository.js';
+import type { RunsRepository } from '../adapters/postgres/run-store/index.js';
 import { createHttpStats } from '../domain/monitoring/http-stats.js';
 import { instrumentFetch, instrumentLlmProvider, type ProviderObserver } from '../domain/monitoring/instrumented-providers.js';
 import { createProviderStats } from '../domain/monitoring/provider-stats.js';
-import { PIPELINE } from '../domain/pipeline.js';
+import type { Catalog } from '../engine/catalog.js';
+import { stageOrder } from '../engine/dag.js';
 import type { LlmProvider } from '../domain/stages/llm/llm.provider.js';
-import type { StageName } from '../domain/stages/types.js';
+import type { StageName } from '../engine/catalog.js';
 import type { Heartbeat } from './heartbeat.js';
 import { createPrometheus } from './prometheus.js';
 import type { JobObserver } from './worker-observer.js';
@@ -22,12 +23,12 @@ export interface LocalWorker {
  * metrics), the Prometheus registry, the event-loop delay, the workers of this process, and the
  * decorators and hooks that feed them.
  */
-export function createMonitoring() {
+export function createMonitoring(catalog: Catalog) {
   const http = createHttpStats();
   const providers = createProviderStats();
   /** This process's workers, by queue name (see trackWorkers). */
   const localWorkers = new Map<string, LocalWorker>();
-  const prometheus = createPrometheus({ localWorkers });
+  const prometheus = createPrometheus({ localWorkers, stages: stageOrder(catalog) });
   const eventLoop = createEventLoopMonitor();
   const startedAt = new Date();
 
@@ -85,7 +86,7 @@ export function createMonitoring() {
     jobObserver(heartbeat: Heartbeat): JobObserver {
       return {
         started(stage: StageName, info) {
-          heartbeat.beat(PIPELINE[stage].queue);
+          heartbeat.beat(catalog[stage].queue);
           if (info.waitMs !== undefined) prometheus.observeJobWait(stage, info.waitMs / 1000);
         },
         settled(stage, outcome, durationMs) {
@@ -95,11 +96,11 @@ export function createMonitoring() {
     },
 
     trackWorkers(workers: ReadonlyMap<StageName, LocalWorker>): void {
-      for (const [stage, worker] of workers) localWorkers.set(PIPELINE[stage].queue, worker);
+      for (const [stage, worker] of workers) localWorkers.set(catalog[stage].queue, worker);
     },
 
     untrackWorkers(workers: ReadonlyMap<StageName, LocalWorker>): void {
-      for (const [stage, worker] of workers) if (localWorkers.get(PIPELINE[stage].queue) === worker) localWorkers.delete(PIPELINE[stage].queue);
+      for (const [stage, worker] of workers) if (localWorkers.get(catalog[stage].queue) === worker) localWorkers.delete(catalog[stage].queue);
     },
 
     close(): void {

@@ -1,7 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { STAGE_ORDER } from '../domain/pipeline.js';
 import type { ProviderOutcome } from '../domain/monitoring/provider-stats.js';
-import type { StageName } from '../domain/stages/types.js';
+import type { StageName } from '../engine/catalog.js';
 import type { JobOutcome } from './worker-observer.js';
 
 /** Job states exported per queue by `honeyjar_queue_jobs`. */
@@ -18,7 +17,7 @@ const JOB_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300
  * Queue depths are read from BullMQ at scrape time (bounded by a timeout); worker concurrency from
  * this process's workers.
  */
-export function createPrometheus(options: { localWorkers: ReadonlyMap<string, { concurrency: number }>; collectTimeoutMs?: number }) {
+export function createPrometheus(options: { localWorkers: ReadonlyMap<string, { concurrency: number }>; stages: readonly StageName[]; collectTimeoutMs?: number }) {
   const registry = new Registry();
   const registers = [registry];
   collectDefaultMetrics({ register: registry });
@@ -90,7 +89,7 @@ export function createPrometheus(options: { localWorkers: ReadonlyMap<string, { 
     registers,
   });
   // Known series start at zero, so that rates work from the first scrape.
-  for (const stage of STAGE_ORDER) for (const kind of ['retry', 'final']) jobFailures.inc({ stage, kind }, 0);
+  for (const stage of options.stages) for (const kind of ['retry', 'final']) jobFailures.inc({ stage, kind }, 0);
   for (const status of ['completed', 'failed', 'cancelled']) runsFinished.inc({ status }, 0);
 
   const collectTimeoutMs = options.collectTimeoutMs ?? 1_000;

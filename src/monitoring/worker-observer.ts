@@ -1,5 +1,5 @@
 import { RateLimitError, UnrecoverableError, type Job } from 'bullmq';
-import type { StageName } from '../domain/stages/types.js';
+import type { StageName } from '../engine/catalog.js';
 
 /**
  * How one processing of a job ended: `completed`; `skipped` (the step or run was already finished:

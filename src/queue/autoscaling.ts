@@ -1,4 +1,4 @@
-import { queueCounts } from './producer.js';
+import { queueCounts } from '../adapters/bullmq/transport.js';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Job, Queue, Worker } from 'bullmq';
@@ -6,9 +6,9 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ConcurrencyController, summarizeDurations, type ScalingDecision } from '../domain/monitoring/autoscaler.js';
-import { PIPELINE, STAGE_ORDER } from '../domain/pipeline.js';
-import type { StageName } from '../domain/stages/types.js';
-import type { StageJobData } from './pipeline.js';
+import { stageOrder } from '../engine/dag.js';
+import type { StageName } from '../engine/catalog.js';
+import type { StageJobData } from '../adapters/bullmq/job-options.js';
 
 /**
  * Runs the concurrency controllers of this process's workers on an interval: samples each queue
@@ -145,7 +145,7 @@ export function startAutoscaling(deps: {
     worker.on('failed', onFinished);
     controlled.push({
       stage,
-      queue: PIPELINE[stage].queue,
+      queue: config.catalog[stage].queue,
       worker,
       controller,
       timings,
@@ -310,7 +310,7 @@ export function startAutoscaling(deps: {
 }
 
 function limiterOf(config: Readonly<Config>, stage: StageName): { max: number; duration: number } | undefined {
-  return stage === 'openai' ? config.queue.openaiLimiter : stage === 'rocketreach' ? config.queue.rocketreachLimiter : undefined;
+  return config.queue.limiters[stage];
 }
 
 function parseStates(raw: Record<string, string>, now: number): Map<string, PublishedProcessState> {
@@ -367,9 +367,9 @@ export async function readQueueStatus(deps: {
   if (stale.length) await redis.hdel(key, ...stale).catch(() => undefined);
 
   const result = await Promise.all(
-    STAGE_ORDER.map(async (stage): Promise<QueueStatus> => {
+    stageOrder(config.catalog).map(async (stage): Promise<QueueStatus> => {
       const queue = queues[stage];
-      const name = PIPELINE[stage].queue;
+      const name = config.catalog[stage].queue;
       const limiter = limiterOf(config, stage);
       const [counts, paused, ttl, workersSeen, globalConcurrency] = await Promise.all([
         queueCounts(queue),

@@ -1,12 +1,13 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Container } from '../container.js';
-import { PIPELINE } from '../domain/pipeline.js';
-import type { StageName } from '../domain/stages/types.js';
-import { cancelChannel, subscribeToCancellations } from './cancellation.js';
-import { closeRedis, createRedisConnection, waitUntilReady } from './connections.js';
-import { createReconciler } from './reconciler.js';
-import { startWorkers, type StartedWorkers } from './workers/start-workers.js';
+import type { StageName } from '../engine/catalog.js';
+import { cancelChannel, subscribeToCancellations } from '../adapters/redis/cancellation.js';
+import { closeRedis, createRedisConnection, waitUntilReady } from '../adapters/redis/connections.js';
+import { createReconciler } from '../engine/reconciler.js';
+import { queueNames } from '../adapters/bullmq/job-options.js';
+import { advisoryLead, RECONCILER_LOCK_ID } from '../adapters/postgres/advisory-lock.js';
+import { startWorkers, type StartedWorkers } from '../adapters/bullmq/start-workers.js';
 import { startAutoscaling, type Autoscaling } from './autoscaling.js';
 import { createAlertsService, type AlertsService } from '../domain/monitoring/alerts.service.js';
 import { createStalledJobs } from '../domain/monitoring/stalled-jobs.js';
@@ -33,12 +34,12 @@ export async function startQueueSystem(container: Container, stages: readonly St
   try {
     await waitUntilReady(container.redis, 3_000);
     logger.info(`Connected to Redis (${new URL(config.redis.url).host})`);
-    await container.producer.queues.rocketreach.setGlobalConcurrency(config.queue.rocketreachMaxConcurrent);
+    await setGlobalConcurrencies(container);
   } catch {
     logger.warn('Redis is unreachable: serving in degraded mode (the pipeline runs in-process) until it returns');
     container.redis.once('ready', () => {
       logger.info('Redis is back: new messages go to the queues again');
-      container.producer.queues.rocketreach.setGlobalConcurrency(config.queue.rocketreachMaxConcurrent).catch(() => undefined);
+      setGlobalConcurrencies(container).catch(() => undefined);
     });
   }
 
@@ -51,8 +52,7 @@ export async function startQueueSystem(container: Container, stages: readonly St
       config,
       stages,
       connection: workerConnection,
-      runner: container.runner,
-      progression: container.progression,
+      consume: container.engine.queued,
       logger,
       // Job metrics, and the heartbeat the health check reads to tell a consuming worker from a stuck one.
       metrics: container.monitoring.jobObserver(container.heartbeat),
@@ -63,14 +63,16 @@ export async function startQueueSystem(container: Container, stages: readonly St
     void subscribeToCancellations(subscriber, cancelChannel(config.queue.prefix), [...workers.workers.values()], logger).catch(() => undefined);
   }
   const reconciler = createReconciler({
-    pool: container.database.pool,
+    catalog: config.catalog,
+    engine: container.engine,
     runs: container.repositories.runs,
     queue: container.producer,
-    inline: container.inline,
+    lead: advisoryLead(container.database.pool, RECONCILER_LOCK_ID),
     afterMs: config.queue.reconcileAfterMs,
     logger,
   });
-  if (workers) reconciler.start(config.queue.reconcileIntervalMs);
+  // In every role: an api process alone (no workers anywhere, or Redis gone) still re-drives runs.
+  reconciler.start(config.queue.reconcileIntervalMs);
   const autoscaling = workers
     ? startAutoscaling({ config, workers: workers.workers, queues: container.producer.queues, redis: container.redis, logger })
     : undefined;
@@ -81,6 +83,7 @@ export async function startQueueSystem(container: Container, stages: readonly St
   const rr = config.rocketreach;
   const alerts = createAlertsService({
     repository: container.repositories.alerts,
+    queues: queueNames(config.catalog),
     queueHealth: async () => {
       const report = await container.health.detailed();
       if (!report.queues) throw new Error(report.queuesError ?? 'queues unavailable');
@@ -94,7 +97,7 @@ export async function startQueueSystem(container: Container, stages: readonly St
     logger,
   });
   alerts.start();
-  logger.info(`Queue system ready (${stages.length ? stages.map((s) => PIPELINE[s].queue).join(', ') : 'producer only'})`);
+  logger.info(`Queue system ready (${stages.length ? stages.map((s) => config.catalog[s].queue).join(', ') : 'producer only'})`);
 
   return {
     workers,
@@ -110,4 +113,15 @@ export async function startQueueSystem(container: Container, stages: readonly St
       if (workerConnection) await closeRedis(workerConnection);
     },
   };
+}
+
+/** A stage's global concurrency (its provider's limit across every process) is a setting of its queue in Redis. */
+async function setGlobalConcurrencies(container: Container): Promise<void> {
+  const { limiters } = container.config.queue;
+  await Promise.all(
+    (Object.keys(limiters) as StageName[]).map(async (stage) => {
+      const global = limiters[stage]?.globalConcurrency;
+      if (global !== undefined) await container.producer.queues[stage].setGlobalConcurrency(global);
+    }),
+  );
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDocumentsRepository } from '../../src/db/repositories/documents.repository.js';
-import { createTenancyRepository } from '../../src/db/repositories/tenancy.repository.js';
+import { createDocumentsRepository } from '../../src/adapters/postgres/repositories/documents.repository.js';
+import { createTenancyRepository } from '../../src/adapters/postgres/repositories/tenancy.repository.js';
 import { chunkText } from '../../src/domain/documents/chunker.js';
 import { createDocumentsService } from '../../src/domain/documents/documents.service.js';
 import { createRagService, redactSnippet } from '../../src/domain/stages/rag/rag.service.js';

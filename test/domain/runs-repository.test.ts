@@ -2,10 +2,11 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { drizzle } from 'drizzle-orm/node-postgres';
-import { createRunsRepository, type RunsRepository } from '../../src/db/repositories/runs.repository.js';
-import { createTenancyRepository } from '../../src/db/repositories/tenancy.repository.js';
-import { createThreadsRepository } from '../../src/db/repositories/threads.repository.js';
-import { STAGE_ORDER } from '../../src/domain/pipeline.js';
+import { createRunsRepository, type RunsRepository } from '../../src/adapters/postgres/run-store/index.js';
+import { createTenancyRepository } from '../../src/adapters/postgres/repositories/tenancy.repository.js';
+import { createThreadsRepository } from '../../src/adapters/postgres/repositories/threads.repository.js';
+import { stageOrder } from '../../src/engine/dag.js';
+import { CATALOG } from '../../src/engine/catalog.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
 /*
@@ -26,7 +27,7 @@ let threadId: string;
 beforeAll(async () => {
   database = await createTestDatabase();
   single = new pg.Pool({ connectionString: database.url, max: 1 });
-  runs = createRunsRepository(drizzle(single) as never, single);
+  runs = createRunsRepository(drizzle(single) as never, single, CATALOG);
   const tenancy = createTenancyRepository(database.db);
   orgId = (await tenancy.createOrganization('Runs org')).id;
   otherOrgId = (await tenancy.createOrganization('Other org')).id;
@@ -41,7 +42,7 @@ afterAll(async () => {
 
 async function accept(content = 'Draft a press release about our new office'): Promise<string> {
   const id = randomUUID();
-  const created = await runs.create({ id, orgId, threadId, userId, source: 'queued', driver: 'queue', content, stages: [...STAGE_ORDER] });
+  const created = await runs.create({ id, orgId, threadId, userId, source: 'queued', driver: 'queue', content, stages: [...stageOrder(CATALOG)] });
   expect(created.kind).toBe('created');
   return id;
 }
@@ -57,7 +58,7 @@ async function synchronousCommit(): Promise<string> {
 describe('the runs repository', () => {
   it('refuses a repeated idempotency key with another fingerprint, alone or batched, writing nothing', async () => {
     const make = (content: string, fingerprint: string, key: string) => ({
-      id: randomUUID(), orgId, threadId, userId, source: 'queued', driver: 'queue', content, stages: [...STAGE_ORDER], idempotencyKey: key, idempotencyFingerprint: fingerprint,
+      id: randomUUID(), orgId, threadId, userId, source: 'queued', driver: 'queue', content, stages: [...stageOrder(CATALOG)], idempotencyKey: key, idempotencyFingerprint: fingerprint,
     });
     const key = `key-${randomUUID()}`;
     const first = make('one', 'f1', key);
@@ -72,7 +73,7 @@ describe('the runs repository', () => {
   it('writes a new thread with its run in one statement, and no thread when the key is refused', async () => {
     const key = `key-${randomUUID()}`;
     const newThreadId = randomUUID();
-    const input = { id: randomUUID(), orgId, threadId: newThreadId, userId, source: 'comprehensive', driver: 'queue', content: 'starts a thread', stages: [...STAGE_ORDER], idempotencyKey: key, idempotencyFingerprint: 'f1', newThread: { title: 'Started' } };
+    const input = { id: randomUUID(), orgId, threadId: newThreadId, userId, source: 'comprehensive', driver: 'queue', content: 'starts a thread', stages: [...stageOrder(CATALOG)], idempotencyKey: key, idempotencyFingerprint: 'f1', newThread: { title: 'Started' } };
     expect((await runs.create(input)).kind).toBe('created');
     expect(await count('select count(*) as n from threads where id = $1 and org_id = $2 and title = $3', [newThreadId, orgId, 'Started'])).toBe(1);
     expect((await runs.userMessage(input.id))?.threadId).toBe(newThreadId);
@@ -87,13 +88,13 @@ describe('the runs repository', () => {
     expect(await count('select count(*) as n from run_steps where run_id = $1', [runId])).toBe(0);
     expect(await count(`select count(*) as n from messages where run_id = $1 and role = 'user'`, [runId])).toBe(1);
     const steps = await runs.steps(runId);
-    expect(steps.map((s) => [s.stage, s.status, s.attempts, s.jobId])).toEqual(STAGE_ORDER.map((stage) => [stage, 'pending', 0, `${runId}.${stage}`]));
+    expect(steps.map((s) => [s.stage, s.status, s.attempts, s.jobId])).toEqual(stageOrder(CATALOG).map((stage) => [stage, 'pending', 0, `${runId}.${stage}`]));
   });
 
   it('accepts several messages in one statement, each with its own answer', async () => {
     const foreignThread = (await createThreadsRepository(database.db).create(otherOrgId, userId, 'foreign')).id;
     const make = (content: string, extra: { threadId?: string; idempotencyKey?: string } = {}) => ({
-      id: randomUUID(), orgId, threadId, userId, source: 'queued', driver: 'queue', content, stages: [...STAGE_ORDER], ...extra,
+      id: randomUUID(), orgId, threadId, userId, source: 'queued', driver: 'queue', content, stages: [...stageOrder(CATALOG)], ...extra,
     });
     const key = `key-${randomUUID()}`;
     const inputs = [make('one'), make('two', { idempotencyKey: key }), make('three', { idempotencyKey: key }), make('elsewhere', { threadId: foreignThread }), make('four')];

@@ -2,8 +2,9 @@ import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../../src/db/client.js';
-import { createRunsRepository } from '../../src/db/repositories/runs.repository.js';
+import { openDatabase } from '../../src/adapters/postgres/client.js';
+import { CATALOG } from '../../src/engine/catalog.js';
+import { createRunsRepository } from '../../src/adapters/postgres/run-store/index.js';
 import { startFakeOpenAi, type FakeOpenAiServer } from '../fakes/openai.fake.js';
 import { createTestApp, eventually, type Tenant, type TestApp } from '../support/app.js';
 
@@ -91,7 +92,7 @@ describe('wait on /comprehensive without workers (runs stay open until finished 
     const first = comprehensive(tenant, 30);
     const second = comprehensive(tenant, 30);
     await eventually(async () => t.container.waits.activeWaits(tenant.orgId) === 2, 10_000, 'two waits');
-    // A wait's slot is taken before its run (and new thread) is written: count once both are.
+    // A wait is reserved before its run (and new thread) is written: count once both are.
     await openBatches(tenant, 2);
     const threadsBefore = await threadCount(tenant);
 
@@ -108,7 +109,7 @@ describe('wait on /comprehensive without workers (runs stay open until finished 
     expect((await otherWait).statusCode).toBe(202);
 
     const open = await openBatches(tenant, 3);
-    const runsElsewhere = createRunsRepository(elsewhere.db, elsewhere.pool);
+    const runsElsewhere = createRunsRepository(elsewhere.db, elsewhere.pool, CATALOG);
     const started = Date.now();
     for (const id of open) await runsElsewhere.finish(id, 'cancelled', { code: 'cancelled', message: 'finished by another process' });
     const [a, b] = await Promise.all([first, second]);
@@ -138,7 +139,7 @@ describe('wait on /comprehensive without workers (runs stay open until finished 
       );
       expect(rowCount).toBe(1);
       // Listening again (a new backend) before the run finishes, or the reconnect's re-read finds it finished.
-      const runsElsewhere = createRunsRepository(elsewhere.db, elsewhere.pool);
+      const runsElsewhere = createRunsRepository(elsewhere.db, elsewhere.pool, CATALOG);
       for (const id of open) await runsElsewhere.finish(id, 'cancelled', { code: 'cancelled', message: 'after the cut' });
     } finally {
       await admin.end();

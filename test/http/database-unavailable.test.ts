@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DrizzleQueryError } from 'drizzle-orm/errors';
 import pg from 'pg';
 import { buildApp } from '../../src/app.js';
-import { isDatabaseUnavailable } from '../../src/db/errors.js';
+import { isDatabaseUnavailable } from '../../src/adapters/postgres/errors.js';
 import { bootstrapOrganization } from '../../src/admin/bootstrap.js';
 import { loadConfig } from '../../src/config.js';
 import { createContainer, type Container } from '../../src/container.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashToken } from '../../src/db/repositories/tenancy.repository.js';
+import { hashToken } from '../../src/adapters/postgres/repositories/tenancy.repository.js';
 import { createLogger } from '../../src/logger.js';
 import { startFakeOpenAi, type FakeOpenAiServer } from '../fakes/openai.fake.js';
 import { createTestApp, eventually, type Tenant, type TestApp } from '../support/app.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { findBadText } from '../../src/http/plugins/text-input.js';
-import { afterNewestCursor, encodeCursor, InvalidCursorError } from '../../src/db/repositories/cursor.js';
-import { threads } from '../../src/db/schema.js';
+import { afterNewestCursor, encodeCursor, InvalidCursorError } from '../../src/adapters/postgres/repositories/cursor.js';
+import { threads } from '../../src/adapters/postgres/schema.js';
 
 describe('findBadText', () => {
   it('names the first string PostgreSQL could not store, at any depth', () => {

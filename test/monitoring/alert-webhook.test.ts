@@ -5,6 +5,7 @@ import { Writable } from 'node:stream';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queueNames } from '../../src/adapters/bullmq/job-options.js';
 import { createAlertsService, type AlertsServiceDeps } from '../../src/domain/monitoring/alerts.service.js';
 import { createStalledJobs } from '../../src/domain/monitoring/stalled-jobs.js';
 import { createLogger } from '../../src/logger.js';
@@ -71,6 +72,7 @@ afterAll(async () => {
 function depsFor(subject: string, webhook: { url: string; secret?: string }, overrides: Partial<AlertsServiceDeps> = {}): AlertsServiceDeps {
   return {
     repository: t.container.repositories.alerts,
+    queues: queueNames(t.container.config.catalog),
     queueHealth: async () => ({
       [subject]: { counts: { waiting: 9 }, oldestWaitingAgeMs: 1_000, lastFetchAgeMs: 10, workersSeen: 1, paused: false, rateLimitTtlMs: 0 },
     }),

@@ -1,7 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alertsOfRule } from '../../src/db/repositories/alerts.repository.js';
+import { alertsOfRule } from '../../src/adapters/postgres/repositories/alerts.repository.js';
+import { queueNames } from '../../src/adapters/bullmq/job-options.js';
 import { createAlertsService, type AlertsServiceDeps } from '../../src/domain/monitoring/alerts.service.js';
 import { createStalledJobs } from '../../src/domain/monitoring/stalled-jobs.js';
 import { createRocketReachClient } from '../../src/domain/stages/rocketreach/rocketreach.client.js';
@@ -300,6 +301,7 @@ describe('alerts', () => {
 function baseDeps(overrides: Partial<AlertsServiceDeps>): AlertsServiceDeps {
   return {
     repository: t.container.repositories.alerts,
+    queues: queueNames(t.container.config.catalog),
     queueHealth: async () => ({}),
     redis: t.container.redis,
     stalled: createStalledJobs({ redis: t.container.redis, prefix: t.container.config.queue.prefix }),

@@ -2,10 +2,11 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PIPELINE, STAGE_ORDER } from '../../src/domain/pipeline.js';
-import type { StageName } from '../../src/domain/stages/types.js';
-import { createAddBatcher } from '../../src/queue/add-batcher.js';
-import { jobOptions, type StageJobData } from '../../src/queue/pipeline.js';
+import { stageOrder } from '../../src/engine/dag.js';
+import { CATALOG } from '../../src/engine/catalog.js';
+import type { StageName } from '../../src/engine/catalog.js';
+import { createAddBatcher } from '../../src/adapters/bullmq/add-batcher.js';
+import { jobOptions, type StageJobData } from '../../src/adapters/bullmq/job-options.js';
 import { REDIS_URL } from '../support/processes.js';
 
 const prefix = `test-batcher-${randomBytes(4).toString('hex')}`;
@@ -17,8 +18,8 @@ const bulkCalls: Array<{ stage: StageName; size: number }> = [];
 beforeAll(async () => {
   connection = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
   queues = Object.fromEntries(
-    STAGE_ORDER.map((stage) => {
-      const queue = new Queue<StageJobData>(PIPELINE[stage].queue, { connection, prefix });
+    stageOrder(CATALOG).map((stage) => {
+      const queue = new Queue<StageJobData>(CATALOG[stage].queue, { connection, prefix });
       const addBulk = queue.addBulk.bind(queue);
       queue.addBulk = (jobs) => {
         bulkCalls.push({ stage, size: jobs.length });
@@ -39,7 +40,7 @@ afterAll(async () => {
 
 function job(stage: StageName) {
   const runId = randomUUID();
-  return { stage, data: { runId, orgId: randomUUID() }, opts: jobOptions(runId, stage) };
+  return { stage, data: { runId, orgId: randomUUID() }, opts: jobOptions(CATALOG, runId, stage) };
 }
 
 describe('adding jobs in batches', () => {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.js';
-import { createReconciler } from '../../src/queue/reconciler.js';
+import { createReconciler } from '../../src/engine/reconciler.js';
+import { advisoryLead, RECONCILER_LOCK_ID } from '../../src/adapters/postgres/advisory-lock.js';
 import { createTestApp, eventually, type Tenant, type TestApp } from '../support/app.js';
 import { freePort } from '../support/ports.js';
 import { startRedisServer, stopAllRedisServers } from '../support/redis-server.js';
@@ -75,10 +76,11 @@ describe('graceful degradation', () => {
       const batchId = res.json().data.tracking.batchId;
       await t.container.redis.flushall();
       const reconciler = createReconciler({
-        pool: t.database.pool,
+        catalog: t.container.config.catalog,
+        engine: t.container.engine,
         runs: t.container.repositories.runs,
         queue: t.container.producer,
-        inline: t.container.inline,
+        lead: advisoryLead(t.database.pool, RECONCILER_LOCK_ID),
         afterMs: 0,
         logger: createLogger('silent'),
       });

@@ -118,4 +118,30 @@ describe('cancelling', () => {
       openaiWorker.resume();
     }
   });
+
+  it("a cancel moves the thread's next message on at once, not after the reconciler's sweep", async () => {
+    const openaiWorker = t.queueSystem!.workers!.workers.get('openai')!;
+    await openaiWorker.pause();
+    try {
+      const { batchId, threadId } = await send('Draft a holding statement');
+      const jobId = `${batchId}.openai`;
+      await eventually(async () => (await t.container.producer.queues.openai.getJob(jobId)) ?? undefined, 10_000, 'the openai job');
+      const next = await t.as(acme, { method: 'POST', url: `/api/v1/chat/threads/${threadId}/messages/queued`, payload: { content: 'and a shorter one' } });
+      const nextId = next.json().data.tracking.batchId;
+      // Its reply waits for the first message: every other step done, no reply job added.
+      await eventually(async () => {
+        const doc = (await t.as(acme, { method: 'GET', url: `/api/v1/chat/batch/${nextId}/results` })).json();
+        return doc.completedJobs === 4 || undefined;
+      }, 10_000, 'the second run to wait for its turn');
+      expect(await t.container.producer.queues.openai.getJob(`${nextId}.openai`)).toBeUndefined();
+      const res = await t.as(acme, { method: 'POST', url: '/api/v1/chat/jobs/cancel', payload: { jobIds: [jobId] } });
+      expect(res.json().summary).toMatchObject({ cancelled: 1 });
+      // The cancel itself added the next run's reply job: nothing waits for the reconciler (60 s).
+      expect(await t.container.producer.queues.openai.getJob(`${nextId}.openai`)).toBeDefined();
+      openaiWorker.resume();
+      expect((await finished(nextId)).status).toBe('completed');
+    } finally {
+      openaiWorker.resume();
+    }
+  });
 });

@@ -8,7 +8,8 @@ import { createContainer, type Container } from '../../src/container.js';
 import { createLogger } from '../../src/logger.js';
 import type { App } from '../../src/http/types.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
-import { STAGE_ORDER } from '../../src/domain/pipeline.js';
+import { stageOrder } from '../../src/engine/dag.js';
+import type { Catalog } from '../../src/engine/catalog.js';
 import { startQueueSystem, type QueueSystem } from '../../src/queue/queue-system.js';
 
 export interface Tenant {
@@ -36,7 +37,7 @@ export interface TestApp {
 let tenants = 0;
 
 /** A server on its own fresh database, driven through inject(). */
-export async function createTestApp(env: Record<string, string> = {}, options: { workers?: boolean; logger?: Logger } = {}): Promise<TestApp> {
+export async function createTestApp(env: Record<string, string> = {}, options: { workers?: boolean; logger?: Logger; catalog?: Catalog } = {}): Promise<TestApp> {
   const database = await createTestDatabase();
   const config = loadConfig({
     DATABASE_URL: database.url,
@@ -46,11 +47,11 @@ export async function createTestApp(env: Record<string, string> = {}, options: {
     // Tests send many requests without valid credentials from one address; the limiter's own test sets it low.
     AUTH_FAILURE_RATE_LIMIT_MAX: '1000000',
     ...env,
-  });
+  }, options.catalog);
   // A logger given is used everywhere (container, workers, HTTP), as in a server process.
   const container = createContainer(config, options.logger ?? createLogger('silent'));
   const logger = options.logger ?? createLogger('silent');
-  const queueSystem = options.workers ? await startQueueSystem(container, STAGE_ORDER, logger) : undefined;
+  const queueSystem = options.workers ? await startQueueSystem(container, stageOrder(config.catalog), logger) : undefined;
   const app = await buildApp(container, { logger: options.logger ?? false });
   await app.ready();
   return {

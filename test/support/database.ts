@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { openDatabase, quoteIdentifier, type Database } from '../../src/db/client.js';
+import { openDatabase, quoteIdentifier, type Database } from '../../src/adapters/postgres/client.js';
 
 /** Set by test/global-setup.ts for this run. */
 function templateDatabase(): string {

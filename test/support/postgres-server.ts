@@ -17,7 +17,7 @@ import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ensureDatabaseExists, openDatabase, runMigrations } from '../../src/db/client.js';
+import { ensureDatabaseExists, openDatabase, runMigrations } from '../../src/adapters/postgres/client.js';
 import { atTestProcessEnd } from './cleanup.js';
 import { freePort } from './ports.js';
 

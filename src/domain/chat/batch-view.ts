@@ -1,9 +1,7 @@
-import type { RunRecord, StepRecord } from '../../db/repositories/runs.repository.js';
-import type { StepErrorInfo } from '../../db/schema.js';
-import type { StageName } from '../stages/types.js';
+import type { Run, Step, StepError } from '../../engine/run.js';
 
 export interface BatchError {
-  stage: StageName | 'run';
+  stage: string | 'run';
   jobId?: string;
   code: string;
   message: string;
@@ -12,19 +10,19 @@ export interface BatchError {
 
 export interface BatchDocument {
   batchId: string;
-  status: RunRecord['status'];
-  results: Partial<Record<StageName, unknown>>;
+  status: Run['status'];
+  results: Record<string, unknown>;
   completedJobs: number;
   totalJobs: number;
-  jobs: Record<string, { id: string; queue: string; status: StepRecord['status']; attempts: number; maxAttempts: number }>;
+  jobs: Record<string, { id: string; queue: string; status: Step<string>['status']; attempts: number; maxAttempts: number }>;
   errors?: BatchError[];
   createdAt: string;
   finishedAt: string | null;
 }
 
 /** The batch results document, built from PostgreSQL alone, whichever driver ran the stages. */
-export function toBatchDocument(run: RunRecord, steps: StepRecord[]): BatchDocument {
-  const results: Partial<Record<StageName, unknown>> = {};
+export function toBatchDocument(run: Run, steps: Step<string>[]): BatchDocument {
+  const results: Record<string, unknown> = {};
   const jobs: BatchDocument['jobs'] = {};
   const errors: BatchError[] = [];
   let completed = 0;
@@ -51,6 +49,6 @@ export function toBatchDocument(run: RunRecord, steps: StepRecord[]): BatchDocum
   };
 }
 
-function stepError(step: StepRecord, error: StepErrorInfo): BatchError {
+function stepError(step: Step<string>, error: StepError): BatchError {
   return { stage: step.stage, jobId: step.jobId, code: error.code, message: error.message, attempts: step.attempts };
 }

@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { notFound } from '../errors.js';
-import { STAGE_ORDER } from '../pipeline.js';
-import type { StageName } from '../stages/types.js';
+import { stageOrder } from '../../engine/dag.js';
+import type { Catalog } from '../../engine/catalog.js';
+import type { StageName } from '../../engine/catalog.js';
 import { toBatchDocument, type BatchDocument } from './batch-view.js';
-import type { InlineDriver } from './inline-driver.js';
-import type { CreateRunOutcome, NewRun, RunsRepository } from '../../db/repositories/runs.repository.js';
-import type { ThreadsRepository } from '../../db/repositories/threads.repository.js';
-import type { RunOptions } from '../../db/schema.js';
+import { pendingStates, type Engine } from '../../engine/engine.js';
+import type { AcceptOutcome, NewRun, RunOptions } from '../../engine/run.js';
+import type { RunStore } from '../../engine/ports/run-store.js';
+import type { ThreadsRepository } from '../../adapters/postgres/repositories/threads.repository.js';
 
 /** Who is asking: every call is scoped to the caller's organization. */
 export interface Actor {
@@ -15,9 +16,10 @@ export interface Actor {
 }
 
 export interface ChatServiceDeps {
+  catalog: Catalog;
   threads: ThreadsRepository;
-  runs: RunsRepository;
-  inline: InlineDriver;
+  runs: RunStore<StageName>;
+  engine: Engine<StageName>;
 }
 
 /**
@@ -34,10 +36,9 @@ export interface BlockingReply extends BatchDocument {
   assistantMessage: { id: string; content: string } | null;
 }
 
-/** The stages a run includes, from the options a client may set. */
-export function stagesFor(options: RunOptions): StageName[] {
-  // Security always runs: the LLM stage never sends unchecked text out.
-  return STAGE_ORDER.filter((stage) => stage !== 'rag' || options.includeRAG !== false);
+/** The stages a run includes, from the options a client may set (each stage's `includedWhen`). */
+export function stagesFor(catalog: Catalog, options: RunOptions): StageName[] {
+  return stageOrder(catalog).filter((stage) => catalog[stage].includedWhen?.(options) ?? true);
 }
 
 export class ChatService {
@@ -66,7 +67,7 @@ export class ChatService {
   async sendMessage(actor: Actor, threadId: string, content: string, signal?: AbortSignal): Promise<BlockingReply> {
     const created = await this.createRun(actor, threadId, content, { source: 'blocking', driver: 'inline' });
     if (created.kind !== 'created') throw notFound('Thread');
-    await this.deps.inline.drive(created.runId, stagesFor({}), signal);
+    await this.deps.engine.inline.drive(created.runId, actor.orgId, pendingStates(stagesFor(this.deps.catalog, {})), signal);
     const document = await this.getBatchResults(actor, created.runId);
     const reply = await this.deps.runs.assistantMessage(created.runId);
     return { ...document, messageId: created.messageId, assistantMessage: reply ?? null };
@@ -87,7 +88,7 @@ export class ChatService {
     threadId: string,
     content: string,
     how: { source: string; driver: string; options?: RunOptions; idempotency?: Idempotency; newThread?: { title: string } },
-  ): Promise<CreateRunOutcome> {
+  ): Promise<AcceptOutcome> {
     const id = randomUUID();
     const options = how.options ?? {};
     const run: NewRun = {
@@ -103,7 +104,7 @@ export class ChatService {
         ? { idempotencyKey: `${actor.userId}:${how.source}:${how.idempotency.key}`, idempotencyFingerprint: how.idempotency.fingerprint }
         : {}),
       ...(how.newThread ? { newThread: how.newThread } : {}),
-      stages: stagesFor(options),
+      stages: stagesFor(this.deps.catalog, options),
     };
     return this.deps.runs.create(run);
   }

@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { AppError, notFound } from '../errors.js';
-import { PIPELINE, readyStages } from '../pipeline.js';
-import type { StageName } from '../stages/types.js';
-import type { RunOptions } from '../../db/schema.js';
-import type { StepRecord } from '../../db/repositories/runs.repository.js';
+import { readyStages } from '../../engine/dag.js';
+import type { StageName } from '../../engine/catalog.js';
+import type { RunOptions } from '../../engine/run.js';
+import type { Step } from '../../engine/run.js';
 import type { BatchDocument } from './batch-view.js';
 import { ChatService, stagesFor, type Actor, type ChatServiceDeps, type Idempotency } from './chat.service.js';
-import type { JobQueue, JobState, QueueCounts } from './job-queue.js';
+import type { JobTransport, JobState, QueueCounts } from '../../engine/ports/job-transport.js';
 import type { RunWaits } from './run-waits.js';
+import { pendingStates } from '../../engine/engine.js';
 
 export interface AcceptedDocument {
   status: 'accepted';
@@ -21,12 +22,11 @@ export interface AcceptedDocument {
 }
 
 export interface HybridChatServiceDeps extends ChatServiceDeps {
-  queue: JobQueue;
+  queue: JobTransport;
   /** Typical time from acceptance to reply, for `estimatedCompletion`. */
   estimateMs: number;
   /** `wait` on the comprehensive endpoint: woken when the run finishes, capped per organization. */
   waits: RunWaits;
-  onBackgroundError(error: unknown, runId: string): void;
 }
 
 export interface ComprehensiveInput extends RunOptions {
@@ -57,9 +57,6 @@ export interface JobStatus {
  * The blocking endpoint works exactly as in ChatService.
  */
 export class HybridChatService extends ChatService {
-  /** Runs this process drives in the background (degraded mode), so they can be cancelled and awaited. */
-  private readonly background = new Map<string, { controller: AbortController; done: Promise<void> }>();
-
   constructor(protected override readonly deps: HybridChatServiceDeps) {
     super(deps);
   }
@@ -114,19 +111,20 @@ export class HybridChatService extends ChatService {
       throw new AppError('idempotency_key_reused', 422, 'This Idempotency-Key was already used with a different request');
     }
     if (created.kind === 'replay') return this.acceptedDocumentFor(actor, created.runId);
-    const stages = stagesFor(how.options);
+    const stages = stagesFor(this.deps.catalog, how.options);
     let degraded = !queued;
     if (queued) {
       try {
         // One add on the accept path: the entry job's worker enqueues the run's other root stages.
-        const [entry, ...others] = readyStages(Object.fromEntries(stages.map((stage) => [stage, 'pending'])));
+        const [entry, ...others] = readyStages(this.deps.catalog, Object.fromEntries(stages.map((stage) => [stage, 'pending'])));
         await this.deps.queue.enqueue(created.runId, actor.orgId, [entry!], { fanout: others });
       } catch {
         degraded = true;
         await this.deps.runs.setDriver(created.runId, 'inline');
       }
     }
-    if (degraded) this.driveInBackground(created.runId, stages);
+    // Degraded mode: driven in this process, in the background; cancel and shutdown reach it through the engine.
+    if (degraded) void this.deps.engine.inline.drive(created.runId, actor.orgId, pendingStates(stages));
     return this.acceptedDocument(created.runId, created.messageId, created.createdAt, threadId, stages, degraded);
   }
 
@@ -139,7 +137,7 @@ export class HybridChatService extends ChatService {
     degraded: boolean,
   ): AcceptedDocument {
     const jobs: AcceptedDocument['data']['jobs'] = {};
-    for (const stage of stages) jobs[stage] = { id: `${runId}.${stage}`, queue: PIPELINE[stage].queue };
+    for (const stage of stages) jobs[stage] = { id: `${runId}.${stage}`, queue: this.deps.catalog[stage].queue };
     return {
       status: 'accepted',
       message: 'Processing started',
@@ -161,18 +159,9 @@ export class HybridChatService extends ChatService {
     return this.acceptedDocument(run.id, message.id, run.createdAt, run.threadId, steps.map((s) => s.stage), run.driver === 'inline');
   }
 
-  private driveInBackground(runId: string, stages: readonly StageName[]): void {
-    const controller = new AbortController();
-    const done = this.deps.inline
-      .drive(runId, stages, controller.signal)
-      .catch((error: unknown) => this.deps.onBackgroundError(error, runId))
-      .finally(() => this.background.delete(runId));
-    this.background.set(runId, { controller, done });
-  }
-
   /** Resolves when every run driven in this process has finished (for graceful shutdown). */
   async drainBackground(): Promise<void> {
-    await Promise.all([...this.background.values()].map((run) => run.done));
+    await this.deps.engine.inline.drain();
   }
 
   private waitForRun(actor: Actor, runId: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<BatchDocument> {
@@ -213,14 +202,9 @@ export class HybridChatService extends ChatService {
         ? await this.deps.queue.inspect(runSteps.map((s) => ({ jobId: s.jobId, stage: s.stage }))).catch(() => new Map())
         : new Map();
       for (const step of runSteps) previous.set(step.jobId, live.get(step.jobId)?.state ?? stepState(step));
-      // Cancelling a job cancels its run: the run ends, no reply is stored afterwards.
-      if (!(await this.deps.runs.finish(runId, 'cancelled', { code: 'cancelled', message: reason }))) continue;
-      cancelledRuns.add(runId);
-      this.background.get(runId)?.controller.abort(reason);
+      // Cancelling a job cancels its run: the run ends, no reply is stored afterwards, the thread's next run goes.
       const open = runSteps.filter((s) => !['completed', 'failed', 'cancelled'].includes(s.status));
-      if (open.length > 0 && this.deps.queue.available()) {
-        await this.deps.queue.cancel(open.map((s) => ({ jobId: s.jobId, stage: s.stage })), reason);
-      }
+      if (await this.deps.engine.cancel(runId, reason, open.map((s) => ({ jobId: s.jobId, stage: s.stage })))) cancelledRuns.add(runId);
     }
     const results = jobIds.map((jobId) => {
       const step = byId.get(jobId);
@@ -255,11 +239,11 @@ function titleFrom(message: string): string {
   return Array.from(message.replace(/\s+/g, ' ').trim()).slice(0, 80).join('') || 'New conversation';
 }
 
-function stepState(step: StepRecord): string {
+function stepState(step: Step): string {
   return step.status === 'pending' ? 'pending' : step.status;
 }
 
-function describeJob(step: StepRecord, live: { state: JobState; progress?: unknown; processedOn?: number } | undefined): JobStatus {
+function describeJob(step: Step, live: { state: JobState; progress?: unknown; processedOn?: number } | undefined): JobStatus {
   // PostgreSQL is the truth for finished steps; the queue knows more about unfinished ones.
   const finished = ['completed', 'failed', 'cancelled'].includes(step.status);
   const status = finished ? step.status : (live?.state ?? (step.status === 'retrying' ? 'retrying' : step.status === 'active' ? 'active' : 'pending'));

@@ -1,6 +1,6 @@
 import { AppError, notFound } from '../errors.js';
 import { chunkText } from './chunker.js';
-import type { DocumentQuota, DocumentsRepository, DocumentSummary } from '../../db/repositories/documents.repository.js';
+import type { DocumentQuota, DocumentsRepository, DocumentSummary } from '../../adapters/postgres/repositories/documents.repository.js';
 
 export interface DocumentsServiceDeps {
   documents: DocumentsRepository;

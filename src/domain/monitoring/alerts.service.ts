@@ -4,8 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { AlertsConfig } from '../../config.js';
-import type { AlertRecord, AlertsRepository, OutageRecord } from '../../db/repositories/alerts.repository.js';
-import { PIPELINE, STAGE_ORDER } from '../pipeline.js';
+import type { AlertRecord, AlertsRepository, OutageRecord } from '../../adapters/postgres/repositories/alerts.repository.js';
 import { alertKey, evaluateRules, type AlertCondition, type AlertRule, type AlertSamples, type QueueSample } from './alert-rules.js';
 import { queueSamplesFromHealth, type QueueHealthDetail } from './queue-samples.js';
 import type { StalledJobs } from './stalled-jobs.js';
@@ -32,6 +31,8 @@ export interface EvaluationResult {
 
 export interface AlertsServiceDeps {
   repository: AlertsRepository;
+  /** The pipeline's queue names (the catalog's), whose stalled jobs are counted. */
+  queues: readonly string[];
   /**
    * Every queue's counts, oldest waiting job and workers' heartbeat, by queue name — the health
    * service's detailed report (src/monitoring/health.service.ts). Rejects when Redis cannot be read.
@@ -113,7 +114,7 @@ export function createAlertsService(deps: AlertsServiceDeps) {
   }
 
   async function sampleQueues(): Promise<Record<string, QueueSample>> {
-    const names = STAGE_ORDER.map((stage) => PIPELINE[stage].queue);
+    const names = deps.queues;
     const [queues, stalled] = await withTimeout(
       Promise.all([deps.queueHealth(), deps.stalled.count(names, config.windowMs)]),
       SAMPLE_TIMEOUT_MS,

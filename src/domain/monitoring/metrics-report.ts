@@ -1,5 +1,4 @@
-import { STAGE_ORDER } from '../pipeline.js';
-import type { StageName } from '../stages/types.js';
+import type { StageName } from '../../engine/catalog.js';
 import { round, type HttpStats, type HttpSummary } from './http-stats.js';
 import type { ProviderStats } from './provider-stats.js';
 import { TIME_RANGES, type StageFigures, type StageMinute, type StageStatsSource, type TimeRange, type TokenFigures } from './stage-stats.js';
@@ -27,7 +26,7 @@ export interface MetricsReport {
  * The JSON metrics: organization-scoped pipeline figures for everyone allowed to see them, and the
  * process-wide HTTP and provider figures (they mix every tenant's traffic) with `systemWide` only.
  */
-export function createMetricsReporter(deps: { stageStats: StageStatsSource; http: HttpStats; providers: ProviderStats; now?: () => number }) {
+export function createMetricsReporter(deps: { stages: readonly StageName[]; stageStats: StageStatsSource; http: HttpStats; providers: ProviderStats; now?: () => number }) {
   const now = deps.now ?? Date.now;
   return {
     /** What an organization may see of its own load: its runs by state, its steps' counts and timings. */
@@ -35,7 +34,7 @@ export function createMetricsReporter(deps: { stageStats: StageStatsSource; http
       const minutes = TIME_RANGES[timeRange];
       const [stages, runs] = await Promise.all([deps.stageStats.stages(orgId, minutes), deps.stageStats.runsByStatus(orgId, minutes)]);
       const byStage: OrganizationFigures['stages'] = {};
-      for (const stage of STAGE_ORDER) byStage[stage] = stages.find((s) => s.stage === stage) ?? emptyStage(stage);
+      for (const stage of deps.stages) byStage[stage] = stages.find((s) => s.stage === stage) ?? emptyStage(stage);
       return { orgId, timeRange, runs: { byStatus: runs, total: Object.values(runs).reduce((a, b) => a + b, 0) }, stages: byStage };
     },
 
@@ -49,7 +48,7 @@ export function createMetricsReporter(deps: { stageStats: StageStatsSource; http
         deps.stageStats.tokensByProvider(orgId, minutes),
       ]);
       const byStage: MetricsReport['stages']['byStage'] = {};
-      for (const stage of STAGE_ORDER) {
+      for (const stage of deps.stages) {
         const figures = stages.find((s) => s.stage === stage) ?? emptyStage(stage);
         byStage[stage] = {
           ...figures,

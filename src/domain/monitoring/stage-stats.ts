@@ -1,4 +1,4 @@
-import type { StageName } from '../stages/types.js';
+import type { StageName } from '../../engine/catalog.js';
 
 /** The time ranges the JSON metrics accept, in minutes. */
 export const TIME_RANGES = { '5m': 5, '15m': 15, '1h': 60, '6h': 360, '24h': 1440 } as const;

@@ -3,9 +3,6 @@
  * PostgreSQL and returned by the batch results endpoint, so change them with care.
  */
 
-export const STAGES = ['intent', 'security', 'rag', 'rocketreach', 'openai'] as const;
-export type StageName = (typeof STAGES)[number];
-
 export const INTENT_CATEGORIES = [
   'greeting',
   'question',

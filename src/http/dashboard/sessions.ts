@@ -2,7 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { AppError } from '../../domain/errors.js';
-import { hashToken, type TenancyRepository } from '../../db/repositories/tenancy.repository.js';
+import { hashToken, type TenancyRepository } from '../../adapters/postgres/repositories/tenancy.repository.js';
 
 /**
  * Browser sessions for the pages a browser navigates to (Bull Board), which cannot send the

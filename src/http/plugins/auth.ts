@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppError } from '../../domain/errors.js';
-import type { MembershipRole, TenancyRepository } from '../../db/repositories/tenancy.repository.js';
+import type { MembershipRole, TenancyRepository } from '../../adapters/postgres/repositories/tenancy.repository.js';
 
 export interface RequestActor {
   orgId: string;

@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { AppError } from '../../domain/errors.js';
-import { InvalidCursorError } from '../../db/repositories/cursor.js';
-import { isDatabaseUnavailable } from '../../db/errors.js';
+import { InvalidCursorError } from '../../adapters/postgres/repositories/cursor.js';
+import { isDatabaseUnavailable } from '../../adapters/postgres/errors.js';
 
 export interface ErrorBody {
   error: { code: string; message: string };

@@ -8,8 +8,9 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PIPELINE, STAGE_ORDER } from '../../../src/domain/pipeline.js';
-import type { StageName } from '../../../src/domain/stages/types.js';
+import { stageOrder } from '../../../src/engine/dag.js';
+import { CATALOG } from '../../../src/engine/catalog.js';
+import type { StageName } from '../../../src/engine/catalog.js';
 import { startFakeOpenAi, type FakeOpenAiServer } from '../../fakes/openai.fake.js';
 import { createTestDatabase, type TestDatabase } from '../../support/database.js';
 import {
@@ -92,7 +93,7 @@ async function describeOpenRuns(db: TestDatabase, queuePrefix: string, killedAt:
       order by r.thread_id, m.seq`,
   );
   const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-  const queues = new Map(STAGE_ORDER.map((stage) => [stage, new Queue(PIPELINE[stage].queue, { connection, prefix: queuePrefix })]));
+  const queues = new Map(stageOrder(CATALOG).map((stage) => [stage, new Queue(CATALOG[stage].queue, { connection, prefix: queuePrefix })]));
   try {
     const lines = [`killed at ${killedAt}; step: status/attempts/finished-minus-kill ms | job state/returned/attemptsMade/stalledCounter`];
     for (const run of rows) {

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { App } from '../../types.js';
-import type { FailedJobsRepository } from '../../../db/repositories/failed-jobs.repository.js';
+import type { FailedJobsRepository } from '../../../adapters/postgres/repositories/failed-jobs.repository.js';
 import { actorOf } from '../../plugins/auth.js';
 import { errorResponses } from '../../schemas/common.js';
 

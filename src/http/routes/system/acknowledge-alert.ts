@@ -1,5 +1,5 @@
 import type { App } from '../../types.js';
-import type { AlertsRepository } from '../../../db/repositories/alerts.repository.js';
+import type { AlertsRepository } from '../../../adapters/postgres/repositories/alerts.repository.js';
 import { notFound } from '../../../domain/errors.js';
 import { requireOperator } from '../../plugins/auth.js';
 import { errorResponses, IdParams, requireId } from '../../schemas/common.js';

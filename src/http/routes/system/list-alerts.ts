@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { App } from '../../types.js';
-import type { AlertsRepository } from '../../../db/repositories/alerts.repository.js';
+import type { AlertsRepository } from '../../../adapters/postgres/repositories/alerts.repository.js';
 import { requireAdminOrOperator } from '../../plugins/auth.js';
 import { errorResponses } from '../../schemas/common.js';
 import { AlertSchema, toAlert } from './alert.schema.js';

@@ -4,9 +4,9 @@ import type { Redis } from 'ioredis';
 import type { App } from '../../types.js';
 import type { Config } from '../../../config.js';
 import { AppError } from '../../../domain/errors.js';
-import type { StageName } from '../../../domain/stages/types.js';
+import type { StageName } from '../../../engine/catalog.js';
 import { readQueueStatus } from '../../../queue/autoscaling.js';
-import type { StageJobData } from '../../../queue/pipeline.js';
+import type { StageJobData } from '../../../adapters/bullmq/job-options.js';
 import { requireOperator } from '../../plugins/auth.js';
 import { errorResponses } from '../../schemas/common.js';
 

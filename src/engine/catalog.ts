@@ -1,0 +1,32 @@
+import type { IntentResult, LlmResult, RagResult, RocketReachResult, SecurityResult } from '../domain/stages/types.js';
+import type { StageDefinition } from './stage.js';
+import { intent } from './stages/intent.stage.js';
+import { openai } from './stages/openai.stage.js';
+import { rag } from './stages/rag.stage.js';
+import { rocketreach } from './stages/rocketreach.stage.js';
+import { security } from './stages/security.stage.js';
+
+/**
+ * The one list of stage names, with what each produces. A new stage adds a line here and an
+ * entry in CATALOG; everything else (order, queues, workers, settings, SQL) is derived.
+ */
+export interface StageResults {
+  intent: IntentResult;
+  security: SecurityResult;
+  rag: RagResult;
+  rocketreach: RocketReachResult;
+  openai: LlmResult;
+}
+
+export type StageName = keyof StageResults;
+
+/** Every name of StageResults with its stage, each handling its own result. */
+export type Catalog = { readonly [K in StageName]: StageDefinition<K, StageResults[K], never> };
+
+/**
+ * The pipeline. Passed to what needs it (container.ts); read at import time by nobody, so that
+ * a test can run a catalog of its own.
+ */
+export const CATALOG = Object.freeze({ intent, security, rag, rocketreach, openai } as const satisfies Catalog);
+
+export type DefaultCatalog = typeof CATALOG;

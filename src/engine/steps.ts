@@ -1,0 +1,125 @@
+import type { StageName } from './catalog.js';
+import { describeError } from './errors.js';
+import type { RunStore, StepCompletion } from './ports/run-store.js';
+import type { LoadedStep, StepStates } from './run.js';
+import type { StageServices } from './services.js';
+import { stageInput, type AnyCatalog, type StageContext, type StageOf, type StageSettings } from './stage.js';
+
+export type StageOutcome<S extends string = StageName> =
+  /**
+   * `settled`: the finished steps whose dependents this caller moves along (itself and a dependent
+   * it could settle at once, or none when another caller completing the same run at the same
+   * time acts for both); `states`: every step's state after them. `runFinished` for the reply.
+   */
+  | { status: 'completed'; settled: S[]; states: StepStates<S>; runFinished: boolean; threadId: string; messageSeq: number }
+  /** The step or its run was already finished (a re-delivered job, a cancelled run): nothing done. */
+  | { status: 'already_finished' };
+
+/**
+ * The store side of a step, for both drivers. `execute` runs one stage of one run: claims the step and loads what the stage needs (the message, the
+ * results of the stages it depends on) in one statement, runs the stage's handler and stores its
+ * result. Idempotent: a step already finished is not run again, and the reply is stored once.
+ */
+export function createSteps<C extends AnyCatalog>(deps: { catalog: C; runs: RunStore<StageOf<C>>; stages: StageServices; settings: StageSettings }) {
+  type S = StageOf<C>;
+  const { catalog, runs } = deps;
+  const context = (signal?: AbortSignal): StageContext => ({ services: deps.stages, settings: deps.settings, signal });
+
+  async function execute(runId: string, stage: S, signal?: AbortSignal): Promise<StageOutcome<S>> {
+    const definition = catalog[stage]!;
+    // A stage that calls out records its attempt before the call; a local one is written once, at its end.
+    const step = definition.callsOut
+      ? await runs.claimStep(runId, stage, definition.historyTurns ? { historyTurns: definition.historyTurns } : {})
+      : await runs.loadStep(runId, stage);
+    if (!step) return { status: 'already_finished' };
+    signal?.throwIfAborted();
+    const result = await definition.handle(stageInput(step), context(signal));
+    signal?.throwIfAborted();
+    return store(step, result);
+  }
+
+  /**
+   * Runs a step here and now if its stage can settle it without an external call (settleLocally),
+   * so that no job (and no rate-limit slot) is spent on it. Answers `needs_queue` otherwise,
+   * leaving the step as it was.
+   */
+  async function executeIfLocal(runId: string, stage: S): Promise<StageOutcome<S> | 'needs_queue'> {
+    const definition = catalog[stage]!;
+    if (!definition.settleLocally) return 'needs_queue';
+    // Read without writing: concurrent callers may both compute it, and its result is stored once.
+    const step = await runs.loadStep(runId, stage);
+    if (!step) return { status: 'already_finished' };
+    const settled = definition.settleLocally(stageInput(step), context());
+    if (!settled) return 'needs_queue';
+    return store(step, await settled);
+  }
+
+  async function store(step: LoadedStep<S>, result: unknown): Promise<StageOutcome<S>> {
+    const { runId, stage } = step;
+    const definition = catalog[stage]!;
+    if (definition.reply) {
+      const reply = definition.reply(result, stageInput(step));
+      const stored = await runs.completeWithReply(runId, stage, reply.content, result, { guarded: reply.guarded });
+      if (!stored) return { status: 'already_finished' };
+      return { status: 'completed', settled: [stage], states: {}, runFinished: true, threadId: step.threadId, messageSeq: step.messageSeq };
+    }
+    const completions: StepCompletion<S>[] = [{ stage, result, loadedAt: step.loadedAt }, ...(await settleAtOnce(step, result))];
+    const { written, settled, states } = await runs.completeSteps(runId, completions);
+    if (!written.includes(stage)) return { status: 'already_finished' };
+    return { status: 'completed', settled, states, runFinished: false, threadId: step.threadId, messageSeq: step.messageSeq };
+  }
+
+  /**
+   * The dependents that this result lets be settled without an external call — each pending
+   * stage whose only dependency in the run is this step, and whose settleLocally answers — are
+   * stored in the same statement as this step, rather than spending a job or a read on them.
+   */
+  async function settleAtOnce(step: LoadedStep<S>, result: unknown): Promise<StepCompletion<S>[]> {
+    const states = step.states as Partial<Record<string, string>>;
+    const followUps: StepCompletion<S>[] = [];
+    for (const name of Object.keys(catalog) as S[]) {
+      const dependent = catalog[name]!;
+      if (!dependent.settleLocally || states[name] !== 'pending' || !dependent.dependsOn.includes(step.stage)) continue;
+      if (dependent.dependsOn.some((dep) => dep !== step.stage && states[dep] !== undefined)) continue;
+      const loadedAt = new Date();
+      const input = stageInput<Record<string, unknown>>({
+        ...step,
+        stage: name,
+        results: { [step.stage]: result } as LoadedStep<S>['results'],
+        attempts: 1,
+        maxAttempts: dependent.attempts,
+      });
+      const settled = dependent.settleLocally(input, context());
+      if (settled) followUps.push({ stage: name, result: await settled, loadedAt });
+    }
+    return followUps;
+  }
+
+  /**
+   * Records a failed attempt. A final failure of a required stage fails the run; a final failure
+   * of an optional stage leaves the run going, and the reply is made from what is available.
+   */
+  async function recordFailure(runId: string, stage: S, error: unknown, final: boolean): Promise<RecordedFailure<S>> {
+    const info = describeError(error);
+    const { states } = await runs.failAttempt(runId, stage, info, final);
+    if (final && !catalog[stage]!.optional) {
+      await runs.finish(runId, 'failed', { code: info.code, message: `${stage}: ${info.message}` });
+      return { runFinished: true, states };
+    }
+    return { runFinished: false, states };
+  }
+
+  return { execute, executeIfLocal, recordFailure };
+}
+
+export type Steps<S extends string = StageName> = {
+  execute(runId: string, stage: S, signal?: AbortSignal): Promise<StageOutcome<S>>;
+  executeIfLocal(runId: string, stage: S): Promise<StageOutcome<S> | 'needs_queue'>;
+  recordFailure(runId: string, stage: S, error: unknown, final: boolean): Promise<RecordedFailure<S>>;
+};
+
+/** After a failed attempt: whether the run ended, and (for a final failure) the run's step states. */
+export interface RecordedFailure<S extends string = StageName> {
+  runFinished: boolean;
+  states: StepStates<S> | null;
+}

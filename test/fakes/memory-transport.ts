@@ -1,0 +1,112 @@
+import type { QueuedDriver } from '../../src/engine/drivers/queued.js';
+import { jobIdFor } from '../../src/engine/job-id.js';
+import type { JobState, JobTransport, LiveJob, QueueCounts } from '../../src/engine/ports/job-transport.js';
+
+interface MemoryJob<S extends string> {
+  runId: string;
+  orgId: string;
+  stage: S;
+  fanout?: readonly S[];
+  state: JobState;
+  attemptsMade: number;
+  controller: AbortController;
+}
+
+/**
+ * A JobTransport in memory with a consumer, in the spirit of BullMQ: job ids are deterministic
+ * (adding one that exists adds nothing), a retry goes back to waiting after its delay, a pause
+ * retries without using an attempt, and `idle()` resolves once no job is waiting or running.
+ */
+export function createMemoryTransport<S extends string>() {
+  const jobs = new Map<string, MemoryJob<S>>();
+  const added: string[] = [];
+  let consume: QueuedDriver<S> | undefined;
+  let inFlight = 0;
+  let idleWaiters: Array<() => void> = [];
+
+  function settleIdle(): void {
+    if (inFlight > 0) return;
+    const waiters = idleWaiters;
+    idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  function run(job: MemoryJob<S>, afterMs = 0): void {
+    inFlight++;
+    setTimeout(() => void process(job), afterMs);
+  }
+
+  async function process(job: MemoryJob<S>): Promise<void> {
+    try {
+      if (!consume || job.state !== 'waiting' && job.state !== 'delayed') return;
+      job.state = 'active';
+      const verdict = await consume({ runId: job.runId, orgId: job.orgId, stage: job.stage, attemptsMade: job.attemptsMade, fanout: job.fanout }, job.controller.signal);
+      if (verdict.kind === 'retry' || verdict.kind === 'pause') {
+        if (verdict.kind === 'retry') job.attemptsMade++;
+        job.state = 'delayed';
+        run(job, verdict.kind === 'retry' ? Math.min(verdict.delayMs, 5) : Math.min(verdict.ms, 5));
+      } else {
+        job.state = verdict.kind === 'done' ? 'completed' : 'failed';
+      }
+    } catch {
+      job.state = 'failed';
+    } finally {
+      inFlight--;
+      settleIdle();
+    }
+  }
+
+  const transport: JobTransport<S> = {
+    available: () => true,
+    async enqueue(runId, orgId, stages, options = {}) {
+      for (const stage of stages) {
+        const jobId = jobIdFor(runId, stage);
+        if (jobs.has(jobId)) continue;
+        const job: MemoryJob<S> = { runId, orgId, stage, state: 'waiting', attemptsMade: 0, controller: new AbortController(), ...(options.fanout ? { fanout: options.fanout } : {}) };
+        jobs.set(jobId, job);
+        added.push(jobId);
+        run(job);
+      }
+    },
+    async inspect(refs) {
+      const live = new Map<string, LiveJob>();
+      for (const { jobId } of refs) {
+        const job = jobs.get(jobId);
+        if (job) live.set(jobId, { state: job.state, attemptsMade: job.attemptsMade });
+      }
+      return live;
+    },
+    async cancel(refs, reason) {
+      const before = new Map<string, JobState | 'missing'>();
+      for (const { jobId } of refs) {
+        const job = jobs.get(jobId);
+        before.set(jobId, job?.state ?? 'missing');
+        if (!job) continue;
+        if (job.state === 'active') job.controller.abort(reason);
+        else if (job.state === 'waiting' || job.state === 'delayed') job.state = 'failed';
+      }
+      return before;
+    },
+    async discardFinished(refs) {
+      for (const { jobId } of refs) if (['completed', 'failed'].includes(jobs.get(jobId)?.state ?? '')) jobs.delete(jobId);
+    },
+    async counts() {
+      const counts: Record<string, QueueCounts> = {};
+      return counts;
+    },
+  };
+
+  return {
+    ...transport,
+    /** Starts delivering jobs to the engine's queue driver. */
+    consumeWith(driver: QueuedDriver<S>): void {
+      consume = driver;
+    },
+    /** Resolves when no job is waiting, delayed or running. */
+    idle(): Promise<void> {
+      return inFlight === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve));
+    },
+    /** Job ids in the order they were added. */
+    added: () => [...added],
+  };
+}
