@@ -146,7 +146,12 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
     },
   });
   app.get('/api/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
-  registerPrometheus(app, container.monitoring.prometheus, container.health, container.config.monitoring.metricsToken);
+  registerPrometheus(app, {
+    prometheus: container.monitoring.prometheus,
+    health: container.health,
+    tenancy: container.repositories.tenancy,
+    token: container.config.monitoring.metricsToken,
+  });
   // The operations page (/dashboard) and Bull Board (/admin/queues, system operators, by session cookie).
   const dashboardSessions = createDashboardSessions({ redis: container.redis, prefix: container.config.queue.prefix, tenancy: container.repositories.tenancy });
   registerDashboard(app, dashboardSessions);
