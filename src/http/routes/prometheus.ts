@@ -3,12 +3,16 @@ import type { FastifyRequest } from 'fastify';
 import type { App } from '../types.js';
 import type { HealthService } from '../../monitoring/health.service.js';
 import type { Prometheus } from '../../monitoring/prometheus.js';
-import type { TenancyRepository } from '../../adapters/postgres/repositories/tenancy.repository.js';
 import { body } from '../plugins/errors.js';
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
 type Access = 'granted' | 'unauthenticated' | 'not_operator';
+
+/** What the scrape needs of the token store: whether a token is live and its user an operator. */
+export interface TokenIdentifier {
+  identify(token: string, orgId: undefined): Promise<{ revoked: boolean; operator: boolean } | undefined>;
+}
 
 /**
  * Prometheus exposition at `GET /metrics` on the server root: every tenant's per-route traffic
@@ -17,7 +21,7 @@ type Access = 'granted' | 'unauthenticated' | 'not_operator';
  * message says whether METRICS_TOKEN is set at all), 403 `operator_required` for anyone else's
  * valid token. Wrong tokens count towards the per-address failure limit like any other.
  */
-export function registerPrometheus(app: App, deps: { prometheus: Prometheus; health: HealthService; tenancy: TenancyRepository; token: string | undefined }): void {
+export function registerPrometheus(app: App, deps: { prometheus: Prometheus; health: HealthService; tenancy: TokenIdentifier; token: string | undefined }): void {
   const { prometheus, health, tenancy } = deps;
   const expected = deps.token === undefined ? undefined : digest(deps.token);
   const required = expected
