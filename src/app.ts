@@ -10,7 +10,7 @@ import type { Container } from './container.js';
 import { AppError } from './domain/errors.js';
 import { registerAuth } from './http/plugins/auth.js';
 import { registerAuthFailureLimit } from './http/plugins/auth-failure-limit.js';
-import { registerErrorHandling } from './http/plugins/errors.js';
+import { answerFrameworkError, registerErrorHandling } from './http/plugins/errors.js';
 import { registerRateLimit } from './http/plugins/rate-limit.js';
 import { registerTextInputCheck } from './http/plugins/text-input.js';
 import { registerGetMe } from './http/routes/account/get-me.js';
@@ -102,6 +102,8 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
     ...serverTimeouts(container.config.http.timeouts),
     // Clients may send ids that are not ours; request ids are only for our logs.
     genReqId: () => crypto.randomUUID(),
+    // Malformed percent-encoding and over-long path parameters: our error shape, no echo of the path.
+    frameworkErrors: answerFrameworkError,
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
   // Query strings and params are text and are coerced to their types; JSON bodies are not (a
   // number where a string belongs is a client error, not something to guess about).
@@ -146,7 +148,12 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
     },
   });
   app.get('/api/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
-  registerPrometheus(app, container.monitoring.prometheus, container.health, container.config.monitoring.metricsToken);
+  registerPrometheus(app, {
+    prometheus: container.monitoring.prometheus,
+    health: container.health,
+    tenancy: container.repositories.tenancy,
+    token: container.config.monitoring.metricsToken,
+  });
   // The operations page (/dashboard) and Bull Board (/admin/queues, system operators, by session cookie).
   const dashboardSessions = createDashboardSessions({ redis: container.redis, prefix: container.config.queue.prefix, tenancy: container.repositories.tenancy });
   registerDashboard(app, dashboardSessions);

@@ -13,7 +13,7 @@ export function createLogger(level: string, destination: 1 | 2 | DestinationStre
 /**
  * What every logger of the process shares. No line may carry message or document text, titles,
  * tokens or query parameters: errors go through serializeError, requests are logged by method
- * and path only, and fields that hold such values by name are censored wherever they appear.
+ * and route only, and fields that hold such values by name are censored wherever they appear.
  */
 export function loggerOptions(level: string): LoggerOptions {
   return {
@@ -136,14 +136,31 @@ interface RequestLike {
   routeOptions?: { url?: string };
 }
 
-/** A request by method and path: the query string (cursors, filters) and headers stay out. */
+/**
+ * A request by method and route: the route's pattern (`/api/v1/documents/:documentId`) when one
+ * matched, otherwise the path with every segment that does not look like a route's static word
+ * replaced, since a path can carry anything a client typed (a key, a card number). The query
+ * string (cursors, filters) and headers stay out.
+ */
 export function serializeRequest(request: RequestLike): Record<string, unknown> {
+  const route = request.routeOptions?.url;
   return {
     method: request.method,
-    url: typeof request.url === 'string' ? request.url.split('?')[0] : undefined,
-    ...(request.routeOptions?.url ? { route: request.routeOptions.url } : {}),
+    url: route ?? (typeof request.url === 'string' ? redactPath(request.url) : undefined),
     remoteAddress: request.ip,
   };
+}
+
+/** Route words are short, lower-case and spelled with letters and hyphens (`v1` aside); an id, a key or a number is not one. */
+const STATIC_SEGMENT = /^(?:[a-z][a-z-]{0,31}|v\d{1,2})$/;
+
+/** A path as it may be logged or shown: the query string dropped, every segment that is not a plain word replaced by `:param`. */
+export function redactPath(url: string): string {
+  const path = url.split('?')[0]!.slice(0, 2_000);
+  return path
+    .split('/')
+    .map((segment) => (segment === '' || STATIC_SEGMENT.test(segment) ? segment : ':param'))
+    .join('/');
 }
 
 export function serializeResponse(reply: { statusCode?: number }): Record<string, unknown> {

@@ -94,11 +94,17 @@ describe('a logger from createLogger', () => {
     expect(out).toContain('"msg":"Failed query: select 1"');
   });
 
-  it('logs requests by method and path, never the query string or headers', () => {
-    expect(serializeRequest({ method: 'GET', url: `/api/v1/chat/threads?cursor=${MARKER}`, ip: '127.0.0.1', routeOptions: { url: '/api/v1/chat/threads' } })).toEqual({
+  it('logs requests by method and route, never the query string, headers or what a path carries', () => {
+    const threadId = crypto.randomUUID();
+    expect(serializeRequest({ method: 'GET', url: `/api/v1/chat/threads/${threadId}?cursor=${MARKER}`, ip: '127.0.0.1', routeOptions: { url: '/api/v1/chat/threads/:threadId' } })).toEqual({
       method: 'GET',
-      url: '/api/v1/chat/threads',
-      route: '/api/v1/chat/threads',
+      url: '/api/v1/chat/threads/:threadId',
+      remoteAddress: '127.0.0.1',
+    });
+    // No route matched: only plain words survive.
+    expect(serializeRequest({ method: 'GET', url: `/api/v1/nowhere/${KEY}/${CARD.replace(/ /g, '')}/${crypto.randomUUID()}/Secret?q=${MARKER}`, ip: '127.0.0.1' })).toEqual({
+      method: 'GET',
+      url: '/api/v1/nowhere/:param/:param/:param/:param',
       remoteAddress: '127.0.0.1',
     });
   });

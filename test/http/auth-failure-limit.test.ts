@@ -17,7 +17,7 @@ describe('failed authentications are throttled per client address', () => {
   const from = (remoteAddress: string, headers: Record<string, string>) =>
     t.app.inject({ method: 'GET', url: '/api/v1/chat/threads', remoteAddress, headers });
 
-  it('answers 429 rate_limited with Retry-After after the limit, even to a valid token, and only for that address', async () => {
+  it('answers 429 rate_limited with Retry-After to failing requests after the limit, still serves valid tokens, and only for that address', async () => {
     const guesser = '203.0.113.7';
     const statuses: number[] = [];
     for (let i = 0; i < 4; i++) statuses.push((await from(guesser, { authorization: `Bearer hj_guess_${i}`, 'x-organization-id': tenant.orgId })).statusCode);
@@ -30,14 +30,23 @@ describe('failed authentications are throttled per client address', () => {
     const retryAfter = Number(blocked.headers['retry-after']);
     expect(retryAfter).toBeGreaterThanOrEqual(1);
     expect(retryAfter).toBeLessThanOrEqual(60);
-    // A right guess is not told apart from a wrong one while the address is blocked.
-    expect((await from(guesser, tenant.headers)).statusCode).toBe(429);
-    // The dashboard's sign-in checks tokens too.
+    // No token at all, and a revoked one, are throttled too.
+    expect((await from(guesser, {})).statusCode).toBe(429);
+    const revoked = await t.tenant();
+    await t.container.repositories.tenancy.revokeToken(revoked.token);
+    expect((await from(guesser, revoked.headers)).statusCode).toBe(429);
+    // A caller with a valid token behind the same address is not locked out by someone else's guessing.
+    const valid = await from(guesser, tenant.headers);
+    expect(valid.statusCode).toBe(200);
+    expect(valid.headers['retry-after']).toBeUndefined();
+    // The dashboard's sign-in checks tokens too: a wrong one is throttled, a right one opens a session.
     const signIn = await t.app.inject({ method: 'POST', url: '/dashboard/session', remoteAddress: guesser, payload: { token: 'hj_guess', orgId: tenant.orgId } });
     expect(signIn.statusCode).toBe(429);
-    // Health stays open to the blocked address; other addresses are not affected.
+    const rightSignIn = await t.app.inject({ method: 'POST', url: '/dashboard/session', remoteAddress: guesser, payload: { token: tenant.token, orgId: tenant.orgId } });
+    expect(rightSignIn.statusCode).toBe(201);
+    // Health stays open to the address; other addresses are not affected.
     expect((await t.app.inject({ method: 'GET', url: '/api/v1/chat/system/health', remoteAddress: guesser })).statusCode).toBe(200);
-    expect((await from('198.51.100.20', tenant.headers)).statusCode).toBe(200);
+    expect((await from('198.51.100.20', { authorization: 'Bearer hj_other_guess', 'x-organization-id': tenant.orgId })).statusCode).toBe(401);
   });
 
   it('does not count successful requests', async () => {

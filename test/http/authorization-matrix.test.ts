@@ -53,7 +53,8 @@ const json = (payload: unknown): Partial<InjectOptions> => ({ payload: payload a
 
 const EXPECTED: Record<string, RouteCase> = {
   'GET /api/v1/openapi.json': { expect: open(200) },
-  'GET /metrics': { expect: open(200) },
+  // Every tenant's traffic and the system-wide queue counts: METRICS_TOKEN (unset here) or an operator's token.
+  'GET /metrics': { expect: authed(403, 403, 403, 200), systemWide: true },
   'GET /dashboard': { expect: open(200) },
   'GET /dashboard/': { expect: open(301) },
   'GET /dashboard/dashboard.js': { expect: open(200) },

@@ -155,4 +155,31 @@ describe('log lines', () => {
     expect(logged(from, (entry) => entry.msg === 'incoming request' && entry.req?.url === '/api/v1/chat/threads').length).toBeGreaterThan(0);
     expect(leaks(from)).toEqual([]);
   });
+
+  it('carry the route pattern, or a path without its ids, never a secret put in the path; answers do not echo it either', async () => {
+    const from = lines.length;
+    const card = CARD.replace(/ /g, '');
+    const unmatched = await t.app.inject({ method: 'GET', url: `/api/v1/${MARKER}-${KEY}?q=${MARKER}` });
+    expect(unmatched.statusCode).toBe(404);
+    expect(unmatched.json()).toEqual({ error: { code: 'route_not_found', message: expect.any(String) } });
+    const document = await t.as(acme, { method: 'GET', url: `/api/v1/documents/${card}` });
+    expect(document.statusCode).toBeGreaterThanOrEqual(400);
+    expect(document.statusCode).toBeLessThan(500);
+    // Fastify's own routing errors: a path that is not valid percent-encoding, an over-long parameter.
+    const badEncoding = await t.as(acme, { method: 'GET', url: `/api/v1/chat/threads/${KEY}%ED%A0%80` });
+    expect(badEncoding.statusCode).toBe(400);
+    expect(badEncoding.json()).toEqual({ error: { code: 'invalid_request', message: expect.any(String) } });
+    const tooLong = await t.as(acme, { method: 'GET', url: `/api/v1/chat/threads/${KEY}${card.repeat(8)}` });
+    expect(tooLong.statusCode).toBe(414);
+    expect(tooLong.json()).toEqual({ error: { code: 'uri_too_long', message: expect.any(String) } });
+    for (const res of [unmatched, document, badEncoding, tooLong]) {
+      for (const secret of [KEY, card, MARKER]) expect(res.body).not.toContain(secret);
+    }
+
+    const urls = logged(from, (entry) => entry.msg === 'incoming request').map((entry) => entry.req?.url);
+    expect(urls).toContain('/api/v1/:param');
+    expect(urls).toContain('/api/v1/documents/:documentId');
+    expect(urls).toContain('/api/v1/chat/threads/:param');
+    expect(leaks(from)).toEqual([]);
+  });
 });

@@ -208,6 +208,36 @@ describe('Prometheus exposition', () => {
     expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
   });
 
+  it('also serves a system operator\'s API token, and refuses any other valid token with 403', async () => {
+    const asOperator = await scrape(ops.token);
+    expect(asOperator.statusCode).toBe(200);
+    expect(asOperator.body).toContain('honeyjar_queue_stats_up');
+    for (const tenant of [acme, globex]) {
+      const refused = await scrape(tenant.token);
+      expect(refused.statusCode).toBe(403);
+      expect(refused.json().error.code).toBe('operator_required');
+      expect(refused.body).not.toContain('honeyjar_');
+    }
+  });
+
+  it('is closed when METRICS_TOKEN is not set: only an operator\'s token opens it, and the refusal says why', async () => {
+    const other = await createTestApp({});
+    try {
+      const anonymous = await other.app.inject({ method: 'GET', url: '/metrics' });
+      expect(anonymous.statusCode).toBe(401);
+      expect(anonymous.json()).toEqual({ error: { code: 'unauthorized', message: expect.stringContaining('METRICS_TOKEN is not set') } });
+      expect(anonymous.body).not.toContain('honeyjar_');
+      const admin = await other.tenant('Metrics closed admin');
+      expect((await other.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${admin.token}` } })).statusCode).toBe(403);
+      const operator = await other.tenant('Metrics closed ops', 'ops@metrics-closed.test', { operator: true });
+      const res = await other.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${operator.token}` } });
+      expect(res.statusCode).toBe(200);
+      expect(res.body).toContain('honeyjar_queue_stats_up');
+    } finally {
+      await other.close();
+    }
+  });
+
   it('exports the server metrics with their labels, histograms and process metrics', async () => {
     const text = (await scrape()).body;
     const queuedRoute = 'route="/api/v1/chat/threads/:threadId/messages/queued"';

@@ -16,7 +16,10 @@ export const BULL_BOARD_PATH = '/admin/queues';
  * not (or no longer) an operator → 403 `operator_required`. A state-changing call (anything but
  * GET/HEAD: pause, add, retry, clean, obliterate, …) must also carry the session's CSRF token in
  * `X-XSRF-TOKEN`, as the board's own client does (403 `csrf_token_invalid` otherwise). Its routes
- * are hidden from the OpenAPI document. `DELETE /admin/session` ends the session.
+ * are hidden from the OpenAPI document. `DELETE /admin/session` ends the session; it takes no CSRF
+ * token (the dashboard page that signs out cannot read the /admin-scoped CSRF cookie): the
+ * SameSite=Strict session cookie keeps other sites from triggering it, and at worst a same-site
+ * page could sign an operator out.
  */
 export async function registerBullBoard(app: FastifyInstance, deps: { queues: Record<string, Queue>; sessions: DashboardSessions }): Promise<void> {
   await app.register(async (admin) => {

@@ -1,16 +1,27 @@
 import type { FastifyInstance } from 'fastify';
-import { AppError } from '../../domain/errors.js';
+import { body } from './errors.js';
 
 /** Addresses tracked at most; beyond, the oldest is forgotten (each address is still limited). */
 const MAX_TRACKED = 100_000;
 const SWEEP_EVERY_MS = 10_000;
+const THROTTLED = 'Too many requests with missing or invalid credentials from this address; retry later';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Seconds until the address's failure window ends, when it is over the limit. */
+    authThrottleSeconds: number | null;
+  }
+}
 
 /**
- * Throttles credential guessing: a client address whose requests were answered 401 `max` times
- * within a window (fixed, in this process's memory) gets 429 `rate_limited` for every request
- * until the window ends — before its credentials are even looked at, so a valid guess cannot be
- * told apart from an invalid one. Public pages that check nothing (health, the OpenAPI document,
- * the dashboard's pages) stay open. Each API process counts on its own.
+ * Throttles credential guessing: once a client address's requests were answered 401 `max` times
+ * within a window (fixed, in this process's memory), every further request from it that would
+ * fail authentication (no, an unknown or a revoked token, a wrong METRICS_TOKEN, a failed
+ * dashboard sign-in) is answered 429 `rate_limited` instead, until the window ends. A request
+ * with a valid token is still served: behind a proxy or NAT many callers share one address, and
+ * a stranger's failures must not lock them out. That a valid token gets through is no oracle
+ * worth having — tokens are 256-bit random — and a guesser still learns nothing from its 429s.
+ * Each API process counts on its own.
  */
 export function registerAuthFailureLimit(app: FastifyInstance, options: { max: number; windowMs: number }): void {
   const failures = new Map<string, { window: number; count: number }>();
@@ -22,15 +33,21 @@ export function registerAuthFailureLimit(app: FastifyInstance, options: { max: n
   }, SWEEP_EVERY_MS);
   sweep.unref();
   app.addHook('onClose', async () => clearInterval(sweep));
+  app.decorateRequest('authThrottleSeconds', null);
 
-  app.addHook('onRequest', async (request, reply) => {
-    const { method } = request;
-    if (request.routeOptions.config.public && (method === 'GET' || method === 'HEAD')) return;
+  app.addHook('onRequest', async (request) => {
     const now = Date.now();
     const entry = failures.get(request.ip);
     if (!entry || entry.window !== windowOf(now) || entry.count < options.max) return;
-    reply.header('retry-after', Math.max(1, Math.ceil(((entry.window + 1) * options.windowMs - now) / 1000)));
-    throw new AppError('rate_limited', 429, 'Too many requests with missing or invalid credentials from this address; retry later');
+    request.authThrottleSeconds = Math.max(1, Math.ceil(((entry.window + 1) * options.windowMs - now) / 1000));
+  });
+
+  // The credentials are checked as usual (one cached lookup); only a failing answer is replaced.
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (request.authThrottleSeconds === null || reply.statusCode !== 401) return payload;
+    reply.status(429).header('retry-after', request.authThrottleSeconds).header('content-type', 'application/json; charset=utf-8');
+    reply.removeHeader('www-authenticate');
+    return JSON.stringify(body('rate_limited', THROTTLED));
   });
 
   app.addHook('onResponse', async (request, reply) => {

@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../../domain/errors.js';
 import { InvalidCursorError } from '../../adapters/postgres/repositories/cursor.js';
 import { isDatabaseUnavailable } from '../../adapters/postgres/errors.js';
@@ -60,9 +60,28 @@ export function registerErrorHandling(app: FastifyInstance): void {
     return reply.status(500).send(body('internal_error', 'An internal error occurred'));
   });
 
+  // The path is not repeated: it may carry whatever a client put there (a key, a card number).
   app.setNotFoundHandler((request, reply) => {
-    reply.status(404).send(body('route_not_found', `No route for ${request.method} ${request.url.split('?')[0]}`));
+    reply.status(404).send(body('route_not_found', `No route matches ${request.method} on this path`));
   });
+}
+
+/**
+ * Errors Fastify raises while routing, before any hook or handler (a path that is not valid
+ * percent-encoding, a path parameter over the length limit): the API's error shape, without
+ * Fastify's own echo of the path.
+ */
+export function answerFrameworkError(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  if (error.code === 'FST_ERR_BAD_URL') {
+    reply.status(400).send(body('invalid_request', 'The path is not valid percent-encoded UTF-8'));
+    return;
+  }
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    reply.status(414).send(body('uri_too_long', 'A path parameter is longer than the server accepts'));
+    return;
+  }
+  reply.log.error({ err: error }, 'request failed while routing');
+  reply.status(500).send(body('internal_error', 'An internal error occurred'));
 }
 
 export function body(code: string, message: string): ErrorBody {

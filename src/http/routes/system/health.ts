@@ -1,6 +1,6 @@
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import type { App } from '../../types.js';
-import type { HealthService } from '../../../monitoring/health.service.js';
+import type { HealthReport as Report, HealthService } from '../../../monitoring/health.service.js';
 
 const Status = Type.Union([Type.Literal('healthy'), Type.Literal('degraded'), Type.Literal('unhealthy')]);
 
@@ -27,15 +27,43 @@ export const WorkersCheck = Type.Object({
   error: Type.Optional(Type.String()),
 });
 
+/** The full report, with each queue's figures: part of the detailed (operator-only) health. */
 export const HealthReport = Type.Object({
   status: Status,
   timestamp: Type.String(),
   checks: Type.Object({ database: ComponentCheck, redis: ComponentCheck, workers: WorkersCheck }),
 });
 
+const PublicWorkersCheck = Type.Object({
+  status: Status,
+  staleAfterMs: Type.Integer({ description: 'HEALTH_WORKER_STALE_MS' }),
+  stale: Type.Array(Type.String(), { description: 'Queues with old waiting jobs and no worker that took a job recently' }),
+  queues: Type.Record(
+    Type.String(),
+    Type.Object({ status: Type.Union([Type.Literal('healthy'), Type.Literal('degraded')]), reason: Type.Optional(Type.Literal('not_consuming')) }),
+  ),
+  error: Type.Optional(Type.String()),
+});
+
+const PublicHealthReport = Type.Object({
+  status: Status,
+  timestamp: Type.String(),
+  checks: Type.Object({ database: ComponentCheck, redis: ComponentCheck, workers: PublicWorkersCheck }),
+});
+
+/** What anyone may see: each component's and queue's state, none of the system-wide queue figures. */
+export function publicHealthView(report: Report): Static<typeof PublicHealthReport> {
+  const { workers } = report.checks;
+  const queues = Object.fromEntries(
+    Object.entries(workers.queues).map(([name, queue]) => [name, { status: queue.status, ...(queue.reason ? { reason: queue.reason } : {}) }]),
+  );
+  return { ...report, checks: { ...report.checks, workers: { ...workers, queues } } };
+}
+
 /**
- * For load balancers: no auth, nothing secret. 200 healthy or degraded (Redis down: the API serves
- * in-process; a queue not consumed), 503 unhealthy (PostgreSQL unreachable).
+ * For load balancers: no auth, nothing secret and no figures (queue depths and ages are
+ * system-wide, for operators on the detailed health). 200 healthy or degraded (Redis down: the API
+ * serves in-process; a queue not consumed), 503 unhealthy (PostgreSQL unreachable).
  */
 export function registerHealth(app: App, health: HealthService): void {
   app.get(
@@ -46,7 +74,7 @@ export function registerHealth(app: App, health: HealthService): void {
         tags: ['system'],
         summary: 'Health of the server and its dependencies (no authentication)',
         security: [],
-        response: { 200: HealthReport, 503: HealthReport },
+        response: { 200: PublicHealthReport, 503: PublicHealthReport },
       },
     },
     async (_request, reply) => {
@@ -54,7 +82,7 @@ export function registerHealth(app: App, health: HealthService): void {
       return reply
         .status(report.status === 'unhealthy' ? 503 : 200)
         .header('cache-control', 'no-store')
-        .send(report);
+        .send(publicHealthView(report));
     },
   );
 }
