@@ -289,7 +289,36 @@ const SECRET_POSITIVES: PositiveVector[] = (
   ] satisfies PositiveVector[]
 ).map((v) => ({ ...v, category: 'secret' }));
 
-export const POSITIVE_VECTORS: PositiveVector[] = [...BASE_POSITIVES, ...PHONE_POSITIVES, ...SECRET_POSITIVES];
+const ZWSP = '\u200b';
+const vendorKeys = {
+  stripeLive: 'sk_' + 'live_' + fake(24, 600),
+  stripeRestricted: 'rk_' + 'live_' + fake(24, 601),
+  stripeTest: 'sk_' + 'test_' + fake(24, 602),
+  google: 'AI' + 'za' + fake(35, 603, ALNUM + '-_'),
+  gitlab: 'gl' + 'pat-' + fake(20, 604),
+  npm: 'np' + 'm_' + fake(36, 605),
+  huggingFace: 'h' + 'f_' + fake(34, 606, UPPER + LOWER),
+};
+/** Full-width digits (U+FF10–U+FF19) and spaces: what NFKC folds back to ASCII. */
+const fullWidth = (ascii: string): string => ascii.replace(/[0-9]/g, (d) => String.fromCharCode(0xff10 + Number(d))).replace(/ /g, '\u3000');
+
+/** Provider keys by vendor prefix, and keys or cards disguised by invisible or full-width characters. */
+const VENDOR_POSITIVES: PositiveVector[] = [
+  restricted('stripe live secret key', 'api_key', `Stripe key ${vendorKeys.stripeLive} for the shop`, [vendorKeys.stripeLive]),
+  restricted('stripe restricted key', 'api_key', `use ${vendorKeys.stripeRestricted} for refunds`, [vendorKeys.stripeRestricted]),
+  restricted('stripe test key', 'api_key', `test mode: ${vendorKeys.stripeTest}`, [vendorKeys.stripeTest]),
+  restricted('google api key', 'api_key', `Maps embed uses ${vendorKeys.google} on the site`, [vendorKeys.google]),
+  restricted('gitlab personal access token', 'api_key', `CI variable ${vendorKeys.gitlab}`, [vendorKeys.gitlab]),
+  restricted('npm token', 'api_key', `//registry.npmjs.org/:_authToken ${vendorKeys.npm}`, [vendorKeys.npm]),
+  restricted('hugging face token', 'api_key', `HF login ${vendorKeys.huggingFace}`, [vendorKeys.huggingFace]),
+  restricted('card in full-width digits', 'credit_card', `カード ${fullWidth('4111 1111 1111 1111')} で`, [fullWidth('4111 1111 1111 1111')]),
+  restricted('card with zero-width spaces', 'credit_card', `card 4111${ZWSP} 1111 1111${ZWSP} 1111`, [`1111 1111${ZWSP} 1111`]),
+  restricted('openai key with a zero-width space inside', 'openai_key', `key ${fakeKeys.openaiLegacy.slice(0, 20)}${ZWSP}${fakeKeys.openaiLegacy.slice(20)}`, [fakeKeys.openaiLegacy.slice(0, 20), fakeKeys.openaiLegacy.slice(20)]),
+  restricted('github token with a soft hyphen inside', 'github_token', `token ${fakeKeys.githubPat.slice(0, 12)}\u00ad${fakeKeys.githubPat.slice(12)}`, [fakeKeys.githubPat.slice(12)]),
+  restricted('stripe key with a word joiner inside', 'api_key', `${vendorKeys.stripeLive.slice(0, 14)}\u2060${vendorKeys.stripeLive.slice(14)}`, [vendorKeys.stripeLive.slice(14)]),
+].map((v) => ({ ...v, category: 'vendor key' }));
+
+export const POSITIVE_VECTORS: PositiveVector[] = [...BASE_POSITIVES, ...PHONE_POSITIVES, ...SECRET_POSITIVES, ...VENDOR_POSITIVES];
 
 // ---------------------------------------------------------------------------------------------
 // Negative look-alikes: none may raise a sensitive finding
@@ -383,7 +412,18 @@ const SECRET_NEGATIVES: NegativeVector[] = [
   { name: 'AWS-like runs next to a SHA', text: `Commit ${fake(40, 507, HEX)} updated the docs for AKIA-prefixed key ids.` },
 ].map((v) => ({ ...v, category: 'secret' }));
 
-export const NEGATIVE_VECTORS: NegativeVector[] = [...BASE_NEGATIVES, ...PHONE_NEGATIVES, ...SECRET_NEGATIVES];
+const VENDOR_NEGATIVES: NegativeVector[] = [
+  { name: 'npm and hf identifiers in a changelog', text: '## 3.1.0\n- clean npm_modules before build; read npm_config_registry\n- switch to hf_hub_download for models' },
+  { name: 'vendor prefixes alone', text: 'Stripe secret keys start with sk_live_ or rk_live_, Google keys with AIza, GitLab tokens with glpat-.' },
+  { name: 'placeholder stripe key', text: 'Set STRIPE_KEY to sk_test_your_key_here in the env file.' },
+  { name: 'stripe publishable key', text: `The checkout page embeds pk_live_${fake(24, 607)} (publishable).` },
+  { name: 'gitlab slug', text: 'See glpat-rotation-guide-for-ci-runners in the wiki.' },
+  { name: 'hugging face model id', text: 'We fine-tuned hf_internal_testing_tiny_random_bert for the demo.' },
+  { name: 'full-width order number failing Luhn', text: `注文番号 ${fullWidth('4532 1234 5678 9013')} を確認` },
+  { name: 'full-width words and an emoji with a joiner', text: 'Ｗｅｌｃｏｍｅ to the launch 👩‍💻 — a soft\u00adhyphen and a zero\u200bwidth space.' },
+].map((v) => ({ ...v, category: 'vendor key' }));
+
+export const NEGATIVE_VECTORS: NegativeVector[] = [...BASE_NEGATIVES, ...PHONE_NEGATIVES, ...SECRET_NEGATIVES, ...VENDOR_NEGATIVES];
 
 // ---------------------------------------------------------------------------------------------
 // Prompt injection vs talking about it
@@ -589,6 +629,9 @@ export const ADVERSARIAL_INPUTS: AdversarialInput[] = [
   { name: "'include the contents of the ' repeated", text: fill('include the contents of the ') },
   { name: "'your previous rules are ' repeated", text: fill('your previous rules are ') },
   { name: "'note to the AI ' repeated", text: fill('note to the AI ') },
+  { name: 'full-width text (normalised throughout)', text: fill('Ｉｇｎｏｒｅ ４１１１ ａｌｌ ') },
+  { name: 'zero-width spaces between letters', text: fill('a\u200b1\u00ad') },
+  { name: "'sk_live_' and 'AIza' repeated", text: fill('sk_live_AIza') },
   { name: 'quotes repeated', text: fill('"\'') },
   { name: 'markers repeated', text: fill('internal confidential embargoed ') },
   { name: 'whitespace', text: fill(' \n\t') },

@@ -28,6 +28,7 @@ const SENSITIVE_TYPES = new Set([
   'password',
   'url_credentials',
   'secret',
+  'api_key',
   'email',
   'phone',
   'confidential_marker',
