@@ -178,8 +178,9 @@ const PATTERNS: readonly InjectionPattern[] = [
       String.raw`\b(?:ignore|disregard|forget|set${S}aside|override|bypass)${S}(?:all${S})?(?:of${S})?(?:the|any|your|these|those)${S}(?:(?:previous|prior|earlier|preceding|original|initial|above)${S})?` +
         String.raw`(?:guidance|instructions|rules|directions|directives|guidelines|prompts?|commands|orders)${S}` +
         String.raw`(?:above|so${S}far|(?:given|provided|stated|written)${S}(?:above|earlier|before|previously|so${S}far)|(?:that${S})?you${S}(?:were|have${S}been|got)${S}(?:given|told))\b` +
-        // "disregard the instructions above, I sent the wrong brief": the user correcting themselves.
-        String.raw`(?![,;.]?\s{1,3}(?:I|we)(?:'ll|${S}(?:sent|pasted|posted|gave|wrote|attached|mixed|got|will|made)))`,
+        // "disregard the instructions above, I sent the wrong brief": the user correcting themselves;
+        // "ignore the rules above the fold": "above" starts a place, not a reference back.
+        String.raw`(?![,;.]?\s{1,3}(?:I|we)(?:'ll|${S}(?:sent|pasted|posted|gave|wrote|attached|mixed|got|will|made)))(?<!above(?=${S}(?:the|a|an|this|that|our|your|its|each|every)\b))`,
     ),
   },
   // Markdown image or link whose URL carries a template slot for conversation data: the client
@@ -216,6 +217,8 @@ const PATTERNS: readonly InjectionPattern[] = [
         String.raw`|${LB}nouvelles?${S}instructions?${S}pour${S}(?:l'|le${S}|la${S})?(?:IA|assistant|modèle|chatbot|LLM)\b`,
       'giu',
     ),
+    // "oubliez les règles précédentes du jeu-concours": rules in general, unless all of them or the assistant's.
+    accept: (m) => !/(?:règles|indications|messages|directives?|ordres)\s/iu.test(m) || /(?<!\p{L})(?:toutes|tous|tes|vos)\s/iu.test(m),
   },
   // German overrides: ignoriere alle vorherigen Anweisungen, vergiss deine bisherigen Regeln
   {
@@ -229,6 +232,8 @@ const PATTERNS: readonly InjectionPattern[] = [
         String.raw`|${LB}neue${S}Anweisungen?${S}für${S}(?:die${S}|den${S}|das${S})?(?:KI|Assistenten|Modell|Chatbot|LLM)\b`,
       'giu',
     ),
+    // "vergesst die bisherigen Regeln für Reisekosten": rules in general, unless all of them or the assistant's.
+    accept: (m) => !/(?:Regeln|Vorgaben|Richtlinien|Eingaben)$/iu.test(m) || /(?<!\p{L})(?:alle|sämtliche|deine|Ihre|eure|jegliche)\s/iu.test(m),
   },
   // Chat-template control tokens pasted into user content.
   { re: re(String.raw`<\|(?:im_start|im_end|system|endoftext)\|>|\[\/?INST\]|<<\/?SYS>>`) },
