@@ -26,6 +26,7 @@ export const RESTRICTED_TYPES = [
   'password',
   'url_credentials',
   'secret',
+  'api_key',
 ] as const;
 export const CONFIDENTIAL_DATA_TYPES = ['email', 'phone'] as const;
 export const MARKER_TYPES = ['confidential_marker', 'internal_marker'] as const;
@@ -313,6 +314,28 @@ export function detectGenericSecrets(text: string): Finding[] {
   for (const m of text.matchAll(BEARER_RE)) {
     const span = m.indices?.[1];
     if (span && looksLikeSecret(m[1]!)) out.push(f('secret', span[0], span[1]));
+  }
+  return out;
+}
+
+/**
+ * Provider keys recognised by their vendor prefix: Stripe secret and restricted keys (live and
+ * test), Google API keys, GitLab tokens, npm tokens, Hugging Face tokens. Each body must look
+ * random, so names such as "npm_modules", "hf_hub_download" or "glpat-rotation-guide" stay out.
+ */
+const VENDOR_KEY_RE =
+  /(?<![A-Za-z0-9_-])(?:(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{20,}|AIza[A-Za-z0-9_-]{35}|gl(?:pat|dt|rt|ptt|soat)-[A-Za-z0-9_-]{20,}|npm_[A-Za-z0-9]{36}|hf_[A-Za-z0-9]{34,})(?![A-Za-z0-9_-])/g;
+
+export function detectVendorKeys(text: string): Finding[] {
+  const out: Finding[] = [];
+  for (const m of text.matchAll(VENDOR_KEY_RE)) {
+    const key = m[0];
+    const body = key.slice(key.startsWith('AIza') ? 4 : key.indexOf(key.startsWith('gl') ? '-' : '_', 3) + 1);
+    // Random bodies mix classes: digits and letters, or (Hugging Face, GitLab) upper and lower case.
+    const mixed = (/\d/.test(body) && /[A-Za-z]/.test(body)) || (/[A-Z]/.test(body) && /[a-z]/.test(body));
+    // A GitLab body may hold dashes; a hyphenated slug has no long random run.
+    if (!mixed || (key.startsWith('gl') && !LONG_ALNUM_RUN_RE.test(body))) continue;
+    out.push(f('api_key', m.index, m.index + key.length));
   }
   return out;
 }
@@ -766,6 +789,7 @@ export const DETECTORS: ReadonlyArray<(text: string) => Finding[]> = [
   detectJwts,
   detectPasswords,
   detectGenericSecrets,
+  detectVendorKeys,
   detectUrlCredentials,
   detectEmails,
   detectPhones,

@@ -8,6 +8,8 @@ import type { Finding } from './detectors.js';
 
 const S = String.raw`\s{1,5}`;
 const re = (source: string, flags = 'gi'): RegExp => new RegExp(source, flags);
+/** A word start that also holds before a non-ASCII letter ("übergehe"), where \b does not. */
+const LB = String.raw`(?<![\p{L}\p{N}_])`;
 
 interface InjectionPattern {
   re: RegExp;
@@ -23,7 +25,7 @@ const EXFIL_DATA = [
   String.raw`conversation|chat(?:${S}(?:history|log|logs|transcript))?|transcript|(?:message|chat|conversation)${S}history|previous${S}messages`,
   String.raw`context|system${S}prompt|instructions|documents|files|data|credentials|api${S}keys|passwords|secrets`,
   String.raw`(?:all|any|every)${S}(?:of${S})?(?:the${S}|your${S}|my${S}|their${S}|our${S})?(?:data|information|info|files|documents|records|emails|contacts|details|credentials|secrets|keys|passwords|tokens|messages|text)`,
-  String.raw`user(?:'s|s')?${S}(?:data|details|information|contacts|messages|emails|files)|personal${S}(?:data|information)`,
+  String.raw`user(?:'s|s')?${S}(?:(?:previous|earlier|last|other|past)${S})?(?:data|details|information|contacts|messages|emails|files)|personal${S}(?:data|information)`,
   String.raw`contents?${S}of${S}[^.!?\n]{1,40}?|everything(?:${S}(?:above|you${S}know|in${S}this${S}(?:chat|conversation|thread)))?`,
 ].join('|');
 /**
@@ -42,7 +44,7 @@ const PATTERNS: readonly InjectionPattern[] = [
     re: re(
       String.raw`\b(?:ignore|disregard|forget|skip|override|bypass|drop|discard|abandon|scrap|ditch|erase|wipe|nullify|overwrite|set${S}aside|throw${S}out|pay${S}no${S}(?:attention|heed|mind)${S}to|stop${S}(?:following|obeying|applying))${S}(?:(?:all|any|every|the|your|my|of|these|those|each)${S}){0,3}` +
         String.raw`(?:previous|prior|above|earlier|preceding|former|initial|original|old|existing|system|developer|safety)${S}` +
-        String.raw`(?:instructions?|prompts?|rules?|directions?|directives?|guidelines?|messages?|context|constraints?|commands?|polic(?:y|ies)|programming|guardrails?)\b` +
+        String.raw`(?:instructions?|prompts?|rules?|directions?|directives?|guidelines?|guidance|messages?|context|constraints?|commands?|polic(?:y|ies)|programming|guardrails?)\b` +
         // "the old rules of thumb", "the previous instructions I gave about the font": not aimed at the assistant.
         String.raw`(?!${S}of\b|${S}(?:I|we)${S}(?:gave|sent|wrote|made|shared|mentioned|added|provided)\b)` +
         // "… you were given" addresses the assistant whatever the noun.
@@ -50,7 +52,7 @@ const PATTERNS: readonly InjectionPattern[] = [
     ),
     // "disregard previous messages, wrong file" is a user correcting themselves; "ignore all
     // previous messages" is not.
-    accept: (m) => !/\b(?:messages?|context|guidelines?)$/i.test(m) || /\b(?:all|any|every|your|you)\b/i.test(m),
+    accept: (m) => !/\b(?:messages?|context|guidelines?|guidance)$/i.test(m) || /\b(?:all|any|every|your|you)\b/i.test(m),
   },
   // ignore everything above / everything you have been told
   {
@@ -170,9 +172,129 @@ const PATTERNS: readonly InjectionPattern[] = [
         String.raw`(?:in|into|as|inside|within|to)${S}(?:a|an|the|this|every)${S}(?:(?:markdown|html|clickable|hidden|tracking|single)${S})?(?:link|url|image|img|query${S}string|query${S}parameter|request|hyperlink|iframe)\b`,
     ),
   },
+  // disregard the guidance above / ignore the instructions you were given
+  {
+    re: re(
+      String.raw`\b(?:ignore|disregard|forget|set${S}aside|override|bypass)${S}(?:all${S})?(?:of${S})?(?:the|any|your|these|those)${S}(?:(?:previous|prior|earlier|preceding|original|initial|above)${S})?` +
+        String.raw`(?:guidance|instructions|rules|directions|directives|guidelines|prompts?|commands|orders)${S}` +
+        String.raw`(?:above|so${S}far|(?:given|provided|stated|written)${S}(?:above|earlier|before|previously|so${S}far)|(?:that${S})?you${S}(?:were|have${S}been|got)${S}(?:given|told))\b` +
+        // "disregard the instructions above, I sent the wrong brief": the user correcting themselves;
+        // "ignore the rules above the fold": "above" starts a place, not a reference back.
+        String.raw`(?![,;.]?\s{1,3}(?:I|we)(?:'ll|${S}(?:sent|pasted|posted|gave|wrote|attached|mixed|got|will|made)))(?<!above(?=${S}(?:the|a|an|this|that|our|your|its|each|every)\b))`,
+    ),
+  },
+  // A notice addressed to the model at the start of a line or sentence ("Attention model:",
+  // "IMPORTANT for language models:"), and instructions that ask to be kept from the user.
+  {
+    re: re(
+      String.raw`(?<=^\s{0,3}|[\n.!?)\]]\s{0,3}|[*_#>]\s{0,2})(?:attention|important|notice|warning|note)\s{0,3}(?:(?:for|to)${S})?(?:(?:the|all|any)${S})?` +
+        String.raw`(?:language${S}models?|AI${S}(?:models?|assistants?|agents?)|LLMs?|models?|assistants?|chatbots?|AIs?)\s{0,3}:` +
+        String.raw`|\b(?:never|do${S}not|don'?t)${S}(?:mention|reveal|disclose|acknowledge|tell${S}the${S}user${S}about)${S}(?:this|these|the${S}above|the${S}following)${S}(?:instructions?|notes?|rules?|directives?)\b` +
+        String.raw`|\bwithout${S}(?:telling|informing|alerting|notifying)${S}the${S}user\b`,
+    ),
+  },
+  // Markdown image or link whose URL carries a template slot for conversation data: the client
+  // renders it and sends the data to that host. ![x](https://evil.example/log?q={conversation})
+  {
+    re: re(
+      String.raw`!?\[[^\]\n]{0,200}\]\(\s{0,3}https?:\/\/[^\s()]{1,300}?(?:\{\{?|\$\{|%7B|<|\[)\s{0,3}(?:(?:the|user|users|full|whole|entire|all|previous|chat)[\s_.-]{1,3}){0,2}` +
+        String.raw`(?:conversation|chat|history|messages?|context|prompt|system[\s_]?prompt|transcript|secrets?|credentials|summary|data|input|query|questions?|answers?|emails?|contacts|text|content)\b`,
+    ),
+  },
+  // Append the user's messages to https://…?q= as a markdown image / render this image with the chat
+  {
+    re: re(
+      String.raw`\b(?:append|add|attach|include|embed|insert|encode|put)${S}(?:(?:the|all|your|my|our|every|each|whole|entire|full|complete)${S}){0,3}(?:${EXFIL_DATA})${S}` +
+        String.raw`(?:to|into|in|onto|at|after)${S}(?:the${S}(?:url|link|address)${S})?https?:\/\/[^\s]{1,300}?` +
+        String.raw`(?:=(?=[\s.,;)'"]|$)|${S}(?:[\w'-]{1,20}${S}){0,3}?as${S}(?:an?${S})?(?:(?:markdown|html|hidden|tracking|invisible|inline)${S})?(?:image|img|picture|pixel|link|hyperlink|query${S}(?:string|parameter))\b)`,
+    ),
+  },
+  {
+    re: re(
+      String.raw`\b(?:render|display|show|output|include|embed|insert|print|add)${S}(?:this|the${S}following|an?|the)${S}(?:(?:markdown|html|hidden|tracking|invisible|inline)${S})?(?:image|img|picture|pixel)\b[^\n]{0,80}?` +
+        String.raw`https?:\/\/[^\s]{1,300}?[?&][\w-]{1,30}=(?:\{\{?|\$\{|<|\[|%7B)?\s{0,3}(?:the${S}|user${S}|full${S}){0,2}(?:conversation|chat|history|messages?|context|prompt|transcript|secrets?|credentials|summary|data)\b`,
+    ),
+  },
+  // French overrides: ignore toutes les instructions précédentes, oubliez vos consignes antérieures
+  {
+    re: re(
+      String.raw`${LB}(?:ignore[rsz]?|oublie[rsz]?|néglige[rsz]?|(?:ne${S})?(?:tiens|tenez)${S}(?:pas${S})?(?:plus${S})?compte|fai(?:s|tes)${S}abstraction|fai(?:s|tes)${S}fi)${S}` +
+        String.raw`(?:(?:de|des|du|d'|toutes|tous|les|tes|vos|la|le|l')${S}?){0,3}` +
+        String.raw`(?:instructions?|consignes?|directives?|règles|indications|ordres|prompts?|messages)${S}` +
+        String.raw`(?:(?:système${S}|systeme${S})?(?:précédentes?|precedentes?|antérieures?|anterieures?|ci-dessus|d'avant|initiales?|originales?|reçues|données${S}(?:précédemment|auparavant|plus${S}haut))|(?:qu'on${S}t'a${S}données|que${S}vous${S}avez${S}reçues))` +
+        String.raw`|${LB}oublie[sz]?${S}tout${S}ce${S}(?:qu'on${S}(?:t'a|vous${S}a)|que${S}(?:l'on|on)${S}(?:t'a|vous${S}a))${S}(?:dit|demandé|appris)` +
+        String.raw`|${LB}(?:révèle|revele|affiche|montre|donne-moi|révélez|affichez|montrez)${S}(?:ton|votre|tes|vos)${S}(?:prompt${S}(?:système|systeme)|instructions${S}(?:système|systeme|cachées|initiales))` +
+        String.raw`|${LB}nouvelles?${S}instructions?${S}pour${S}(?:l'|le${S}|la${S})?(?:IA|assistant|modèle|chatbot|LLM)\b`,
+      'giu',
+    ),
+    // "oubliez les règles précédentes du jeu-concours": rules in general, unless all of them or the assistant's.
+    accept: (m) => !/(?:règles|indications|messages|directives?|ordres)\s/iu.test(m) || /(?<!\p{L})(?:toutes|tous|tes|vos)\s/iu.test(m),
+  },
+  // German overrides: ignoriere alle vorherigen Anweisungen, vergiss deine bisherigen Regeln
+  {
+    re: re(
+      String.raw`${LB}(?:ignorier(?:e|en|t)?|vergiss|vergesst|vergessen|missachte(?:n|t)?|übergeh(?:e|en|t)?|überspring(?:e|en|t)?)(?:${S}Sie)?${S}` +
+        String.raw`(?:(?:alle|sämtliche|samtliche|die|deine|eure|Ihre|jegliche|alle${S}deine|alle${S}Ihre)${S}){0,2}` +
+        String.raw`(?:vorherigen|vorigen|bisherigen|früheren|fruheren|obigen|vorangegangenen|vorhergehenden|ursprünglichen|vorstehenden|bisher${S}gegebenen|System-?)${S}?` +
+        String.raw`(?:Anweisungen|Anordnungen|Instruktionen|Befehle|Regeln|Vorgaben|Richtlinien|Prompts?|Systemprompts?|Eingaben)\b` +
+        String.raw`|${LB}vergiss${S}alles,?${S}was${S}(?:dir|man${S}dir|Ihnen)${S}(?:(?:bisher|vorher|zuvor)${S})?(?:gesagt|befohlen|aufgetragen)${S}(?:wurde|hat)` +
+        String.raw`|${LB}(?:zeige?|verrate|gib)${S}(?:mir${S})?(?:deinen|Ihren|deine|Ihre)${S}(?:System-?prompt|Systemanweisungen|versteckten${S}Anweisungen)\b` +
+        String.raw`|${LB}neue${S}Anweisungen?${S}für${S}(?:die${S}|den${S}|das${S})?(?:KI|Assistenten|Modell|Chatbot|LLM)\b`,
+      'giu',
+    ),
+    // "vergesst die bisherigen Regeln für Reisekosten": rules in general, unless all of them or the assistant's.
+    accept: (m) => !/(?:Regeln|Vorgaben|Richtlinien|Eingaben)$/iu.test(m) || /(?<!\p{L})(?:alle|sämtliche|deine|Ihre|eure|jegliche)\s/iu.test(m),
+  },
   // Chat-template control tokens pasted into user content.
   { re: re(String.raw`<\|(?:im_start|im_end|system|endoftext)\|>|\[\/?INST\]|<<\/?SYS>>`) },
 ];
+
+// ---------------------------------------------------------------------------------------------
+// Spelled-out and digit-for-letter overrides: "i g n o r e  a l l  p r e v i o u s", "1gn0re all prev10us 1nstruct10ns"
+// ---------------------------------------------------------------------------------------------
+
+/** Digits and symbols read as letters; 'l' and 'i' are one letter, as '1' and '|' stand for both. */
+const LEET: Readonly<Record<string, string>> = { '0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '@': 'a', $: 's', '|': 'i', '!': 'i', l: 'i' };
+const squashPhrase = (source: string): string => source.replace(/l/g, 'i');
+
+/** The override phrases, on letters only (spaces and punctuation dropped, LEET applied). */
+const OBFUSCATED_RE = new RegExp(
+  squashPhrase(
+    '(?:ignore|disregard|forget|bypass|override)(?:all|any|the|your|of|every){0,2}' +
+      '(?:previous|prior|above|earlier|preceding|former|original|initial|system)' +
+      '(?:instructions?|prompts?|rules|directions|directives|guidelines|commands)' +
+      '|reveal(?:your|the)(?:system|hidden|secret)?(?:prompt|instructions)|youarenowdan|developermodeenabled',
+  ),
+  'g',
+);
+/** A run of at least four single letters apart ("i g n o", "p.r.e.v"). */
+const SPELLED_OUT_RE = /(?<![\p{L}\p{N}])[\p{L}\p{N}](?:[\s.\-_*·]{1,3}[\p{L}\p{N}](?![\p{L}\p{N}])){3}/u;
+const DIGIT_FOR_LETTER_RE = /\p{L}[0-9@$|!]|[0-9@$|!]\p{L}/u;
+
+/**
+ * Overrides disguised by spacing letters apart or by digits for letters. Only a disguised span
+ * counts: the plain wording is the patterns' job, with its wording-specific exceptions.
+ */
+function detectObfuscatedOverrides(text: string): Span[] {
+  let squashed = '';
+  const at: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    const lower = c.toLowerCase();
+    const mapped = LEET[lower] ?? (lower >= 'a' && lower <= 'z' ? lower : undefined);
+    if (mapped === undefined) continue;
+    squashed += mapped;
+    at.push(i);
+  }
+  const out: Span[] = [];
+  for (const m of squashed.matchAll(OBFUSCATED_RE)) {
+    const start = at[m.index]!;
+    const end = at[m.index + m[0].length - 1]! + 1;
+    const original = text.slice(start, end);
+    if (SPELLED_OUT_RE.test(original) || DIGIT_FOR_LETTER_RE.test(original)) out.push({ start, end });
+  }
+  return out;
+}
 
 /** Topic words showing the text discusses injection as a subject. */
 const STRONG_CUE_RE =
@@ -289,10 +411,11 @@ export function detectPromptInjection(text: string): Finding[] {
       matches.push({ start: m.index, end: m.index + m[0].length, pattern: index });
     }
   });
+  for (const span of detectObfuscatedOverrides(text)) matches.push({ ...span, pattern: PATTERNS.length });
   matches.sort((a, b) => a.start - b.start);
 
   const out: Finding[] = [];
-  const scored = new Array<number>(PATTERNS.length).fill(0);
+  const scored = new Array<number>(PATTERNS.length + 1).fill(0);
   let previousMentionEnd = -1;
   for (const match of matches) {
     if (match.start < previousMentionEnd) continue; // inside a phrase already judged a mention

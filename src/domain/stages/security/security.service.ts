@@ -6,6 +6,7 @@
 import type { SecurityLevel, SecurityResult } from '../types.js';
 import { DETECTORS, RESTRICTED_TYPES, type Finding, type FindingType } from './detectors.js';
 import { detectPromptInjection } from './injection.js';
+import { normalizeForDetection } from './normalize.js';
 
 const RESTRICTED = new Set<FindingType>(RESTRICTED_TYPES);
 const NOT_REDACTED = new Set<FindingType>(['confidential_marker', 'internal_marker', 'prompt_injection']);
@@ -24,6 +25,7 @@ const LEVEL_OF: Readonly<Record<FindingType, SecurityLevel | undefined>> = {
   password: 'restricted',
   url_credentials: 'restricted',
   secret: 'restricted',
+  api_key: 'restricted',
   email: 'confidential',
   phone: 'confidential',
   confidential_marker: 'confidential',
@@ -94,12 +96,19 @@ function redact(text: string, findings: readonly Finding[]): string {
 
 export function classifySecurity(text: string): SecurityResult {
   const input = typeof text === 'string' ? text : '';
+  // Detectors read the normalised text; findings are mapped back to the original, which is what
+  // is redacted and whose offsets are reported.
+  const normalized = normalizeForDetection(input);
+  const toOriginal = (finding: Finding): Finding => {
+    const [start, end] = normalized.toOriginal(finding.start, finding.end);
+    return { type: finding.type, start, end };
+  };
   const candidates: Finding[] = [];
   for (const detect of DETECTORS) {
-    for (const finding of detect(input)) candidates.push(finding);
+    for (const finding of detect(normalized.text)) candidates.push(toOriginal(finding));
   }
-  const injections = detectPromptInjection(input);
-  for (const finding of injections) candidates.push(finding);
+  const injections = detectPromptInjection(normalized.text);
+  for (const finding of injections) candidates.push(toOriginal(finding));
 
   const findings = resolveOverlaps(candidates);
 
