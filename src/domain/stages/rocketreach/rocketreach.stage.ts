@@ -9,6 +9,12 @@
  *   user did ask for a contact, there is simply nobody to look up (and `skipped` would read as "not
  *   applicable"). It is still `not_configured` when no client is wired.
  *
+ * - An explicit request whose name, employer or title carries a secret, restricted data or instructions
+ *   (the security detectors) is not looked up; none left gives `skipped` with `reason: 'contact_blocked'`.
+ *   Whether the message itself may cause a call is the engine stage's decision (the security verdict).
+ * - Every profile is gated before it is returned or cached, and a cached one again when read
+ *   (`gateContact`): instructions in its name, title or employer drop it (counted in `dropped`).
+ *
  * Results: `not_configured` when there is no client (nothing is called), `completed` with the contacts
  * found, `not_found` when none was. At most five distinct lookups per run, one after another. Each lookup is
  * cached per organization under its normalised name|employer|title; only `completed`/`not_found` outcomes
