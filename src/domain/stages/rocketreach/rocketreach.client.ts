@@ -310,7 +310,7 @@ export function createRocketReachClient(options: RocketReachClientOptions): Rock
       try {
         body = JSON.parse(text);
       } catch {
-        // keep the raw text for the error message
+        // kept as text: it only classifies the error (credits), it is never put in a message
       }
     }
     if (response.status === 429) {
