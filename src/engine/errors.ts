@@ -6,7 +6,8 @@ import type { StageDefinitionData } from './stage.js';
 
 /** What is stored and shown of an error: a stable code and a message, never a stack. */
 export function describeError(error: unknown): StepError {
-  if (error instanceof StageError) return { code: error.code, message: error.message };
+  // A stage's message may quote what a provider answered: it goes through the same detectors as logs.
+  if (error instanceof StageError) return { code: error.code, message: safeErrorMessage(error).slice(0, 500) };
   if (error instanceof Error && (error.name === 'AbortError' || error.name === 'APIUserAbortError')) {
     return { code: 'aborted', message: 'the job was aborted' };
   }

@@ -19,6 +19,12 @@ export interface StageDefinitionData<N extends string = string> {
   /** The queue that carries its jobs, also its `--queues` name. */
   readonly queue: string;
   readonly dependsOn: readonly string[];
+  /**
+   * Dependencies its settleLocally does without: the step may be settled at once with another
+   * dependency's step before these finish (settleLocally then answers undefined when it needs them,
+   * and the step waits for every dependency as usual).
+   */
+  readonly settlesWithout?: readonly string[];
   readonly attempts: number;
   /** Exponential backoff: delay before retry n (1-based) is baseDelayMs * 2^(n-1). */
   readonly backoff: { readonly baseDelayMs: number };

@@ -71,7 +71,8 @@ export function createSteps<C extends AnyCatalog>(deps: { catalog: C; runs: RunS
 
   /**
    * The dependents that this result lets be settled without an external call — each pending
-   * stage whose only dependency in the run is this step, and whose settleLocally answers — are
+   * stage whose only dependency in the run is this step (apart from those it settles without,
+   * `settlesWithout`), and whose settleLocally answers — are
    * stored in the same statement as this step, rather than spending a job or a read on them.
    */
   async function settleAtOnce(step: LoadedStep<S>, result: unknown): Promise<StepCompletion<S>[]> {
@@ -80,7 +81,7 @@ export function createSteps<C extends AnyCatalog>(deps: { catalog: C; runs: RunS
     for (const name of Object.keys(catalog) as S[]) {
       const dependent = catalog[name]!;
       if (!dependent.settleLocally || states[name] !== 'pending' || !dependent.dependsOn.includes(step.stage)) continue;
-      if (dependent.dependsOn.some((dep) => dep !== step.stage && states[dep] !== undefined)) continue;
+      if (dependent.dependsOn.some((dep) => dep !== step.stage && states[dep] !== undefined && !dependent.settlesWithout?.includes(dep))) continue;
       const loadedAt = new Date();
       const input = stageInput<Record<string, unknown>>({
         ...step,

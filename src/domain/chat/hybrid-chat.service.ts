@@ -9,6 +9,7 @@ import { ChatService, stagesFor, type Actor, type ChatServiceDeps, type Idempote
 import type { JobTransport, JobState, QueueCounts } from '../../engine/ports/job-transport.js';
 import type { RunWaits } from './run-waits.js';
 import { pendingStates } from '../../engine/engine.js';
+import { classifySecurity } from '../stages/security/security.service.js';
 
 export interface AcceptedDocument {
   status: 'accepted';
@@ -234,9 +235,14 @@ export class HybridChatService extends ChatService {
   }
 }
 
-/** A thread title from the message's start: whitespace folded, at most 80 characters (whole code points). */
+/**
+ * A thread title from the message's start: whitespace folded, at most 80 characters (whole code
+ * points). Titles are listed everywhere, so secrets and personal data are redacted first — on
+ * the whole message, so that a number cut at the 80th character is still recognised.
+ */
 function titleFrom(message: string): string {
-  return Array.from(message.replace(/\s+/g, ' ').trim()).slice(0, 80).join('') || 'New conversation';
+  const redacted = classifySecurity(message).redactedContent;
+  return Array.from(redacted.replace(/\s+/g, ' ').trim()).slice(0, 80).join('') || 'New conversation';
 }
 
 function stepState(step: Step): string {

@@ -86,6 +86,10 @@ export interface RocketReachResult {
   /** Present when served from the per-organization cache. */
   cached?: boolean;
   error?: string;
+  /** Why nothing was looked up (`skipped`): the message or a requested contact is kept from external services. */
+  reason?: 'message_blocked' | 'security_unavailable' | 'contact_blocked';
+  /** Contacts withheld because a field carried instructions aimed at the assistant; their text is never repeated. */
+  dropped?: number;
 }
 
 export interface ChatTurn {

@@ -32,7 +32,9 @@ describe('stage order, derived from the dependencies', () => {
     expect(readyStages(CATALOG, { intent: 'failed', security: 'completed', rocketreach: 'pending', openai: 'pending' })).toEqual(['rocketreach']);
     // rag not included: the LLM does not wait for it.
     expect(readyStages(CATALOG, { intent: 'completed', security: 'completed', rocketreach: 'cancelled', openai: 'pending' })).toEqual(['openai']);
-    expect(readyDependents(CATALOG, { intent: 'completed', security: 'active', rag: 'pending', rocketreach: 'pending', openai: 'pending' }, ['intent'])).toEqual(['rocketreach']);
+    // The contact lookup waits for the security verdict as well as for the intent.
+    expect(readyDependents(CATALOG, { intent: 'completed', security: 'active', rag: 'pending', rocketreach: 'pending', openai: 'pending' }, ['intent'])).toEqual([]);
+    expect(readyDependents(CATALOG, { intent: 'completed', security: 'completed', rag: 'active', rocketreach: 'pending', openai: 'pending' }, ['security'])).toEqual(['rocketreach']);
   });
 
   it('includes a stage by its own rule (includedWhen), not by its name', () => {

@@ -52,6 +52,19 @@ describe('skip rules: a step settled locally spends no job', () => {
     expect(lookup.calls).toBe(1);
   });
 
+  it('waits for the security verdict before a lookup that needs the API, and calls nothing for a blocked message', async () => {
+    const lookup = countingLookup();
+    const h = createHarness(CATALOG, localServices({ rocketreach: lookup }));
+    const id = randomUUID();
+    await h.runs.create({ id, orgId: h.orgId, threadId: h.thread(), userId: randomUUID(), source: 'comprehensive', driver: 'queue', content: 'Who is she? my card is 4111 1111 1111 1111', options: { contacts: [{ name: 'Sarah Chen' }] }, stages: ['intent', 'security', 'rag', 'rocketreach', 'openai'] });
+    await h.transport.enqueue(id, h.orgId, ['intent'], { fanout: ['security', 'rag'] });
+    await h.transport.idle();
+    expect((await h.document(id)).results.rocketreach).toEqual({ status: 'skipped', contacts: [], reason: 'message_blocked' });
+    // Settled once the verdict was in: no job, no call.
+    expect(h.transport.added()).not.toContain(`${id}.rocketreach`);
+    expect(lookup.calls).toBe(0);
+  });
+
   it('skips the lookup when contact enrichment is switched off, whatever was asked', async () => {
     const lookup = countingLookup();
     const h = createHarness(CATALOG, localServices({ rocketreach: lookup }));

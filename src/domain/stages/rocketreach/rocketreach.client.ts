@@ -137,6 +137,17 @@ function serverMessage(body: unknown): string {
   return '';
 }
 
+/**
+ * What of an error body may go into a stored message: a short machine code, if the body has one.
+ * The body's text is left out — a provider that repeats the request echoes the caller's data back.
+ */
+function serverCode(body: unknown): string {
+  if (!body || typeof body !== 'object') return '';
+  const record = body as Record<string, unknown>;
+  const code = str(record.code) ?? str(record.error_code) ?? (typeof record.code === 'number' ? String(record.code) : undefined);
+  return code && /^[A-Za-z0-9_.-]{1,40}$/.test(code) ? code : '';
+}
+
 function gradeRank(grade: unknown): number {
   const index = typeof grade === 'string' ? GRADE_ORDER.indexOf(grade.trim().toUpperCase()) : -1;
   return index === -1 ? GRADE_ORDER.length : index;
@@ -299,7 +310,7 @@ export function createRocketReachClient(options: RocketReachClientOptions): Rock
       try {
         body = JSON.parse(text);
       } catch {
-        // keep the raw text for the error message
+        // kept as text: it only classifies the error (credits), it is never put in a message
       }
     }
     if (response.status === 429) {
@@ -321,10 +332,10 @@ export function createRocketReachClient(options: RocketReachClientOptions): Rock
   /** Maps a non-2xx, non-404, non-429 response to a StageError. */
   function httpError(result: HttpResult, path: string): StageError {
     const { status, body } = result;
-    // Defensive: never let an echoed key reach an error message (and from there a log).
-    const detail = apiKey ? serverMessage(body).split(apiKey).join('[redacted]') : serverMessage(body);
-    const suffix = detail ? `: ${detail}` : '';
-    const creditProblem = /credit|quota|payment|balance/i.test(detail);
+    // The body's text only classifies the error; the stored message keeps the status and a code.
+    const code = serverCode(body);
+    const suffix = code ? ` (code ${code})` : '';
+    const creditProblem = /credit|quota|payment|balance/i.test(serverMessage(body));
     if (status === 402 || (status === 403 && creditProblem)) {
       return new StageError('insufficient_credits', `RocketReach account has no lookup credits left (${status})${suffix}`, {
         permanent: true,

@@ -9,6 +9,12 @@
  *   user did ask for a contact, there is simply nobody to look up (and `skipped` would read as "not
  *   applicable"). It is still `not_configured` when no client is wired.
  *
+ * - An explicit request whose name, employer or title carries a secret, restricted data or instructions
+ *   (the security detectors) is not looked up; none left gives `skipped` with `reason: 'contact_blocked'`.
+ *   Whether the message itself may cause a call is the engine stage's decision (the security verdict).
+ * - Every profile is gated before it is returned or cached, and a cached one again when read
+ *   (`gateContact`): instructions in its name, title or employer drop it (counted in `dropped`).
+ *
  * Results: `not_configured` when there is no client (nothing is called), `completed` with the contacts
  * found, `not_found` when none was. At most five distinct lookups per run, one after another. Each lookup is
  * cached per organization under its normalised name|employer|title; only `completed`/`not_found` outcomes
@@ -16,8 +22,12 @@
  * from the cache. Errors propagate: a StageError with `permanent` fails the step at once, anything else is
  * retried by the driver (lookups that succeeded before the error are already cached).
  */
-import type { IntentResult, RocketReachResult, Contact } from '../types.js';
+import type { IntentResult, RocketReachResult, Contact, SecurityResult } from '../types.js';
+import { classifySecurity } from '../security/security.service.js';
 import type { PersonQuery, RocketReachClient } from './rocketreach.client.js';
+
+/** The detectors the contacts go through (the security stage's). */
+export type ContactScan = (text: string) => SecurityResult;
 
 export interface ContactCache {
   get(orgId: string, key: string): Promise<RocketReachResult | undefined>;
@@ -72,15 +82,26 @@ function toRequest(name: string | undefined, employer: string | undefined, title
   return request;
 }
 
-type Plan = { kind: 'skipped' } | { kind: 'nobody' } | { kind: 'lookup'; requests: ContactRequest[] };
+type Plan = { kind: 'skipped' } | { kind: 'blocked' } | { kind: 'nobody' } | { kind: 'lookup'; requests: ContactRequest[] };
 
-function plan(input: RocketReachStageInput): Plan {
+/** Whether a verdict keeps text from external services: restricted, unsafe or carrying instructions. */
+export function keptFromExternal(verdict: SecurityResult): boolean {
+  return verdict.level === 'restricted' || !verdict.safe || verdict.promptInjection;
+}
+
+/** A requested contact goes out only if none of its fields carries a secret, restricted data or instructions. */
+function mayLookUp(request: ContactRequest, scan: ContactScan): boolean {
+  return [request.name, request.employer, request.title].every((field) => field === undefined || !keptFromExternal(scan(field)));
+}
+
+function plan(input: RocketReachStageInput, scan: ContactScan): Plan {
   const explicit = (input.contacts ?? [])
     .map((c) => toRequest(c.name, c.employer, c.title))
     .filter((c): c is ContactRequest => c !== undefined);
   let requests: ContactRequest[];
   if (explicit.length > 0) {
-    requests = explicit;
+    requests = explicit.filter((request) => mayLookUp(request, scan));
+    if (requests.length === 0) return { kind: 'blocked' };
   } else {
     if (input.intent?.category !== 'contact_lookup') return { kind: 'skipped' };
     const entities = input.intent.entities;
@@ -100,28 +121,73 @@ function plan(input: RocketReachStageInput): Plan {
   return { kind: 'lookup', requests: unique };
 }
 
-export function createRocketReachStage(deps: { client: RocketReachClient | undefined; cache: ContactCache }): RocketReachStage {
+/** The result of a lookup kept from RocketReach: nothing was sent. */
+export function skippedFor(reason: NonNullable<RocketReachResult['reason']>): RocketReachResult {
+  return { status: 'skipped', contacts: [], reason };
+}
+
+/** Not a field that may go to the model: instructions aimed at the assistant, or anything but contact data. */
+function unfit(value: string, scan: ContactScan, allowed: readonly string[]): boolean {
+  const verdict = scan(value);
+  return verdict.promptInjection || verdict.findings.some((finding) => !allowed.includes(finding.type));
+}
+
+/**
+ * A directory profile as it may reach the prompt: a contact whose name, title or employer carries
+ * instructions is dropped (undefined); other secrets in them are redacted; an email, phone or
+ * LinkedIn address that carries anything but itself is left out.
+ */
+export function gateContact(contact: Contact, scan: ContactScan): Contact | undefined {
+  const identity = [contact.name, contact.title, contact.employer].map((field) => (field === undefined ? undefined : scan(field)));
+  if (identity.some((verdict) => verdict?.promptInjection)) return undefined;
+  const [name, title, employer] = identity;
+  const gated: Contact = {
+    name: name!.redactedContent,
+    emails: contact.emails.filter((email) => !unfit(email, scan, ['email'])),
+    phones: contact.phones.filter((phone) => !unfit(phone, scan, ['phone'])),
+  };
+  if (title) gated.title = title.redactedContent;
+  if (employer) gated.employer = employer.redactedContent;
+  if (contact.linkedinUrl && !unfit(contact.linkedinUrl, scan, [])) gated.linkedinUrl = contact.linkedinUrl;
+  return gated;
+}
+
+function gateResult(result: RocketReachResult, scan: ContactScan): RocketReachResult {
+  const contacts = result.contacts.map((contact) => gateContact(contact, scan)).filter((c): c is Contact => c !== undefined);
+  const dropped = result.contacts.length - contacts.length + (result.dropped ?? 0);
+  const gated: RocketReachResult = { ...result, contacts };
+  if (dropped > 0) gated.dropped = dropped;
+  return gated;
+}
+
+export function createRocketReachStage(deps: { client: RocketReachClient | undefined; cache: ContactCache; scan?: ContactScan }): RocketReachStage {
   const { client, cache } = deps;
+  const scan = deps.scan ?? classifySecurity;
   return {
     needsApi(input) {
-      const p = plan(input);
+      const p = plan(input, scan);
       return p.kind === 'lookup' && client !== undefined;
     },
 
     async run(input, signal) {
-      const p = plan(input);
+      const p = plan(input, scan);
       if (p.kind === 'skipped') return { status: 'skipped', contacts: [] };
       if (!client) return { status: 'not_configured', contacts: [] };
+      if (p.kind === 'blocked') return skippedFor('contact_blocked');
       if (p.kind === 'nobody') return { status: 'not_found', contacts: [] };
 
       const contacts: Contact[] = [];
+      let dropped = 0;
       let allCached = true;
       for (const request of p.requests) {
         signal?.throwIfAborted();
         const key = contactCacheKey(request);
         const hit = await cache.get(input.orgId, key);
         if (hit && (hit.status === 'completed' || hit.status === 'not_found')) {
-          contacts.push(...hit.contacts);
+          // Gated again when read: an entry stored before the gate, or under older detectors.
+          const gatedHit = gateResult(hit, scan);
+          contacts.push(...gatedHit.contacts);
+          dropped += gatedHit.dropped ?? 0;
           continue;
         }
         allCached = false;
@@ -129,14 +195,14 @@ export function createRocketReachStage(deps: { client: RocketReachClient | undef
         if (request.employer) query.currentEmployer = request.employer;
         if (request.title) query.title = request.title;
         const contact = await client.lookupPerson(query, signal);
-        const result: RocketReachResult = contact
-          ? { status: 'completed', contacts: [contact] }
-          : { status: 'not_found', contacts: [] };
+        const result = gateResult(contact ? { status: 'completed', contacts: [contact] } : { status: 'not_found', contacts: [] }, scan);
         await cache.set(input.orgId, key, result);
         contacts.push(...result.contacts);
+        dropped += result.dropped ?? 0;
       }
       const result: RocketReachResult = { status: contacts.length > 0 ? 'completed' : 'not_found', contacts };
       if (allCached) result.cached = true;
+      if (dropped > 0) result.dropped = dropped;
       return result;
     },
   };
