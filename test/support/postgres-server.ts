@@ -20,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { ensureDatabaseExists, openDatabase, runMigrations } from '../../src/adapters/postgres/client.js';
 import { atTestProcessEnd } from './cleanup.js';
 import { freePort } from './ports.js';
+import { waitForOutput } from './server-output.js';
 
 const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
 
@@ -140,32 +141,7 @@ export async function startPostgresServer(options: PostgresServerOptions = {}): 
     const proc = spawn(join(PG_BIN, 'postgres'), args, { stdio: ['ignore', 'pipe', 'pipe'], ...(identity ?? {}) });
     child = proc;
     exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-    let output = '';
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => fail(new Error(`postgres on ${port}: not ready within ${readyTimeoutMs} ms\n${output}`)), readyTimeoutMs);
-      const onData = (chunk: Buffer) => {
-        output = (output + chunk.toString()).slice(-8192);
-        if (output.includes('database system is ready to accept connections')) finish();
-      };
-      const onExit = (code: number | null) => fail(new Error(`postgres on ${port} exited (${code}) before it was ready\n${output}`));
-      const cleanup = () => {
-        clearTimeout(timer);
-        proc.off('exit', onExit);
-      };
-      const finish = () => {
-        cleanup();
-        resolve();
-      };
-      const fail = (error: Error) => {
-        cleanup();
-        proc.kill('SIGKILL');
-        reject(error);
-      };
-      // Both pipes keep being read, so a chatty server never blocks on a full pipe.
-      proc.stdout!.on('data', onData);
-      proc.stderr!.on('data', onData);
-      proc.once('exit', onExit);
-    });
+    await waitForOutput(proc, 'database system is ready to accept connections', `postgres on ${port}`, readyTimeoutMs);
   };
 
   const isRunning = () => child !== undefined && child.exitCode === null && child.signalCode === null;

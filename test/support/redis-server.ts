@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { atTestProcessEnd } from './cleanup.js';
 import { freePort } from './ports.js';
+import { waitForOutput } from './server-output.js';
 
 export interface RedisServerOptions {
   /** Keep an append-only file (fsynced on every write), so that data survives `kill()` + `restart()`. */
@@ -58,34 +59,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;
     exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-    let output = '';
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => fail(new Error(`redis-server on ${port}: not ready within ${readyTimeoutMs} ms\n${output}`)), readyTimeoutMs);
-      const onData = (chunk: Buffer) => {
-        output = (output + chunk.toString()).slice(-4096);
-        if (output.includes('Ready to accept connections')) finish();
-      };
-      const onExit = (code: number | null) => fail(new Error(`redis-server on ${port} exited (${code}) before it was ready\n${output}`));
-      const cleanup = () => {
-        clearTimeout(timer);
-        proc.stdout!.off('data', onData);
-        proc.off('exit', onExit);
-      };
-      const finish = () => {
-        cleanup();
-        // Later output is not needed, but the pipe must keep draining.
-        proc.stdout!.resume();
-        resolve();
-      };
-      const fail = (error: Error) => {
-        cleanup();
-        proc.kill('SIGKILL');
-        reject(error);
-      };
-      proc.stdout!.on('data', onData);
-      proc.stderr!.on('data', onData);
-      proc.once('exit', onExit);
-    });
+    await waitForOutput(proc, 'Ready to accept connections', `redis-server on ${port}`, readyTimeoutMs);
   };
 
   const isRunning = () => child !== undefined && child.exitCode === null && child.signalCode === null;
