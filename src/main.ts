@@ -4,7 +4,7 @@ import type { App } from './http/types.js';
 import { bootstrapOrganization } from './admin/bootstrap.js';
 import type { Config } from './config.js';
 import { createContainer } from './container.js';
-import { ensureDatabaseExists, openDatabase, runMigrations } from './adapters/postgres/client.js';
+import { prepareDatabaseAt } from './adapters/postgres/client.js';
 import type { TenancyRepository } from './adapters/postgres/repositories/tenancy.repository.js';
 import { stageOrder } from './engine/dag.js';
 import type { StageName } from './engine/catalog.js';
@@ -15,13 +15,7 @@ export type Role = 'all' | 'api' | 'worker';
 
 /** Creates the database when missing and applies the committed migrations. */
 export async function prepareDatabase(config: Readonly<Config>, logger: Logger): Promise<void> {
-  if (await ensureDatabaseExists(config.database.url)) logger.info('created the database');
-  const database = openDatabase(config.database.url, { poolMax: 1 });
-  try {
-    await runMigrations(database);
-  } finally {
-    await database.close();
-  }
+  if (await prepareDatabaseAt(config.database.url)) logger.info('created the database');
 }
 
 export interface RunningServer {

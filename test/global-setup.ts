@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { ensureDatabaseExists, openDatabase, quoteIdentifier, runMigrations } from '../src/adapters/postgres/client.js';
+import { prepareDatabaseAt, quoteIdentifier } from '../src/adapters/postgres/client.js';
 import { testDatabaseUrl } from './support/database.js';
 
 /**
@@ -11,14 +11,7 @@ export default async function setup(): Promise<() => Promise<void>> {
   const template = `honeyjar_test_template_${process.pid}`;
   process.env.HONEYJAR_TEST_TEMPLATE = template;
   await dropDatabase(template);
-  const url = testDatabaseUrl(template);
-  await ensureDatabaseExists(url);
-  const database = openDatabase(url, { poolMax: 1 });
-  try {
-    await runMigrations(database);
-  } finally {
-    await database.close();
-  }
+  await prepareDatabaseAt(testDatabaseUrl(template));
   return () => dropDatabase(template);
 }
 

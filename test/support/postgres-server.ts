@@ -17,7 +17,7 @@ import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ensureDatabaseExists, openDatabase, runMigrations } from '../../src/adapters/postgres/client.js';
+import { prepareDatabaseAt } from '../../src/adapters/postgres/client.js';
 import { atTestProcessEnd } from './cleanup.js';
 import { freePort } from './ports.js';
 import { waitForOutput } from './server-output.js';
@@ -162,13 +162,7 @@ export async function startPostgresServer(options: PostgresServerOptions = {}): 
     },
     async createDatabase(name = `honeyjar_${randomBytes(6).toString('hex')}`) {
       const url = handle.url(name);
-      await ensureDatabaseExists(url);
-      const database = openDatabase(url, { poolMax: 1 });
-      try {
-        await runMigrations(database);
-      } finally {
-        await database.close();
-      }
+      await prepareDatabaseAt(url);
       return url;
     },
     async crash() {

@@ -75,6 +75,18 @@ export async function runMigrations(database: Database): Promise<void> {
   }
 }
 
+/** Creates the database if it is missing and applies the migrations; true when it was created. */
+export async function prepareDatabaseAt(url: string): Promise<boolean> {
+  const created = await ensureDatabaseExists(url);
+  const database = openDatabase(url, { poolMax: 1 });
+  try {
+    await runMigrations(database);
+  } finally {
+    await database.close();
+  }
+  return created;
+}
+
 export function quoteIdentifier(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
