@@ -1,9 +1,9 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Container } from '../container.js';
 import type { StageName } from '../engine/catalog.js';
 import { cancelChannel, subscribeToCancellations } from '../adapters/redis/cancellation.js';
-import { closeRedis, createRedisConnection, waitUntilReady } from '../adapters/redis/connections.js';
+import { closeRedis, createRedisConnection, describeRedis, waitUntilReady } from '../adapters/redis/connections.js';
 import { createReconciler } from '../engine/reconciler.js';
 import { queueNames } from '../adapters/bullmq/job-options.js';
 import { advisoryLead, RECONCILER_LOCK_ID } from '../adapters/postgres/advisory-lock.js';
@@ -33,7 +33,7 @@ export async function startQueueSystem(container: Container, stages: readonly St
   logger.info('Initializing queue system...');
   try {
     await waitUntilReady(container.redis, 3_000);
-    logger.info(`Connected to Redis (${new URL(config.redis.url).host})`);
+    logger.info(`Connected to ${describeRedis(config.redis)}`);
     await setGlobalConcurrencies(container);
   } catch {
     logger.warn('Redis is unreachable: serving in degraded mode (the pipeline runs in-process) until it returns');
@@ -43,11 +43,11 @@ export async function startQueueSystem(container: Container, stages: readonly St
     });
   }
 
-  let workerConnection: Redis | undefined;
-  let subscriber: Redis | undefined;
+  let workerConnection: Redis | Cluster | undefined;
+  let subscriber: Redis | Cluster | undefined;
   let workers: StartedWorkers | undefined;
   if (stages.length > 0) {
-    workerConnection = createRedisConnection(config.redis.url, 'worker', logger);
+    workerConnection = createRedisConnection(config.redis, 'worker', logger);
     workers = startWorkers({
       config,
       stages,
@@ -58,7 +58,7 @@ export async function startQueueSystem(container: Container, stages: readonly St
       metrics: container.monitoring.jobObserver(container.heartbeat),
     });
     container.monitoring.trackWorkers(workers.workers);
-    subscriber = createRedisConnection(config.redis.url, 'subscriber', logger);
+    subscriber = createRedisConnection(config.redis, 'subscriber', logger);
     // Subscribing waits for Redis; the start does not.
     void subscribeToCancellations(subscriber, cancelChannel(config.queue.prefix), [...workers.workers.values()], logger).catch(() => undefined);
   }
