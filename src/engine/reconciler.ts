@@ -34,14 +34,10 @@ export function createReconciler<C extends AnyCatalog>(deps: {
   const { catalog, engine, runs, queue, logger } = deps;
 
   async function reconcileRun(run: { id: string; orgId: string; driver: string }): Promise<boolean> {
+    // No queues: the takeover (takeover.ts) drives open runs in-process, under a lease.
+    if (!queue.available()) return false;
     const steps = await runs.steps(run.id);
     const states = Object.fromEntries(steps.map((s) => [s.stage, s.status])) as StepStates<StageOf<C>>;
-    if (!queue.available()) {
-      // No queues: finish it here, as the degraded path would.
-      await runs.setDriver(run.id, 'inline');
-      void engine.inline.drive(run.id, run.orgId, states);
-      return true;
-    }
     if (run.driver !== 'queue') await runs.setDriver(run.id, 'queue');
     // Steps that could be running or waiting: started ones, and pending ones whose turn has come.
     const ready = new Set(readyStages(catalog, states));
@@ -67,13 +63,14 @@ export function createReconciler<C extends AnyCatalog>(deps: {
     return true;
   }
 
-  async function pass(): Promise<number> {
+  async function pass(afterMs = deps.afterMs): Promise<number> {
     let redriven = 0;
-    const candidates = await runs.openRunsOlderThan(deps.afterMs, 200);
-    const inlineCutoff = Date.now() - Math.max(INLINE_GRACE_MS, deps.afterMs);
+    const candidates = await runs.openRunsOlderThan(afterMs, 200);
+    const inlineCutoff = Date.now() - Math.max(INLINE_GRACE_MS, afterMs);
     for (const run of candidates) {
-      if (run.driver === 'inline') {
-        if (engine.inline.holds(run.id)) continue;
+      // A live lease: its holder drives it. An expired one: its holder is gone, no grace is owed.
+      if (run.lease === 'held' || engine.inline.holds(run.id)) continue;
+      if (run.driver === 'inline' && run.lease !== 'expired') {
         const full = await runs.getById(run.id);
         if (!full || full.createdAt.getTime() > inlineCutoff) continue;
       }
@@ -84,9 +81,17 @@ export function createReconciler<C extends AnyCatalog>(deps: {
   }
 
   async function tick(): Promise<number> {
-    return (await deps.lead(pass)) ?? 0;
+    return (await deps.lead(() => pass())) ?? 0;
+  }
+
+  /**
+   * A pass now over every open run, whatever its age: after something that may have lost step
+   * completions (a PostgreSQL restart) rather than at the next sweep. Answers the runs re-driven.
+   */
+  async function reconcileNow(): Promise<number> {
+    return (await deps.lead(() => pass(0))) ?? 0;
   }
 
   const schedule = createPeriodicTask(tick, (err) => logger.warn({ err: { message: (err as Error).message } }, 'reconciler pass failed'));
-  return { tick, start: schedule.start, stop: schedule.stop };
+  return { tick, reconcileNow, start: schedule.start, stop: schedule.stop };
 }
