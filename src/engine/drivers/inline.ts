@@ -11,6 +11,8 @@ export interface InlineDriverOptions {
   maxBackoffMs?: number;
   /** How long a reply waits for the earlier messages of its thread to be answered. */
   turnTimeoutMs?: number;
+  /** The longest pause between two looks of a reply waiting for its turn when a bus wakes it (default 1 s). */
+  slowTurnPollMs?: number;
 }
 
 /** A reply waiting for its turn checks again at least this often when a bus wakes it (a safety net), else every 250 ms. */
@@ -119,7 +121,7 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
       pinged = true;
       run.waiting.get(stage)?.();
     });
-    const cap = deps.bus ? SLOW_TURN_POLL_MS : TURN_POLL_MS;
+    const cap = deps.bus ? (deps.options?.slowTurnPollMs ?? SLOW_TURN_POLL_MS) : TURN_POLL_MS;
     try {
       for (let pause = 10; ; pause = Math.min(pause * 2, cap)) {
         if (run.controller.signal.aborted) return false;
