@@ -41,8 +41,13 @@ export function createReconciler<C extends AnyCatalog>(deps: {
   const { catalog, engine, runs, queue, logger } = deps;
 
   async function reconcileRun(run: { id: string; orgId: string; driver: string }): Promise<boolean> {
-    // No queues: the takeover (takeover.ts) drives open runs in-process, under a lease.
-    if (!queue.available()) return false;
+    // No queues: the takeover (takeover.ts) drives the queues' open runs in-process, under a
+    // lease; an in-process run whose process is gone is handed to it as one of them.
+    if (!queue.available()) {
+      if (run.driver === 'queue') return false;
+      await runs.setDriver(run.id, 'queue');
+      return true;
+    }
     const steps = await runs.steps(run.id);
     const states = Object.fromEntries(steps.map((s) => [s.stage, s.status])) as StepStates<StageOf<C>>;
     if (run.driver !== 'queue') await runs.setDriver(run.id, 'queue');
