@@ -63,6 +63,9 @@ const schema = z.object({
   QUEUE_LOCK_DURATION_MS: z.coerce.number().int().min(500).max(600_000).default(30_000),
   RECONCILE_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   RECONCILE_AFTER_MS: z.coerce.number().int().min(100).max(86_400_000).default(60_000),
+  TAKEOVER_AFTER_MS: z.coerce.number().int().min(100).max(600_000).default(1_000),
+  TAKEOVER_LEASE_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(10_000),
+  PG_RESTART_CHECK_MS: z.coerce.number().int().min(0).max(600_000).default(1_000),
   AUTOSCALE_ENABLED: z.string().trim().toLowerCase().pipe(z.enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])).default('true'),
   AUTOSCALE_INTERVAL_MS: z.coerce.number().int().min(50).max(600_000).default(5_000),
   AUTOSCALE_TARGET_DRAIN_MS: z.coerce.number().int().min(100).max(3_600_000).default(10_000),
@@ -166,6 +169,11 @@ export interface Config {
     lockDurationMs: number;
     reconcileIntervalMs: number;
     reconcileAfterMs: number;
+    /** Transport-loss takeover (src/engine/takeover.ts): after how long unreachable, and the lease of a run taken over. */
+    takeoverAfterMs: number;
+    takeoverLeaseMs: number;
+    /** How often PostgreSQL's start time is read to notice a restart (0: never). */
+    restartCheckMs: number;
     autoscale: AutoscaleConfig;
   };
   rateLimit: { max: number; windowMs: number };
@@ -227,6 +235,9 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
       lockDurationMs: e.QUEUE_LOCK_DURATION_MS,
       reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
       reconcileAfterMs: e.RECONCILE_AFTER_MS,
+      takeoverAfterMs: e.TAKEOVER_AFTER_MS,
+      takeoverLeaseMs: e.TAKEOVER_LEASE_MS,
+      restartCheckMs: e.PG_RESTART_CHECK_MS,
       autoscale: autoscaleConfig(e, catalog, stageEnv),
     },
     rateLimit: { max: e.RATE_LIMIT_MAX, windowMs: e.RATE_LIMIT_WINDOW_MS },

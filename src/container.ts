@@ -55,6 +55,8 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
   // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
   const redis = createRedisConnection(config.redis, 'producer', logger);
   const producer = createProducer({ catalog: config.catalog, connection: redis, prefix: config.queue.prefix, logger, cancelChannel: cancelChannel(config.queue.prefix) });
+  // One LISTEN connection of this process, opened by the first `wait` or turn wait.
+  const runFinished = createRunFinishedListener(config.database.url, logger);
   // The pipeline: both drivers, one step processor (src/engine/).
   const engine = createEngine({
     catalog: config.catalog,
@@ -63,12 +65,11 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     services: stages,
     settings: { historyTokenBudget: config.openai.historyTokenBudget },
     onError: (err, runId) => logger.error({ err, runId }, 'in-process run failed'),
+    bus: runFinished,
   });
   const heartbeat = createHeartbeat({ redis, prefix: config.queue.prefix });
   const health = createHealthService({ config, repository: repositories.monitoring, redis, producer, heartbeat, monitoring });
   const metrics = createMetricsReporter({ stages: stageOrder(config.catalog), stageStats: repositories.monitoring.stageStats, http: monitoring.http, providers: monitoring.providers });
-  // One LISTEN connection of this process, opened by the first `wait`.
-  const runFinished = createRunFinishedListener(config.database.url, logger);
   const waits = createRunWaits({ feed: runFinished, maxPerOrg: config.maxWaitsPerOrg });
   const chat = new HybridChatService({
     catalog: config.catalog,

@@ -1,6 +1,7 @@
 import { createInlineDriver, type InlineDriver, type InlineDriverOptions } from './drivers/inline.js';
 import { createQueuedDriver, type QueuedDriver } from './drivers/queued.js';
 import type { JobRef, JobTransport } from './ports/job-transport.js';
+import type { RunEndedBus } from './ports/run-ended-bus.js';
 import type { RunStore } from './ports/run-store.js';
 import { createStepProcessor, type ProcessStep } from './process-step.js';
 import { createProgression, type MovedRun, type Progression } from './progression.js';
@@ -20,6 +21,8 @@ export interface EngineDeps<C extends AnyCatalog> {
   /** A run driven in this process failed in a way no step could record (the store unreachable). */
   onError(error: unknown, runId: string): void;
   inline?: InlineDriverOptions;
+  /** Runs ending in other processes: wakes replies waiting here for their turn (a slow poll remains the safety net). */
+  bus?: RunEndedBus;
 }
 
 /**
@@ -48,6 +51,7 @@ export function createEngine<C extends AnyCatalog>(deps: EngineDeps<C>): Engine<
     processStep: () => processStep,
     afterRunFinished: (threadId) => threadOrder.afterRunFinished(threadId),
     onError: deps.onError,
+    bus: deps.bus,
     ...(deps.inline ? { options: deps.inline } : {}),
   });
   const progression: Progression<S> = createProgression({

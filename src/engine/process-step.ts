@@ -38,7 +38,7 @@ export function createStepProcessor<C extends AnyCatalog>(deps: {
   return async function processStep(job: StepJob<StageOf<C>>, signal: AbortSignal | undefined, options: StepOptions): Promise<StepVerdict> {
     const { run, stage } = job;
     try {
-      const outcome = await steps.execute(run.id, stage, signal);
+      const outcome = await steps.execute(run.id, stage, signal, run.lease);
       // Done before (a re-delivered job after a crash): the crash may have come before the next
       // steps were sent, so move the run along again; sending twice adds nothing.
       if (outcome.status === 'already_finished') {
@@ -53,7 +53,7 @@ export function createStepProcessor<C extends AnyCatalog>(deps: {
     } catch (error) {
       if (signal?.aborted) return { kind: 'aborted', reason: signal.reason };
       const decision = decideAfterError(catalog[stage]!, error, job.attemptsMade, options);
-      const failure = await steps.recordFailure(run.id, stage, error, decision.kind === 'final');
+      const failure = await steps.recordFailure(run.id, stage, error, decision.kind === 'final', run.lease);
       if (decision.kind === 'final') return { kind: 'final', error, message: await progression.afterFailure(run, stage, failure) };
       if (decision.kind === 'pause') return decision;
       return { kind: 'retry', delayMs: decision.delayMs, error };

@@ -18,6 +18,8 @@ export interface MovedRun {
   id: string;
   orgId: string;
   driver: 'queue' | 'inline';
+  /** The lease this process holds on the run (taken over from the queues), passed to the store's fenced statements. */
+  lease?: string | undefined;
 }
 
 /** Where ready steps go: the driver's transport, or (turn-bound steps whose turn has not come) a wait. */
@@ -65,7 +67,7 @@ export function createProgression<C extends AnyCatalog>(deps: {
     const toSend: S[] = [];
     // A step that needs no external call is settled here rather than spending a job on it.
     for (let stage = frontier.shift(); stage; stage = frontier.shift()) {
-      const outcome = await steps.executeIfLocal(run.id, stage);
+      const outcome = await steps.executeIfLocal(run.id, stage, run.lease);
       if (outcome === 'needs_queue') {
         toSend.push(stage);
       } else if (outcome.status === 'completed') {
@@ -94,7 +96,8 @@ export function createProgression<C extends AnyCatalog>(deps: {
     const stored = await runs.getById(run.id);
     if (!stored) return;
     if (stored.finishedAt) await threadOrder.afterRunFinished(stored.threadId);
-    else await advance(run);
+    // A leftover job of a run taken over in-process (or the other way round) moves nothing: its driver does.
+    else if (stored.driver === run.driver) await advance(run);
   }
 
   /** After a step failed for good: the run either ended (a required stage failed) or goes on without it. */

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { createPeriodicTask } from '../lib/periodic.js';
 import { isTerminal, readyStages } from './dag.js';
 import type { Engine } from './engine.js';
@@ -8,6 +9,12 @@ import type { AnyCatalog, StageOf } from './stage.js';
 
 /** A run driven in-process may legitimately take this long (LLM timeouts and retries). */
 const INLINE_GRACE_MS = 10 * 60_000;
+/** After a restart of the store: how long, and how often, the runs open then are looked at again. */
+const AFTER_RESTART_WINDOW_MS = 30_000;
+const AFTER_RESTART_EVERY_MS = 1_000;
+/** Runs looked at by one sweep, and by one pass after a restart. */
+const SWEEP_LIMIT = 200;
+const RESTART_LIMIT = 5_000;
 
 /** Runs `fn` only in the one process that holds the named lock now; undefined elsewhere. */
 export type Lead = <T>(fn: () => Promise<T>) => Promise<T | undefined>;
@@ -34,14 +41,15 @@ export function createReconciler<C extends AnyCatalog>(deps: {
   const { catalog, engine, runs, queue, logger } = deps;
 
   async function reconcileRun(run: { id: string; orgId: string; driver: string }): Promise<boolean> {
-    const steps = await runs.steps(run.id);
-    const states = Object.fromEntries(steps.map((s) => [s.stage, s.status])) as StepStates<StageOf<C>>;
+    // No queues: the takeover (takeover.ts) drives the queues' open runs in-process, under a
+    // lease; an in-process run whose process is gone is handed to it as one of them.
     if (!queue.available()) {
-      // No queues: finish it here, as the degraded path would.
-      await runs.setDriver(run.id, 'inline');
-      void engine.inline.drive(run.id, run.orgId, states);
+      if (run.driver === 'queue') return false;
+      await runs.setDriver(run.id, 'queue');
       return true;
     }
+    const steps = await runs.steps(run.id);
+    const states = Object.fromEntries(steps.map((s) => [s.stage, s.status])) as StepStates<StageOf<C>>;
     if (run.driver !== 'queue') await runs.setDriver(run.id, 'queue');
     // Steps that could be running or waiting: started ones, and pending ones whose turn has come.
     const ready = new Set(readyStages(catalog, states));
@@ -67,26 +75,62 @@ export function createReconciler<C extends AnyCatalog>(deps: {
     return true;
   }
 
-  async function pass(): Promise<number> {
+  /** One pass over the open runs older than `afterMs` (only those of `among`, when given); answers the runs re-driven and those looked at. */
+  async function pass(afterMs = deps.afterMs, among?: ReadonlySet<string>): Promise<{ redriven: number; open: Set<string> }> {
     let redriven = 0;
-    const candidates = await runs.openRunsOlderThan(deps.afterMs, 200);
-    const inlineCutoff = Date.now() - Math.max(INLINE_GRACE_MS, deps.afterMs);
+    const all = await runs.openRunsOlderThan(afterMs, among ? RESTART_LIMIT : SWEEP_LIMIT);
+    const candidates = among ? all.filter((run) => among.has(run.id)) : all;
+    const inlineCutoff = Date.now() - Math.max(INLINE_GRACE_MS, afterMs);
     for (const run of candidates) {
-      if (run.driver === 'inline') {
-        if (engine.inline.holds(run.id)) continue;
+      // A live lease: its holder drives it. An expired one: its holder is gone, no grace is owed.
+      if (run.lease === 'held' || engine.inline.holds(run.id)) continue;
+      if (run.driver === 'inline' && run.lease !== 'expired') {
         const full = await runs.getById(run.id);
         if (!full || full.createdAt.getTime() > inlineCutoff) continue;
       }
       if (await reconcileRun(run)) redriven++;
     }
     if (redriven > 0) logger.warn({ redriven }, 'reconciler re-drove unfinished runs');
-    return redriven;
+    return { redriven, open: new Set(candidates.map((run) => run.id)) };
   }
 
   async function tick(): Promise<number> {
-    return (await deps.lead(pass)) ?? 0;
+    return (await deps.lead(() => pass()))?.redriven ?? 0;
+  }
+
+  const stopping = new AbortController();
+
+  /**
+   * Passes now over the runs open at this moment, whatever their age, after something that may
+   * have lost step completions (a PostgreSQL restart) rather than at the next sweep; then again
+   * every second while any of them is open, for up to 30 s, since a step re-driven may find that
+   * the job of the next one already ran (and found nothing to do) while its completion was
+   * missing. Answers the runs re-driven.
+   */
+  async function reconcileNow(): Promise<number> {
+    const deadline = Date.now() + AFTER_RESTART_WINDOW_MS;
+    let among = new Set((await runs.openRunsOlderThan(0, RESTART_LIMIT)).map((run) => run.id));
+    let redriven = 0;
+    while (!stopping.signal.aborted) {
+      const outcome = await deps.lead(() => pass(0, among));
+      if (outcome) {
+        redriven += outcome.redriven;
+        among = outcome.open;
+      }
+      if (among.size === 0 || Date.now() >= deadline) break;
+      await delay(AFTER_RESTART_EVERY_MS, undefined, { signal: stopping.signal, ref: false }).catch(() => undefined);
+    }
+    return redriven;
   }
 
   const schedule = createPeriodicTask(tick, (err) => logger.warn({ err: { message: (err as Error).message } }, 'reconciler pass failed'));
-  return { tick, start: schedule.start, stop: schedule.stop };
+  return {
+    tick,
+    reconcileNow,
+    start: schedule.start,
+    async stop(): Promise<void> {
+      stopping.abort();
+      await schedule.stop();
+    },
+  };
 }

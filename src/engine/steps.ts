@@ -25,17 +25,17 @@ export function createSteps<C extends AnyCatalog>(deps: { catalog: C; runs: RunS
   const { catalog, runs } = deps;
   const context = (signal?: AbortSignal): StageContext => ({ services: deps.stages, settings: deps.settings, signal });
 
-  async function execute(runId: string, stage: S, signal?: AbortSignal): Promise<StageOutcome<S>> {
+  async function execute(runId: string, stage: S, signal?: AbortSignal, lease?: string): Promise<StageOutcome<S>> {
     const definition = catalog[stage]!;
     // A stage that calls out records its attempt before the call; a local one is written once, at its end.
     const step = definition.callsOut
-      ? await runs.claimStep(runId, stage, definition.historyTurns ? { historyTurns: definition.historyTurns } : {})
-      : await runs.loadStep(runId, stage);
+      ? await runs.claimStep(runId, stage, { ...(definition.historyTurns ? { historyTurns: definition.historyTurns } : {}), ...(lease ? { lease } : {}) })
+      : await runs.loadStep(runId, stage, lease);
     if (!step) return { status: 'already_finished' };
     signal?.throwIfAborted();
     const result = await definition.handle(stageInput(step), context(signal));
     signal?.throwIfAborted();
-    return store(step, result);
+    return store(step, result, lease);
   }
 
   /**
@@ -43,28 +43,28 @@ export function createSteps<C extends AnyCatalog>(deps: { catalog: C; runs: RunS
    * so that no job (and no rate-limit slot) is spent on it. Answers `needs_queue` otherwise,
    * leaving the step as it was.
    */
-  async function executeIfLocal(runId: string, stage: S): Promise<StageOutcome<S> | 'needs_queue'> {
+  async function executeIfLocal(runId: string, stage: S, lease?: string): Promise<StageOutcome<S> | 'needs_queue'> {
     const definition = catalog[stage]!;
     if (!definition.settleLocally) return 'needs_queue';
     // Read without writing: concurrent callers may both compute it, and its result is stored once.
-    const step = await runs.loadStep(runId, stage);
+    const step = await runs.loadStep(runId, stage, lease);
     if (!step) return { status: 'already_finished' };
     const settled = definition.settleLocally(stageInput(step), context());
     if (!settled) return 'needs_queue';
-    return store(step, await settled);
+    return store(step, await settled, lease);
   }
 
-  async function store(step: LoadedStep<S>, result: unknown): Promise<StageOutcome<S>> {
+  async function store(step: LoadedStep<S>, result: unknown, lease: string | undefined): Promise<StageOutcome<S>> {
     const { runId, stage } = step;
     const definition = catalog[stage]!;
     if (definition.reply) {
       const reply = definition.reply(result, stageInput(step));
-      const stored = await runs.completeWithReply(runId, stage, reply.content, result, { guarded: reply.guarded });
+      const stored = await runs.completeWithReply(runId, stage, reply.content, result, { guarded: reply.guarded, ...(lease ? { lease } : {}) });
       if (!stored) return { status: 'already_finished' };
       return { status: 'completed', settled: [stage], states: {}, runFinished: true, threadId: step.threadId, messageSeq: step.messageSeq };
     }
     const completions: StepCompletion<S>[] = [{ stage, result, loadedAt: step.loadedAt }, ...(await settleAtOnce(step, result))];
-    const { written, settled, states } = await runs.completeSteps(runId, completions);
+    const { written, settled, states } = await runs.completeSteps(runId, completions, lease);
     if (!written.includes(stage)) return { status: 'already_finished' };
     return { status: 'completed', settled, states, runFinished: false, threadId: step.threadId, messageSeq: step.messageSeq };
   }
@@ -100,10 +100,11 @@ export function createSteps<C extends AnyCatalog>(deps: { catalog: C; runs: RunS
    * Records a failed attempt. A final failure of a required stage fails the run; a final failure
    * of an optional stage leaves the run going, and the reply is made from what is available.
    */
-  async function recordFailure(runId: string, stage: S, error: unknown, final: boolean): Promise<RecordedFailure<S>> {
+  async function recordFailure(runId: string, stage: S, error: unknown, final: boolean, lease?: string): Promise<RecordedFailure<S>> {
     const info = describeError(error);
-    const { states } = await runs.failAttempt(runId, stage, info, final);
-    if (final && !catalog[stage]!.optional) {
+    const { written, states } = await runs.failAttempt(runId, stage, info, final, lease);
+    // Not written: the step ended meanwhile, or another process holds the run; neither is this caller's to fail.
+    if (final && written && !catalog[stage]!.optional) {
       await runs.finish(runId, 'failed', { code: info.code, message: `${stage}: ${info.message}` });
       return { runFinished: true, states };
     }
@@ -114,9 +115,9 @@ export function createSteps<C extends AnyCatalog>(deps: { catalog: C; runs: RunS
 }
 
 export type Steps<S extends string = StageName> = {
-  execute(runId: string, stage: S, signal?: AbortSignal): Promise<StageOutcome<S>>;
-  executeIfLocal(runId: string, stage: S): Promise<StageOutcome<S> | 'needs_queue'>;
-  recordFailure(runId: string, stage: S, error: unknown, final: boolean): Promise<RecordedFailure<S>>;
+  execute(runId: string, stage: S, signal?: AbortSignal, lease?: string): Promise<StageOutcome<S>>;
+  executeIfLocal(runId: string, stage: S, lease?: string): Promise<StageOutcome<S> | 'needs_queue'>;
+  recordFailure(runId: string, stage: S, error: unknown, final: boolean, lease?: string): Promise<RecordedFailure<S>>;
 };
 
 /** After a failed attempt: whether the run ended, and (for a final failure) the run's step states. */

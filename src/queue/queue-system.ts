@@ -9,6 +9,7 @@ import { queueNames } from '../adapters/bullmq/job-options.js';
 import { advisoryLead, RECONCILER_LOCK_ID } from '../adapters/postgres/advisory-lock.js';
 import { startWorkers, type StartedWorkers } from '../adapters/bullmq/start-workers.js';
 import { startAutoscaling, type Autoscaling } from './autoscaling.js';
+import { startRecovery } from './recovery.js';
 import { createAlertsService, type AlertsService } from '../domain/monitoring/alerts.service.js';
 import { createStalledJobs } from '../domain/monitoring/stalled-jobs.js';
 import { createRocketReachClient } from '../domain/stages/rocketreach/rocketreach.client.js';
@@ -73,6 +74,8 @@ export async function startQueueSystem(container: Container, stages: readonly St
   });
   // In every role: an api process alone (no workers anywhere, or Redis gone) still re-drives runs.
   reconciler.start(config.queue.reconcileIntervalMs);
+  // Also in every role: the transport-loss takeover and the pass after a PostgreSQL restart.
+  const recovery = startRecovery(container, reconciler, logger);
   const autoscaling = workers
     ? startAutoscaling({ config, workers: workers.workers, queues: container.producer.queues, redis: container.redis, logger })
     : undefined;
@@ -107,6 +110,7 @@ export async function startQueueSystem(container: Container, stages: readonly St
       await alerts.stop();
       await autoscaling?.stop();
       await reconciler.stop();
+      await recovery.stop();
       await workers?.close(timeoutMs);
       if (workers) container.monitoring.untrackWorkers(workers.workers);
       if (subscriber) await closeRedis(subscriber);

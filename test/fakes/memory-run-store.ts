@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isTerminal, stageOrder } from '../../src/engine/dag.js';
 import { jobIdFor, parseJobId } from '../../src/engine/job-id.js';
-import type { RunStore, StepCompletion } from '../../src/engine/ports/run-store.js';
+import type { RunStore, StepCompletion, TakenRun } from '../../src/engine/ports/run-store.js';
 import type { AcceptOutcome, LoadedStep, NewRun, OpenRun, Run, Step, StepError, StepStates, StepStatus } from '../../src/engine/run.js';
 import type { AnyCatalog, StageOf } from '../../src/engine/stage.js';
 
@@ -13,17 +13,31 @@ interface StoredRun<S extends string> {
   states: StepStates<S>;
   rows: Map<S, Step<S>>;
   reply?: { id: string; content: string; guarded: boolean };
+  /** The takeover lease: who holds the run and until when (ms since the epoch). */
+  lease?: { owner: string; expiresAt: number };
 }
 
 /**
  * The RunStore contract in memory, for engine tests that need no PostgreSQL: each call is one
  * atomic "statement", so the caller that writes a step is the one that settles it.
  */
-export function createMemoryRunStore<C extends AnyCatalog>(catalog: C) {
+export function createMemoryRunStore<C extends AnyCatalog>(catalog: C, options: { now?: () => number } = {}) {
   type S = StageOf<C>;
+  const now = options.now ?? Date.now;
   const threads = new Map<string, string>();
   const stored = new Map<string, StoredRun<S>>();
   let seq = 0;
+  /** Statements refused by the lease fence (a caller that does not hold the run). */
+  let fenced = 0;
+
+  const leaseExpired = (r: StoredRun<S>) => r.lease !== undefined && r.lease.expiresAt < now();
+  /** The fence of every step statement: nobody holds the run, the caller does, or the lease expired. */
+  const holds = (r: StoredRun<S>, lease: string | undefined): boolean => {
+    const ok = r.lease === undefined || r.lease.owner === lease || leaseExpired(r);
+    if (!ok) fenced++;
+    return ok;
+  };
+  const takeable = (r: StoredRun<S>) => open(r) && ((r.run.driver === 'queue' && r.lease === undefined) || leaseExpired(r));
 
   const open = (r: StoredRun<S> | undefined): r is StoredRun<S> => r !== undefined && r.run.finishedAt === null;
   const depsDone = (r: StoredRun<S>, stage: S) =>
@@ -116,24 +130,24 @@ export function createMemoryRunStore<C extends AnyCatalog>(catalog: C) {
       const reply = stored.get(runId)?.reply;
       return reply ? { id: reply.id, content: reply.content } : undefined;
     },
-    async loadStep(runId, stage) {
+    async loadStep(runId, stage, lease) {
       const r = stored.get(runId);
-      if (!mayRun(r, stage)) return undefined;
+      if (!mayRun(r, stage) || !holds(r, lease)) return undefined;
       return { ...loaded(r, stage, (r.rows.get(stage)?.attempts ?? 0) + 1, 0), loadedAt: new Date() };
     },
     async claimStep(runId, stage, options = {}) {
       const r = stored.get(runId);
-      if (!mayRun(r, stage)) return undefined;
+      if (!mayRun(r, stage) || !holds(r, options.lease)) return undefined;
       const step = row(r, stage);
       step.status = 'active';
       step.attempts += 1;
       step.startedAt ??= new Date();
       return loaded(r, stage, step.attempts, options.historyTurns ?? 0);
     },
-    async completeSteps(runId, completions: ReadonlyArray<StepCompletion<S>>) {
+    async completeSteps(runId, completions: ReadonlyArray<StepCompletion<S>>, lease) {
       const r = stored.get(runId);
       const written: S[] = [];
-      if (open(r)) {
+      if (open(r) && holds(r, lease)) {
         for (const { stage, result, loadedAt } of completions) {
           const step = row(r, stage);
           if (isTerminal(step.status) || written.includes(stage)) continue;
@@ -146,9 +160,9 @@ export function createMemoryRunStore<C extends AnyCatalog>(catalog: C) {
       }
       return { written, settled: [...written], states: r ? { ...r.states } : {} };
     },
-    async failAttempt(runId, stage, error, final) {
+    async failAttempt(runId, stage, error, final, lease) {
       const r = stored.get(runId);
-      if (!open(r) || r.states[stage] === undefined) return { written: false, states: null };
+      if (!open(r) || r.states[stage] === undefined || !holds(r, lease)) return { written: false, states: null };
       const step = row(r, stage);
       if (isTerminal(step.status)) return { written: false, states: null };
       Object.assign(step, { status: final ? 'failed' : 'retrying', error, attempts: catalog[stage]!.callsOut ? Math.max(step.attempts, 1) : step.attempts + 1 });
@@ -159,7 +173,7 @@ export function createMemoryRunStore<C extends AnyCatalog>(catalog: C) {
     },
     async completeWithReply(runId, stage, content, result, options = {}) {
       const r = stored.get(runId);
-      if (!open(r)) return undefined;
+      if (!open(r) || !holds(r, options.lease)) return undefined;
       end(r, 'completed', null);
       r.states = { ...r.states, [stage]: 'completed' };
       r.reply = { id: randomUUID(), content, guarded: options.guarded === true };
@@ -183,15 +197,46 @@ export function createMemoryRunStore<C extends AnyCatalog>(catalog: C) {
       [...stored.values()]
         .filter((r) => open(r) && r.run.createdAt.getTime() < Date.now() - ageMs)
         .slice(0, limit)
-        .map((r) => ({ id: r.run.id, orgId: r.run.orgId, driver: r.run.driver })),
+        .map((r) => ({ id: r.run.id, orgId: r.run.orgId, driver: r.run.driver, ...(r.lease ? { lease: leaseExpired(r) ? ('expired' as const) : ('held' as const) } : {}) })),
     async setDriver(runId, driver) {
       const r = stored.get(runId);
       if (r) r.run = { ...r.run, driver };
+    },
+    async takeOver(owner, leaseMs, limit): Promise<TakenRun<S>[]> {
+      const taken = [...stored.values()]
+        .filter(takeable)
+        .sort((a, b) => a.seq - b.seq)
+        .slice(0, limit);
+      for (const r of taken) {
+        r.lease = { owner, expiresAt: now() + leaseMs };
+        r.run = { ...r.run, driver: 'inline' };
+      }
+      return taken.map((r) => ({ id: r.run.id, orgId: r.run.orgId, threadId: r.run.threadId, seq: r.seq, states: { ...r.states } }));
+    },
+    async renewLeases(owner, runIds, leaseMs) {
+      return runIds.filter((id) => {
+        const r = stored.get(id);
+        if (!open(r) || r.lease?.owner !== owner) return false;
+        r.lease = { owner, expiresAt: now() + leaseMs };
+        return true;
+      });
+    },
+    async releaseLeases(owner, runIds) {
+      for (const id of runIds) {
+        const r = stored.get(id);
+        if (!r || r.lease?.owner !== owner) continue;
+        delete r.lease;
+        if (open(r)) r.run = { ...r.run, driver: 'queue' };
+      }
     },
   };
 
   return {
     ...store,
+    /** Who holds the run's lease now, if anyone. */
+    leaseOf: (runId: string) => stored.get(runId)?.lease,
+    /** How many step statements the lease fence refused. */
+    fenced: () => fenced,
     /** A thread of the organization, as the threads repository would write it. */
     addThread(orgId: string): string {
       const id = randomUUID();

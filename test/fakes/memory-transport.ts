@@ -22,6 +22,10 @@ export function createMemoryTransport<S extends string>() {
   const added: string[] = [];
   let consume: QueuedDriver<S> | undefined;
   let inFlight = 0;
+  /** Reachable: jobs can be added and are delivered. While not, added jobs stay waiting (as in a Redis that is gone). */
+  let up = true;
+  /** What each delivered job's consumer answered, in order (for leftovers: `already_finished`). */
+  const outcomes: Array<{ jobId: string; verdict: string }> = [];
   let idleWaiters: Array<() => void> = [];
 
   function settleIdle(): void {
@@ -38,9 +42,10 @@ export function createMemoryTransport<S extends string>() {
 
   async function process(job: MemoryJob<S>): Promise<void> {
     try {
-      if (!consume || job.state !== 'waiting' && job.state !== 'delayed') return;
+      if (!consume || !up || (job.state !== 'waiting' && job.state !== 'delayed')) return;
       job.state = 'active';
       const verdict = await consume({ runId: job.runId, orgId: job.orgId, stage: job.stage, attemptsMade: job.attemptsMade, fanout: job.fanout }, job.controller.signal);
+      outcomes.push({ jobId: jobIdFor(job.runId, job.stage), verdict: verdict.kind === 'done' ? verdict.status : verdict.kind });
       if (verdict.kind === 'retry' || verdict.kind === 'pause') {
         if (verdict.kind === 'retry') job.attemptsMade++;
         job.state = 'delayed';
@@ -57,8 +62,9 @@ export function createMemoryTransport<S extends string>() {
   }
 
   const transport: JobTransport<S> = {
-    available: () => true,
+    available: () => up,
     async enqueue(runId, orgId, stages, options = {}) {
+      if (!up) throw new Error('the queues are unreachable');
       for (const stage of stages) {
         const jobId = jobIdFor(runId, stage);
         if (jobs.has(jobId)) continue;
@@ -108,5 +114,15 @@ export function createMemoryTransport<S extends string>() {
     },
     /** Job ids in the order they were added. */
     added: () => [...added],
+    /** Jobs delivered and what their consumer answered. */
+    outcomes: () => [...outcomes],
+    /**
+     * Makes the queues unreachable (nothing added, nothing delivered; jobs already added stay
+     * waiting) or reachable again, delivering the jobs left waiting.
+     */
+    setAvailable(available: boolean): void {
+      up = available;
+      if (available) for (const job of jobs.values()) if (job.state === 'waiting' || job.state === 'delayed') run(job);
+    },
   };
 }

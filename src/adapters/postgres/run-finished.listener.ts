@@ -1,20 +1,25 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { RunFinishedFeed } from '../../domain/chat/run-waits.js';
+import type { RunEndedBus } from '../../engine/ports/run-ended-bus.js';
 
 /** The channel the runs repository notifies, with the run's id as payload, when a run finishes. */
 export const RUN_FINISHED_CHANNEL = 'honeyjar_run_finished';
+/** The channel notified, with the thread's id, when a run ends before an in-process run of its thread (run-store/steps.ts). */
+export const RUN_ENDED_IN_THREAD_CHANNEL = 'honeyjar_run_ended_in_thread';
 
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 5_000;
 
 /**
- * One LISTEN connection per process for the runs that finish, in this process or any other.
+ * One LISTEN connection per process for the runs that finish, in this process or any other (by
+ * run, for `wait`; by thread, for replies waiting for their turn: the engine's RunEndedBus).
  * It connects on the first subscription and reconnects when the connection drops; every time it
  * (re)connects it wakes all subscribers, since a finish may have happened while nobody listened.
  */
-export function createRunFinishedListener(url: string, logger: Logger): RunFinishedFeed & { close(): Promise<void> } {
+export function createRunFinishedListener(url: string, logger: Logger): RunFinishedFeed & RunEndedBus & { close(): Promise<void> } {
   const subscribers = new Map<string, Set<() => void>>();
+  const threadSubscribers = new Map<string, Set<() => void>>();
   let client: pg.Client | undefined;
   let connecting: Promise<void> | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
@@ -26,21 +31,33 @@ export function createRunFinishedListener(url: string, logger: Logger): RunFinis
   }
 
   function wakeAll(): void {
-    for (const listeners of [...subscribers.values()]) wake(listeners);
+    for (const listeners of [...subscribers.values(), ...threadSubscribers.values()]) wake(listeners);
+  }
+
+  function subscribeTo(map: Map<string, Set<() => void>>, key: string, listener: () => void): () => void {
+    if (!client && !connecting && !retryTimer && !closed) void connect();
+    const listeners = map.get(key) ?? new Set();
+    listeners.add(listener);
+    map.set(key, listeners);
+    return () => {
+      listeners.delete(listener);
+      if (listeners.size === 0 && map.get(key) === listeners) map.delete(key);
+    };
   }
 
   function connect(): Promise<void> {
     connecting ??= (async () => {
       const next = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000, application_name: 'honeyjar-listen' });
       next.on('notification', (message) => {
-        const listeners = message.payload ? subscribers.get(message.payload) : undefined;
+        const map = message.channel === RUN_ENDED_IN_THREAD_CHANNEL ? threadSubscribers : subscribers;
+        const listeners = message.payload ? map.get(message.payload) : undefined;
         if (listeners) wake(listeners);
       });
       next.on('error', () => dropped(next));
       next.on('end', () => dropped(next));
       try {
         await next.connect();
-        await next.query(`listen ${RUN_FINISHED_CHANNEL}`);
+        await next.query(`listen ${RUN_FINISHED_CHANNEL}; listen ${RUN_ENDED_IN_THREAD_CHANNEL}`);
       } catch (err) {
         next.removeAllListeners('end');
         await next.end().catch(() => undefined);
@@ -86,14 +103,10 @@ export function createRunFinishedListener(url: string, logger: Logger): RunFinis
 
   return {
     subscribe(runId, listener) {
-      if (!client && !connecting && !retryTimer && !closed) void connect();
-      const listeners = subscribers.get(runId) ?? new Set();
-      listeners.add(listener);
-      subscribers.set(runId, listeners);
-      return () => {
-        listeners.delete(listener);
-        if (listeners.size === 0 && subscribers.get(runId) === listeners) subscribers.delete(runId);
-      };
+      return subscribeTo(subscribers, runId, listener);
+    },
+    onRunEnded(threadId, listener) {
+      return subscribeTo(threadSubscribers, threadId, listener);
     },
     async close() {
       closed = true;

@@ -123,6 +123,12 @@ export const runs = pgTable(
      */
     stepStates: jsonb('step_states').$type<Record<string, string>>().notNull().default({}),
     error: jsonb('error').$type<StepError>(),
+    /**
+     * The process that took the run over when the queue transport was lost, and until when: only
+     * it may run the run's steps to completion and store its reply (see run-store/takeover.ts).
+     */
+    leaseOwner: text('lease_owner'),
+    leaseExpiresAt: timestamp('lease_expires_at', { withTimezone: true, mode: 'date' }),
     createdAt: createdAt(),
     finishedAt: timestamp('finished_at', { withTimezone: true, mode: 'date' }),
   },

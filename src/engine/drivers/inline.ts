@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { StageError } from '../../domain/errors.js';
 import { isTerminal } from '../dag.js';
+import type { RunEndedBus } from '../ports/run-ended-bus.js';
 import type { RunStore } from '../ports/run-store.js';
 import type { ProcessStep } from '../process-step.js';
 import type { StepError, StepStates } from '../run.js';
@@ -10,15 +11,25 @@ export interface InlineDriverOptions {
   maxBackoffMs?: number;
   /** How long a reply waits for the earlier messages of its thread to be answered. */
   turnTimeoutMs?: number;
+  /** The longest pause between two looks of a reply waiting for its turn when a bus wakes it (default 1 s). */
+  slowTurnPollMs?: number;
 }
+
+/** A reply waiting for its turn checks again at least this often when a bus wakes it (a safety net), else every 250 ms. */
+const SLOW_TURN_POLL_MS = 1_000;
+const TURN_POLL_MS = 250;
 
 interface DrivenRun {
   orgId: string;
+  /** The lease this process holds on the run when it took it over from the queues. */
+  lease: string | undefined;
   controller: AbortController;
   /** Steps sent here and not ended yet (queued, running, waiting to retry or for their turn). */
   open: Set<string>;
   /** Turn-bound steps waiting for their turn, each woken by `send`. */
   waiting: Map<string, () => void>;
+  /** Turn-bound steps sent while they were asking the store, not sleeping: they ask again at once. */
+  nudged: Set<string>;
   done: Promise<void>;
   settle(): void;
 }
@@ -38,6 +49,8 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
   /** A run driven here ended (its reply, or an abort): the thread's next run goes. */
   afterRunFinished(threadId: string): Promise<void>;
   onError(error: unknown, runId: string): void;
+  /** Wakes a reply waiting for its turn when a run of its thread ended in another process. */
+  bus?: RunEndedBus | undefined;
   options?: InlineDriverOptions;
 }) {
   type S = StageOf<C>;
@@ -52,7 +65,7 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
    * step states (its unfinished steps whose dependencies have finished start at once). An abort
    * (`signal`, or cancel) stops every step, and the run is ended as cancelled.
    */
-  function drive(runId: string, orgId: string, states: StepStates<S>, signal?: AbortSignal): Promise<void> {
+  function drive(runId: string, orgId: string, states: StepStates<S>, signal?: AbortSignal, options: { lease?: string } = {}): Promise<void> {
     const existing = driven.get(runId);
     if (existing) return existing.done;
     const controller = new AbortController();
@@ -62,7 +75,7 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
     }
     let settle = () => {};
     const done = new Promise<void>((resolve) => (settle = resolve));
-    const run: DrivenRun = { orgId, controller, open: new Set(), waiting: new Map(), done, settle };
+    const run: DrivenRun = { orgId, lease: options.lease, controller, open: new Set(), waiting: new Map(), nudged: new Set(), done, settle };
     driven.set(runId, run);
     controller.signal.addEventListener('abort', () => {
       for (const wake of run.waiting.values()) wake();
@@ -84,6 +97,7 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
       const wake = run.waiting.get(stage);
       if (wake) wake();
       else if (!run.open.has(stage)) start(runId, run, stage);
+      else run.nudged.add(stage);
     }
   }
 
@@ -100,19 +114,35 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
 
   async function waitForTurn(run: DrivenRun, stage: S, thread: { threadId: string; messageSeq: number }): Promise<boolean> {
     const deadline = Date.now() + turnTimeoutMs;
-    for (let pause = 10; ; pause = Math.min(pause * 2, 250)) {
-      if (run.controller.signal.aborted) return false;
-      const woken = new Promise<void>((resolve) => run.waiting.set(stage, resolve));
-      await Promise.race([woken, delay(pause, undefined, { ref: false })]);
-      run.waiting.delete(stage);
-      if (run.controller.signal.aborted) return false;
-      try {
-        if (!(await runs.hasEarlierOpenRun(thread.threadId, thread.messageSeq))) return true;
-      } catch {
-        // The store is unreachable: ask again after the next pause.
+    // A run of the thread that ends elsewhere wakes this wait through the bus; one that ends while
+    // the store is being asked is not missed (`pinged`).
+    let pinged = false;
+    const unsubscribe = deps.bus?.onRunEnded(thread.threadId, () => {
+      pinged = true;
+      run.waiting.get(stage)?.();
+    });
+    const cap = deps.bus ? (deps.options?.slowTurnPollMs ?? SLOW_TURN_POLL_MS) : TURN_POLL_MS;
+    try {
+      for (let pause = 10; ; pause = Math.min(pause * 2, cap)) {
+        if (run.controller.signal.aborted) return false;
+        if (run.nudged.delete(stage)) pinged = true;
+        if (!pinged) {
+          const woken = new Promise<void>((resolve) => run.waiting.set(stage, resolve));
+          await Promise.race([woken, delay(pause, undefined, { ref: false })]);
+          run.waiting.delete(stage);
+        }
+        pinged = false;
+        if (run.controller.signal.aborted) return false;
+        try {
+          if (!(await runs.hasEarlierOpenRun(thread.threadId, thread.messageSeq))) return true;
+        } catch {
+          // The store is unreachable: ask again after the next pause.
+        }
+        // Given up on an earlier run that never ends: the reply goes out of order rather than never.
+        if (Date.now() > deadline) return true;
       }
-      // Given up on an earlier run that never ends: the reply goes out of order rather than never.
-      if (Date.now() > deadline) return true;
+    } finally {
+      unsubscribe?.();
     }
   }
 
@@ -125,7 +155,8 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
     const signal = run.controller.signal;
     for (let made = attemptsMade; !signal.aborted; made++) {
       try {
-        const verdict = await deps.processStep()({ run: { id: runId, orgId: run.orgId, driver: 'inline' }, stage, attemptsMade: made }, signal, {
+        const moved = { id: runId, orgId: run.orgId, driver: 'inline' as const, ...(run.lease ? { lease: run.lease } : {}) };
+        const verdict = await deps.processStep()({ run: moved, stage, attemptsMade: made }, signal, {
           canPause: false,
           moveThreadOn: 'caller',
         });
@@ -189,7 +220,7 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
 }
 
 export type InlineDriver<S extends string = string> = {
-  drive(runId: string, orgId: string, states: StepStates<S>, signal?: AbortSignal): Promise<void>;
+  drive(runId: string, orgId: string, states: StepStates<S>, signal?: AbortSignal, options?: { lease?: string }): Promise<void>;
   send(runId: string, stages: readonly S[]): Promise<void>;
   notYourTurn(runId: string, stages: readonly S[], thread: { threadId: string; messageSeq: number }): void;
   holds(runId: string): boolean;

@@ -4,7 +4,7 @@ import { jobIdFor } from '../../../engine/job-id.js';
 import type { StepCompletion } from '../../../engine/ports/run-store.js';
 import type { StepStates } from '../../../engine/run.js';
 import type { AnyCatalog, StageOf } from '../../../engine/stage.js';
-import { RELAXED_COMMIT, TERMINAL_SQL } from './sql.js';
+import { leaseFenceSql, RELAXED_COMMIT, TERMINAL_SQL } from './sql.js';
 
 /*
  * Stores the results of steps, each once: a step's row is written (a local stage's first write)
@@ -19,11 +19,11 @@ import { RELAXED_COMMIT, TERMINAL_SQL } from './sql.js';
 const COMPLETE_STEPS = `
 with c as (${RELAXED_COMMIT}),
 x as (
-  select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::timestamptz[])
-    as x(run_id, stage, result, job_id, queue, max_attempts, loaded_at)
+  select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::timestamptz[], $8::text[])
+    as x(run_id, stage, result, job_id, queue, max_attempts, loaded_at, lease)
 ),
 locked as (
-  select r.id, r.org_id, r.created_at
+  select r.id, r.org_id, r.created_at, r.lease_owner, r.lease_expires_at
     from runs r, c
    where r.id in (select run_id from x) and r.finished_at is null and c.relaxed is not null
    order by r.id
@@ -33,7 +33,7 @@ s as (
   insert into run_steps as st (run_id, org_id, stage, job_id, queue, max_attempts, status, attempts, result, created_at, started_at, finished_at)
   select l.id, l.org_id, x.stage, x.job_id, x.queue, x.max_attempts, 'completed',
          (case when x.loaded_at is null then 0 else 1 end), x.result::jsonb, l.created_at, coalesce(x.loaded_at, now()), now()
-    from x join locked l on l.id = x.run_id
+    from x join locked l on l.id = x.run_id and ${leaseFenceSql('l', 'x.lease')}
   on conflict (run_id, stage) do update
      set status = 'completed', result = excluded.result, error = null, finished_at = now(),
          attempts = st.attempts + excluded.attempts,
@@ -61,18 +61,18 @@ select x.run_id, x.stage,
  */
 export function createCompletions<C extends AnyCatalog>(pool: pg.Pool, catalog: C) {
   type S = StageOf<C>;
-  type Completion = { runId: string; steps: ReadonlyArray<StepCompletion<S>> };
+  type Completion = { runId: string; steps: ReadonlyArray<StepCompletion<S>>; lease?: string | undefined };
   type Completed = { written: S[]; settled: S[]; states: StepStates<S> };
   const complete = createCoalescer<Completion, Completed>(async (items) => {
     // A (run, stage) twice in one statement would be an error; the second is a repeat anyway.
-    const rows: Array<{ runId: string } & StepCompletion<S>> = [];
+    const rows: Array<{ runId: string; lease: string | undefined } & StepCompletion<S>> = [];
     const seen = new Set<string>();
     for (const item of items) {
       for (const step of item.steps) {
         const key = `${item.runId}.${step.stage}`;
         if (seen.has(key)) continue;
         seen.add(key);
-        rows.push({ runId: item.runId, ...step });
+        rows.push({ runId: item.runId, lease: item.lease, ...step });
       }
     }
     const { rows: out } = await pool.query({
@@ -86,6 +86,7 @@ export function createCompletions<C extends AnyCatalog>(pool: pg.Pool, catalog: 
         rows.map((r) => catalog[r.stage]!.queue),
         rows.map((r) => catalog[r.stage]!.attempts),
         rows.map((r) => r.loadedAt ?? null),
+        rows.map((r) => r.lease ?? null),
       ],
     });
     const written = new Set<string>();

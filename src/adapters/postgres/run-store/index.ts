@@ -21,7 +21,7 @@ export function createRunsRepository<C extends AnyCatalog>(db: Db, pool: pg.Pool
     ...createViews(db, pool, catalog),
     ...createStepWrites(pool, catalog, createCompletions(pool, catalog)),
     ...createThreadOrderReads<S>(pool),
-    ...createRecovery(db, pool),
+    ...createRecovery<S>(db, pool),
   };
 }
 

@@ -27,6 +27,15 @@ export function mayRunSql(r: string, stage: string, deps: string): string {
                       where ${r}.step_states ? dep.stage and ${r}.step_states ->> dep.stage not in ${TERMINAL_SQL})`;
 }
 
+/**
+ * Whether the caller holding `lease` (null: none) may run and store steps of run `r`: nobody took
+ * the run over, the caller is the one who did, or that lease expired. A predicate on the
+ * statements that already read the run row, so the fence costs no round trip.
+ */
+export function leaseFenceSql(r: string, lease: string): string {
+  return `(${r}.lease_owner is null or ${r}.lease_owner = ${lease} or ${r}.lease_expires_at < now())`;
+}
+
 /** The completed results of a run's steps among `deps`, by stage. */
 export function dependencyResultsSql(runId: string, deps: string): string {
   return `(case when cardinality(${deps}) = 0 then '{}'::jsonb

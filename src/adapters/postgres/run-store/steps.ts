@@ -5,9 +5,9 @@ import { jobIdFor } from '../../../engine/job-id.js';
 import type { StepCompletion } from '../../../engine/ports/run-store.js';
 import type { LoadedStep, StepError, StepStates } from '../../../engine/run.js';
 import type { AnyCatalog, StageOf } from '../../../engine/stage.js';
-import { RUN_FINISHED_CHANNEL } from '../run-finished.listener.js';
+import { RUN_FINISHED_CHANNEL, RUN_ENDED_IN_THREAD_CHANNEL } from '../run-finished.listener.js';
 import { historySql } from '../repositories/threads.repository.js';
-import { answersByIdx, dependencyResultsSql, mayRunSql, RELAXED_COMMIT, TERMINAL_SQL, WAITED_SOURCES_SQL } from './sql.js';
+import { answersByIdx, dependencyResultsSql, leaseFenceSql, mayRunSql, RELAXED_COMMIT, TERMINAL_SQL, WAITED_SOURCES_SQL } from './sql.js';
 import type { createCompletions } from './batching.js';
 
 /**
@@ -18,14 +18,14 @@ import type { createCompletions } from './batching.js';
  */
 const LOAD_STEPS = `
 with q as (
-  select q.run_id, q.stage, q.idx, array(select jsonb_array_elements_text($3::jsonb -> q.stage)) as deps
-    from unnest($1::uuid[], $2::text[]) with ordinality as q(run_id, stage, idx)
+  select q.run_id, q.stage, q.idx, q.lease, array(select jsonb_array_elements_text($3::jsonb -> q.stage)) as deps
+    from unnest($1::uuid[], $2::text[], $4::text[]) with ordinality as q(run_id, stage, lease, idx)
 )
 select q.idx, coalesce(st.attempts, 0) + 1 as attempts, r.org_id, r.thread_id, r.options, r.step_states,
        m.id as message_id, r.seq as message_seq, m.content, null::jsonb as history,
        ${dependencyResultsSql('r.id', 'q.deps')} as results
   from q
-  join runs r on r.id = q.run_id and ${mayRunSql('r', 'q.stage', 'q.deps')}
+  join runs r on r.id = q.run_id and ${mayRunSql('r', 'q.stage', 'q.deps')} and ${leaseFenceSql('r', 'q.lease')}
   join messages m on m.id = r.message_id
   left join run_steps st on st.run_id = r.id and st.stage = q.stage
  where st.status is null or st.status not in ${TERMINAL_SQL}`;
@@ -40,7 +40,7 @@ with c as (${RELAXED_COMMIT}),
 run as (
   select r.id, r.org_id, r.thread_id, r.options, r.message_id, r.seq, r.created_at, r.step_states
     from runs r
-   where r.id = $1 and ${mayRunSql('r', '$2::text', '$3::text[]')}
+   where r.id = $1 and ${mayRunSql('r', '$2::text', '$3::text[]')} and ${leaseFenceSql('r', '$8::text')}
 ),
 s as (
   insert into run_steps as st (run_id, org_id, stage, job_id, queue, max_attempts, status, attempts, created_at, started_at)
@@ -65,7 +65,7 @@ with s as (
   select r.id, r.org_id, $2, $5, $6, $7, (case when $4 then 'failed' else 'retrying' end)::step_status, 1, $3::jsonb,
          r.created_at, case when $4 then now() end
     from runs r
-   where r.id = $1 and r.finished_at is null and r.step_states ? $2::text
+   where r.id = $1 and r.finished_at is null and r.step_states ? $2::text and ${leaseFenceSql('r', '$9::text')}
   on conflict (run_id, stage) do update
      set status = excluded.status, error = excluded.error,
          finished_at = case when $4 then now() else st.finished_at end,
@@ -81,12 +81,23 @@ r as (
 )
 select (select count(*) from s)::int as written, (select step_states from r) as states`;
 
+/**
+ * Notifies the thread's channel when the run `r` that just ended leaves a later run of its thread
+ * driven in-process (blocking, degraded, taken over), whose reply may be waiting for this one in
+ * another process. A thread's next queue-driven run is moved on by whoever ends this one, so the
+ * queued path notifies nothing (notifying commits serialise).
+ */
+function threadMovedSql(r: string): string {
+  return `select pg_notify('${RUN_ENDED_IN_THREAD_CHANNEL}', ${r}.thread_id::text) from ${r}
+   where exists (select 1 from runs o where o.thread_id = ${r}.thread_id and o.finished_at is null and o.seq > ${r}.seq and o.driver = 'inline')`;
+}
+
 const COMPLETE_WITH_REPLY = `
 with r as (
   update runs set status = 'completed', finished_at = now(), error = null,
                   step_states = step_states || jsonb_build_object($2::text, 'completed')
-   where id = $1 and status not in ${TERMINAL_SQL}
-  returning id, org_id, thread_id, message_id, source
+   where id = $1 and status not in ${TERMINAL_SQL} and ${leaseFenceSql('runs', '$6::text')}
+  returning id, org_id, thread_id, message_id, source, seq
 ),
 m as (
   insert into messages (org_id, thread_id, run_id, role, content, guarded)
@@ -106,8 +117,9 @@ s as (
    where run_id = $1 and stage = $2 and exists (select 1 from m)
   returning 1
 ),
-n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r where source in ${WAITED_SOURCES_SQL})
-select (select id from m) as message_id, (select count(*) from n)::int as notified`;
+n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r where source in ${WAITED_SOURCES_SQL}),
+t as (${threadMovedSql('r')})
+select (select id from m) as message_id, (select count(*) from n)::int as notified, (select count(*) from t)::int as moved`;
 
 /**
  * Ends an open run as failed or cancelled; its open steps (claimed or not) are cancelled with it.
@@ -121,15 +133,16 @@ with r as (
          step_states = (select coalesce(jsonb_object_agg(k, case when v in ${TERMINAL_SQL} then v else 'cancelled' end), '{}'::jsonb)
                           from jsonb_each_text(step_states) as e(k, v))
    where id = $1 and status not in ${TERMINAL_SQL}
-  returning id, source
+  returning id, source, thread_id, seq
 ),
 s as (
   update run_steps set status = 'cancelled', finished_at = now()
    where run_id = (select id from r) and status not in ${TERMINAL_SQL}
   returning 1
 ),
-n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r where source in ${WAITED_SOURCES_SQL})
-select (select count(*) from r)::int as finished, (select count(*) from n)::int as notified`;
+n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r where source in ${WAITED_SOURCES_SQL}),
+t as (${threadMovedSql('r')})
+select (select count(*) from r)::int as finished, (select count(*) from n)::int as notified, (select count(*) from t)::int as moved`;
 
 function toLoadedStep<S extends string>(catalog: AnyCatalog, runId: string, stage: S, row: Record<string, any>): LoadedStep<S> {
   return {
@@ -154,11 +167,11 @@ export function createStepWrites<C extends AnyCatalog>(pool: pg.Pool, catalog: C
   type S = StageOf<C>;
   /** Each stage's dependencies, as LOAD_STEPS takes them. */
   const DEPENDENCIES_JSON = JSON.stringify(dependenciesOf(catalog));
-  const loadRow = createCoalescer<{ runId: string; stage: S }, Record<string, any> | undefined>(async (items) => {
+  const loadRow = createCoalescer<{ runId: string; stage: S; lease: string | undefined }, Record<string, any> | undefined>(async (items) => {
     const { rows } = await pool.query({
       name: 'honeyjar-load-steps',
       text: LOAD_STEPS,
-      values: [items.map((i) => i.runId), items.map((i) => i.stage), DEPENDENCIES_JSON],
+      values: [items.map((i) => i.runId), items.map((i) => i.stage), DEPENDENCIES_JSON, items.map((i) => i.lease ?? null)],
     });
     return answersByIdx(rows, items.length, (row) => row);
   });
@@ -169,9 +182,9 @@ export function createStepWrites<C extends AnyCatalog>(pool: pg.Pool, catalog: C
      * completion) a stage it depends on is not in a state to run it, so a re-delivered job does
      * nothing twice.
      */
-    async loadStep(runId: string, stage: S): Promise<LoadedStep<S> | undefined> {
+    async loadStep(runId: string, stage: S, lease?: string): Promise<LoadedStep<S> | undefined> {
       const loadedAt = new Date();
-      const row = await loadRow({ runId, stage });
+      const row = await loadRow({ runId, stage, lease });
       return row ? { ...toLoadedStep(catalog, runId, stage, row), loadedAt } : undefined;
     },
 
@@ -179,12 +192,21 @@ export function createStepWrites<C extends AnyCatalog>(pool: pg.Pool, catalog: C
      * Claims an attempt of a step that calls out, and loads what it needs (with the thread's last
      * `historyTurns` turns). Undefined as for loadStep.
      */
-    async claimStep(runId: string, stage: S, options: { historyTurns?: number } = {}): Promise<LoadedStep<S> | undefined> {
+    async claimStep(runId: string, stage: S, options: { historyTurns?: number; lease?: string | undefined } = {}): Promise<LoadedStep<S> | undefined> {
       const definition = catalog[stage]!;
       const { rows } = await pool.query({
         name: 'honeyjar-claim-step',
         text: CLAIM_STEP,
-        values: [runId, stage, definition.dependsOn, jobIdFor(runId, stage), definition.queue, definition.attempts, options.historyTurns ?? 0],
+        values: [
+          runId,
+          stage,
+          definition.dependsOn,
+          jobIdFor(runId, stage),
+          definition.queue,
+          definition.attempts,
+          options.historyTurns ?? 0,
+          options.lease ?? null,
+        ],
       });
       return rows[0] ? toLoadedStep(catalog, runId, stage, rows[0]) : undefined;
     },
@@ -197,17 +219,31 @@ export function createStepWrites<C extends AnyCatalog>(pool: pg.Pool, catalog: C
      * that each transition is acted on once. `loadedAt`: when a loaded attempt (see loadStep)
      * started, counted here.
      */
-    async completeSteps(runId: string, steps: ReadonlyArray<StepCompletion<S>>): Promise<{ written: S[]; settled: S[]; states: StepStates<S> }> {
-      return complete({ runId, steps });
+    async completeSteps(
+      runId: string,
+      steps: ReadonlyArray<StepCompletion<S>>,
+      lease?: string,
+    ): Promise<{ written: S[]; settled: S[]; states: StepStates<S> }> {
+      return complete({ runId, steps, lease });
     },
 
     /** Records a failed attempt: `retrying` while attempts remain, else `failed` (with the run's step states). */
-    async failAttempt(runId: string, stage: S, error: StepError, final: boolean): Promise<{ written: boolean; states: StepStates<S> | null }> {
+    async failAttempt(runId: string, stage: S, error: StepError, final: boolean, lease?: string): Promise<{ written: boolean; states: StepStates<S> | null }> {
       const definition = catalog[stage]!;
       const { rows } = await pool.query({
         name: 'honeyjar-fail-step',
         text: FAIL_STEP,
-        values: [runId, stage, JSON.stringify(error), final, jobIdFor(runId, stage), definition.queue, definition.attempts, !definition.callsOut],
+        values: [
+          runId,
+          stage,
+          JSON.stringify(error),
+          final,
+          jobIdFor(runId, stage),
+          definition.queue,
+          definition.attempts,
+          !definition.callsOut,
+          lease ?? null,
+        ],
       });
       return { written: rows[0]?.written === 1, states: rows[0]?.states ?? null };
     },
@@ -224,12 +260,12 @@ export function createStepWrites<C extends AnyCatalog>(pool: pg.Pool, catalog: C
       stage: S,
       content: string,
       result: unknown,
-      options: { guarded?: boolean } = {},
+      options: { guarded?: boolean; lease?: string | undefined } = {},
     ): Promise<{ messageId: string } | undefined> {
       const { rows } = await pool.query({
         name: 'honeyjar-complete-with-reply',
         text: COMPLETE_WITH_REPLY,
-        values: [runId, stage, content, JSON.stringify(result), options.guarded === true],
+        values: [runId, stage, content, JSON.stringify(result), options.guarded === true, options.lease ?? null],
       });
       const messageId: string | null = rows[0]?.message_id ?? null;
       return messageId ? { messageId } : undefined;
