@@ -14,10 +14,15 @@ const optionalString = z
   .transform((value) => (value === '' ? undefined : value))
   .optional();
 
+/** Where Redis is looked for when REDIS_URL is not set and the queues are on Redis all the same. */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
 const schema = z.object({
   DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/honeyjar'),
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(20),
-  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  REDIS_URL: optionalString.pipe(z.string().url().optional()),
+  QUEUE_BACKEND: optionalString.pipe(z.enum(['redis', 'postgres']).optional()),
+  QUEUE_POSTGRES_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
   PORT: z.coerce.number().int().min(0).max(65535).default(3005),
   HOST: z.string().min(1).default('127.0.0.1'),
   TRUST_PROXY: optionalString.pipe(
@@ -136,7 +141,8 @@ export interface Config {
   /** The stages this process runs; every per-stage setting below is derived from it. */
   catalog: Catalog;
   database: { url: string; poolMax: number };
-  redis: { url: string };
+  /** `configured`: REDIS_URL was set; otherwise `url` is the default address, tried only when asked for. */
+  redis: { url: string; configured: boolean };
   /**
    * `trustProxy` of Fastify: whose X-Forwarded-* headers are believed (the client address, and
    * X-Forwarded-Proto for the session cookie's Secure flag). false: none, the socket is the truth.
@@ -148,6 +154,14 @@ export interface Config {
   rocketreach: { apiKey: string | undefined; baseUrl: string; deadlineMs: number; pollIntervalMs: number };
   bootstrap: { orgName: string; adminEmail: string };
   queue: {
+    /**
+     * Where the queues and the coordination between processes live. `auto` (QUEUE_BACKEND unset) is
+     * settled at start-up (src/queue/transport-choice.ts): the system's recorded choice, else Redis
+     * when REDIS_URL is set and answers, else PostgreSQL.
+     */
+    backend: 'redis' | 'postgres' | 'auto';
+    /** Connections of the process's PostgreSQL queue pool for queries (each worker holds one more for LISTEN). */
+    postgresPoolMax: number;
     prefix: string;
     concurrency: Record<StageName, number>;
     /** The stages with a limiter in the catalog. */
@@ -189,7 +203,7 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
   return deepFreeze({
     catalog,
     database: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX },
-    redis: { url: e.REDIS_URL },
+    redis: { url: e.REDIS_URL ?? DEFAULT_REDIS_URL, configured: e.REDIS_URL !== undefined },
     http: { port: e.PORT, host: e.HOST, trustProxy: trustProxyOf(e.TRUST_PROXY), timeouts: httpTimeouts(e, replyStageOf(catalog).attempts) },
     logLevel: e.LOG_LEVEL,
     openai: {
@@ -208,6 +222,8 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
     },
     bootstrap: { orgName: e.BOOTSTRAP_ORG_NAME, adminEmail: e.BOOTSTRAP_ADMIN_EMAIL },
     queue: {
+      backend: e.QUEUE_BACKEND ?? 'auto',
+      postgresPoolMax: e.QUEUE_POSTGRES_POOL_MAX,
       prefix: e.QUEUE_PREFIX,
       concurrency: Object.fromEntries(stageOrder(catalog).map((stage) => [stage, stageEnv[concurrencyEnvKey(stage)]!])) as Record<StageName, number>,
       limiters: limitsOf(catalog, env, stageEnv),

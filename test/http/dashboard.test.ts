@@ -144,13 +144,13 @@ describe('Bull Board sessions', () => {
     // Over plain HTTP (and no trusted proxy) the cookies are not Secure.
     expect(String(res.headers['set-cookie'])).not.toContain('Secure');
 
-    const keys = await t.container.redis.keys(`${t.container.config.queue.prefix}:dashboard:session:*`);
+    const keys = await t.container.redis!.keys(`${t.container.config.queue.prefix}:dashboard:session:*`);
     expect(keys.length).toBeGreaterThan(0);
     const sessionId = header.split(';')[0]!.split('=')[1]!;
     for (const key of keys) {
       expect(key).not.toContain(sessionId);
-      expect(await t.container.redis.get(key)).not.toContain(acme.token);
-      const ttl = await t.container.redis.pttl(key);
+      expect(await t.container.redis!.get(key)).not.toContain(acme.token);
+      const ttl = await t.container.redis!.pttl(key);
       expect(ttl).toBeGreaterThan(7.9 * 3600_000);
       expect(ttl).toBeLessThanOrEqual(8 * 3600_000);
     }

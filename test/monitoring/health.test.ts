@@ -98,7 +98,7 @@ describe('health with workers running', () => {
     // Every queue that ran a job has this process's heartbeat; the run's entry job always goes
     // through intent-classification (steps settled without a job leave none).
     const prefix = `${t.container.config.queue.prefix}:monitoring:heartbeat:`;
-    const keys = await t.container.redis.keys(`${prefix}*`);
+    const keys = await t.container.redis!.keys(`${prefix}*`);
     const ran = keys.map((key) => key.slice(prefix.length));
     expect(ran).toContain('intent-classification');
     for (const queue of ran) expect(QUEUES).toContain(queue);

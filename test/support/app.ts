@@ -36,6 +36,12 @@ export interface TestApp {
 
 let tenants = 0;
 
+/**
+ * The transport the queue tests run on: `redis` (default) or `postgres`, from TEST_QUEUE_BACKEND
+ * (vitest.config.ts runs the queue suites once per transport).
+ */
+export const testTransport: 'redis' | 'postgres' = process.env.TEST_QUEUE_BACKEND === 'postgres' ? 'postgres' : 'redis';
+
 /** A server on its own fresh database, driven through inject(). */
 export async function createTestApp(env: Record<string, string> = {}, options: { workers?: boolean; logger?: Logger; catalog?: Catalog } = {}): Promise<TestApp> {
   const database = await createTestDatabase();
@@ -44,6 +50,10 @@ export async function createTestApp(env: Record<string, string> = {}, options: {
     LOG_LEVEL: 'silent',
     DATABASE_POOL_MAX: '10',
     QUEUE_PREFIX: `test-${database.name}`,
+    QUEUE_BACKEND: testTransport,
+    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    // Several test files run at once, each with its own queue pool.
+    QUEUE_POSTGRES_POOL_MAX: '4',
     // Tests send many requests without valid credentials from one address; the limiter's own test sets it low.
     AUTH_FAILURE_RATE_LIMIT_MAX: '1000000',
     ...env,
@@ -78,7 +88,7 @@ export async function createTestApp(env: Record<string, string> = {}, options: {
       await queueSystem?.close(5_000);
       await container.close();
       // After everything is closed: closing queues still writes their metadata.
-      await clearQueues(container.config.redis.url, container.config.queue.prefix).catch(() => undefined);
+      if (container.transport === 'redis') await clearQueues(container.config.redis.url, container.config.queue.prefix).catch(() => undefined);
       await database.drop();
     },
   };
