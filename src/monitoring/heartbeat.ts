@@ -40,7 +40,7 @@ export function createHeartbeat(options: { coordination: Coordination; prefix: s
 
     /** Per queue, the processes that took a job within the last hour and when (ms since the epoch), newest first. */
     async read(queues: readonly string[]): Promise<Map<string, Array<{ process: string; at: number }>>> {
-      const marks = await coordination.newestMarks(queues, 100);
+      const marks = await coordination.newestMarks(queues.map(key), 100);
       return new Map(queues.map((queue, i) => [queue, (marks[i] ?? []).map(({ member, at }) => ({ process: member, at }))]));
     },
   };

@@ -8,6 +8,9 @@ import { createContainer, type Container } from '../../src/container.js';
 import { createLogger } from '../../src/logger.js';
 import type { App } from '../../src/http/types.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
+import { testTransport } from './transport.js';
+
+export { testTransport };
 import { stageOrder } from '../../src/engine/dag.js';
 import type { Catalog } from '../../src/engine/catalog.js';
 import { startQueueSystem, type QueueSystem } from '../../src/queue/queue-system.js';
@@ -35,12 +38,6 @@ export interface TestApp {
 }
 
 let tenants = 0;
-
-/**
- * The transport the queue tests run on: `redis` (default) or `postgres`, from TEST_QUEUE_BACKEND
- * (vitest.config.ts runs the queue suites once per transport).
- */
-export const testTransport: 'redis' | 'postgres' = process.env.TEST_QUEUE_BACKEND === 'postgres' ? 'postgres' : 'redis';
 
 /** A server on its own fresh database, driven through inject(). */
 export async function createTestApp(env: Record<string, string> = {}, options: { workers?: boolean; logger?: Logger; catalog?: Catalog } = {}): Promise<TestApp> {
