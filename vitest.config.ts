@@ -16,8 +16,11 @@ const QUEUE_SUITES = [
   'test/monitoring/metrics.test.ts',
   'test/http/dashboard.test.ts',
 ];
-/** Redis itself is what these test (Redis down, flushed; the batcher on a Redis queue): they have no PostgreSQL twin. */
-const REDIS_ONLY = ['test/queue/degraded.test.ts', 'test/queue/add-batcher.test.ts'];
+/**
+ * Redis itself is what these test (Redis down, flushed; the batcher on a Redis queue), or they cover
+ * both transports themselves (the choice of one): they run once.
+ */
+const REDIS_ONLY = ['test/queue/degraded.test.ts', 'test/queue/add-batcher.test.ts', 'test/queue/transport-choice.test.ts'];
 
 export default defineConfig({
   test: {

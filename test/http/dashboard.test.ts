@@ -1,5 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, eventually, type Tenant, type TestApp } from '../support/app.js';
+import { createTestApp, eventually, testTransport, type Tenant, type TestApp } from '../support/app.js';
 import { storedValues } from '../support/coordination.js';
 
 let t: TestApp;
@@ -188,6 +189,16 @@ describe('Bull Board sessions', () => {
     expect(queues.json().queues.map((q: { name: string }) => q.name).sort()).toEqual(
       ['intent-classification', 'openai-processing', 'rag-processing', 'rocketreach-api', 'security-classification'],
     );
+    // Bull Board reads the queues on either transport: a waiting job, and the store it runs on.
+    const runId = randomUUID();
+    await t.container.producer.enqueue(runId, ops.orgId, ['rag']);
+    const waiting = await t.app.inject({ method: 'GET', url: '/admin/queues/api/queues?activeQueue=rag-processing&status=waiting&page=1&jobsPerPage=10', headers: { cookie } });
+    const rag = waiting.json().queues.find((q: { name: string }) => q.name === 'rag-processing');
+    expect(rag.counts.waiting).toBe(1);
+    expect(rag.jobs.map((job: { id: string }) => job.id)).toEqual([`${runId}.rag`]);
+    const stats = await t.app.inject({ method: 'GET', url: '/admin/queues/api/redis/stats', headers: { cookie } });
+    expect(stats.json()).toMatchObject({ backend: testTransport });
+    await t.container.producer.cancel([{ jobId: `${runId}.rag`, stage: 'rag' }], 'test over');
     const asset = /src="(static\/js\/[^"]+)"/.exec(page.body)![1]!;
     expect((await t.app.inject({ method: 'GET', url: `/admin/queues/${asset}`, headers: { cookie } })).statusCode).toBe(200);
     expect((await t.app.inject({ method: 'GET', url: `/admin/queues/${asset}` })).statusCode).toBe(401);

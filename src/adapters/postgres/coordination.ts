@@ -122,7 +122,7 @@ export function createPostgresCoordination(options: { pool: pg.Pool; url: string
       await query('select 1');
     },
     async version() {
-      const result = await query<{ version: string }>('show server_version');
+      const result = await query<{ version: string }>("select current_setting('server_version') as version");
       return result.rows[0]?.version ?? null;
     },
 
