@@ -13,6 +13,8 @@
  *   4 sustained         offline LLM, 50 connections for 20 s; poller clients read each thread's
  *                       messages over HTTP while the load runs: replies/s seen in the window after
  *                       a warm-up, the accept rate, then exactly one reply per accepted message
+ *   4c sustained on PG  scenario 4 again with the queues on PostgreSQL (QUEUE_BACKEND=postgres), in
+ *                       the same run: replies/s and its ratio to scenario 4's (target ≥ 0.4)
  *   4b paced            the same processes offered BENCH_PACED_RATE msg/s (300) as Poisson arrivals
  *                       for 30 s: does it keep up (one reply each, seen within 1 s at p99), replies/s
  *   5 peak RSS          of each server process tree, sampled every 200 ms; API processes ≤ 250 MB
@@ -93,6 +95,8 @@ const S = {
 };
 const TARGETS = {
   ratio: 0.65,
+  /** Sustained replies/s with the queues on PostgreSQL, against Redis in the same run. */
+  postgresTransportRatio: 0.4,
   ackP99Ms: 20,
   e2eP50Ms: 1_248 + 50,
   sustainedPerSec: 300,
@@ -119,21 +123,25 @@ interface Instance {
   dbName: string;
   databaseUrl: string;
   prefix: string;
+  /** Where its queues are (QUEUE_BACKEND). */
+  transport: 'redis' | 'postgres';
 }
-const instance = (suffix: string): Instance => ({
+const instance = (suffix: string, transport: Instance['transport'] = 'redis'): Instance => ({
   dbName: `honeyjar_bench_${RID}${suffix ? `_${suffix}` : ''}`,
   databaseUrl: `${PG_BASE}/honeyjar_bench_${RID}${suffix ? `_${suffix}` : ''}${PG_QUERY}`,
   prefix: `bench-${RID}${suffix ? `-${suffix}` : ''}`,
+  transport,
 });
 const MAIN = instance('');
 const E2E = instance('e2e');
 const SUSTAINED = instance('sustained');
+const SUSTAINED_PG = instance('sustainedpg', 'postgres');
 const PACED = instance('paced');
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const FLOOR_PREFIX = `bench-${RID}-floor`;
 const STAGES = 5;
-/** BENCH_ONLY=floor,queued,ack,sustained,paced,e2e runs a subset (default: all). */
-const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,paced,e2e').split(',').map((s) => s.trim()));
+/** BENCH_ONLY=floor,queued,ack,sustained,sustained-pg,paced,e2e runs a subset (default: all). */
+const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,sustained-pg,paced,e2e').split(',').map((s) => s.trim()));
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
 // --- small helpers --------------------------------------------------------------------------------
@@ -162,6 +170,7 @@ function serverEnv(target: Instance, port: number, extra: Record<string, string>
   return childEnv({
     DATABASE_URL: target.databaseUrl,
     REDIS_URL,
+    QUEUE_BACKEND: target.transport,
     PORT: String(port),
     HOST: '127.0.0.1',
     LOG_LEVEL: 'warn',
@@ -1135,6 +1144,12 @@ async function main(): Promise<number> {
       attempt('sustained', () => scenarioSustained(api, tenant, threads)),
     );
   }
+  // The same load with the queues (and the coordination between processes) on PostgreSQL.
+  if (ONLY.has('sustained-pg')) {
+    await withApiAndWorkers('server-offline-pg', SUSTAINED_PG, S.connections, (api, tenant, threads) =>
+      attempt('sustainedPostgres', () => scenarioSustained(api, tenant, threads)),
+    );
+  }
   // Offered a set rate.
   if (ONLY.has('paced')) {
     await withApiAndWorkers('server-paced', PACED, S.pacedUsers, (api, tenant, threads) => attempt('paced', () => scenarioPaced(api, tenant, threads)));
@@ -1175,6 +1190,9 @@ async function main(): Promise<number> {
   const queued = scenarios.queued as Record<string, unknown> | undefined;
   const ack = scenarios.ackLatency as Record<string, unknown> | undefined;
   const sustained = scenarios.sustained as Record<string, unknown> | undefined;
+  const sustainedPg = scenarios.sustainedPostgres as Record<string, unknown> | undefined;
+  const sustainedPgAudit = sustainedPg?.replyAudit as ReplyAudit | undefined;
+  const transportRatio = round(num(sustainedPg?.repliesPerSecInWindow) / num(sustained?.repliesPerSecInWindow), 3);
   const paced = scenarios.paced as (Record<string, unknown> & { acceptToReplySeenMs?: { p50: number; p99: number }; replyAudit?: ReplyAudit }) | undefined;
   const sustainedAudit = sustained?.replyAudit as ReplyAudit | undefined;
   // Exactly one reply for every accepted message, none for anything else, as read over HTTP.
@@ -1182,7 +1200,7 @@ async function main(): Promise<number> {
   const replyCounts = (audit: ReplyAudit | undefined) =>
     audit ? `${audit.withOneReply} / ${audit.withoutReply} / ${audit.withSeveralReplies + audit.unexpectedReplies}` : 'n/a';
   // API processes (HTTP only): the accept path alone, and the ones serving the throughput scenarios' load and pollers.
-  const apiLabels = ['server-api', 'server-offline', 'server-paced'].filter((label) => memory[label]);
+  const apiLabels = ['server-api', 'server-offline', 'server-offline-pg', 'server-paced'].filter((label) => memory[label]);
   const apiPeak = apiLabels.reduce<{ label: string; mb: number }>(
     (best, label) => {
       const value = megabytes(memory[label]);
@@ -1225,6 +1243,23 @@ async function main(): Promise<number> {
     { scenario: '4 sustained', figure: 'replies/s draining after the load / db runs/s', value: `${num(sustained?.repliesPerSecDraining)} / ${num(sustained?.pipelineFinishedPerSec)}`, unit: 'msg/s' },
     { scenario: '4 sustained', figure: 'poll requests/s (4 pollers)', value: num(sustained?.pollRequestsPerSec), unit: 'req/s' },
     {
+      scenario: '4c sustained, PostgreSQL transport',
+      figure: 'replies/s seen after warm-up (queues on PostgreSQL)',
+      value: num(sustainedPg?.repliesPerSecInWindow),
+      unit: 'msg/s',
+      target: 'one reply each',
+      pass: oneReplyEach(sustainedPgAudit),
+    },
+    { scenario: '4c sustained, PostgreSQL transport', figure: 'replies: one / none / duplicate or stray', value: replyCounts(sustainedPgAudit), unit: '' },
+    {
+      scenario: '4c sustained, PostgreSQL transport',
+      figure: 'ratio to 4 (Redis), same run',
+      value: transportRatio,
+      unit: '×',
+      target: `≥ ${TARGETS.postgresTransportRatio}`,
+      pass: transportRatio >= TARGETS.postgresTransportRatio,
+    },
+    {
       scenario: '4b paced',
       figure: 'offered (Poisson) → replies/s seen',
       value: `${num(paced?.offeredRatePerSec)} → ${num(paced?.repliesPerSecInWindow)}`,
@@ -1264,6 +1299,7 @@ async function main(): Promise<number> {
     (c.scenario.startsWith('2') && ONLY.has('ack')) ||
     (c.scenario.startsWith('3') && ONLY.has('e2e')) ||
     (c.scenario.startsWith('4 ') && ONLY.has('sustained')) ||
+    (c.scenario.startsWith('4c') && ONLY.has('sustained-pg') && (!c.figure.startsWith('ratio') || ONLY.has('sustained'))) ||
     (c.scenario.startsWith('4b') && ONLY.has('paced'));
   checks.splice(0, checks.length, ...checks.filter(ran));
 
@@ -1285,7 +1321,7 @@ async function main(): Promise<number> {
     settings: { ...S, postgresTransport: PG_TRANSPORT },
     targets: TARGETS,
     checks,
-    scenarios: { ...scenarios, ratio },
+    scenarios: { ...scenarios, ratio, transportRatio },
     memory,
     serverLogs,
     database,

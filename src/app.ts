@@ -42,6 +42,8 @@ import { registerCreateThread } from './http/routes/threads/create-thread.js';
 import { registerGetThread } from './http/routes/threads/get-thread.js';
 import { registerListMessages } from './http/routes/threads/list-messages.js';
 import { registerListThreads } from './http/routes/threads/list-threads.js';
+import { readQueueStatus } from './queue/queue-status.js';
+import { createFleetState } from './queue/fleet-state.js';
 import { registerPostMessage } from './http/routes/threads/post-message.js';
 
 /**
@@ -155,7 +157,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
     token: container.config.monitoring.metricsToken,
   });
   // The operations page (/dashboard) and Bull Board (/admin/queues, system operators, by session cookie).
-  const dashboardSessions = createDashboardSessions({ redis: container.redis, prefix: container.config.queue.prefix, tenancy: container.repositories.tenancy });
+  const dashboardSessions = createDashboardSessions({ coordination: container.coordination, prefix: container.config.queue.prefix, tenancy: container.repositories.tenancy });
   registerDashboard(app, dashboardSessions);
   await registerBullBoard(app, { queues: container.producer.queues, sessions: dashboardSessions });
 
@@ -164,7 +166,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
     async (api) => {
       const scoped = api as unknown as App;
       registerAuth(scoped, repositories.tenancy);
-      registerRateLimit(scoped, container.redis, { ...config.rateLimit, prefix: config.queue.prefix });
+      registerRateLimit(scoped, container.coordination, { ...config.rateLimit, prefix: config.queue.prefix });
       registerGetMe(scoped);
       await scoped.register(
         async (chat) => {
@@ -186,7 +188,10 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
           registerFailedJobs(c, repositories.failedJobs);
           registerListAlerts(c, repositories.alerts);
           registerAcknowledgeAlert(c, repositories.alerts);
-          registerQueueStatus(c, { config, queues: container.producer.queues, redis: container.redis, available: container.producer.available });
+          registerQueueStatus(c, {
+            read: () => readQueueStatus({ config, queues: container.producer.queues, fleet: createFleetState(container.coordination, config.queue.prefix) }),
+            available: container.producer.available,
+          });
         },
         { prefix: '/chat' },
       );

@@ -12,6 +12,8 @@ import { createLogger } from './logger.js';
 import { prepareDatabase, startServer, type Role } from './main.js';
 import type { StageName } from './engine/catalog.js';
 import { selectStages } from './adapters/bullmq/job-options.js';
+import { readSystemSetting, writeSystemSetting } from './adapters/postgres/system-settings.js';
+import { QUEUE_BACKEND_SETTING, QueueBackendMismatchError } from './queue/transport-choice.js';
 
 const USAGE = `Usage: honeyjar <command> [options]
 
@@ -32,6 +34,10 @@ Administration (prints JSON on stdout, logs on stderr):
                                 add the user to the organization (if needed) and issue a token
   token revoke TOKEN_OR_ID      revoke a token
   ingest --org ID FILE...       add text or markdown files as documents for retrieval
+  queue-backend [redis|postgres]
+                                the queue transport recorded for this system (every process uses
+                                it); with a value, record that one instead — stop every process
+                                first, and start them all again with the new transport
 
 Settings come from the environment; see the README.`;
 
@@ -82,6 +88,8 @@ export async function runCli(argv: string[]): Promise<number> {
         return await operator(config, rest);
       case 'ingest':
         return await ingest(config, rest);
+      case 'queue-backend':
+        return await queueBackend(config, rest);
       default:
         throw new UsageError(`unknown command: ${command}`);
     }
@@ -99,7 +107,9 @@ async function serve(config: Readonly<Config>, role: Role, stages?: StageName[])
   try {
     await startServer(config, role, logger, stages ? { stages } : {});
   } catch (error) {
-    logger.fatal({ err: error }, 'could not start');
+    // A transport that is not this system's: the reason, in one line, and nothing else.
+    if (error instanceof QueueBackendMismatchError) logger.fatal({ code: 'queue_backend_mismatch' }, `could not start: ${error.message}`);
+    else logger.fatal({ err: error }, 'could not start');
     // Connections opened before the failure would keep the process alive.
     await new Promise<void>((resolve) => logger.flush(() => resolve()));
     process.exit(1);
@@ -214,4 +224,19 @@ function titleOf(file: string, content: string): string {
 
 function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+/** Shows or records the queue transport of this system (see src/queue/transport-choice.ts). */
+async function queueBackend(config: Readonly<Config>, args: string[]): Promise<number> {
+  const [value, ...extra] = args;
+  if (extra.length > 0 || (value !== undefined && value !== 'redis' && value !== 'postgres')) throw new UsageError('usage: queue-backend [redis|postgres]');
+  return withDatabase(config, async (database) => {
+    if (value === undefined) {
+      printJson({ queueBackend: (await readSystemSetting(database.pool, QUEUE_BACKEND_SETTING)) ?? null });
+    } else {
+      const previous = await writeSystemSetting(database.pool, QUEUE_BACKEND_SETTING, value);
+      printJson({ queueBackend: value, previous: previous ?? null });
+    }
+    return 0;
+  });
 }

@@ -14,10 +14,15 @@ const optionalString = z
   .transform((value) => (value === '' ? undefined : value))
   .optional();
 
+/** Where Redis is looked for when REDIS_URL is not set and the queues are on Redis all the same. */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
 const schema = z.object({
   DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/honeyjar'),
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(20),
-  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  REDIS_URL: optionalString.pipe(z.string().url().optional()),
+  QUEUE_BACKEND: optionalString.pipe(z.enum(['redis', 'postgres']).optional()),
+  QUEUE_POSTGRES_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
   REDIS_CLUSTER_NODES: optionalString.pipe(
     z
       .string()
@@ -146,10 +151,12 @@ export interface Config {
   catalog: Catalog;
   database: { url: string; poolMax: number };
   /**
-   * `url`: one Redis. `clusterNodes`: the seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES); when
-   * set, `url` is not used, `queue.prefix` is a hash tag and every queue gets a tag of its own.
+   * `url`: one Redis. `configured`: REDIS_URL or REDIS_CLUSTER_NODES was set; otherwise `url` is
+   * the default address, tried only when asked for. `clusterNodes`: the seed nodes of a Redis
+   * Cluster; when set, `url` is not used, `queue.prefix` is a hash tag and every queue gets a tag
+   * of its own.
    */
-  redis: { url: string; clusterNodes?: ReadonlyArray<{ host: string; port: number }> };
+  redis: { url: string; configured: boolean; clusterNodes?: ReadonlyArray<{ host: string; port: number }> };
   /**
    * `trustProxy` of Fastify: whose X-Forwarded-* headers are believed (the client address, and
    * X-Forwarded-Proto for the session cookie's Secure flag). false: none, the socket is the truth.
@@ -161,6 +168,14 @@ export interface Config {
   rocketreach: { apiKey: string | undefined; baseUrl: string; deadlineMs: number; pollIntervalMs: number };
   bootstrap: { orgName: string; adminEmail: string };
   queue: {
+    /**
+     * Where the queues and the coordination between processes live. `auto` (QUEUE_BACKEND unset) is
+     * settled at start-up (src/queue/transport-choice.ts): the system's recorded choice, else Redis
+     * when REDIS_URL is set and answers, else PostgreSQL.
+     */
+    backend: 'redis' | 'postgres' | 'auto';
+    /** Connections of the process's PostgreSQL queue pool for queries (each worker holds one more for LISTEN). */
+    postgresPoolMax: number;
     prefix: string;
     concurrency: Record<StageName, number>;
     /** The stages with a limiter in the catalog. */
@@ -207,7 +222,11 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
   return deepFreeze({
     catalog,
     database: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX },
-    redis: { url: e.REDIS_URL, ...(e.REDIS_CLUSTER_NODES ? { clusterNodes: clusterNodesOf(e.REDIS_CLUSTER_NODES) } : {}) },
+    redis: {
+      url: e.REDIS_URL ?? DEFAULT_REDIS_URL,
+      configured: e.REDIS_URL !== undefined || e.REDIS_CLUSTER_NODES !== undefined,
+      ...(e.REDIS_CLUSTER_NODES ? { clusterNodes: clusterNodesOf(e.REDIS_CLUSTER_NODES) } : {}),
+    },
     http: { port: e.PORT, host: e.HOST, trustProxy: trustProxyOf(e.TRUST_PROXY), timeouts: httpTimeouts(e, replyStageOf(catalog).attempts) },
     logLevel: e.LOG_LEVEL,
     openai: {
@@ -226,6 +245,8 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
     },
     bootstrap: { orgName: e.BOOTSTRAP_ORG_NAME, adminEmail: e.BOOTSTRAP_ADMIN_EMAIL },
     queue: {
+      backend: e.QUEUE_BACKEND ?? 'auto',
+      postgresPoolMax: e.QUEUE_POSTGRES_POOL_MAX,
       // On a cluster every key of the system hashes to one slot through this tag (multi-key
       // commands stay legal), except the queues, which each get their own (src/adapters/bullmq).
       prefix: e.REDIS_CLUSTER_NODES ? `{${e.QUEUE_PREFIX}}` : e.QUEUE_PREFIX,

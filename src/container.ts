@@ -26,9 +26,12 @@ import { classifySecurity } from './domain/stages/security/security.service.js';
 import { rememberVerdicts } from './domain/stages/security/remembered-verdicts.js';
 import { createRedisConnection } from './adapters/redis/connections.js';
 import { createShutdownSteps, settleBy, type ShutdownSteps } from './lib/shutdown.js';
-import type { Cluster, Redis } from 'ioredis';
-import { cancelChannel } from './adapters/redis/cancellation.js';
+import type { RedisClient } from './adapters/redis/connections.js';
+import { cancelChannel } from './adapters/bullmq/cancellation.js';
 import { createProducer } from './adapters/bullmq/transport.js';
+import { createPostgresQueueBackend, createRedisQueueBackend, type QueueBackendName } from './adapters/bullmq/backend.js';
+import { createRedisCoordination } from './adapters/redis/coordination.js';
+import { createPostgresCoordination } from './adapters/postgres/coordination.js';
 import { createMonitoringRepository } from './adapters/postgres/repositories/monitoring.repository.js';
 import { createFailedJobsRepository } from './adapters/postgres/repositories/failed-jobs.repository.js';
 import { createMetricsReporter } from './domain/monitoring/metrics-report.js';
@@ -52,9 +55,18 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     failedJobs: createFailedJobsRepository(database.pool),
   };
   const stages = createStageServices(config, repositories, monitoring);
+  // The transport settled at start-up (src/queue/transport-choice.ts); unsettled (a test), REDIS_URL decides.
+  const transport: QueueBackendName = config.queue.backend === 'auto' ? (config.redis.configured ? 'redis' : 'postgres') : config.queue.backend;
   // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
-  const redis = createRedisConnection(config.redis, 'producer', logger);
-  const producer = createProducer({ catalog: config.catalog, connection: redis, prefix: config.queue.prefix, logger, cancelChannel: cancelChannel(config.queue.prefix) });
+  const redis: RedisClient | undefined = transport === 'redis' ? createRedisConnection(config.redis, 'producer', logger) : undefined;
+  // Limits, heartbeats, sessions, cancel signals, fleet state: on the same store as the queues.
+  const coordination = redis
+    ? createRedisCoordination({ redis, target: config.redis, logger })
+    : createPostgresCoordination({ pool: database.pool, url: config.database.url, logger });
+  const queueBackend = redis
+    ? createRedisQueueBackend({ producer: redis, target: config.redis, prefix: config.queue.prefix, logger })
+    : createPostgresQueueBackend({ url: config.database.url, poolMax: config.queue.postgresPoolMax, workers: stageOrder(config.catalog).length, logger });
+  const producer = createProducer({ catalog: config.catalog, backend: queueBackend, coordination, logger, cancelChannel: cancelChannel(config.queue.prefix) });
   // One LISTEN connection of this process, opened by the first `wait` or turn wait.
   const runFinished = createRunFinishedListener(config.database.url, logger);
   // The pipeline: both drivers, one step processor (src/engine/).
@@ -67,8 +79,8 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     onError: (err, runId) => logger.error({ err, runId }, 'in-process run failed'),
     bus: runFinished,
   });
-  const heartbeat = createHeartbeat({ redis, prefix: config.queue.prefix });
-  const health = createHealthService({ config, repository: repositories.monitoring, redis, producer, heartbeat, monitoring });
+  const heartbeat = createHeartbeat({ coordination, prefix: config.queue.prefix });
+  const health = createHealthService({ config, repository: repositories.monitoring, coordination, producer, heartbeat, monitoring });
   const metrics = createMetricsReporter({ stages: stageOrder(config.catalog), stageStats: repositories.monitoring.stageStats, http: monitoring.http, providers: monitoring.providers });
   const waits = createRunWaits({ feed: runFinished, maxPerOrg: config.maxWaitsPerOrg });
   const chat = new HybridChatService({
@@ -85,7 +97,11 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     config,
     logger,
     database,
+    transport,
+    /** The Redis connection of the producer side; only when the queues are on Redis. */
     redis,
+    coordination,
+    queueBackend,
     repositories,
     stages,
     engine,
@@ -110,8 +126,12 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
       const closeBy = Date.now() + CLOSE_BUDGET_MS;
       await Promise.all([
         steps.run('run-finished listener', () => runFinished.close(), closeBy),
-        steps.run('queue producer', () => producer.close(), closeBy),
-        steps.run('redis', () => quitRedis(redis, closeBy - REDIS_QUIT_MARGIN_MS), closeBy),
+        steps.run('queue producer', async () => {
+          await producer.close();
+          await queueBackend.close();
+        }, closeBy),
+        steps.run('coordination', () => coordination.close(), closeBy),
+        redis ? steps.run('redis', () => quitRedis(redis, closeBy - REDIS_QUIT_MARGIN_MS), closeBy) : undefined,
         steps.run('postgresql pool', () => database.close(), closeBy),
       ]);
     },
@@ -126,7 +146,7 @@ const CLOSE_BUDGET_MS = 1_000;
 const REDIS_QUIT_MARGIN_MS = 500;
 
 /** QUIT when Redis is there to answer it (by `until` at the latest); otherwise, or then, hang up. */
-async function quitRedis(redis: Redis | Cluster, until: number): Promise<void> {
+async function quitRedis(redis: RedisClient, until: number): Promise<void> {
   if (redis.status === 'ready') await settleBy(redis.quit(), until);
   redis.disconnect();
 }

@@ -9,6 +9,7 @@ import type { TenancyRepository } from './adapters/postgres/repositories/tenancy
 import { stageOrder } from './engine/dag.js';
 import type { StageName } from './engine/catalog.js';
 import { startQueueSystem } from './queue/queue-system.js';
+import { chooseTransport, withTransport } from './queue/transport-choice.js';
 import { armWatchdog, createShutdownSteps, settleBy } from './lib/shutdown.js';
 
 export type Role = 'all' | 'api' | 'worker';
@@ -34,7 +35,10 @@ export async function startServer(
   options: { stages?: readonly StageName[]; handleSignals?: boolean } = {},
 ): Promise<RunningServer> {
   await prepareDatabase(config, logger);
-  const container = createContainer(config, logger);
+  // Every process of a system uses the transport recorded for it; one configured otherwise stops here.
+  const transport = await chooseTransport(config, logger);
+  logger.info(`Queue transport: ${transport.backend === 'redis' ? `Redis (${new URL(config.redis.url).host})` : 'PostgreSQL'} — ${transport.reason}`);
+  const container = createContainer(withTransport(config, transport.backend), logger);
   if (role !== 'worker') await printFirstStartToken(container.repositories.tenancy, config, logger);
 
   const stages = role === 'api' ? [] : (options.stages ?? stageOrder(config.catalog));

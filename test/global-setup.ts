@@ -8,6 +8,8 @@ import { testDatabaseUrl } from './support/database.js';
  * drop each other's template.
  */
 export default async function setup(): Promise<() => Promise<void>> {
+  // One template for the run, whichever project (transport) asks first: the projects share it.
+  if (process.env.HONEYJAR_TEST_TEMPLATE) return async () => undefined;
   const template = `honeyjar_test_template_${process.pid}`;
   process.env.HONEYJAR_TEST_TEMPLATE = template;
   await dropDatabase(template);

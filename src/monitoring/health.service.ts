@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { Cluster, Redis } from 'ioredis';
+import type { Coordination } from '../engine/ports/coordination.js';
 import type { Config } from '../config.js';
 import type { MonitoringRepository } from '../adapters/postgres/repositories/monitoring.repository.js';
 import {
@@ -12,8 +12,7 @@ import {
 } from '../domain/monitoring/health.js';
 import { stageOrder } from '../engine/dag.js';
 import { queueNames } from '../adapters/bullmq/job-options.js';
-import { waitUntilReady } from '../adapters/redis/connections.js';
-import type { Producer } from '../adapters/bullmq/transport.js';
+import { queueCounts, type Producer } from '../adapters/bullmq/transport.js';
 import type { Heartbeat } from './heartbeat.js';
 import type { EventLoopDelay, Monitoring } from './monitoring.js';
 import { QUEUE_STATES, type QueueStateCounts } from './prometheus.js';
@@ -51,6 +50,8 @@ export interface QueueDetail {
 export interface DetailedHealthReport extends HealthReport {
   uptimeSeconds: number;
   process: { pid: number; startedAt: string; uptimeSeconds: number };
+  /** Where the queues and the coordination between processes are (QUEUE_BACKEND). */
+  transport: 'redis' | 'postgres';
   versions: { node: string; app: string; postgresql: string | null; redis: string | null };
   database: ComponentCheck & { pool: { total: number; idle: number; waiting: number; max: number } };
   redis: ComponentCheck;
@@ -115,31 +116,25 @@ const ms = (value: number) => Math.round(value * 10) / 10;
 export function createHealthService(deps: {
   config: Readonly<Config>;
   repository: MonitoringRepository;
-  redis: Redis | Cluster;
+  /** The coordination store (Redis, or PostgreSQL with the queues there): its check is `checks.redis`. */
+  coordination: Coordination;
   producer: Producer;
   heartbeat: Heartbeat;
   monitoring: Monitoring;
   now?: () => number;
 }) {
-  const { config, repository, redis, producer, heartbeat, monitoring } = deps;
+  const { config, repository, coordination, producer, heartbeat, monitoring } = deps;
   const QUEUES = queueNames(config.catalog);
   const now = deps.now ?? Date.now;
   const timeoutMs = config.monitoring.healthCheckTimeoutMs;
   const staleAfterMs = config.monitoring.workerStaleMs;
   const queues = stageOrder(config.catalog).map((stage) => ({ name: config.catalog[stage].queue, queue: producer.queues[stage] }));
 
-  /** Ready now, or within the timeout when the connection is still being made (a fresh start); no wait while Redis is down. */
-  async function redisReady(): Promise<boolean> {
-    if (redis.status === 'ready') return true;
-    if (redis.status !== 'connecting' && redis.status !== 'connect' && redis.status !== 'wait') return false;
-    return waitUntilReady(redis, timeoutMs).then(
-      () => true,
-      () => false,
-    );
-  }
+  /** Ready now, or within the timeout when the connection is still being made (a fresh start); no wait while it is down. */
+  const redisReady = (): Promise<boolean> => coordination.ready(timeoutMs);
 
   async function oldestWaitingAt(queue: (typeof queues)[number]['queue']): Promise<number | null> {
-    const jobs = await queue.getJobs(['wait', 'paused'], 0, 0, true);
+    const jobs = await queue.getJobs(['wait'], 0, 0, true);
     const times = jobs.filter((job) => job && typeof job.timestamp === 'number').map((job) => job.timestamp + (job.opts.delay ?? 0));
     return times.length ? Math.min(...times) : null;
   }
@@ -148,7 +143,7 @@ export function createHealthService(deps: {
     const fetches = await heartbeat.read(QUEUES);
     const observations = await Promise.all(
       queues.map(async ({ name, queue }): Promise<QueueObservation> => {
-        const [waiting, oldestAt] = await Promise.all([queue.getJobCountByTypes('wait', 'paused', 'prioritized'), oldestWaitingAt(queue)]);
+        const [waiting, oldestAt] = await Promise.all([queue.getJobCountByTypes('wait', 'prioritized'), oldestWaitingAt(queue)]);
         const at = now();
         const newest = fetches.get(name)?.[0]?.at;
         return {
@@ -177,7 +172,7 @@ export function createHealthService(deps: {
       timed(() => repository.ping(), timeoutMs),
       timed(async () => {
         await redisReady();
-        return redis.ping();
+        return coordination.ping();
       }, timeoutMs),
       workersCheck(),
     ]);
@@ -191,7 +186,7 @@ export function createHealthService(deps: {
     const entries = await Promise.all(
       queues.map(async ({ name, queue }, i): Promise<[string, QueueDetail]> => {
         const [counts, workersSeen, paused, rateLimitTtl, globalConcurrency] = await Promise.all([
-          queue.getJobCounts(...QUEUE_STATES),
+          queueCounts(queue),
           queue.getWorkersCount().catch(() => null),
           queue.isPaused(),
           queue.getRateLimitTtl(),
@@ -202,7 +197,7 @@ export function createHealthService(deps: {
         return [
           name,
           {
-            counts: Object.fromEntries(QUEUE_STATES.map((state) => [state, counts[state] ?? 0])),
+            counts: Object.fromEntries(QUEUE_STATES.map((state) => [state, counts[state]])),
             oldestWaitingAgeMs: observation.oldestWaitingAgeMs,
             lastFetchAgeMs: observation.lastFetchAgeMs,
             consumingProcesses: (fetches.get(name) ?? []).filter((f) => at - f.at <= staleAfterMs).length,
@@ -222,7 +217,7 @@ export function createHealthService(deps: {
     const [report, postgresVersion, redisVersion, queueResult] = await Promise.all([
       basic(),
       withTimeout(repository.serverVersion(), timeoutMs).catch(() => null),
-      ready ? withTimeout(redis.info('server'), timeoutMs).then((info) => /redis_version:(\S+)/.exec(info)?.[1] ?? null).catch(() => null) : null,
+      ready && coordination.kind === 'redis' ? withTimeout(coordination.version(), timeoutMs).catch(() => null) : null,
       ready
         ? withTimeout(queueDetails(), timeoutMs * 2).then(
             (value) => ({ value }),
@@ -239,6 +234,7 @@ export function createHealthService(deps: {
       ...report,
       uptimeSeconds,
       process: { pid: process.pid, startedAt: monitoring.startedAt.toISOString(), uptimeSeconds },
+      transport: coordination.kind,
       versions: { node: process.version, app: APP_VERSION, postgresql: postgresVersion, redis: redisVersion },
       database: { ...report.checks.database, pool: repository.poolUsage() },
       redis: report.checks.redis,
@@ -259,7 +255,7 @@ export function createHealthService(deps: {
     /** Job counts per queue for the Prometheus scrape (the caller bounds it with its own timeout). */
     async queueCounts(): Promise<Record<string, QueueStateCounts>> {
       if (!(await redisReady())) throw new Error('redis_unavailable');
-      const entries = await Promise.all(queues.map(async ({ name, queue }) => [name, await queue.getJobCounts(...QUEUE_STATES)] as const));
+      const entries = await Promise.all(queues.map(async ({ name, queue }) => [name, await queueCounts(queue)] as const));
       return Object.fromEntries(entries);
     },
   };

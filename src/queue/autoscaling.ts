@@ -1,56 +1,26 @@
-import { queueCounts } from '../adapters/bullmq/transport.js';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Job, Queue, Worker } from 'bullmq';
-import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ConcurrencyController, summarizeDurations, type ScalingDecision } from '../domain/monitoring/autoscaler.js';
-import { stageOrder } from '../engine/dag.js';
 import type { StageName } from '../engine/catalog.js';
 import type { StageJobData } from '../adapters/bullmq/job-options.js';
+import { PUBLISHED_DECISIONS, type FleetState, type PublishedProcessState, type PublishedQueueState } from './fleet-state.js';
 
 /**
  * Runs the concurrency controllers of this process's workers on an interval: samples each queue
  * (BullMQ counts, the worker's own processing times), applies the decision to `Worker.concurrency`
  * (BullMQ reads it before fetching each job), logs every change, keeps the last decisions in
- * memory and publishes this process's state to Redis so that any API process can show every worker
- * (`readQueueStatus`, GET /api/v1/chat/system/queue-status).
- *
- * Published state: one hash, `<prefix>:autoscale:workers`, one field per process (its id), the value
- * JSON with an `expiresAt`; the key's TTL is refreshed on every publish, and readers ignore (and
- * delete) fields whose process stopped publishing.
+ * memory and publishes this process's state to the fleet state (fleet-state.ts), so that every
+ * process scales its share and any API process can show every worker (queue-status.ts).
  */
 
 const HISTORY = 50;
-const PUBLISHED_DECISIONS = 10;
 const TIMINGS_KEPT = 1_000;
 
 export interface DecisionRecord extends ScalingDecision {
   queue: string;
-}
-
-export interface PublishedQueueState {
-  stage: StageName;
-  autoscale: boolean;
-  current: number;
-  min: number;
-  max: number;
-  cap?: { value: number; reason: string };
-  processing?: { meanMs: number; p95Ms: number; count: number };
-  throughputPerSec?: number;
-  lastDecision?: ScalingDecision;
-  decisions: ScalingDecision[];
-}
-
-export interface PublishedProcessState {
-  processId: string;
-  host: string;
-  pid: number;
-  updatedAt: number;
-  expiresAt: number;
-  intervalMs: number;
-  queues: Record<string, PublishedQueueState>;
 }
 
 export interface Autoscaling {
@@ -62,10 +32,6 @@ export interface Autoscaling {
   /** One round now: sample, decide, apply, publish. The interval calls it too. */
   tick(): Promise<void>;
   stop(): Promise<void>;
-}
-
-export function autoscaleKey(prefix: string): string {
-  return `${prefix}:autoscale:workers`;
 }
 
 /** Processing times of one worker's recent jobs (finished or failed attempts). */
@@ -110,15 +76,14 @@ export function startAutoscaling(deps: {
   workers: ReadonlyMap<StageName, Worker<StageJobData>>;
   /** Queues to sample, on a fail-fast connection (the producer's). */
   queues: Record<StageName, Queue<StageJobData>>;
-  /** Where the state is published (the producer's connection). */
-  redis: Redis | Cluster;
+  /** Where the state is published and the other processes' is read. */
+  fleet: FleetState;
   logger: Logger;
   processId?: string;
 }): Autoscaling {
-  const { config, logger, redis } = deps;
+  const { config, logger, fleet } = deps;
   const settings = config.queue.autoscale;
   const processId = deps.processId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-  const key = autoscaleKey(config.queue.prefix);
   const ttlMs = Math.max(3 * settings.intervalMs, 15_000);
   const windowMs = Math.max(10 * settings.intervalMs, 30_000);
 
@@ -216,20 +181,19 @@ export function startAutoscaling(deps: {
   };
 
   const publish = async (): Promise<void> => {
-    await redis.multi().hset(key, processId, JSON.stringify(state())).pexpire(key, ttlMs).exec();
+    await fleet.publish(state(), ttlMs);
   };
 
-  const sampleAndDecide = async (entry: Controlled, fleet: Map<string, PublishedProcessState>): Promise<void> => {
+  const sampleAndDecide = async (entry: Controlled, others: Map<string, PublishedProcessState>): Promise<void> => {
     const queue = deps.queues[entry.stage];
     const limiter = limiterOf(config, entry.stage);
     const now = Date.now();
-    const [counts, dueDelayed, paused, rateLimitTtl] = await Promise.all([
-      queue.getJobCounts('waiting', 'prioritized', 'active'),
-      // Delayed jobs that are due (BullMQ scores them timestamp * 0x1000 + a counter).
-      redis.zcount(queue.keys.delayed!, 0, (now + 1) * 0x1000 - 1),
+    const [counts, paused, rateLimitTtl] = await Promise.all([
+      queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed'),
       queue.isPaused(),
       limiter ? queue.getRateLimitTtl(limiter.max) : Promise.resolve(0),
     ]);
+    const dueDelayed = counts.delayed ? await dueDelayedJobs(queue, now) : 0;
     const waiting = (counts.waiting ?? 0) + (counts.prioritized ?? 0) + dueDelayed;
     const active = counts.active ?? 0;
     if (waiting + active === 0) entry.busySince = undefined;
@@ -237,7 +201,7 @@ export function startAutoscaling(deps: {
 
     const current = entry.worker.concurrency;
     let fleetConcurrency = current;
-    for (const [id, other] of fleet) {
+    for (const [id, other] of others) {
       if (id !== processId) fleetConcurrency += other.queues[entry.queue]?.current ?? 0;
     }
     const since = Math.max(now - windowMs, entry.busySince ?? now, entry.lastChangeAt);
@@ -266,11 +230,11 @@ export function startAutoscaling(deps: {
   const tick = (): Promise<void> =>
     (running ??= (async () => {
       try {
-        if (redis.status !== 'ready') throw new Error('Redis is not connected');
+        if (!fleet.available()) throw new Error('the coordination store is not connected');
         if (settings.enabled) {
           // The other processes' concurrency: each process scales its share of the backlog.
-          const fleet = parseStates(await redis.hgetall(key), Date.now());
-          await Promise.all(controlled.map((entry) => sampleAndDecide(entry, fleet)));
+          const others = await fleet.read(Date.now());
+          await Promise.all(controlled.map((entry) => sampleAndDecide(entry, others)));
         }
         await publish();
       } catch (error) {
@@ -304,7 +268,7 @@ export function startAutoscaling(deps: {
       clearTimeout(timer);
       await running;
       for (const entry of controlled) entry.detach();
-      if (redis.status === 'ready') await redis.hdel(key, processId).catch(() => undefined);
+      await fleet.remove(processId);
     },
   };
 }
@@ -313,116 +277,15 @@ function limiterOf(config: Readonly<Config>, stage: StageName): { max: number; d
   return config.queue.limiters[stage];
 }
 
-function parseStates(raw: Record<string, string>, now: number): Map<string, PublishedProcessState> {
-  const states = new Map<string, PublishedProcessState>();
-  for (const [id, json] of Object.entries(raw)) {
-    try {
-      const parsed = JSON.parse(json) as PublishedProcessState;
-      if (parsed.expiresAt >= now) states.set(id, parsed);
-    } catch {
-      // A field this version does not understand: ignored.
-    }
-  }
-  return states;
-}
+/** How many delayed jobs are looked at to count the due ones (a backlog of retries is rarely larger). */
+const DUE_DELAYED_SCAN = 200;
 
-// ---------------------------------------------------------------------------------------------
-// The read side, for GET /api/v1/chat/system/queue-status (any process with a Redis connection).
-
-export interface QueueStatus {
-  name: string;
-  stage: StageName;
-  counts: { waiting: number; active: number; delayed: number; failed: number; completed: number; paused: number; prioritized: number };
-  paused: boolean;
-  concurrency: {
-    /** Summed over the worker processes that publish their state. */
-    current: number;
-    min: number;
-    max: number;
-    /** This process's configuration, whether or not a worker runs. */
-    configured: { min: number; max: number; start: number; autoscale: boolean };
-    processes: Array<{ processId: string; host: string; pid: number; current: number; min: number; max: number; autoscale: boolean; updatedAt: string }>;
-  };
-  rateLimit: {
-    limiter: { max: number; duration: number } | null;
-    limited: boolean;
-    ttlMs: number;
-    globalConcurrency: number | null;
-  };
-  workersSeen: number;
-  lastDecisions: Array<{ at: string; processId: string; from: number; to: number; reason: string }>;
-}
-
-export async function readQueueStatus(deps: {
-  config: Readonly<Config>;
-  queues: Record<StageName, Queue<StageJobData>>;
-  redis: Redis | Cluster;
-}): Promise<{ timestamp: string; queues: QueueStatus[] }> {
-  const { config, queues, redis } = deps;
-  const key = autoscaleKey(config.queue.prefix);
-  const now = Date.now();
-  const raw = await redis.hgetall(key);
-  const states = parseStates(raw, now);
-  const stale = Object.keys(raw).filter((id) => !states.has(id));
-  if (stale.length) await redis.hdel(key, ...stale).catch(() => undefined);
-
-  const result = await Promise.all(
-    stageOrder(config.catalog).map(async (stage): Promise<QueueStatus> => {
-      const queue = queues[stage];
-      const name = config.catalog[stage].queue;
-      const limiter = limiterOf(config, stage);
-      const [counts, paused, ttl, workersSeen, globalConcurrency] = await Promise.all([
-        queueCounts(queue),
-        queue.isPaused(),
-        queue.getRateLimitTtl(limiter?.max),
-        queue.getWorkersCount(),
-        queue.getGlobalConcurrency(),
-      ]);
-      const processes: QueueStatus['concurrency']['processes'] = [];
-      const decisions: QueueStatus['lastDecisions'] = [];
-      for (const state of states.values()) {
-        const q = state.queues[name];
-        if (!q) continue;
-        processes.push({
-          processId: state.processId,
-          host: state.host,
-          pid: state.pid,
-          current: q.current,
-          min: q.min,
-          max: q.max,
-          autoscale: q.autoscale,
-          updatedAt: new Date(state.updatedAt).toISOString(),
-        });
-        for (const d of q.decisions ?? []) {
-          decisions.push({ at: new Date(d.at).toISOString(), processId: state.processId, from: d.from, to: d.to, reason: d.reason });
-        }
-      }
-      processes.sort((a, b) => a.processId.localeCompare(b.processId));
-      decisions.sort((a, b) => b.at.localeCompare(a.at));
-      const sum = (pick: (p: (typeof processes)[number]) => number) => processes.reduce((total, p) => total + pick(p), 0);
-      const limits = config.queue.autoscale.limits[stage];
-      return {
-        name,
-        stage,
-        counts,
-        paused,
-        concurrency: {
-          current: sum((p) => p.current),
-          min: sum((p) => p.min),
-          max: sum((p) => p.max),
-          configured: { min: limits.min, max: limits.max, start: config.queue.concurrency[stage], autoscale: config.queue.autoscale.enabled },
-          processes,
-        },
-        rateLimit: {
-          limiter: limiter ? { max: limiter.max, duration: limiter.duration } : null,
-          limited: ttl > 0,
-          ttlMs: Math.max(0, ttl),
-          globalConcurrency: globalConcurrency ?? null,
-        },
-        workersSeen,
-        lastDecisions: decisions.slice(0, PUBLISHED_DECISIONS),
-      };
-    }),
-  );
-  return { timestamp: new Date(now).toISOString(), queues: result };
+/**
+ * Delayed jobs whose time has come (a retry's backoff ran out): they are waiting in all but name.
+ * Read through the queue API, the same on Redis and PostgreSQL: a retry is due its backoff after
+ * the failed attempt, which started at `processedOn` (a first delay counts from `timestamp`).
+ */
+async function dueDelayedJobs(queue: Queue<StageJobData>, now: number): Promise<number> {
+  const jobs = await queue.getJobs(['delayed'], 0, DUE_DELAYED_SCAN - 1, true);
+  return jobs.filter((job) => job && (job.processedOn ?? job.timestamp) + (job.delay ?? 0) <= now).length;
 }

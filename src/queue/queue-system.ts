@@ -1,15 +1,16 @@
-import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Container } from '../container.js';
 import type { StageName } from '../engine/catalog.js';
-import { cancelChannel, subscribeToCancellations } from '../adapters/redis/cancellation.js';
-import { closeRedis, createRedisConnection, describeRedis, waitUntilReady } from '../adapters/redis/connections.js';
+import { cancelChannel, subscribeToCancellations } from '../adapters/bullmq/cancellation.js';
+import { describeRedis } from '../adapters/redis/connections.js';
 import { createReconciler } from '../engine/reconciler.js';
 import { queueNames } from '../adapters/bullmq/job-options.js';
 import { advisoryLead, RECONCILER_LOCK_ID } from '../adapters/postgres/advisory-lock.js';
 import { startWorkers, type StartedWorkers } from '../adapters/bullmq/start-workers.js';
+import { QUEUE_SCHEMA } from '../adapters/bullmq/backend.js';
 import { startAutoscaling, type Autoscaling } from './autoscaling.js';
 import { startRecovery } from './recovery.js';
+import { createFleetState } from './fleet-state.js';
 import { createAlertsService, type AlertsService } from '../domain/monitoring/alerts.service.js';
 import { createStalledJobs } from '../domain/monitoring/stalled-jobs.js';
 import { createRocketReachClient } from '../domain/stages/rocketreach/rocketreach.client.js';
@@ -25,43 +26,46 @@ export interface QueueSystem {
 }
 
 /**
- * Starts the queue side of a process: checks Redis, starts the workers of the given stages (none
- * for the `api` role), the cancellation listener and the reconciler. Redis being down does not
- * stop the start: the API serves in degraded mode and the workers connect when Redis returns.
+ * Starts the queue side of a process: checks the transport (Redis or PostgreSQL), starts the
+ * workers of the given stages (none for the `api` role), the cancellation listener and the
+ * reconciler. Redis being down does not stop the start: the API serves in degraded mode and the
+ * workers connect when Redis returns.
  */
 export async function startQueueSystem(container: Container, stages: readonly StageName[], logger: Logger): Promise<QueueSystem> {
-  const { config } = container;
+  const { config, coordination } = container;
   logger.info('Initializing queue system...');
-  try {
-    await waitUntilReady(container.redis, 3_000);
-    logger.info(`Connected to ${describeRedis(config.redis)}`);
+  if (container.redis) {
+    const redis = container.redis;
+    if (await coordination.ready(3_000)) {
+      logger.info(`Connected to ${describeRedis(config.redis)}`);
+      await setGlobalConcurrencies(container);
+    } else {
+      logger.warn('Redis is unreachable: serving in degraded mode (the pipeline runs in-process) until it returns');
+      redis.once('ready', () => {
+        logger.info('Redis is back: new messages go to the queues again');
+        setGlobalConcurrencies(container).catch(() => undefined);
+      });
+    }
+  } else {
+    logger.info(`Queues on PostgreSQL (schema ${QUEUE_SCHEMA}; LISTEN/NOTIFY wakes the workers)`);
     await setGlobalConcurrencies(container);
-  } catch {
-    logger.warn('Redis is unreachable: serving in degraded mode (the pipeline runs in-process) until it returns');
-    container.redis.once('ready', () => {
-      logger.info('Redis is back: new messages go to the queues again');
-      setGlobalConcurrencies(container).catch(() => undefined);
-    });
   }
 
-  let workerConnection: Redis | Cluster | undefined;
-  let subscriber: Redis | Cluster | undefined;
   let workers: StartedWorkers | undefined;
+  let unsubscribe: Promise<(() => Promise<void>) | undefined> | undefined;
   if (stages.length > 0) {
-    workerConnection = createRedisConnection(config.redis, 'worker', logger);
     workers = startWorkers({
       config,
       stages,
-      connection: workerConnection,
+      backend: container.queueBackend,
       consume: container.engine.queued,
       logger,
       // Job metrics, and the heartbeat the health check reads to tell a consuming worker from a stuck one.
       metrics: container.monitoring.jobObserver(container.heartbeat),
     });
     container.monitoring.trackWorkers(workers.workers);
-    subscriber = createRedisConnection(config.redis, 'subscriber', logger);
-    // Subscribing waits for Redis; the start does not.
-    void subscribeToCancellations(subscriber, cancelChannel(config.queue.prefix), [...workers.workers.values()], logger).catch(() => undefined);
+    // Subscribing waits for the store; the start does not.
+    unsubscribe = subscribeToCancellations(coordination, cancelChannel(config.queue.prefix), [...workers.workers.values()], logger).catch(() => undefined);
   }
   const reconciler = createReconciler({
     catalog: config.catalog,
@@ -77,11 +81,11 @@ export async function startQueueSystem(container: Container, stages: readonly St
   // Also in every role: the transport-loss takeover and the pass after a PostgreSQL restart.
   const recovery = startRecovery(container, reconciler, logger);
   const autoscaling = workers
-    ? startAutoscaling({ config, workers: workers.workers, queues: container.producer.queues, redis: container.redis, logger })
+    ? startAutoscaling({ config, workers: workers.workers, queues: container.producer.queues, fleet: createFleetState(coordination, config.queue.prefix), logger })
     : undefined;
-  // Alerts: stalls seen by this process's workers are counted in Redis for whichever process
+  // Alerts: stalls seen by this process's workers are counted in the coordination store for whichever process
   // evaluates; every process runs the schedule and a PostgreSQL advisory lock picks one per pass.
-  const stalledJobs = createStalledJobs({ redis: container.redis, prefix: config.queue.prefix });
+  const stalledJobs = createStalledJobs({ coordination, prefix: config.queue.prefix });
   for (const worker of workers?.workers.values() ?? []) worker.on('stalled', (jobId) => void stalledJobs.record(worker.name, jobId));
   const rr = config.rocketreach;
   const alerts = createAlertsService({
@@ -92,7 +96,7 @@ export async function startQueueSystem(container: Container, stages: readonly St
       if (!report.queues) throw new Error(report.queuesError ?? 'queues unavailable');
       return report.queues;
     },
-    redis: container.redis,
+    coordination,
     stalled: stalledJobs,
     rocketreach: rr.apiKey ? createRocketReachClient({ apiKey: rr.apiKey, baseUrl: rr.baseUrl, deadlineMs: rr.deadlineMs }) : undefined,
     config: config.alerts,
@@ -113,13 +117,12 @@ export async function startQueueSystem(container: Container, stages: readonly St
       await recovery.stop();
       await workers?.close(timeoutMs);
       if (workers) container.monitoring.untrackWorkers(workers.workers);
-      if (subscriber) await closeRedis(subscriber);
-      if (workerConnection) await closeRedis(workerConnection);
+      await (await unsubscribe)?.();
     },
   };
 }
 
-/** A stage's global concurrency (its provider's limit across every process) is a setting of its queue in Redis. */
+/** A stage's global concurrency (its provider's limit across every process) is a setting of its queue (in Redis or PostgreSQL). */
 async function setGlobalConcurrencies(container: Container): Promise<void> {
   const { limiters } = container.config.queue;
   await Promise.all(

@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, eventually, type Tenant, type TestApp } from '../support/app.js';
+import { createTestApp, eventually, testTransport, type Tenant, type TestApp } from '../support/app.js';
+import { storedValues } from '../support/coordination.js';
 
 let t: TestApp;
 let acme: Tenant;
@@ -126,7 +128,7 @@ describe('Bull Board sessions', () => {
     expect((await openSession(ops)).json()).toMatchObject({ userId: ops.userId, operator: true });
   });
 
-  it('sets an HttpOnly, SameSite=Strict cookie for /admin holding an opaque id, kept in Redis for 8 hours', async () => {
+  it('sets an HttpOnly, SameSite=Strict cookie for /admin holding an opaque id, kept in the coordination store for 8 hours', async () => {
     const res = await openSession(acme);
     expect(res.statusCode).toBe(201);
     expect(res.json()).toMatchObject({ bullBoard: '/admin/queues', orgId: acme.orgId, userId: acme.userId });
@@ -144,15 +146,14 @@ describe('Bull Board sessions', () => {
     // Over plain HTTP (and no trusted proxy) the cookies are not Secure.
     expect(String(res.headers['set-cookie'])).not.toContain('Secure');
 
-    const keys = await t.container.redis.keys(`${t.container.config.queue.prefix}:dashboard:session:*`);
-    expect(keys.length).toBeGreaterThan(0);
+    const stored = await storedValues(t, `${t.container.config.queue.prefix}:dashboard:session:`);
+    expect(stored.length).toBeGreaterThan(0);
     const sessionId = header.split(';')[0]!.split('=')[1]!;
-    for (const key of keys) {
+    for (const { key, value, ttlMs } of stored) {
       expect(key).not.toContain(sessionId);
-      expect(await t.container.redis.get(key)).not.toContain(acme.token);
-      const ttl = await t.container.redis.pttl(key);
-      expect(ttl).toBeGreaterThan(7.9 * 3600_000);
-      expect(ttl).toBeLessThanOrEqual(8 * 3600_000);
+      expect(value).not.toContain(acme.token);
+      expect(ttlMs).toBeGreaterThan(7.9 * 3600_000);
+      expect(ttlMs).toBeLessThanOrEqual(8 * 3600_000);
     }
   });
 
@@ -188,6 +189,16 @@ describe('Bull Board sessions', () => {
     expect(queues.json().queues.map((q: { name: string }) => q.name).sort()).toEqual(
       ['intent-classification', 'openai-processing', 'rag-processing', 'rocketreach-api', 'security-classification'],
     );
+    // Bull Board reads the queues on either transport: a waiting job, and the store it runs on.
+    const runId = randomUUID();
+    await t.container.producer.enqueue(runId, ops.orgId, ['rag']);
+    const waiting = await t.app.inject({ method: 'GET', url: '/admin/queues/api/queues?activeQueue=rag-processing&status=waiting&page=1&jobsPerPage=10', headers: { cookie } });
+    const rag = waiting.json().queues.find((q: { name: string }) => q.name === 'rag-processing');
+    expect(rag.counts.waiting).toBe(1);
+    expect(rag.jobs.map((job: { id: string }) => job.id)).toEqual([`${runId}.rag`]);
+    const stats = await t.app.inject({ method: 'GET', url: '/admin/queues/api/redis/stats', headers: { cookie } });
+    expect(stats.json()).toMatchObject({ backend: testTransport });
+    await t.container.producer.cancel([{ jobId: `${runId}.rag`, stage: 'rag' }], 'test over');
     const asset = /src="(static\/js\/[^"]+)"/.exec(page.body)![1]!;
     expect((await t.app.inject({ method: 'GET', url: `/admin/queues/${asset}`, headers: { cookie } })).statusCode).toBe(200);
     expect((await t.app.inject({ method: 'GET', url: `/admin/queues/${asset}` })).statusCode).toBe(401);

@@ -76,8 +76,8 @@ function depsFor(subject: string, webhook: { url: string; secret?: string }, ove
     queueHealth: async () => ({
       [subject]: { counts: { waiting: 9 }, oldestWaitingAgeMs: 1_000, lastFetchAgeMs: 10, workersSeen: 1, paused: false, rateLimitTtlMs: 0 },
     }),
-    redis: t.container.redis,
-    stalled: createStalledJobs({ redis: t.container.redis, prefix: t.container.config.queue.prefix }),
+    coordination: t.container.coordination,
+    stalled: createStalledJobs({ coordination: t.container.coordination, prefix: t.container.config.queue.prefix }),
     config: { ...t.container.config.alerts, webhookUrl: webhook.url, webhookSecret: webhook.secret, webhookTimeoutMs: 10_000 },
     prefix: t.container.config.queue.prefix,
     logger: createLogger('silent'),

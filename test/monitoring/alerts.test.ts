@@ -290,8 +290,8 @@ describe('alerts', () => {
     }
   });
 
-  it('counts stalled jobs across processes through Redis', async () => {
-    const stalled = createStalledJobs({ redis: t.container.redis, prefix: t.container.config.queue.prefix });
+  it('counts stalled jobs across processes through the coordination store', async () => {
+    const stalled = createStalledJobs({ coordination: t.container.coordination, prefix: t.container.config.queue.prefix });
     await stalled.record('rag-processing', 'run-1.rag');
     await stalled.record('rag-processing', 'run-2.rag');
     expect(await stalled.count(['rag-processing', 'openai-processing'], 60_000)).toEqual({ 'rag-processing': 2, 'openai-processing': 0 });
@@ -303,8 +303,8 @@ function baseDeps(overrides: Partial<AlertsServiceDeps>): AlertsServiceDeps {
     repository: t.container.repositories.alerts,
     queues: queueNames(t.container.config.catalog),
     queueHealth: async () => ({}),
-    redis: t.container.redis,
-    stalled: createStalledJobs({ redis: t.container.redis, prefix: t.container.config.queue.prefix }),
+    coordination: t.container.coordination,
+    stalled: createStalledJobs({ coordination: t.container.coordination, prefix: t.container.config.queue.prefix }),
     config: t.container.config.alerts,
     prefix: t.container.config.queue.prefix,
     logger: createLogger('silent'),

@@ -1,7 +1,8 @@
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { judgeQueue, overallStatus } from '../../src/domain/monitoring/health.js';
-import { createTestApp, eventually, type Tenant, type TestApp } from '../support/app.js';
+import { createTestApp, eventually, testTransport, type Tenant, type TestApp } from '../support/app.js';
+import { storedMarkKeys } from '../support/coordination.js';
 
 const QUEUES = ['intent-classification', 'security-classification', 'rag-processing', 'rocketreach-api', 'openai-processing'];
 const HEALTH = '/api/v1/chat/system/health';
@@ -92,13 +93,13 @@ describe('health with workers running', () => {
     expect(text).not.toContain(acme.token);
   });
 
-  it('records a heartbeat per queue in Redis, under the queue prefix, when a worker takes a job', async () => {
+  it('records a heartbeat per queue in the coordination store, under the queue prefix, when a worker takes a job', async () => {
     const batchId = await sendQueued(t, acme, 'Draft a short statement about our new office');
     expect((await finished(t, acme, batchId)).status).toBe('completed');
     // Every queue that ran a job has this process's heartbeat; the run's entry job always goes
     // through intent-classification (steps settled without a job leave none).
     const prefix = `${t.container.config.queue.prefix}:monitoring:heartbeat:`;
-    const keys = await t.container.redis.keys(`${prefix}*`);
+    const keys = await storedMarkKeys(t, prefix);
     const ran = keys.map((key) => key.slice(prefix.length));
     expect(ran).toContain('intent-classification');
     for (const queue of ran) expect(QUEUES).toContain(queue);
@@ -168,7 +169,8 @@ describe('health with workers running', () => {
       checks: { database: { status: 'healthy' }, redis: { status: 'healthy' }, workers: { status: 'healthy' } },
       uptimeSeconds: expect.any(Number),
       process: { pid: process.pid, startedAt: expect.any(String) },
-      versions: { node: process.version, app: '0.1.0', postgresql: expect.stringMatching(/^\d+/), redis: expect.stringMatching(/^\d+\.\d+/) },
+      transport: testTransport,
+      versions: { node: process.version, app: '0.1.0', postgresql: expect.stringMatching(/^\d+/), redis: testTransport === 'redis' ? expect.stringMatching(/^\d+\.\d+/) : null },
       database: { status: 'healthy', latencyMs: expect.any(Number), pool: { total: expect.any(Number), idle: expect.any(Number), waiting: 0, max: 10 } },
       redis: { status: 'healthy', latencyMs: expect.any(Number) },
       eventLoop: { windowMs: expect.any(Number), meanMs: expect.any(Number), p99Ms: expect.any(Number), maxMs: expect.any(Number) },
@@ -245,7 +247,8 @@ describe('health without any worker', () => {
 });
 
 describe('health with a dependency down', () => {
-  it('is degraded (200) when Redis is unreachable: the API serves in-process', async () => {
+  // On the PostgreSQL transport there is no Redis to lose: PostgreSQL down is the case below.
+  it.skipIf(testTransport !== 'redis')('is degraded (200) when Redis is unreachable: the API serves in-process', async () => {
     const t = await createTestApp({ REDIS_URL: `redis://127.0.0.1:${await closedPort()}` });
     try {
       const res = await health(t);
@@ -276,7 +279,8 @@ describe('health with a dependency down', () => {
       expect(res.statusCode).toBe(503);
       expect(res.json()).toMatchObject({
         status: 'unhealthy',
-        checks: { database: { status: 'unhealthy', error: expect.any(String) }, redis: { status: 'healthy' } },
+        // The coordination store's check: Redis is still there; on PostgreSQL it is the database that is gone.
+        checks: { database: { status: 'unhealthy', error: expect.any(String) }, redis: { status: testTransport === 'redis' ? 'healthy' : 'unhealthy' } },
       });
       expect(res.json().checks.database.error).not.toContain('127.0.0.1');
       expect(Date.now() - started).toBeLessThan(5_000);

@@ -74,7 +74,7 @@ describe('graceful degradation', () => {
     try {
       const res = await send('How should we answer a reporter on deadline?');
       const batchId = res.json().data.tracking.batchId;
-      await t.container.redis.flushall();
+      await t.container.redis!.flushall();
       const reconciler = createReconciler({
         catalog: t.container.config.catalog,
         engine: t.container.engine,

@@ -8,6 +8,9 @@ import { createContainer, type Container } from '../../src/container.js';
 import { createLogger } from '../../src/logger.js';
 import type { App } from '../../src/http/types.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
+import { testTransport } from './transport.js';
+
+export { testTransport };
 import { stageOrder } from '../../src/engine/dag.js';
 import type { Catalog } from '../../src/engine/catalog.js';
 import { startQueueSystem, type QueueSystem } from '../../src/queue/queue-system.js';
@@ -44,6 +47,10 @@ export async function createTestApp(env: Record<string, string> = {}, options: {
     LOG_LEVEL: 'silent',
     DATABASE_POOL_MAX: '10',
     QUEUE_PREFIX: `test-${database.name}`,
+    QUEUE_BACKEND: testTransport,
+    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    // Several test files run at once, each with its own queue pool.
+    QUEUE_POSTGRES_POOL_MAX: '4',
     // Tests send many requests without valid credentials from one address; the limiter's own test sets it low.
     AUTH_FAILURE_RATE_LIMIT_MAX: '1000000',
     ...env,
@@ -78,7 +85,7 @@ export async function createTestApp(env: Record<string, string> = {}, options: {
       await queueSystem?.close(5_000);
       await container.close();
       // After everything is closed: closing queues still writes their metadata.
-      await clearQueues(container.config.redis.url, container.config.queue.prefix).catch(() => undefined);
+      if (container.transport === 'redis') await clearQueues(container.config.redis.url, container.config.queue.prefix).catch(() => undefined);
       await database.drop();
     },
   };

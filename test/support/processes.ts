@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { atTestProcessEnd } from './cleanup.js';
+import { testTransport } from './transport.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = fileURLToPath(new URL('../../bin/honeyjar.js', import.meta.url));
@@ -75,6 +76,7 @@ export function serverEnv(options: { databaseUrl: string; prefix: string }, extr
   return {
     DATABASE_URL: options.databaseUrl,
     QUEUE_PREFIX: options.prefix,
+    QUEUE_BACKEND: testTransport,
     REDIS_URL,
     LOG_LEVEL: 'info',
     HOST: '127.0.0.1',

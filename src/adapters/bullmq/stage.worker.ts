@@ -1,19 +1,19 @@
-import { UnrecoverableError, Worker, type Job, type WorkerOptions } from 'bullmq';
-import type { Cluster, Redis } from 'ioredis';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { safeErrorMessage } from '../../logger.js';
 import { StageError } from '../../domain/errors.js';
 import type { StageDefinitionData } from '../../engine/stage.js';
 import type { QueuedDriver } from '../../engine/drivers/queued.js';
 import type { StageName } from '../../engine/catalog.js';
-import { queuePrefix, type StageJobData } from './job-options.js';
+import type { StageJobData } from './job-options.js';
+import type { QueueBackend, StageWorkerOptions as BackendWorkerOptions } from './backend.js';
 import { observeProcessor, type JobObserver } from '../../monitoring/worker-observer.js';
 
 export interface StageWorkerOptions {
   stage: StageName;
   definition: StageDefinitionData;
-  connection: Redis | Cluster;
-  prefix: string;
+  /** Where the queues are (Redis or PostgreSQL). */
+  backend: QueueBackend;
   concurrency: number;
   limiter?: { max: number; duration: number };
   stalledIntervalMs: number;
@@ -55,9 +55,7 @@ export function createStageWorker(options: StageWorkerOptions): Worker<StageJobD
     }
   };
 
-  const workerOptions: WorkerOptions = {
-    connection: options.connection,
-    prefix: queuePrefix(options.prefix, definition.queue),
+  const workerOptions: BackendWorkerOptions = {
     concurrency: options.concurrency,
     stalledInterval: options.stalledIntervalMs,
     lockDuration: options.lockDurationMs,
@@ -66,7 +64,7 @@ export function createStageWorker(options: StageWorkerOptions): Worker<StageJobD
     ...(options.limiter ? { limiter: options.limiter } : {}),
   };
   const processor = options.metrics ? observeProcessor(stage, process, options.metrics) : process;
-  const worker: Worker<StageJobData> = new Worker<StageJobData>(definition.queue, processor, workerOptions);
+  const worker: Worker<StageJobData> = options.backend.worker(definition.queue, processor, workerOptions);
   worker.on('error', (error) => logger.warn({ queue: definition.queue, err: { message: error.message } }, 'worker error'));
   worker.on('failed', (job, error) => {
     if (job && job.attemptsMade < (job.opts.attempts ?? 1) && !(error instanceof UnrecoverableError)) {

@@ -1,11 +1,11 @@
 import type { Worker } from 'bullmq';
-import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
 import type { QueuedDriver } from '../../engine/drivers/queued.js';
 import type { StageName } from '../../engine/catalog.js';
 import type { StageJobData } from './job-options.js';
 import { createStageWorker } from './stage.worker.js';
+import type { QueueBackend } from './backend.js';
 import type { JobObserver } from '../../monitoring/worker-observer.js';
 
 export interface StartedWorkers {
@@ -17,7 +17,7 @@ export interface StartedWorkers {
 export function startWorkers(deps: {
   config: Readonly<Config>;
   stages: readonly StageName[];
-  connection: Redis | Cluster;
+  backend: QueueBackend;
   consume: QueuedDriver<StageName>;
   logger: Logger;
   /** Passed to every stage worker (see StageWorkerOptions.metrics). */
@@ -32,8 +32,7 @@ export function startWorkers(deps: {
     const worker = createStageWorker({
       stage,
       definition: config.catalog[stage],
-      connection: deps.connection,
-      prefix: config.queue.prefix,
+      backend: deps.backend,
       concurrency: config.queue.concurrency[stage],
       ...(limiter ? { limiter } : {}),
       stalledIntervalMs: config.queue.stalledIntervalMs,

@@ -1,34 +1,46 @@
-import { Queue } from 'bullmq';
-import type { Cluster, Redis } from 'ioredis';
+import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
+import type { Coordination } from '../../engine/ports/coordination.js';
 import type { JobTransport, JobState, LiveJob, QueueCounts } from '../../engine/ports/job-transport.js';
 import { stageOrder } from '../../engine/dag.js';
 import type { Catalog, StageName } from '../../engine/catalog.js';
 import { createAddBatcher } from './add-batcher.js';
-import { jobOptions, queuePrefix, type StageJobData } from './job-options.js';
+import { jobOptions, type StageJobData } from './job-options.js';
+import type { QueueBackend } from './backend.js';
 
 export interface Producer extends JobTransport {
   queues: Record<StageName, Queue<StageJobData>>;
   close(): Promise<void>;
 }
 
-/** The queue side of the BullMQ driver: adds jobs, inspects and cancels them. */
-export function createProducer(options: { catalog: Catalog; connection: Redis | Cluster; prefix: string; logger: Logger; cancelChannel: string }): Producer {
-  const { catalog, connection, prefix, logger } = options;
+/**
+ * The queue side of the BullMQ driver: adds jobs, inspects and cancels them, on whichever backend
+ * carries the queues. An active job is aborted through the coordination port's signals, which
+ * reach the process whose worker holds it.
+ */
+export function createProducer(options: {
+  catalog: Catalog;
+  backend: QueueBackend;
+  coordination: Coordination;
+  logger: Logger;
+  cancelChannel: string;
+}): Producer {
+  const { catalog, backend, coordination, logger } = options;
+  const signalCancel = (jobId: string, reason: string) => coordination.publish(options.cancelChannel, JSON.stringify({ jobId, reason }));
   const queues = Object.fromEntries(
     stageOrder(catalog).map((stage) => {
-      const queue = new Queue<StageJobData>(catalog[stage].queue, { connection, prefix: queuePrefix(prefix, catalog[stage].queue) });
+      const queue = backend.queue(catalog[stage].queue);
       queue.on('error', (error) => logger.warn({ queue: queue.name, err: { message: error.message } }, 'queue error'));
       return [stage, queue];
     }),
   ) as Record<StageName, Queue<StageJobData>>;
-  // Concurrent enqueues (accepts, finishing steps) share round trips to Redis.
+  // Concurrent enqueues (accepts, finishing steps) share round trips.
   const adds = createAddBatcher(queues);
 
   return {
     queues,
 
-    available: () => connection.status === 'ready',
+    available: () => backend.available(),
 
     async enqueue(runId, orgId, stages, opts = {}) {
       await Promise.all(
@@ -71,13 +83,13 @@ export function createProducer(options: { catalog: Catalog; connection: Redis | 
           before.set(jobId, state);
           if (state === 'active') {
             // Whichever worker process holds it aborts it (see cancellation.ts).
-            await connection.publish(options.cancelChannel, JSON.stringify({ jobId, reason }));
+            await signalCancel(jobId, reason);
           } else if (state !== 'completed' && state !== 'failed') {
             try {
               await job.remove();
             } catch {
               // It became active in between: abort it where it runs.
-              await connection.publish(options.cancelChannel, JSON.stringify({ jobId, reason }));
+              await signalCancel(jobId, reason);
             }
           }
         }),
@@ -110,16 +122,20 @@ export function createProducer(options: { catalog: Catalog; connection: Redis | 
   };
 }
 
-/** A queue's job counts by state, every state present. */
+/**
+ * A queue's job counts by state, every state present. BullMQ 6 keeps the jobs of a paused queue in
+ * its waiting list; they are counted as `paused` while it is paused, as BullMQ 5 did.
+ */
 export async function queueCounts(queue: Queue): Promise<QueueCounts> {
-  const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'paused', 'prioritized');
+  const [c, paused] = await Promise.all([queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'prioritized'), queue.isPaused()]);
+  const waiting = c.waiting ?? 0;
   return {
-    waiting: c.waiting ?? 0,
+    waiting: paused ? 0 : waiting,
     active: c.active ?? 0,
     delayed: c.delayed ?? 0,
     completed: c.completed ?? 0,
     failed: c.failed ?? 0,
-    paused: c.paused ?? 0,
+    paused: paused ? waiting : 0,
     prioritized: c.prioritized ?? 0,
   };
 }

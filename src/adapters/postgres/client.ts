@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
+import { runMigrations as runQueueMigrations } from 'bullmq';
 import pg from 'pg';
 import * as schema from './schema.js';
 
@@ -60,13 +61,18 @@ export async function ensureDatabaseExists(url: string): Promise<boolean> {
   }
 }
 
-/** Applies the committed migrations; an advisory lock keeps concurrent starts from racing. */
+/**
+ * Applies the committed migrations, and BullMQ's own for its schema (`bullmq`, used when the queues
+ * run on PostgreSQL; idempotent, and cheap when there is nothing to do); an advisory lock keeps
+ * concurrent starts from racing.
+ */
 export async function runMigrations(database: Database): Promise<void> {
   const client = await database.pool.connect();
   try {
     await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
     try {
       await migrate(drizzle(client, { schema }), { migrationsFolder: MIGRATIONS_FOLDER });
+      await runQueueMigrations(client);
     } finally {
       await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
     }

@@ -299,3 +299,45 @@ export const alertEvaluatorState = pgTable('alert_evaluator_state', {
   /** Remaining RocketReach lookup credits at the last check; null when unknown. */
   rocketreachCredits: doublePrecision('rocketreach_credits'),
 });
+
+/** Settings of the whole system (e.g. `queue_backend`), shared by every process (migration 0007). */
+export const systemSettings = pgTable('system_settings', {
+  name: text('name').primaryKey(),
+  value: text('value').notNull(),
+  updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+});
+
+// The coordination port on PostgreSQL (src/adapters/postgres/coordination.ts); unlogged tables.
+export const coordinationValues = pgTable('coordination_values', {
+  key: text('key').primaryKey(),
+  value: text('value').notNull(),
+  expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+});
+
+export const coordinationCounters = pgTable('coordination_counters', {
+  key: text('key').primaryKey(),
+  value: bigint('value', { mode: 'number' }).notNull(),
+  expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+});
+
+export const coordinationMarks = pgTable(
+  'coordination_marks',
+  {
+    key: text('key').notNull(),
+    member: text('member').notNull(),
+    at: bigint('at', { mode: 'number' }).notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.key, t.member] }), index('coordination_marks_key_at_idx').on(t.key, t.at)],
+);
+
+export const coordinationFields = pgTable(
+  'coordination_fields',
+  {
+    key: text('key').notNull(),
+    field: text('field').notNull(),
+    value: text('value').notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.key, t.field] })],
+);

@@ -1,7 +1,7 @@
 import { createPeriodicTask } from '../../lib/periodic.js';
 import { createHmac, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Cluster, Redis } from 'ioredis';
+import type { Coordination } from '../../engine/ports/coordination.js';
 import type { Logger } from 'pino';
 import type { AlertsConfig } from '../../config.js';
 import type { AlertRecord, AlertsRepository, OutageRecord } from '../../adapters/postgres/repositories/alerts.repository.js';
@@ -38,8 +38,8 @@ export interface AlertsServiceDeps {
    * service's detailed report (src/monitoring/health.service.ts). Rejects when Redis cannot be read.
    */
   queueHealth: () => Promise<Readonly<Record<string, QueueHealthDetail>>>;
-  /** A fail-fast connection (no offline queue): pings, stall counts, the outage notice. */
-  redis: Redis | Cluster;
+  /** The coordination store (Redis, or PostgreSQL with the queues there): pinged, and where the outage notice is claimed. */
+  coordination: Coordination;
   stalled: StalledJobs;
   /** Present only when a RocketReach key is configured. */
   rocketreach?: { getAccount(signal?: AbortSignal): Promise<{ lookupCreditsRemaining?: number }> } | undefined;
@@ -65,7 +65,7 @@ export interface AlertsServiceDeps {
  * merged into one row), followed by the `resolved` webhook.
  */
 export function createAlertsService(deps: AlertsServiceDeps) {
-  const { repository, redis, config, logger, prefix } = deps;
+  const { repository, coordination, config, logger, prefix } = deps;
   const webhook = createWebhookSender({ config, logger, fetch: deps.fetch ?? globalThis.fetch });
   let outage: { record: OutageRecord; notified: boolean } | undefined;
   const outageKey = `${prefix}:alerts:postgres-outage`;
@@ -90,7 +90,7 @@ export function createAlertsService(deps: AlertsServiceDeps) {
   }
 
   async function collect(): Promise<AlertSamples> {
-    const redisProbe = await probe(() => redis.ping());
+    const redisProbe = await probe(() => coordination.ping());
     const samples: AlertSamples = {
       postgres: { reachable: true },
       redis: redisProbe.ok ? { reachable: true } : { reachable: false, error: redisProbe.error },
@@ -188,15 +188,15 @@ export function createAlertsService(deps: AlertsServiceDeps) {
       }
     } else {
       outage.record.lastSeenAt = now;
-      if (outage.notified) await redis.pexpire(outageKey, outageNoticeTtl()).catch(() => undefined);
+      if (outage.notified) await coordination.expireValue(outageKey, outageNoticeTtl()).catch(() => undefined);
     }
     return { status: 'postgres_down', conditions: [condition!], raised: [], updated: [], resolved: [] };
   }
 
-  /** One process sends the outage's webhooks: the first to claim it in Redis; each one if Redis is down too. */
+  /** One process sends the outage's webhooks: the first to claim it in the coordination store; each one if that is down too. */
   async function claimOutageNotice(id: string): Promise<boolean> {
     try {
-      return (await redis.set(outageKey, id, 'PX', outageNoticeTtl(), 'NX')) === 'OK';
+      return await coordination.setValue(outageKey, id, outageNoticeTtl(), { onlyIfAbsent: true });
     } catch {
       return true;
     }
@@ -213,7 +213,7 @@ export function createAlertsService(deps: AlertsServiceDeps) {
     if (pending.notified) {
       deliveries.push({ event: 'resolved', alert });
       try {
-        if ((await redis.get(outageKey)) === pending.record.id) await redis.del(outageKey);
+        await coordination.deleteValue(outageKey, { ifEquals: pending.record.id });
       } catch {
         // The notice expires by itself.
       }

@@ -1,12 +1,13 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import type { Cluster, Redis } from 'ioredis';
+import type { Coordination } from '../../engine/ports/coordination.js';
 import { AppError } from '../../domain/errors.js';
 import { hashToken, type TenancyRepository } from '../../adapters/postgres/repositories/tenancy.repository.js';
 
 /**
  * Browser sessions for the pages a browser navigates to (Bull Board), which cannot send the
- * Bearer header. The cookie carries only an opaque random id; Redis keeps, under the SHA-256 of
+ * Bearer header. The cookie carries only an opaque random id; the coordination store (Redis, or
+ * PostgreSQL when the queues are there) keeps, under the SHA-256 of
  * that id, which token (its SHA-256, never the token) and organization the session acts for, and
  * the session's CSRF token. Every request re-checks that token, the membership and the operator
  * flag in PostgreSQL, so revoking the token or the flag ends the board's access at once.
@@ -53,14 +54,14 @@ export interface DashboardSessions {
   destroy(request: FastifyRequest): Promise<void>;
 }
 
-export function createDashboardSessions(deps: { redis: Redis | Cluster; prefix: string; tenancy: TenancyRepository; ttlMs?: number }): DashboardSessions {
+export function createDashboardSessions(deps: { coordination: Coordination; prefix: string; tenancy: TenancyRepository; ttlMs?: number }): DashboardSessions {
   const ttlMs = deps.ttlMs ?? SESSION_TTL_MS;
   const keyOf = (id: string) => `${deps.prefix}:dashboard:session:${createHash('sha256').update(id).digest('hex')}`;
-  const unavailable = () => new AppError('session_store_unavailable', 503, 'Sessions are kept in Redis, which is unreachable');
+  const unavailable = () => new AppError('session_store_unavailable', 503, `Sessions are kept in ${deps.coordination.kind === 'redis' ? 'Redis' : 'PostgreSQL'}, which is unreachable`);
 
   async function read(id: string): Promise<StoredSession | undefined> {
-    if (deps.redis.status !== 'ready') throw unavailable();
-    const raw = await deps.redis.get(keyOf(id));
+    if (!deps.coordination.available()) throw unavailable();
+    const raw = await deps.coordination.getValue(keyOf(id));
     if (!raw) return undefined;
     try {
       return JSON.parse(raw) as StoredSession;
@@ -75,11 +76,11 @@ export function createDashboardSessions(deps: { redis: Redis | Cluster; prefix: 
       const identity = await deps.tenancy.identify(token, orgId);
       if (!identity || identity.revoked) throw new AppError('unauthorized', 401, 'The token is not valid');
       if (!orgId || !identity.role) throw new AppError('forbidden', 403, 'You are not a member of this organization');
-      if (deps.redis.status !== 'ready') throw unavailable();
+      if (!deps.coordination.available()) throw unavailable();
       const id = randomBytes(32).toString('base64url');
       const csrfToken = randomBytes(32).toString('base64url');
       const stored: StoredSession = { tokenHash: hashToken(token), orgId, userId: identity.userId, createdAt: new Date().toISOString(), csrfToken };
-      await deps.redis.set(keyOf(id), JSON.stringify(stored), 'PX', ttlMs);
+      await deps.coordination.setValue(keyOf(id), JSON.stringify(stored), ttlMs);
       return {
         id,
         csrfToken,
@@ -95,7 +96,7 @@ export function createDashboardSessions(deps: { redis: Redis | Cluster; prefix: 
       if (!stored) return { ok: false, status: 401, code: 'unauthorized', message: 'The session has expired or was ended; sign in again on /dashboard' };
       const identity = await deps.tenancy.identifyUncached(stored.tokenHash, stored.orgId);
       if (!identity || identity.revoked || identity.userId !== stored.userId) {
-        await deps.redis.del(keyOf(id)).catch(() => undefined);
+        await deps.coordination.deleteValue(keyOf(id)).catch(() => undefined);
         return { ok: false, status: 401, code: 'unauthorized', message: 'The token this session was opened with is no longer valid' };
       }
       if (!identity.role) return { ok: false, status: 403, code: 'forbidden', message: 'You are no longer a member of this organization' };
@@ -108,7 +109,7 @@ export function createDashboardSessions(deps: { redis: Redis | Cluster; prefix: 
 
     async destroy(request) {
       const id = sessionIdOf(request);
-      if (id && deps.redis.status === 'ready') await deps.redis.del(keyOf(id));
+      if (id && deps.coordination.available()) await deps.coordination.deleteValue(keyOf(id));
     },
   };
 }

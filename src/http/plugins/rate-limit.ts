@@ -1,43 +1,40 @@
 import type { FastifyInstance } from 'fastify';
-import type { Cluster, Redis } from 'ioredis';
+import type { Coordination } from '../../engine/ports/coordination.js';
 import { AppError } from '../../domain/errors.js';
 
 interface WindowCount {
   window: number;
   /** Requests counted here and not yet added to the shared counter. */
   pending: number;
-  /** The shared counter (all processes) as last read back from Redis. */
+  /** The shared counter (all processes) as last read back from the coordination store. */
   shared: number;
 }
 
 const FLUSH_EVERY_MS = 100;
 
 /**
- * Per-organization request limit (fixed window) shared by every API process through Redis.
- * Requests are counted in memory and added to the shared counter every 100 ms, so the accept path
- * makes no Redis round trip of its own; the limit can be overshot by what the other processes
- * accept within one flush interval. Without Redis each process still enforces it on its own.
+ * Per-organization request limit (fixed window) shared by every API process through the
+ * coordination store (Redis, or PostgreSQL). Requests are counted in memory and added to the shared
+ * counter every 100 ms, so the accept path makes no round trip of its own; the limit can be
+ * overshot by what the other processes accept within one flush interval. Without the store each
+ * process still enforces it on its own.
  */
-export function registerRateLimit(app: FastifyInstance, redis: Redis | Cluster, options: { max: number; windowMs: number; prefix: string }): void {
+export function registerRateLimit(app: FastifyInstance, coordination: Coordination, options: { max: number; windowMs: number; prefix: string }): void {
   const counts = new Map<string, WindowCount>();
   const keyOf = (orgId: string, window: number) => `${options.prefix}:ratelimit:${orgId}:${window}`;
 
   async function flush(): Promise<void> {
-    if (redis.status !== 'ready') return;
+    if (!coordination.available()) return;
     const batch = [...counts.entries()].filter(([, count]) => count.pending > 0);
     if (batch.length === 0) return;
-    const pipeline = redis.pipeline();
-    for (const [orgId, count] of batch) {
-      pipeline.incrby(keyOf(orgId, count.window), count.pending).pexpire(keyOf(orgId, count.window), options.windowMs + 1_000);
-    }
     const sent = batch.map(([, count]) => count.pending);
     for (const [, count] of batch) count.pending = 0;
     try {
-      const results = (await pipeline.exec()) ?? [];
+      const totals = await coordination.addToCounters(
+        batch.map(([orgId, count], i) => ({ key: keyOf(orgId, count.window), by: sent[i]!, ttlMs: options.windowMs + 1_000 })),
+      );
       batch.forEach(([, count], i) => {
-        const [error, value] = results[i * 2] ?? [];
-        if (error) count.pending += sent[i]!;
-        else count.shared = Number(value);
+        count.shared = totals[i]!;
       });
     } catch {
       batch.forEach(([, count], i) => {

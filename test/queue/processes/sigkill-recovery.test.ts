@@ -5,7 +5,7 @@
  * stalled-job detection (short lock and check interval) — with exactly one reply per run, every
  * step completed once, and the replies of each thread in message order.
  */
-import { Queue } from 'bullmq';
+import { createPostgresBackend, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stageOrder } from '../../../src/engine/dag.js';
@@ -13,6 +13,7 @@ import { CATALOG } from '../../../src/engine/catalog.js';
 import type { StageName } from '../../../src/engine/catalog.js';
 import { startFakeOpenAi, type FakeOpenAiServer } from '../../fakes/openai.fake.js';
 import { createTestDatabase, type TestDatabase } from '../../support/database.js';
+import { testTransport } from '../../support/transport.js';
 import {
   bootstrapTenant,
   deleteRedisKeys,
@@ -92,8 +93,13 @@ async function describeOpenRuns(db: TestDatabase, queuePrefix: string, killedAt:
       where r.thread_id in (select thread_id from runs where finished_at is null)
       order by r.thread_id, m.seq`,
   );
-  const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-  const queues = new Map(stageOrder(CATALOG).map((stage) => [stage, new Queue(CATALOG[stage].queue, { connection, prefix: queuePrefix })]));
+  // The jobs are read where the servers keep them: Redis, or the database's BullMQ schema.
+  const connection = testTransport === 'redis' ? new Redis(REDIS_URL, { maxRetriesPerRequest: null }) : undefined;
+  const queueOf = (name: string): Queue =>
+    connection
+      ? new Queue(name, { connection, prefix: queuePrefix })
+      : (new Queue(name, { connection: { connectionString: db.url, schema: 'bullmq', max: 2 } }, createPostgresBackend) as unknown as Queue);
+  const queues = new Map(stageOrder(CATALOG).map((stage) => [stage, queueOf(CATALOG[stage].queue)]));
   try {
     const lines = [`killed at ${killedAt}; step: status/attempts/finished-minus-kill ms | job state/returned/attemptsMade/stalledCounter`];
     for (const run of rows) {
@@ -109,7 +115,7 @@ async function describeOpenRuns(db: TestDatabase, queuePrefix: string, killedAt:
     return `${lines.join('\n')}\n${worker.tail(40)}`;
   } finally {
     await Promise.all([...queues.values()].map((queue) => queue.close()));
-    connection.disconnect();
+    connection?.disconnect();
   }
 }
 

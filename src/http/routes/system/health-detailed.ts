@@ -23,6 +23,9 @@ const DetailedHealth = Type.Composite([
   Type.Object({
     uptimeSeconds: Type.Number(),
     process: Type.Object({ pid: Type.Integer(), startedAt: Type.String(), uptimeSeconds: Type.Number() }),
+    transport: Type.Union([Type.Literal('redis'), Type.Literal('postgres')], {
+      description: 'Where the queues and the coordination between processes are (QUEUE_BACKEND); on postgres, `redis` is the check of that store',
+    }),
     versions: Type.Object({
       node: Type.String(),
       app: Type.String(),

@@ -1,12 +1,6 @@
-import { Type } from '@sinclair/typebox';
-import type { Queue } from 'bullmq';
-import type { Cluster, Redis } from 'ioredis';
+import { Type, type Static } from '@sinclair/typebox';
 import type { App } from '../../types.js';
-import type { Config } from '../../../config.js';
 import { AppError } from '../../../domain/errors.js';
-import type { StageName } from '../../../engine/catalog.js';
-import { readQueueStatus } from '../../../queue/autoscaling.js';
-import type { StageJobData } from '../../../adapters/bullmq/job-options.js';
 import { requireOperator } from '../../plugins/auth.js';
 import { errorResponses } from '../../schemas/common.js';
 
@@ -53,13 +47,16 @@ const QueueStatus = Type.Object({
   lastDecisions: Type.Array(Decision),
 });
 
+const QueueStatusReport = Type.Object({ timestamp: Type.String(), queues: Type.Array(QueueStatus) });
+
 /**
  * Per queue: counts, paused, worker concurrency (every process, with host names and pids),
  * rate-limit state, scaling decisions. System-wide and about processes: operators only.
  */
 export function registerQueueStatus(
   app: App,
-  deps: { config: Readonly<Config>; queues: Record<StageName, Queue<StageJobData>>; redis: Redis | Cluster; available: () => boolean },
+  /** `read`: the queue system's status reader (src/queue/queue-status.ts), bound to the queues and the fleet state. */
+  deps: { read: () => Promise<Static<typeof QueueStatusReport>>; available: () => boolean },
 ): void {
   app.get(
     '/system/queue-status',
@@ -68,7 +65,7 @@ export function registerQueueStatus(
         tags: ['system'],
         summary: 'Queues, worker concurrency and auto-scaling decisions (system operators)',
         response: {
-          200: Type.Object({ timestamp: Type.String(), queues: Type.Array(QueueStatus) }),
+          200: QueueStatusReport,
           ...errorResponses,
           503: Type.Ref('ErrorResponse'),
         },
@@ -79,12 +76,12 @@ export function registerQueueStatus(
       const unavailable = () => new AppError('queue_unavailable', 503, 'The queue system is unreachable; messages are processed in-process');
       if (!deps.available()) throw unavailable();
       try {
-        return await readQueueStatus(deps);
+        return await deps.read();
       } catch (error) {
-        // Redis went away during the reads (or timed out): the same 503; anything else is a bug.
+        // The store went away during the reads (or timed out): the same 503; anything else is a bug.
         const message = error instanceof Error ? error.message : String(error);
         if (deps.available() && !/connection|stream|timed out|ECONNREFUSED|ECONNRESET/i.test(message)) throw error;
-        request.log.warn({ err: { message } }, 'queue status: Redis | Cluster unreachable');
+        request.log.warn({ err: { message } }, 'queue status: the queue store is unreachable');
         throw unavailable();
       }
     },

@@ -1,19 +1,19 @@
 import type { Worker } from 'bullmq';
-import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { Coordination } from '../../engine/ports/coordination.js';
 
 export function cancelChannel(prefix: string): string {
   return `${prefix}:cancel`;
 }
 
 /**
- * Aborts active jobs on request from any process: the cancel endpoint publishes the job id, and
- * the worker that holds the job (in whichever process) aborts its AbortSignal, which reaches the
- * LLM or RocketReach call. For every other worker the message is a no-op.
+ * Aborts active jobs on request from any process: the cancel endpoint publishes the job id (the
+ * coordination port's signals: Redis pub/sub or PostgreSQL NOTIFY), and the worker that holds the
+ * job (in whichever process) aborts its AbortSignal, which reaches the LLM or RocketReach call. For
+ * every other worker the message is a no-op.
  */
-export async function subscribeToCancellations(subscriber: Redis | Cluster, channel: string, workers: Worker[], logger: Logger): Promise<void> {
-  subscriber.on('message', (from: string, payload: string) => {
-    if (from !== channel) return;
+export async function subscribeToCancellations(coordination: Coordination, channel: string, workers: Worker[], logger: Logger): Promise<() => Promise<void>> {
+  return coordination.subscribe(channel, (payload) => {
     let message: { jobId?: unknown; reason?: unknown };
     try {
       message = JSON.parse(payload) as { jobId?: unknown; reason?: unknown };
@@ -26,5 +26,4 @@ export async function subscribeToCancellations(subscriber: Redis | Cluster, chan
       if (worker.cancelJob(message.jobId, reason)) logger.info({ jobId: message.jobId, queue: worker.name }, 'aborted an active job');
     }
   });
-  await subscriber.subscribe(channel);
 }
