@@ -17,6 +17,7 @@ import type { Producer } from '../adapters/bullmq/transport.js';
 import type { Heartbeat } from './heartbeat.js';
 import type { EventLoopDelay, Monitoring } from './monitoring.js';
 import { QUEUE_STATES, type QueueStateCounts } from './prometheus.js';
+import type { Backlog, BacklogStatus } from '../domain/chat/backlog.js';
 
 const APP_VERSION: string = (() => {
   try {
@@ -30,7 +31,12 @@ const APP_VERSION: string = (() => {
 export interface HealthReport {
   status: HealthStatus;
   timestamp: string;
-  checks: { database: ComponentCheck; redis: ComponentCheck; workers: WorkersCheck };
+  checks: { database: ComponentCheck; redis: ComponentCheck; workers: WorkersCheck; backlog: BacklogCheck };
+}
+
+/** Backpressure: degraded while accepts are refused over the backlog limits (src/domain/chat/backlog.ts). */
+export interface BacklogCheck extends BacklogStatus {
+  status: 'healthy' | 'degraded';
 }
 
 export interface QueueDetail {
@@ -119,9 +125,10 @@ export function createHealthService(deps: {
   producer: Producer;
   heartbeat: Heartbeat;
   monitoring: Monitoring;
+  backlog: Backlog;
   now?: () => number;
 }) {
-  const { config, repository, redis, producer, heartbeat, monitoring } = deps;
+  const { config, repository, redis, producer, heartbeat, monitoring, backlog } = deps;
   const QUEUES = queueNames(config.catalog);
   const now = deps.now ?? Date.now;
   const timeoutMs = config.monitoring.healthCheckTimeoutMs;
@@ -172,18 +179,28 @@ export function createHealthService(deps: {
     }
   }
 
+  async function backlogCheck(): Promise<BacklogCheck> {
+    // Nothing accepted by this process yet: count now, so the report is not of an empty reading.
+    if (backlog.status().countAgeMs === null) await withTimeout(backlog.refresh(), timeoutMs).catch(() => undefined);
+    const status = backlog.status();
+    return { status: status.shedding ? 'degraded' : 'healthy', ...status };
+  }
+
   async function basic(): Promise<HealthReport> {
-    const [database, redisCheck, workers] = await Promise.all([
+    const [database, redisCheck, workers, backlogReport] = await Promise.all([
       timed(() => repository.ping(), timeoutMs),
       timed(async () => {
         await redisReady();
         return redis.ping();
       }, timeoutMs),
       workersCheck(),
+      backlogCheck(),
     ]);
     // Redis down makes the whole degraded, not unhealthy: the API then serves in-process (see overallStatus).
-    const checks = { database, redis: redisCheck, workers };
-    return { status: overallStatus(checks), timestamp: new Date(now()).toISOString(), checks };
+    const checks = { database, redis: redisCheck, workers, backlog: backlogReport };
+    const status = overallStatus(checks);
+    // Refusing messages over the backlog limits is a degraded service, whatever else is well.
+    return { status: status === 'healthy' && backlogReport.shedding ? 'degraded' : status, timestamp: new Date(now()).toISOString(), checks };
   }
 
   async function queueDetails(): Promise<Record<string, QueueDetail>> {
