@@ -269,7 +269,9 @@ export function createBacklog(options: BacklogOptions) {
 
     status(): BacklogStatus {
       let atLimit = 0;
-      for (const [org, count] of reading?.openByOrg ?? []) if (count + (localByOrg.get(org) ?? 0) >= options.limits.maxPerOrg) atLimit++;
+      for (const org of new Set([...(reading?.openByOrg.keys() ?? []), ...localByOrg.keys()])) {
+        if (position(org).organization >= options.limits.maxPerOrg) atLimit++;
+      }
       const open = (reading?.total ?? 0) + localTotal;
       const recent = lastShedAt !== undefined && now() - lastShedAt <= recentMs;
       return {
