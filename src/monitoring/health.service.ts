@@ -112,6 +112,9 @@ async function timed(check: () => Promise<unknown>, timeoutMs: number): Promise<
 
 const ms = (value: number) => Math.round(value * 10) / 10;
 
+/** The oldest count of open runs a health report is made from. */
+const BACKLOG_HEALTH_MAX_AGE_MS = 1_000;
+
 /**
  * The health of the server as a load balancer (basic) and an operator (detailed) see it: real
  * round trips to PostgreSQL and Redis, and whether each queue with old waiting jobs is being
@@ -180,8 +183,11 @@ export function createHealthService(deps: {
   }
 
   async function backlogCheck(): Promise<BacklogCheck> {
-    // Nothing accepted by this process yet: count now, so the report is not of an empty reading.
-    if (backlog.status().countAgeMs === null) await withTimeout(backlog.refresh(), timeoutMs).catch(() => undefined);
+    // A process that accepts little counts seldom: count now rather than report an old reading.
+    const age = backlog.status().countAgeMs;
+    if (age === null || age > Math.max(config.backlog.refreshMs, BACKLOG_HEALTH_MAX_AGE_MS)) {
+      await withTimeout(backlog.refresh(), timeoutMs).catch(() => undefined);
+    }
     const status = backlog.status();
     return { status: status.shedding ? 'degraded' : 'healthy', ...status };
   }

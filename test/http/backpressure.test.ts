@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type Tenant, type TestApp } from '../support/app.js';
+import { startQueueSystem } from '../../src/queue/queue-system.js';
+import { createLogger } from '../../src/logger.js';
 
 /*
  * No workers run here: every accepted message stays open, so the backlog is exactly what the test
@@ -13,7 +15,7 @@ let initech: Tenant;
 let operator: Tenant;
 
 beforeAll(async () => {
-  t = await createTestApp({ BACKLOG_MAX_PER_ORG: '3', BACKLOG_MAX_TOTAL: '5', BACKLOG_REFRESH_MS: '10000' });
+  t = await createTestApp({ BACKLOG_MAX_PER_ORG: '3', BACKLOG_MAX_TOTAL: '5', BACKLOG_REFRESH_MS: '10000', ALERTS_INTERVAL_MS: '0' });
   acme = await t.tenant('Acme Backlog');
   globex = await t.tenant('Globex Backlog');
   initech = await t.tenant('Initech Backlog');
@@ -96,6 +98,20 @@ describe('backpressure', () => {
     expect(metrics.body).toContain('honeyjar_accepts_shed_total{scope="organization"} 3');
     expect(metrics.body).toContain('honeyjar_accepts_shed_total{scope="overall"} 1');
     expect(metrics.body).toContain('honeyjar_backlog_open_runs 5');
+
+    // The alert evaluator counts afresh and raises both conditions (no tenant named).
+    const queueSystem = await startQueueSystem(t.container, [], createLogger('silent'));
+    try {
+      const pass = await queueSystem.alerts.evaluate();
+      const shedding = pass.conditions.filter((c) => c.rule === 'backlog_shedding');
+      expect(shedding.map((c) => [c.subject, c.severity, c.value]).sort()).toEqual([
+        ['organizations', 'warning', 1],
+        ['overall', 'critical', 5],
+      ]);
+      expect(JSON.stringify(shedding)).not.toContain(acme.orgId);
+    } finally {
+      await queueSystem.close(1_000);
+    }
   });
 
   it('refuses a request whose Idempotency-Key was never accepted while the backlog is full', async () => {

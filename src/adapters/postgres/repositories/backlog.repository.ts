@@ -4,11 +4,12 @@ import type { BacklogReading, BacklogSource } from '../../../domain/chat/backlog
 /*
  * The backlog as every process sees it, in one round trip: the open runs per organization (the
  * partial index runs_open_thread_idx holds only open runs), and the replies stored since the last
- * reading (run_steps_finished_idx: the reply stage's step finishes with its run). The interval
- * ends LAG_MS before the database's clock, so that a step committed a moment after it started is
- * not missed by both this reading and the next.
+ * reading (run_steps_finished_idx: the reply stage's step finishes with its run). A step's
+ * finished_at is its statement's start, and a loaded database may take a while to commit it: the
+ * interval ends LAG_MS before the database's clock, so that such a step is counted by the next
+ * reading rather than by neither (the rate then trails the truth by LAG_MS).
  */
-const LAG_MS = 500;
+const LAG_MS = 2_000;
 
 const READ = `
 with bound as (select now() - make_interval(secs => ${LAG_MS / 1000}) as until),
