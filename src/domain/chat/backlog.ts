@@ -23,6 +23,8 @@ export interface BacklogReading {
 export interface BacklogSource {
   /** `since` undefined: the first reading, which counts no finished runs. */
   read(since: Date | undefined): Promise<BacklogReading>;
+  /** The open runs accepted before the message at `seq`, now: of its organization and of all. */
+  aheadOf?(orgId: string, seq: number): Promise<QueuePosition>;
 }
 
 export interface BacklogLimits {
@@ -255,9 +257,12 @@ export function createBacklog(options: BacklogOptions) {
       return { position: at, estimatedWaitMs: estimateWaitMs(at, rate.perSecond(), service.ms()) };
     },
 
-    /** The caller's place as `admit` would see it, refusing nothing (a replayed accept). */
-    peek(orgId: string): { position: QueuePosition; estimatedWaitMs: number } {
-      const at = position(orgId);
+    /**
+     * Where an accepted, still open message stands now (a replayed accept): the open runs accepted
+     * before it, counted exactly, and the wait from now. Without an exact count, this process's.
+     */
+    async current(orgId: string, seq: number): Promise<{ position: QueuePosition; estimatedWaitMs: number }> {
+      const at = options.source.aheadOf ? await options.source.aheadOf(orgId, seq) : position(orgId);
       return { position: at, estimatedWaitMs: estimateWaitMs(at, rate.perSecond(), service.ms()) };
     },
 

@@ -179,9 +179,14 @@ export class HybridChatService extends ChatService {
     const message = await this.deps.runs.userMessage(runId);
     if (!run || !message) throw notFound('Batch');
     const steps = await this.deps.runs.steps(runId);
-    // The place now: the runs still ahead of it are at most those counted now.
-    const placement = run.finishedAt ? { position: { organization: 0, overall: 0 }, estimatedWaitMs: 0 } : this.deps.backlog?.peek(actor.orgId);
-    return this.acceptedDocument(run.id, message.id, run.createdAt, run.threadId, steps.map((s) => s.stage), run.driver === 'inline', placement);
+    // The same message, batch and jobs; its place and estimate as they are now (a client that
+    // retries wants to know when, not what it was told before). A finished run has nothing ahead.
+    const placement = run.finishedAt
+      ? { position: { organization: 0, overall: 0 }, estimatedWaitMs: 0 }
+      : await this.deps.backlog?.current(actor.orgId, message.seq);
+    const document = this.acceptedDocument(run.id, message.id, run.createdAt, run.threadId, steps.map((s) => s.stage), run.driver === 'inline', placement);
+    if (placement) document.data.tracking.estimatedCompletion = (run.finishedAt ?? new Date(Date.now() + placement.estimatedWaitMs)).toISOString();
+    return document;
   }
 
   /** Resolves when every run driven in this process has finished (for graceful shutdown). */

@@ -176,7 +176,7 @@ describe('the backlog of a process', () => {
     const status = backlog.status();
     expect(status.serviceTimeMs).toBe(90);
     expect(status.drainRatePerSecond).toBe(250);
-    const placed = backlog.peek('a');
+    const placed = (await backlog.current('a', 0));
     expect(placed.position).toEqual({ organization: 1_500, overall: 1_500 });
     // 1,500 ahead at 250/s is 6 s, plus 90 ms.
     expect(placed.estimatedWaitMs).toBe(6_090);
@@ -191,7 +191,7 @@ describe('the backlog of a process', () => {
     backlog.accepted('a');
     await backlog.refresh();
     expect(errors).toHaveLength(1);
-    expect(backlog.peek('a').position).toEqual({ organization: 4, overall: 4 });
+    expect((await backlog.current('a', 0)).position).toEqual({ organization: 4, overall: 4 });
   });
 });
 

@@ -27,6 +27,11 @@ select (select until from bound) as until,
        (select fastest_ms from done) as fastest_ms,
        coalesce((select json_agg(json_build_array(org_id, n)) from open), '[]'::json) as open`;
 
+/** The open runs accepted before a message (its seq), of its organization and of all. */
+const AHEAD_OF = `
+select count(*) filter (where org_id = $1)::int as organization, count(*)::int as overall
+  from runs where finished_at is null and seq < $2`;
+
 /** Open runs per organization across the system. */
 const OPEN_BY_ORG = 'select org_id, count(*)::int as n from runs where finished_at is null group by org_id';
 
@@ -43,6 +48,11 @@ export function createBacklogRepository(pool: pg.Pool, replyStage: string): Back
         until: row.until as Date,
       };
       return reading;
+    },
+
+    async aheadOf(orgId, seq) {
+      const { rows } = await pool.query(AHEAD_OF, [orgId, seq]);
+      return { organization: rows[0]?.organization ?? 0, overall: rows[0]?.overall ?? 0 };
     },
 
     async openByOrg() {
