@@ -16,7 +16,7 @@ export function registerPostQueuedMessage(app: App, chat: HybridChatService, lim
         tags: ['chat'],
         summary: 'Send a message for background processing; poll GET /batch/:batchId/results',
         params: IdParams('threadId'),
-        headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String({ description: 'Replays answer the first request; another request with the same key is 422' })) }),
+        headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String({ description: 'Replays answer the first request (its place and estimate as they stand now); another request with the same key is 422' })) }),
         body: Type.Object({ content: MessageContent, multitaskStrategy: Type.Optional(MultitaskStrategySchema) }, { additionalProperties: false }),
         response: { 202: AcceptedSchema, ...errorResponses, ...acceptErrorResponses, 413: Type.Ref('ErrorResponse') },
       },
