@@ -12,7 +12,8 @@
  *   3 end-to-end        fake LLM with 1248 ms latency, 20 messages at 2/s, 202 → batch completed
  *   4 sustained         offline LLM, 50 connections for 20 s; poller clients read each thread's
  *                       messages over HTTP while the load runs: replies/s seen in the window after
- *                       a warm-up, the accept rate, then exactly one reply per accepted message
+ *                       a warm-up, the accept rate, then exactly one reply per accepted message;
+ *                       the error of each 202's estimatedCompletion against the reply seen
  *   4c sustained on PG  scenario 4 again with the queues on PostgreSQL (QUEUE_BACKEND=postgres), in
  *                       the same run: replies/s and its ratio to scenario 4's (target ≥ 0.4)
  *   4b paced            the same processes offered BENCH_PACED_RATE msg/s (300) as Poisson arrivals
@@ -50,7 +51,7 @@ import {
   type TreeMemory,
 } from './lib/procs.js';
 import { ratePerSecond, ReplyWatcher, type ReplyAudit } from './lib/replies.js';
-import { round, sleep, summarize } from './lib/stats.js';
+import { percentile, round, sleep, summarize } from './lib/stats.js';
 
 // --- settings -------------------------------------------------------------------------------------
 
@@ -209,6 +210,54 @@ function batchIdOf(body: string): string | undefined {
   const json = parseJson(body) as { data?: { tracking?: { batchId?: unknown }; batchId?: unknown }; batchId?: unknown } | undefined;
   const id = json?.data?.tracking?.batchId ?? json?.data?.batchId ?? json?.batchId;
   return typeof id === 'string' ? id : undefined;
+}
+
+/** What a 202 promised: the wait until `estimatedCompletion` (server clock on both ends) and the runs ahead. */
+interface Promised {
+  estimateMs: number;
+  aheadOverall: number;
+}
+
+function promisedOf(body: string): Promised | undefined {
+  const json = parseJson(body) as
+    | { data?: { immediate?: { timestamp?: unknown }; tracking?: { estimatedCompletion?: unknown; queuePosition?: { overall?: unknown } } } }
+    | undefined;
+  const at = Date.parse(String(json?.data?.immediate?.timestamp));
+  const due = Date.parse(String(json?.data?.tracking?.estimatedCompletion));
+  const ahead = json?.data?.tracking?.queuePosition?.overall;
+  if (!Number.isFinite(at) || !Number.isFinite(due)) return undefined;
+  return { estimateMs: due - at, aheadOverall: typeof ahead === 'number' ? ahead : Number.NaN };
+}
+
+/**
+ * How honest the 202's `estimatedCompletion` was: for each answered message, the time until a
+ * poller saw its reply minus the time the server estimated. Positive: later than promised.
+ */
+function estimateAccuracy(promised: ReadonlyMap<string, Promised>, watcher: ReplyWatcher): Record<string, unknown> {
+  const signed: number[] = [];
+  const absolute: number[] = [];
+  const ratios: number[] = [];
+  const ahead: number[] = [];
+  let within25 = 0;
+  for (const [id, p] of promised) {
+    const actual = watcher.lagOf(id);
+    if (actual === undefined) continue;
+    const error = actual - p.estimateMs;
+    signed.push(error);
+    absolute.push(Math.abs(error));
+    if (p.estimateMs > 0) ratios.push(actual / p.estimateMs);
+    if (Number.isFinite(p.aheadOverall)) ahead.push(p.aheadOverall);
+    if (Math.abs(error) <= Math.max(250, 0.25 * actual)) within25++;
+  }
+  return {
+    messages: signed.length,
+    errorMs: summarize(signed),
+    absoluteErrorMs: summarize(absolute),
+    actualOverEstimate: { ...summarize(ratios), p10: round(percentile([...ratios].sort((a, b) => a - b), 10), 3) },
+    // Within 25 % of the actual wait, or 250 ms (a poller sees a reply up to its poll interval late).
+    shareWithin25Percent: signed.length ? round(within25 / signed.length, 3) : null,
+    aheadAtAccept: summarize(ahead),
+  };
 }
 
 interface BatchDoc {
@@ -684,6 +733,7 @@ async function scenarioSustained(server: Server, tenant: Tenant, threads: string
   const pollAgent = createAgent(Math.max(S.pollers, S.auditConcurrency));
   const watcher = createWatcher(server, tenant, threads, pollAgent);
   const accepted: string[] = [];
+  const promised = new Map<string, Promised>();
   let sent = 0;
   let missingBatchId = 0;
   const cpu0 = sampler.cpuSeconds(server.label);
@@ -712,6 +762,8 @@ async function scenarioSustained(server: Server, tenant: Tenant, threads: string
           return;
         }
         accepted.push(id);
+        const promise = promisedOf(res.body);
+        if (promise) promised.set(id, promise);
         watcher.expect(id, threads[worker % threads.length]!, endedAt);
       },
     });
@@ -770,6 +822,7 @@ async function scenarioSustained(server: Server, tenant: Tenant, threads: string
       pollRequestsPerSecDuringSends: round(pollRequestsBySendEnd / (sendMs / 1000), 1),
       pollOutcomes: watcher.outcomes.toJSON(),
       acceptToReplySeenMs: summarize(watcher.lags()),
+      estimatedCompletion: estimateAccuracy(promised, watcher),
       database: fromDb,
       // Every run the pipeline finished between the first send and the end of the wait (earlier phases' backlog included).
       pipelineFinishedPerSec: finishedInWindow === undefined ? null : round(finishedInWindow / ((waitEndEpoch - firstSendEpoch) / 1000), 1),
@@ -801,6 +854,7 @@ async function scenarioPaced(server: Server, tenant: Tenant, threads: string[]):
   const cpu0 = sampler.cpuSeconds(server.label);
   const schedule = poissonSchedule({ users: S.pacedUsers, ratePerUser: S.pacedRatePerSec / S.pacedUsers, durationMs: S.pacedSendMs, seed: S.seed + 1 });
   let missingBatchId = 0;
+  const promised = new Map<string, Promised>();
   const client0 = process.cpuUsage();
   watcher.start();
   const t0 = performance.now();
@@ -812,8 +866,13 @@ async function scenarioPaced(server: Server, tenant: Tenant, threads: string[]):
       send: (user, seq) => postQueued(agent, server, tenant, threads[user % threads.length]!, messageFor(user, 4_000 + seq)),
       onGood: (res, user, _seq, answeredAt) => {
         const id = batchIdOf(res.body);
-        if (id) watcher.expect(id, threads[user % threads.length]!, answeredAt);
-        else missingBatchId++;
+        if (!id) {
+          missingBatchId++;
+          return;
+        }
+        const promise = promisedOf(res.body);
+        if (promise) promised.set(id, promise);
+        watcher.expect(id, threads[user % threads.length]!, answeredAt);
       },
     });
     const sendEnd = performance.now();
@@ -859,6 +918,7 @@ async function scenarioPaced(server: Server, tenant: Tenant, threads: string[]):
       allReplied,
       keptUp,
       acceptToReplySeenMs: lags,
+      estimatedCompletion: estimateAccuracy(promised, watcher),
       replyAudit: audit,
       duplicatesSeenWhilePolling: watcher.duplicatesSeen,
       pollRequests: watcher.requests,
@@ -1060,6 +1120,17 @@ function printTable(checks: Check[]): void {
 }
 
 /** Peak resident memory of a process tree in MB (10^6 bytes; VmRSS is in KiB). */
+/** `p50 / p90` of the signed error, and of its absolute value in brackets. */
+function estimateErrors(accuracy: unknown): string {
+  const a = accuracy as { errorMs?: { p50?: number; p90?: number }; absoluteErrorMs?: { p50?: number; p90?: number } } | undefined;
+  return `${num(a?.errorMs?.p50)} / ${num(a?.errorMs?.p90)} (|error| ${num(a?.absoluteErrorMs?.p50)} / ${num(a?.absoluteErrorMs?.p90)})`;
+}
+
+function estimateRatios(accuracy: unknown): string {
+  const r = (accuracy as { actualOverEstimate?: { p10?: number; p50?: number; p90?: number } } | undefined)?.actualOverEstimate;
+  return `${num(r?.p10)} / ${num(r?.p50)} / ${num(r?.p90)}`;
+}
+
 function megabytes(m: TreeMemory | undefined): number {
   return m ? (m.peakTreeRssKb * 1024) / 1e6 : Number.NaN;
 }
@@ -1242,6 +1313,8 @@ async function main(): Promise<number> {
     { scenario: '4 sustained', figure: 'replies: one / none / duplicate or stray', value: replyCounts(sustainedAudit), unit: '' },
     { scenario: '4 sustained', figure: 'replies/s draining after the load / db runs/s', value: `${num(sustained?.repliesPerSecDraining)} / ${num(sustained?.pipelineFinishedPerSec)}`, unit: 'msg/s' },
     { scenario: '4 sustained', figure: 'poll requests/s (4 pollers)', value: num(sustained?.pollRequestsPerSec), unit: 'req/s' },
+    { scenario: '4 sustained', figure: 'estimatedCompletion error p50 / p90 (actual − estimate)', value: estimateErrors(sustained?.estimatedCompletion), unit: 'ms' },
+    { scenario: '4 sustained', figure: 'actual / estimate p10 / p50 / p90', value: estimateRatios(sustained?.estimatedCompletion), unit: '' },
     {
       scenario: '4c sustained, PostgreSQL transport',
       figure: 'replies/s seen after warm-up (queues on PostgreSQL)',
@@ -1270,6 +1343,7 @@ async function main(): Promise<number> {
     },
     { scenario: '4b paced', figure: 'accept → reply seen p50 / p99', value: `${num(paced?.acceptToReplySeenMs?.p50)} / ${num(paced?.acceptToReplySeenMs?.p99)}`, unit: 'ms', target: `p99 ≤ ${TARGETS.pacedLagP99Ms} ms` },
     { scenario: '4b paced', figure: 'replies: one / none / duplicate or stray', value: replyCounts(paced?.replyAudit), unit: '' },
+    { scenario: '4b paced', figure: 'estimatedCompletion error p50 / p90 (actual − estimate)', value: estimateErrors(paced?.estimatedCompletion), unit: 'ms' },
     {
       scenario: '5 RSS',
       figure: `peak API process (${apiPeak.label})`,

@@ -14,6 +14,8 @@ import { answerFrameworkError, registerErrorHandling } from './http/plugins/erro
 import { registerRateLimit } from './http/plugins/rate-limit.js';
 import { registerTextInputCheck } from './http/plugins/text-input.js';
 import { registerGetMe } from './http/routes/account/get-me.js';
+import { registerGetOrganizationSettings } from './http/routes/account/get-organization-settings.js';
+import { registerUpdateOrganizationSettings } from './http/routes/account/update-organization-settings.js';
 import { registerCancelJobs } from './http/routes/jobs/cancel-jobs.js';
 import { registerComprehensive } from './http/routes/jobs/comprehensive.js';
 import { registerJobStatus } from './http/routes/jobs/job-status.js';
@@ -168,6 +170,8 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
       registerAuth(scoped, repositories.tenancy);
       registerRateLimit(scoped, container.coordination, { ...config.rateLimit, prefix: config.queue.prefix });
       registerGetMe(scoped);
+      registerGetOrganizationSettings(scoped, services.organizationSettings);
+      registerUpdateOrganizationSettings(scoped, services.organizationSettings);
       await scoped.register(
         async (chat) => {
           const c = chat as unknown as App;

@@ -55,6 +55,10 @@ const schema = z.object({
   RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(600),
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(100).default(60_000),
   COMPREHENSIVE_MAX_WAITS_PER_ORG: z.coerce.number().int().min(1).max(10_000).default(20),
+  BACKLOG_MAX_PER_ORG: z.coerce.number().int().min(1).default(20_000),
+  BACKLOG_MAX_TOTAL: z.coerce.number().int().min(1).default(50_000),
+  BACKLOG_REFRESH_MS: z.coerce.number().int().min(10).max(10_000).default(250),
+  BACKLOG_RATE_HALF_LIFE_MS: z.coerce.number().int().min(100).max(600_000).default(5_000),
   AUTH_FAILURE_RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(20),
   AUTH_FAILURE_RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(100).default(60_000),
   DOCUMENT_QUOTA_COUNT: z.coerce.number().int().min(1).default(1_000),
@@ -196,6 +200,8 @@ export interface Config {
   authFailureLimit: { max: number; windowMs: number };
   /** Concurrent `wait`s on /comprehensive per organization, in this process. */
   maxWaitsPerOrg: number;
+  /** Backpressure (src/domain/chat/backlog.ts): open runs per organization and overall, and how they are counted. */
+  backlog: { maxPerOrg: number; maxTotal: number; refreshMs: number; halfLifeMs: number };
   documentQuota: { count: number; bytes: number };
   shutdownTimeoutMs: number;
   limits: { maxContentBytes: number; maxDocumentBytes: number };
@@ -264,6 +270,7 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
     rateLimit: { max: e.RATE_LIMIT_MAX, windowMs: e.RATE_LIMIT_WINDOW_MS },
     authFailureLimit: { max: e.AUTH_FAILURE_RATE_LIMIT_MAX, windowMs: e.AUTH_FAILURE_RATE_LIMIT_WINDOW_MS },
     maxWaitsPerOrg: e.COMPREHENSIVE_MAX_WAITS_PER_ORG,
+    backlog: { maxPerOrg: e.BACKLOG_MAX_PER_ORG, maxTotal: e.BACKLOG_MAX_TOTAL, refreshMs: e.BACKLOG_REFRESH_MS, halfLifeMs: e.BACKLOG_RATE_HALF_LIFE_MS },
     documentQuota: { count: e.DOCUMENT_QUOTA_COUNT, bytes: e.DOCUMENT_QUOTA_BYTES },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     limits: { maxContentBytes: 32 * 1024, maxDocumentBytes: 1024 * 1024 },

@@ -10,6 +10,11 @@ import { createTenancyRepository } from './adapters/postgres/repositories/tenanc
 import { createThreadsRepository } from './adapters/postgres/repositories/threads.repository.js';
 import { HybridChatService } from './domain/chat/hybrid-chat.service.js';
 import { createRunWaits } from './domain/chat/run-waits.js';
+import { createBacklog } from './domain/chat/backlog.js';
+import { createOrganizationSettings } from './domain/chat/multitask.js';
+import { createBacklogRepository } from './adapters/postgres/repositories/backlog.repository.js';
+import { createOrganizationSettingsRepository } from './adapters/postgres/repositories/organization-settings.repository.js';
+import { createExclusiveAccept } from './adapters/postgres/run-store/exclusive-accept.js';
 import { createRunFinishedListener } from './adapters/postgres/run-finished.listener.js';
 import { createEngine } from './engine/engine.js';
 import type { StageServices } from './engine/services.js';
@@ -79,20 +84,38 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     onError: (err, runId) => logger.error({ err, runId }, 'in-process run failed'),
     bus: runFinished,
   });
+  const estimateMs = config.openai.apiKey ? 3_000 : 500;
+  // The open runs and the drain rate, shared by every process through PostgreSQL; counted at most every refreshMs.
+  const backlog = createBacklog({
+    source: createBacklogRepository(database.pool, replyStageOf(config.catalog)),
+    limits: { maxPerOrg: config.backlog.maxPerOrg, maxTotal: config.backlog.maxTotal },
+    refreshMs: config.backlog.refreshMs,
+    halfLifeMs: config.backlog.halfLifeMs,
+    priorServiceMs: estimateMs,
+    onError: (err) => logger.warn({ err }, 'backlog: could not count open runs'),
+  });
   const heartbeat = createHeartbeat({ coordination, prefix: config.queue.prefix });
-  const health = createHealthService({ config, repository: repositories.monitoring, coordination, producer, heartbeat, monitoring });
+  const health = createHealthService({ config, repository: repositories.monitoring, coordination, producer, heartbeat, monitoring, backlog });
   const metrics = createMetricsReporter({ stages: stageOrder(config.catalog), stageStats: repositories.monitoring.stageStats, http: monitoring.http, providers: monitoring.providers });
   const waits = createRunWaits({ feed: runFinished, maxPerOrg: config.maxWaitsPerOrg });
+  const organizationSettings = createOrganizationSettings(createOrganizationSettingsRepository(database.db), { ttlMs: ORGANIZATION_SETTINGS_TTL_MS });
   const chat = new HybridChatService({
     catalog: config.catalog,
     threads: repositories.threads,
     runs: repositories.runs,
     engine,
     queue: producer,
-    estimateMs: config.openai.apiKey ? 3_000 : 500,
+    estimateMs,
     waits,
+    backlog,
+    multitask: { settings: organizationSettings, exclusive: createExclusiveAccept(database.pool) },
   });
-  const services = { chat, documents: createDocumentsService({ documents: repositories.documents, quota: config.documentQuota }) };
+  monitoring.prometheus.observeBacklog(() => backlog.status());
+  const services = {
+    chat,
+    documents: createDocumentsService({ documents: repositories.documents, quota: config.documentQuota }),
+    organizationSettings,
+  };
   return {
     config,
     logger,
@@ -108,6 +131,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     producer,
     services,
     waits,
+    backlog,
     monitoring,
     heartbeat,
     health,
@@ -139,6 +163,16 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
 }
 
 export type Container = ReturnType<typeof createContainer>;
+
+/** How soon an organization's changed settings hold in the other processes. */
+const ORGANIZATION_SETTINGS_TTL_MS = 1_000;
+
+/** The stage whose result is the reply: its step finishes with the run. */
+function replyStageOf(catalog: Readonly<Config>['catalog']): string {
+  const stage = stageOrder(catalog).find((name) => catalog[name].reply);
+  if (!stage) throw new Error('the stage catalog has no stage that makes the reply');
+  return stage;
+}
 
 /** How long closing the connections may take, all at once, after the drain. */
 const CLOSE_BUDGET_MS = 1_000;

@@ -104,6 +104,13 @@ export class ReplyWatcher {
     return times;
   }
 
+  /** Accept → reply first seen, in ms, for one accepted message; undefined until seen. */
+  lagOf(batchId: string): number | undefined {
+    const expected = this.expected.get(batchId);
+    const seen = this.seen.get(batchId);
+    return expected && seen ? seen.firstSeenAt - expected.acceptedAt : undefined;
+  }
+
   /** Accept → reply first seen, in ms, for each accepted message answered so far. */
   lags(): number[] {
     const lags: number[] = [];

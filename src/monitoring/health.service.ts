@@ -16,6 +16,7 @@ import { queueCounts, type Producer } from '../adapters/bullmq/transport.js';
 import type { Heartbeat } from './heartbeat.js';
 import type { EventLoopDelay, Monitoring } from './monitoring.js';
 import { QUEUE_STATES, type QueueStateCounts } from './prometheus.js';
+import type { Backlog, BacklogStatus } from '../domain/chat/backlog.js';
 
 const APP_VERSION: string = (() => {
   try {
@@ -29,7 +30,12 @@ const APP_VERSION: string = (() => {
 export interface HealthReport {
   status: HealthStatus;
   timestamp: string;
-  checks: { database: ComponentCheck; redis: ComponentCheck; workers: WorkersCheck };
+  checks: { database: ComponentCheck; redis: ComponentCheck; workers: WorkersCheck; backlog: BacklogCheck };
+}
+
+/** Backpressure: degraded while accepts are refused over the backlog limits (src/domain/chat/backlog.ts). */
+export interface BacklogCheck extends BacklogStatus {
+  status: 'healthy' | 'degraded';
 }
 
 export interface QueueDetail {
@@ -107,6 +113,9 @@ async function timed(check: () => Promise<unknown>, timeoutMs: number): Promise<
 
 const ms = (value: number) => Math.round(value * 10) / 10;
 
+/** The oldest count of open runs a health report is made from. */
+const BACKLOG_HEALTH_MAX_AGE_MS = 1_000;
+
 /**
  * The health of the server as a load balancer (basic) and an operator (detailed) see it: real
  * round trips to PostgreSQL and Redis, and whether each queue with old waiting jobs is being
@@ -121,9 +130,10 @@ export function createHealthService(deps: {
   producer: Producer;
   heartbeat: Heartbeat;
   monitoring: Monitoring;
+  backlog: Backlog;
   now?: () => number;
 }) {
-  const { config, repository, coordination, producer, heartbeat, monitoring } = deps;
+  const { config, repository, coordination, producer, heartbeat, monitoring, backlog } = deps;
   const QUEUES = queueNames(config.catalog);
   const now = deps.now ?? Date.now;
   const timeoutMs = config.monitoring.healthCheckTimeoutMs;
@@ -167,18 +177,31 @@ export function createHealthService(deps: {
     }
   }
 
+  async function backlogCheck(): Promise<BacklogCheck> {
+    // A process that accepts little counts seldom: count now rather than report an old reading.
+    const age = backlog.status().countAgeMs;
+    if (age === null || age > Math.max(config.backlog.refreshMs, BACKLOG_HEALTH_MAX_AGE_MS)) {
+      await withTimeout(backlog.refresh(), timeoutMs).catch(() => undefined);
+    }
+    const status = backlog.status();
+    return { status: status.shedding ? 'degraded' : 'healthy', ...status };
+  }
+
   async function basic(): Promise<HealthReport> {
-    const [database, redisCheck, workers] = await Promise.all([
+    const [database, redisCheck, workers, backlogReport] = await Promise.all([
       timed(() => repository.ping(), timeoutMs),
       timed(async () => {
         await redisReady();
         return coordination.ping();
       }, timeoutMs),
       workersCheck(),
+      backlogCheck(),
     ]);
     // Redis down makes the whole degraded, not unhealthy: the API then serves in-process (see overallStatus).
-    const checks = { database, redis: redisCheck, workers };
-    return { status: overallStatus(checks), timestamp: new Date(now()).toISOString(), checks };
+    const checks = { database, redis: redisCheck, workers, backlog: backlogReport };
+    const status = overallStatus(checks);
+    // Refusing messages over the backlog limits is a degraded service, whatever else is well.
+    return { status: status === 'healthy' && backlogReport.shedding ? 'degraded' : status, timestamp: new Date(now()).toISOString(), checks };
   }
 
   async function queueDetails(): Promise<Record<string, QueueDetail>> {

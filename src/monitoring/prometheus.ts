@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ProviderOutcome } from '../domain/monitoring/provider-stats.js';
 import type { StageName } from '../engine/catalog.js';
 import type { JobOutcome } from './worker-observer.js';
+import type { BacklogStatus } from '../domain/chat/backlog.js';
 
 /** Job states exported per queue by `honeyjar_queue_jobs`. */
 export const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'paused', 'prioritized'] as const;
@@ -118,6 +119,42 @@ export function createPrometheus(options: { localWorkers: ReadonlyMap<string, { 
     },
     runFinished(status: string): void {
       runsFinished.inc({ status });
+    },
+
+    /** The accepts this process refused over the backlog limits, and the backlog it judged by. */
+    observeBacklog(status: () => BacklogStatus): void {
+      const reported = { organization: 0, overall: 0 };
+      new Counter({
+        name: 'honeyjar_accepts_shed_total',
+        help: 'Messages this process refused because the backlog was full: organization (429 backlog_full) or overall (503 overloaded)',
+        labelNames: ['scope'] as const,
+        registers,
+        collect() {
+          const { shed } = status();
+          for (const scope of ['organization', 'overall'] as const) {
+            this.inc({ scope }, shed[scope] - reported[scope]);
+            reported[scope] = shed[scope];
+          }
+        },
+      });
+      new Gauge({
+        name: 'honeyjar_backlog_open_runs',
+        help: 'Open runs (accepted, not finished) across the system, as this process last counted them',
+        registers,
+        collect() {
+          this.set(status().open);
+        },
+      });
+      new Gauge({
+        name: 'honeyjar_backlog_drain_rate',
+        help: 'Measured rate at which a backlog drains, in runs per second (absent until measured)',
+        registers,
+        collect() {
+          this.reset();
+          const rate = status().drainRatePerSecond;
+          if (rate !== null) this.set(rate);
+        },
+      });
     },
 
     /** The exposition text. Queue depths are read first through `queueCounts`, within the timeout. */

@@ -98,6 +98,12 @@ export async function startQueueSystem(container: Container, stages: readonly St
     },
     coordination,
     stalled: stalledJobs,
+    backlog: async () => {
+      await container.backlog.refresh();
+      const status = container.backlog.status();
+      if (status.countAgeMs === null) throw new Error('open runs could not be counted');
+      return { open: status.open, maxTotal: status.limits.maxTotal, organizationsAtLimit: status.organizationsAtLimit, maxPerOrg: status.limits.maxPerOrg, shed: status.shed };
+    },
     rocketreach: rr.apiKey ? createRocketReachClient({ apiKey: rr.apiKey, baseUrl: rr.baseUrl, deadlineMs: rr.deadlineMs }) : undefined,
     config: config.alerts,
     prefix: config.queue.prefix,

@@ -118,6 +118,9 @@ const EXPECTED: Record<string, RouteCase> = {
   'PUT /admin/queues/api/queues/:queueName/:jobId/remove-unprocessed-children': { expect: board(400), systemWide: true },
 
   'GET /api/v1/me': { expect: authed(200, 200, 200, 200) },
+  // The caller's own organization's settings: members read them, admins change them.
+  'GET /api/v1/organization/settings': { expect: authed(200, 200, 200, 200) },
+  'PATCH /api/v1/organization/settings': { expect: authed(200, 403, 200, 200), request: () => json({ multitaskStrategy: 'enqueue' }) },
   'GET /api/v1/chat/system/health': { expect: open(200) },
   'GET /api/v1/chat/system/health/detailed': { expect: authed(403, 403, 403, 200), systemWide: true },
   'GET /api/v1/chat/system/metrics': { expect: authed(200, 403, 200, 200) },

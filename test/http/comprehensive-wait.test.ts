@@ -128,9 +128,11 @@ describe('wait on /comprehensive without workers (runs stay open until finished 
   });
 
   it('still wakes the waiter after its LISTEN connection was cut', async () => {
+    // Runs the earlier tests left open: the wait's own run is the one more (its slot is taken before it is written).
+    const { rows: earlier } = await t.container.database.pool.query('select count(*)::int as n from runs where org_id = $1 and finished_at is null', [tenant.orgId]);
     const waiting = comprehensive(tenant, 30);
     await eventually(async () => t.container.waits.activeWaits(tenant.orgId) === 1, 10_000, 'a wait');
-    const open = await openBatches(tenant, 1);
+    const open = await openBatches(tenant, earlier[0].n + 1);
     const admin = new pg.Client({ connectionString: t.database.url });
     await admin.connect();
     try {

@@ -49,7 +49,10 @@ describe('Idempotency-Key on the queued endpoint', () => {
     const before = await counts();
     const replay = await queued(threadId, 'Draft the launch note', headers);
     expect(replay.statusCode).toBe(202);
-    expect(replay.json().data).toEqual(first.json().data);
+    // The same message, batch, jobs and thread; its place and estimate are as they stand now.
+    const live = ({ tracking: { queuePosition, estimatedCompletion, ...tracking }, ...data }: Record<string, any>) => ({ ...data, tracking });
+    expect(live(replay.json().data)).toEqual(live(first.json().data));
+    expect(replay.json().data.tracking.queuePosition.organization).toBeLessThanOrEqual(first.json().data.tracking.queuePosition.organization);
     expect(await counts()).toEqual(before);
   });
 
@@ -115,7 +118,9 @@ describe('Idempotency-Key on /comprehensive', () => {
     // The same request with its keys in another order is the same request.
     const replay = await comprehensive({ contacts: [{ employer: 'Globex', name: 'Sarah Chen' }], includeRAG: false, message: 'Find the editor of Globex News' }, headers);
     expect(replay.statusCode).toBe(202);
-    expect(replay.json().data.tracking).toEqual(first.json().data.tracking);
+    const { queuePosition: _position, estimatedCompletion: _estimate, ...tracking } = first.json().data.tracking;
+    expect(replay.json().data.tracking).toMatchObject(tracking);
+    expect(replay.json().data.tracking.queuePosition.overall).toBeLessThanOrEqual(first.json().data.tracking.queuePosition.overall);
     expect(replay.json().data.immediate.messageId).toBe(first.json().data.immediate.messageId);
     expect(await counts()).toEqual(before);
   });

@@ -41,6 +41,7 @@ const healthy = (over: Partial<AlertSamples> = {}): AlertSamples => ({
   queues: { 'rag-processing': idleQueue() },
   stages: {},
   providers: {},
+  backlog: { open: 10, maxTotal: 1_000, organizationsAtLimit: 0, maxPerOrg: 100, shed: { organization: 0, overall: 0 } },
   ...over,
 });
 
@@ -51,6 +52,21 @@ describe('alert rules', () => {
     const result = evaluateRules({ ...healthy(), rocketreach: { creditsRemaining: 1_000 } }, T);
     expect(result.conditions).toEqual([]);
     expect([...result.evaluated].sort()).toEqual([...ALERT_RULES].sort());
+  });
+
+  it('backlog shedding: warning while an organization is at its limit, critical at the overall one, naming no tenant', () => {
+    const backlog = (over: Partial<NonNullable<AlertSamples['backlog']>>) => healthy({ backlog: { open: 10, maxTotal: 1_000, organizationsAtLimit: 0, maxPerOrg: 100, shed: { organization: 0, overall: 0 }, ...over } });
+    expect(only(backlog({ open: 999 }), 'backlog_shedding')).toEqual([]);
+    const [orgs] = only(backlog({ organizationsAtLimit: 2, shed: { organization: 7, overall: 0 } }), 'backlog_shedding');
+    expect(orgs).toMatchObject({ subject: 'organizations', severity: 'warning', value: 2, threshold: 0 });
+    expect(orgs!.message).toContain('2 organizations have 100 or more open runs');
+    expect(orgs!.message).toContain('7 refused');
+    const [overall] = only(backlog({ open: 1_000 }), 'backlog_shedding');
+    expect(overall).toMatchObject({ subject: 'overall', severity: 'critical', value: 1_000, threshold: 1_000 });
+    expect(overall!.message).toContain('503 overloaded');
+    // Without a count the rule is not evaluated, so an open alert is not resolved for lack of data.
+    const { backlog: _, ...withoutBacklog } = healthy();
+    expect(evaluateRules(withoutBacklog, T).evaluated.has('backlog_shedding')).toBe(false);
   });
 
   it('queue backlog: waiting + delayed above the threshold, critical at twice it', () => {

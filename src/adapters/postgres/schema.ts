@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import {
   bigint,
   boolean,
+  check,
   customType,
   doublePrecision,
   index,
@@ -27,11 +28,17 @@ export const messageRole = pgEnum('message_role', ['user', 'assistant']);
 export const runStatus = pgEnum('run_status', ['processing', 'partial', 'completed', 'failed', 'cancelled']);
 export const stepStatus = pgEnum('step_status', ['pending', 'active', 'retrying', 'completed', 'failed', 'cancelled']);
 
-export const organizations = pgTable('organizations', {
-  id: uuid('id').primaryKey().defaultRandom(),
-  name: text('name').notNull(),
-  createdAt: createdAt(),
-});
+export const organizations = pgTable(
+  'organizations',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    name: text('name').notNull(),
+    /** Double texting: what a new message does while one of its thread is answered (enqueue, reject, interrupt). */
+    multitaskStrategy: text('multitask_strategy').$type<'enqueue' | 'reject' | 'interrupt'>().notNull().default('enqueue'),
+    createdAt: createdAt(),
+  },
+  (t) => [check('organizations_multitask_strategy_check', sql`${t.multitaskStrategy} in ('enqueue', 'reject', 'interrupt')`)],
+);
 
 export const users = pgTable(
   'users',

@@ -8,6 +8,8 @@ import { pendingStates, type Engine } from '../../engine/engine.js';
 import type { AcceptOutcome, NewRun, RunOptions } from '../../engine/run.js';
 import type { RunStore } from '../../engine/ports/run-store.js';
 import type { ThreadsRepository } from '../../adapters/postgres/repositories/threads.repository.js';
+import { BacklogFullError, type Backlog, type QueuePosition } from './backlog.js';
+import { ThreadBusyError, type ExclusiveAccept, type MultitaskStrategy, type OrganizationSettingsService } from './multitask.js';
 
 /** Who is asking: every call is scoped to the caller's organization. */
 export interface Actor {
@@ -20,7 +22,20 @@ export interface ChatServiceDeps {
   threads: ThreadsRepository;
   runs: RunStore<StageName>;
   engine: Engine<StageName>;
+  /** Backpressure: places each accepted message and refuses those beyond the backlog limits. */
+  backlog?: Backlog;
+  /** Double texting: the organizations' default strategy and the accept that honours the others. */
+  multitask?: { settings: OrganizationSettingsService; exclusive: ExclusiveAccept<StageName> };
 }
+
+/** Where an accepted message stands: the runs ahead of it and the expected wait. */
+export interface Placement {
+  position: QueuePosition;
+  estimatedWaitMs: number;
+}
+
+/** A created run, with its placement and the runs its `interrupt` cancelled. */
+export type CreatedRun = AcceptOutcome & { placement?: Placement; interrupted?: string[] };
 
 /**
  * A client's Idempotency-Key and a digest of the request that carried it. The key is kept per user
@@ -64,9 +79,10 @@ export class ChatService {
   }
 
   /** The original, blocking flow: store the message, run every stage in-process, answer with the result. */
-  async sendMessage(actor: Actor, threadId: string, content: string, signal?: AbortSignal): Promise<BlockingReply> {
-    const created = await this.createRun(actor, threadId, content, { source: 'blocking', driver: 'inline' });
+  async sendMessage(actor: Actor, threadId: string, content: string, signal?: AbortSignal, strategy?: MultitaskStrategy): Promise<BlockingReply> {
+    const created = await this.createRun(actor, threadId, content, { source: 'blocking', driver: 'inline', ...(strategy ? { strategy } : {}) });
     if (created.kind !== 'created') throw notFound('Thread');
+    await this.interrupt(created.interrupted);
     await this.deps.engine.inline.drive(created.runId, actor.orgId, pendingStates(stagesFor(this.deps.catalog, {})), signal);
     const document = await this.getBatchResults(actor, created.runId);
     const reply = await this.deps.runs.assistantMessage(created.runId);
@@ -81,14 +97,23 @@ export class ChatService {
 
   /**
    * Writes the run, its user message and steps; answers thread_not_found for a thread not of this
-   * org. With `newThread`, `threadId` names a thread written in the same statement.
+   * org. With `newThread`, `threadId` names a thread written in the same statement. Refused
+   * beyond the backlog limits (BacklogFullError) and, with `reject`, while the thread has an open
+   * run (ThreadBusyError); with `interrupt` the thread's open runs are returned for `interrupt`.
    */
-  protected createRun(
+  protected async createRun(
     actor: Actor,
     threadId: string,
     content: string,
-    how: { source: string; driver: string; options?: RunOptions; idempotency?: Idempotency; newThread?: { title: string } },
-  ): Promise<AcceptOutcome> {
+    how: {
+      source: string;
+      driver: string;
+      options?: RunOptions;
+      idempotency?: Idempotency;
+      newThread?: { title: string };
+      strategy?: MultitaskStrategy;
+    },
+  ): Promise<CreatedRun> {
     const id = randomUUID();
     const options = how.options ?? {};
     const run: NewRun = {
@@ -101,11 +126,58 @@ export class ChatService {
       content,
       options,
       ...(how.idempotency
-        ? { idempotencyKey: `${actor.userId}:${how.source}:${how.idempotency.key}`, idempotencyFingerprint: how.idempotency.fingerprint }
+        ? { idempotencyKey: idempotencyKeyOf(actor, how.source, how.idempotency), idempotencyFingerprint: how.idempotency.fingerprint }
         : {}),
       ...(how.newThread ? { newThread: how.newThread } : {}),
       stages: stagesFor(this.deps.catalog, options),
     };
-    return this.deps.runs.create(run);
+    const placement = await this.place(actor, how.source, how.idempotency);
+    if (placement && 'replay' in placement) return placement.replay;
+    const { multitask } = this.deps;
+    // A new thread has nothing running: every strategy is the plain accept.
+    const strategy = multitask && !how.newThread ? await multitask.settings.resolve(actor.orgId, how.strategy) : 'enqueue';
+    let created: CreatedRun;
+    if (strategy === 'enqueue' || !multitask) created = await this.deps.runs.create(run);
+    else {
+      const outcome = await multitask.exclusive.create(run, strategy);
+      if (outcome.kind === 'thread_busy') throw new ThreadBusyError(outcome.runId);
+      created = outcome;
+    }
+    if (created.kind === 'created') {
+      this.deps.backlog?.accepted(actor.orgId);
+      if (placement) created = { ...created, placement };
+    }
+    return created;
   }
+
+  /**
+   * The message's place in the backlog, or the refusal. A refused request that repeats an
+   * accepted one (its Idempotency-Key) is answered as the replay it is.
+   */
+  private async place(actor: Actor, source: string, idempotency: Idempotency | undefined): Promise<Placement | { replay: CreatedRun } | undefined> {
+    if (!this.deps.backlog) return undefined;
+    try {
+      return await this.deps.backlog.admit(actor.orgId);
+    } catch (error) {
+      if (!(error instanceof BacklogFullError) || !idempotency) throw error;
+      const existing = await this.deps.runs.findByIdempotencyKey(actor.orgId, idempotencyKeyOf(actor, source, idempotency));
+      if (!existing) throw error;
+      const fingerprint = (existing as { idempotencyFingerprint?: string | null }).idempotencyFingerprint ?? null;
+      return { replay: fingerprint === idempotency.fingerprint ? { kind: 'replay', runId: existing.id } : { kind: 'idempotency_key_reused' } };
+    }
+  }
+
+  /** Ends the runs an `interrupt` displaced: their calls in progress are aborted, no reply is stored for them. */
+  protected async interrupt(runIds: readonly string[] | undefined): Promise<void> {
+    for (const runId of runIds ?? []) {
+      const steps = await this.deps.runs.steps(runId);
+      const open = steps.filter((s) => !['completed', 'failed', 'cancelled'].includes(s.status));
+      await this.deps.engine.cancel(runId, 'interrupted by a newer message in the thread', open.map((s) => ({ jobId: s.jobId, stage: s.stage })));
+    }
+  }
+}
+
+/** The key is kept per user and per endpoint (the run's source). */
+function idempotencyKeyOf(actor: Actor, source: string, idempotency: Idempotency): string {
+  return `${actor.userId}:${source}:${idempotency.key}`;
 }

@@ -5,7 +5,9 @@ import type { StageName } from '../../engine/catalog.js';
 import type { RunOptions } from '../../engine/run.js';
 import type { Step } from '../../engine/run.js';
 import type { BatchDocument } from './batch-view.js';
-import { ChatService, stagesFor, type Actor, type ChatServiceDeps, type Idempotency } from './chat.service.js';
+import { ChatService, stagesFor, type Actor, type ChatServiceDeps, type Idempotency, type Placement } from './chat.service.js';
+import type { QueuePosition } from './backlog.js';
+import type { MultitaskStrategy } from './multitask.js';
 import type { JobTransport, JobState, QueueCounts } from '../../engine/ports/job-transport.js';
 import type { RunWaits } from './run-waits.js';
 import { pendingStates } from '../../engine/engine.js';
@@ -18,13 +20,22 @@ export interface AcceptedDocument {
   data: {
     immediate: { messageId: string; status: 'processing'; timestamp: string };
     jobs: Partial<Record<StageName, { id: string; queue: string }>>;
-    tracking: { batchId: string; threadId: string; estimatedCompletion: string };
+    tracking: {
+      batchId: string;
+      threadId: string;
+      /** When the reply is expected: the message's service time plus the runs ahead of it at the measured drain rate. */
+      estimatedCompletion: string;
+      /** Runs accepted before this message and not finished yet (being processed or waiting). */
+      queuePosition: QueuePosition;
+      /** Batches of the thread this message's `interrupt` cancelled. */
+      interrupted?: string[];
+    };
   };
 }
 
 export interface HybridChatServiceDeps extends ChatServiceDeps {
   queue: JobTransport;
-  /** Typical time from acceptance to reply, for `estimatedCompletion`. */
+  /** Time from acceptance to reply assumed for `estimatedCompletion` when no backlog is measured. */
   estimateMs: number;
   /** `wait` on the comprehensive endpoint: woken when the run finishes, capped per organization. */
   waits: RunWaits;
@@ -36,6 +47,7 @@ export interface ComprehensiveInput extends RunOptions {
   idempotency?: Idempotency;
   /** Seconds to wait for the finished result (bounded by the route). */
   wait?: number;
+  multitaskStrategy?: MultitaskStrategy;
 }
 
 export interface JobStatus {
@@ -62,8 +74,8 @@ export class HybridChatService extends ChatService {
     super(deps);
   }
 
-  async sendQueued(actor: Actor, threadId: string, content: string, idempotency?: Idempotency): Promise<AcceptedDocument> {
-    return this.accept(actor, threadId, content, { source: 'queued', options: {}, ...(idempotency ? { idempotency } : {}) });
+  async sendQueued(actor: Actor, threadId: string, content: string, idempotency?: Idempotency, strategy?: MultitaskStrategy): Promise<AcceptedDocument> {
+    return this.accept(actor, threadId, content, { source: 'queued', options: {}, ...(idempotency ? { idempotency } : {}), ...(strategy ? { strategy } : {}) });
   }
 
   /** `signal`: the caller went away; a wait in progress ends (the run goes on). */
@@ -95,6 +107,7 @@ export class HybridChatService extends ChatService {
       source: 'comprehensive',
       options,
       ...(input.idempotency ? { idempotency: input.idempotency } : {}),
+      ...(input.multitaskStrategy ? { strategy: input.multitaskStrategy } : {}),
       ...(input.threadId ? {} : { newThread: { title: titleFrom(input.message) } }),
     });
   }
@@ -103,7 +116,7 @@ export class HybridChatService extends ChatService {
     actor: Actor,
     threadId: string,
     content: string,
-    how: { source: string; options: RunOptions; idempotency?: Idempotency; newThread?: { title: string } },
+    how: { source: string; options: RunOptions; idempotency?: Idempotency; newThread?: { title: string }; strategy?: MultitaskStrategy },
   ): Promise<AcceptedDocument> {
     const queued = this.deps.queue.available();
     const created = await this.createRun(actor, threadId, content, { ...how, driver: queued ? 'queue' : 'inline' });
@@ -112,6 +125,7 @@ export class HybridChatService extends ChatService {
       throw new AppError('idempotency_key_reused', 422, 'This Idempotency-Key was already used with a different request');
     }
     if (created.kind === 'replay') return this.acceptedDocumentFor(actor, created.runId);
+    await this.interrupt(created.interrupted);
     const stages = stagesFor(this.deps.catalog, how.options);
     let degraded = !queued;
     if (queued) {
@@ -126,7 +140,7 @@ export class HybridChatService extends ChatService {
     }
     // Degraded mode: driven in this process, in the background; cancel and shutdown reach it through the engine.
     if (degraded) void this.deps.engine.inline.drive(created.runId, actor.orgId, pendingStates(stages));
-    return this.acceptedDocument(created.runId, created.messageId, created.createdAt, threadId, stages, degraded);
+    return this.acceptedDocument(created.runId, created.messageId, created.createdAt, threadId, stages, degraded, created.placement, created.interrupted);
   }
 
   private acceptedDocument(
@@ -136,6 +150,8 @@ export class HybridChatService extends ChatService {
     threadId: string,
     stages: readonly StageName[],
     degraded: boolean,
+    placement: Placement | undefined,
+    interrupted?: readonly string[],
   ): AcceptedDocument {
     const jobs: AcceptedDocument['data']['jobs'] = {};
     for (const stage of stages) jobs[stage] = { id: `${runId}.${stage}`, queue: this.deps.catalog[stage].queue };
@@ -146,7 +162,13 @@ export class HybridChatService extends ChatService {
       data: {
         immediate: { messageId, status: 'processing', timestamp: createdAt.toISOString() },
         jobs,
-        tracking: { batchId: runId, threadId, estimatedCompletion: new Date(createdAt.getTime() + this.deps.estimateMs).toISOString() },
+        tracking: {
+          batchId: runId,
+          threadId,
+          estimatedCompletion: new Date(createdAt.getTime() + (placement?.estimatedWaitMs ?? this.deps.estimateMs)).toISOString(),
+          queuePosition: placement?.position ?? { organization: 0, overall: 0 },
+          ...(interrupted?.length ? { interrupted: [...interrupted] } : {}),
+        },
       },
     };
   }
@@ -157,7 +179,14 @@ export class HybridChatService extends ChatService {
     const message = await this.deps.runs.userMessage(runId);
     if (!run || !message) throw notFound('Batch');
     const steps = await this.deps.runs.steps(runId);
-    return this.acceptedDocument(run.id, message.id, run.createdAt, run.threadId, steps.map((s) => s.stage), run.driver === 'inline');
+    // The same message, batch and jobs; its place and estimate as they are now (a client that
+    // retries wants to know when, not what it was told before). A finished run has nothing ahead.
+    const placement = run.finishedAt
+      ? { position: { organization: 0, overall: 0 }, estimatedWaitMs: 0 }
+      : await this.deps.backlog?.current(actor.orgId, message.seq);
+    const document = this.acceptedDocument(run.id, message.id, run.createdAt, run.threadId, steps.map((s) => s.stage), run.driver === 'inline', placement);
+    if (placement) document.data.tracking.estimatedCompletion = (run.finishedAt ?? new Date(Date.now() + placement.estimatedWaitMs)).toISOString();
+    return document;
   }
 
   /** Resolves when every run driven in this process has finished (for graceful shutdown). */

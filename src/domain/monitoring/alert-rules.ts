@@ -32,6 +32,7 @@ export const ALERT_RULES = [
   'provider_error_rate',
   'provider_rate_limited',
   'rocketreach_credits_low',
+  'backlog_shedding',
 ] as const;
 
 export type AlertRule = (typeof ALERT_RULES)[number];
@@ -117,6 +118,19 @@ export interface AlertSamples {
   providers?: Record<string, ProviderSample>;
   /** Remaining lookup credits, when a key is configured and the balance is known. */
   rocketreach?: { creditsRemaining: number };
+  /** The open runs against the backlog limits (a fresh count); undefined when it could not be read. */
+  backlog?: BacklogSample;
+}
+
+export interface BacklogSample {
+  /** Open runs across the system. */
+  open: number;
+  maxTotal: number;
+  /** Organizations whose open runs reach BACKLOG_MAX_PER_ORG: their messages are refused (429). */
+  organizationsAtLimit: number;
+  maxPerOrg: number;
+  /** Refusals by the evaluating process since it started (other processes count their own). */
+  shed: { organization: number; overall: number };
 }
 
 export interface RuleEvaluation {
@@ -275,6 +289,33 @@ export function evaluateRules(samples: AlertSamples, t: AlertThresholds): RuleEv
         value: remaining,
         threshold: t.rocketreachCredits,
         message: remaining <= 0 ? 'RocketReach has no lookup credits left: contact lookups fail' : `RocketReach has ${remaining} lookup credits left, below ${t.rocketreachCredits}`,
+      });
+    }
+  }
+
+  if (samples.backlog) {
+    evaluated.add('backlog_shedding');
+    const b = samples.backlog;
+    const refused = `${b.shed.overall + b.shed.organization} refused by this process since it started`;
+    // Subjects name no tenant: system alerts are listed to every organization's admins.
+    if (b.open >= b.maxTotal) {
+      conditions.push({
+        rule: 'backlog_shedding',
+        subject: 'overall',
+        severity: 'critical',
+        value: b.open,
+        threshold: b.maxTotal,
+        message: `${b.open} open runs reach BACKLOG_MAX_TOTAL ${b.maxTotal}: every new message is refused (503 overloaded); ${refused}`,
+      });
+    }
+    if (b.organizationsAtLimit > 0) {
+      conditions.push({
+        rule: 'backlog_shedding',
+        subject: 'organizations',
+        severity: 'warning',
+        value: b.organizationsAtLimit,
+        threshold: 0,
+        message: `${b.organizationsAtLimit} organization${b.organizationsAtLimit === 1 ? ' has' : 's have'} ${b.maxPerOrg} or more open runs: ${b.organizationsAtLimit === 1 ? 'its' : 'their'} new messages are refused (429 backlog_full); ${refused}`,
       });
     }
   }

@@ -5,7 +5,7 @@ import type { Coordination } from '../../engine/ports/coordination.js';
 import type { Logger } from 'pino';
 import type { AlertsConfig } from '../../config.js';
 import type { AlertRecord, AlertsRepository, OutageRecord } from '../../adapters/postgres/repositories/alerts.repository.js';
-import { alertKey, evaluateRules, type AlertCondition, type AlertRule, type AlertSamples, type QueueSample } from './alert-rules.js';
+import { alertKey, evaluateRules, type AlertCondition, type AlertRule, type AlertSamples, type BacklogSample, type QueueSample } from './alert-rules.js';
 import { queueSamplesFromHealth, type QueueHealthDetail } from './queue-samples.js';
 import type { StalledJobs } from './stalled-jobs.js';
 
@@ -43,6 +43,8 @@ export interface AlertsServiceDeps {
   stalled: StalledJobs;
   /** Present only when a RocketReach key is configured. */
   rocketreach?: { getAccount(signal?: AbortSignal): Promise<{ lookupCreditsRemaining?: number }> } | undefined;
+  /** A fresh count of the open runs against the backlog limits (src/domain/chat/backlog.ts). */
+  backlog?: (() => Promise<BacklogSample>) | undefined;
   config: Readonly<AlertsConfig>;
   prefix: string;
   logger: Logger;
@@ -95,16 +97,18 @@ export function createAlertsService(deps: AlertsServiceDeps) {
       postgres: { reachable: true },
       redis: redisProbe.ok ? { reachable: true } : { reachable: false, error: redisProbe.error },
     };
-    const [queues, stages, providers, rocketreach] = await Promise.all([
+    const [queues, stages, providers, rocketreach, backlog] = await Promise.all([
       redisProbe.ok ? sampleQueues().catch((err: unknown) => skip('queues', err)) : undefined,
       repository.stageStats(config.windowMs).catch((err: unknown) => skip('stage statistics', err)),
       repository.providerStats(config.windowMs).catch((err: unknown) => skip('provider statistics', err)),
       rocketreachCredits().catch((err: unknown) => skip('RocketReach credits', err)),
+      deps.backlog ? withTimeout(deps.backlog(), SAMPLE_TIMEOUT_MS, 'backlog count').catch((err: unknown) => skip('the backlog', err)) : undefined,
     ]);
     if (queues) samples.queues = queues;
     if (stages) samples.stages = stages;
     if (providers) samples.providers = providers;
     if (rocketreach !== undefined) samples.rocketreach = { creditsRemaining: rocketreach };
+    if (backlog) samples.backlog = backlog;
     return samples;
   }
 

@@ -15,7 +15,21 @@ export const AcceptedSchema = Type.Object(
     data: Type.Object({
       immediate: Type.Object({ messageId: Type.String(), status: Type.Literal('processing'), timestamp: Type.String() }),
       jobs: Type.Record(Type.String(), JobRef),
-      tracking: Type.Object({ batchId: Type.String(), threadId: Type.String(), estimatedCompletion: Type.String() }),
+      tracking: Type.Object({
+        batchId: Type.String(),
+        threadId: Type.String(),
+        estimatedCompletion: Type.String({
+          description: 'When the reply is expected: the measured service time plus the runs ahead at the measured drain rate (see queuePosition)',
+        }),
+        queuePosition: Type.Object(
+          {
+            organization: Type.Integer({ description: "Open runs of the caller's organization accepted before this message" }),
+            overall: Type.Integer({ description: 'Open runs of every organization accepted before this message' }),
+          },
+          { description: 'Runs accepted before this message and not finished (being processed or waiting), counted at most BACKLOG_REFRESH_MS ago' },
+        ),
+        interrupted: Type.Optional(Type.Array(Type.String(), { description: 'Batches of the thread this message cancelled (multitaskStrategy interrupt)' })),
+      }),
     }),
   },
   { additionalProperties: true },

@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { AppError } from '../../domain/errors.js';
+import { MULTITASK_STRATEGIES } from '../../domain/chat/multitask.js';
 
 /**
  * A message's text: required and not blank. Its limit, 32 KiB of UTF-8, is checked in bytes by
@@ -34,3 +35,19 @@ export const BatchDocumentSchema = Type.Object(
   },
   { additionalProperties: true },
 );
+
+/** Double texting (`multitaskStrategy`): what the message does while an earlier one of its thread is answered. */
+export const MultitaskStrategySchema = Type.Union(
+  MULTITASK_STRATEGIES.map((strategy) => Type.Literal(strategy)),
+  {
+    description:
+      'While an earlier message of the thread is still being answered: `enqueue` answers this one after it; `reject` refuses it (409 thread_busy); `interrupt` cancels the earlier runs (their LLM calls aborted, no reply stored) and answers this one with the whole thread as context. Default: the organization\'s (PATCH /organization/settings)',
+  },
+);
+
+/** The refusals every accepting endpoint may answer: a busy thread and a full backlog. */
+export const acceptErrorResponses = {
+  409: Type.Ref('ErrorResponse', { description: '`thread_busy` (multitaskStrategy reject; the message names the running batch), or `idempotency_key_reused`' }),
+  429: Type.Ref('ErrorResponse', { description: '`backlog_full`: the organization has BACKLOG_MAX_PER_ORG open runs (Retry-After)' }),
+  503: Type.Ref('ErrorResponse', { description: '`overloaded`: the system has BACKLOG_MAX_TOTAL open runs (Retry-After)' }),
+};

@@ -12,7 +12,7 @@ import { answersByIdx } from './sql.js';
  * of the caller's organization, and only once per idempotency key. Several accepts (numbered by
  * `idx`) share the statement and its commit (see createCoalescer); each gets its own answer.
  */
-const CREATE_RUN = `
+export const CREATE_RUN = `
 with t as (select id from threads where id = $2 and org_id = $3),
 n as (select nextval('messages_seq_seq') as seq, gen_random_uuid() as message_id from t),
 r as (
@@ -108,7 +108,7 @@ select q.idx,
   left join r on r.id = q.id`;
 
 /** An accept's values, in the column order of CREATE_RUN (scalars) and CREATE_RUNS (arrays). */
-function acceptColumns(input: NewRun<string>): unknown[] {
+export function acceptColumns(input: NewRun<string>): unknown[] {
   return [
     input.id,
     input.threadId,
@@ -125,7 +125,7 @@ function acceptColumns(input: NewRun<string>): unknown[] {
 }
 
 /** A repeated idempotency key: the first run again if the request is the same, refused otherwise. */
-function replayOf(input: NewRun<string>, runId: string, fingerprint: string | null): AcceptOutcome {
+export function replayOf(input: NewRun<string>, runId: string, fingerprint: string | null): AcceptOutcome {
   return (fingerprint ?? null) === (input.idempotencyFingerprint ?? null) ? { kind: 'replay', runId } : { kind: 'idempotency_key_reused' };
 }
 

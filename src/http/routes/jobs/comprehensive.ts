@@ -4,7 +4,7 @@ import type { HybridChatService } from '../../../domain/chat/hybrid-chat.service
 import { actorOf } from '../../plugins/auth.js';
 import { disconnectSignal } from '../../disconnect-signal.js';
 import { errorResponses, requireId } from '../../schemas/common.js';
-import { BatchDocumentSchema, checkContentSize, MessageContent } from '../../schemas/chat.js';
+import { acceptErrorResponses, BatchDocumentSchema, checkContentSize, MessageContent, MultitaskStrategySchema } from '../../schemas/chat.js';
 import { AcceptedSchema, idempotencyOf } from '../../schemas/accepted.js';
 
 const ContactRequest = Type.Object(
@@ -38,6 +38,7 @@ export function registerComprehensive(app: App, chat: HybridChatService, limits:
             includeContactEnrichment: Type.Optional(Type.Boolean()),
             contacts: Type.Optional(Type.Array(ContactRequest, { maxItems: 5 })),
             wait: Type.Optional(Type.Number({ minimum: 0, maximum: MAX_WAIT_SECONDS })),
+            multitaskStrategy: Type.Optional(MultitaskStrategySchema),
           },
           { additionalProperties: false },
         ),
@@ -45,8 +46,9 @@ export function registerComprehensive(app: App, chat: HybridChatService, limits:
           202: AcceptedWithResults,
           200: AcceptedWithResults,
           ...errorResponses,
+          ...acceptErrorResponses,
           413: Type.Ref('ErrorResponse'),
-          429: Type.Ref('ErrorResponse'),
+          429: Type.Ref('ErrorResponse', { description: '`too_many_waits` or `backlog_full` (Retry-After)' }),
         },
       },
     },
@@ -62,6 +64,7 @@ export function registerComprehensive(app: App, chat: HybridChatService, limits:
         ...(body.includeContactEnrichment !== undefined ? { includeContactEnrichment: body.includeContactEnrichment } : {}),
         ...(body.contacts ? { contacts: body.contacts } : {}),
         ...(body.wait ? { wait: body.wait } : {}),
+        ...(body.multitaskStrategy ? { multitaskStrategy: body.multitaskStrategy } : {}),
         ...(idempotency ? { idempotency } : {}),
       }, signal);
       // Finished within the wait: 200 with the results; otherwise still 202.

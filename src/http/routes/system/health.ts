@@ -27,11 +27,27 @@ export const WorkersCheck = Type.Object({
   error: Type.Optional(Type.String()),
 });
 
+const Degraded = Type.Union([Type.Literal('healthy'), Type.Literal('degraded')]);
+
+/** Backpressure: `shedding` while messages are refused over the backlog limits (BACKLOG_MAX_*). */
+export const BacklogCheck = Type.Object({
+  status: Degraded,
+  shedding: Type.Boolean({ description: 'A message was refused (429 backlog_full, 503 overloaded) in the last minute, or a limit is reached now' }),
+  shed: Type.Object({ organization: Type.Integer(), overall: Type.Integer() }, { description: 'Refusals by this process since it started' }),
+  lastShedAt: Type.Union([Type.String(), Type.Null()]),
+  open: Type.Integer({ description: 'Open runs across the system at the last count' }),
+  organizationsAtLimit: Type.Integer(),
+  limits: Type.Object({ maxPerOrg: Type.Integer(), maxTotal: Type.Integer() }),
+  drainRatePerSecond: Type.Union([Type.Number(), Type.Null()]),
+  serviceTimeMs: Type.Number(),
+  countAgeMs: Type.Union([Type.Number(), Type.Null()]),
+});
+
 /** The full report, with each queue's figures: part of the detailed (operator-only) health. */
 export const HealthReport = Type.Object({
   status: Status,
   timestamp: Type.String(),
-  checks: Type.Object({ database: ComponentCheck, redis: ComponentCheck, workers: WorkersCheck }),
+  checks: Type.Object({ database: ComponentCheck, redis: ComponentCheck, workers: WorkersCheck, backlog: BacklogCheck }),
 });
 
 const PublicWorkersCheck = Type.Object({
@@ -48,16 +64,21 @@ const PublicWorkersCheck = Type.Object({
 const PublicHealthReport = Type.Object({
   status: Status,
   timestamp: Type.String(),
-  checks: Type.Object({ database: ComponentCheck, redis: ComponentCheck, workers: PublicWorkersCheck }),
+  checks: Type.Object({
+    database: ComponentCheck,
+    redis: ComponentCheck,
+    workers: PublicWorkersCheck,
+    backlog: Type.Object({ status: Degraded, shedding: Type.Boolean({ description: 'Messages are being refused over the backlog limits' }) }),
+  }),
 });
 
 /** What anyone may see: each component's and queue's state, none of the system-wide queue figures. */
 export function publicHealthView(report: Report): Static<typeof PublicHealthReport> {
-  const { workers } = report.checks;
+  const { workers, backlog } = report.checks;
   const queues = Object.fromEntries(
     Object.entries(workers.queues).map(([name, queue]) => [name, { status: queue.status, ...(queue.reason ? { reason: queue.reason } : {}) }]),
   );
-  return { ...report, checks: { ...report.checks, workers: { ...workers, queues } } };
+  return { ...report, checks: { ...report.checks, workers: { ...workers, queues }, backlog: { status: backlog.status, shedding: backlog.shedding } } };
 }
 
 /**

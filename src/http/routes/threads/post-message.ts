@@ -4,7 +4,7 @@ import type { ChatService } from '../../../domain/chat/chat.service.js';
 import { actorOf } from '../../plugins/auth.js';
 import { disconnectSignal } from '../../disconnect-signal.js';
 import { errorResponses, IdParams, requireId } from '../../schemas/common.js';
-import { BatchDocumentSchema, checkContentSize, MessageContent } from '../../schemas/chat.js';
+import { acceptErrorResponses, BatchDocumentSchema, checkContentSize, MessageContent, MultitaskStrategySchema } from '../../schemas/chat.js';
 
 /** The original, blocking endpoint: answers once every stage has run. */
 export function registerPostMessage(app: App, chat: ChatService, limits: { maxContentBytes: number }): void {
@@ -16,7 +16,7 @@ export function registerPostMessage(app: App, chat: ChatService, limits: { maxCo
         tags: ['chat'],
         summary: 'Send a message and wait for the complete result (blocking)',
         params: IdParams('threadId'),
-        body: Type.Object({ content: MessageContent }, { additionalProperties: false }),
+        body: Type.Object({ content: MessageContent, multitaskStrategy: Type.Optional(MultitaskStrategySchema) }, { additionalProperties: false }),
         response: {
           200: Type.Intersect([
             BatchDocumentSchema,
@@ -26,6 +26,7 @@ export function registerPostMessage(app: App, chat: ChatService, limits: { maxCo
             }),
           ]),
           ...errorResponses,
+          ...acceptErrorResponses,
           413: Type.Ref('ErrorResponse'),
         },
       },
@@ -35,7 +36,7 @@ export function registerPostMessage(app: App, chat: ChatService, limits: { maxCo
       const threadId = requireId(params.threadId, 'Thread');
       const content = checkContentSize(request.body.content, limits.maxContentBytes);
       // A client that hangs up stops the pipeline and its provider calls; the run ends as cancelled.
-      return chat.sendMessage(actorOf(request), threadId, content, disconnectSignal(reply));
+      return chat.sendMessage(actorOf(request), threadId, content, disconnectSignal(reply), request.body.multitaskStrategy);
     },
   );
 }

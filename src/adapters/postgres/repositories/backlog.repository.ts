@@ -1,0 +1,63 @@
+import type pg from 'pg';
+import type { BacklogReading, BacklogSource } from '../../../domain/chat/backlog.js';
+
+/*
+ * The backlog as every process sees it, in one round trip: the open runs per organization (the
+ * partial index runs_open_thread_idx holds only open runs), and the replies stored since the last
+ * reading (run_steps_finished_idx: the reply stage's step finishes with its run). A step's
+ * finished_at is its statement's start, and a loaded database may take a while to commit it: the
+ * interval ends LAG_MS before the database's clock, so that such a step is counted by the next
+ * reading rather than by neither (the rate then trails the truth by LAG_MS).
+ */
+const LAG_MS = 2_000;
+
+const READ = `
+with bound as (select now() - make_interval(secs => ${LAG_MS / 1000}) as until),
+open as (select org_id, count(*)::int as n from runs where finished_at is null group by org_id),
+done as (
+  select count(*)::int as finished,
+         min(extract(epoch from st.finished_at - r.created_at) * 1000) as fastest_ms
+    from run_steps st join runs r on r.id = st.run_id, bound
+   where $1::timestamptz is not null
+     and st.finished_at > $1::timestamptz and st.finished_at <= bound.until
+     and st.stage = $2 and st.status in ('completed', 'failed')
+)
+select (select until from bound) as until,
+       (select finished from done) as finished,
+       (select fastest_ms from done) as fastest_ms,
+       coalesce((select json_agg(json_build_array(org_id, n)) from open), '[]'::json) as open`;
+
+/** The open runs accepted before a message (its seq), of its organization and of all. */
+const AHEAD_OF = `
+select count(*) filter (where org_id = $1)::int as organization, count(*)::int as overall
+  from runs where finished_at is null and seq < $2`;
+
+/** Open runs per organization across the system. */
+const OPEN_BY_ORG = 'select org_id, count(*)::int as n from runs where finished_at is null group by org_id';
+
+export function createBacklogRepository(pool: pg.Pool, replyStage: string): BacklogSource & { openByOrg(): Promise<Map<string, number>> } {
+  return {
+    async read(since) {
+      const { rows } = await pool.query({ name: 'honeyjar-backlog-read', text: READ, values: [since ?? null, replyStage] });
+      const row = rows[0]!;
+      const open = row.open as Array<[string, number]>;
+      const reading: BacklogReading = {
+        openByOrg: new Map(open),
+        finished: since ? Number(row.finished ?? 0) : 0,
+        fastestMs: row.fastest_ms === null || row.fastest_ms === undefined ? null : Number(row.fastest_ms),
+        until: row.until as Date,
+      };
+      return reading;
+    },
+
+    async aheadOf(orgId, seq) {
+      const { rows } = await pool.query(AHEAD_OF, [orgId, seq]);
+      return { organization: rows[0]?.organization ?? 0, overall: rows[0]?.overall ?? 0 };
+    },
+
+    async openByOrg() {
+      const { rows } = await pool.query(OPEN_BY_ORG);
+      return new Map(rows.map((row) => [row.org_id as string, row.n as number]));
+    },
+  };
+}

@@ -1,0 +1,300 @@
+import { AppError } from '../errors.js';
+
+/*
+ * Backpressure on the accept path: how many runs are ahead of a new message, when it is likely to
+ * be answered, and whether it is accepted at all. Everything is judged from a snapshot of the open
+ * runs that the whole system shares (PostgreSQL, through `BacklogSource`), taken at most once per
+ * `refreshMs` by each process and never awaited by an accept once the first one is in: an accept
+ * costs no query of its own.
+ */
+
+/** What the source reads in one round trip. */
+export interface BacklogReading {
+  /** Open runs (accepted, not finished) per organization, across every process. */
+  openByOrg: ReadonlyMap<string, number>;
+  /** Runs that finished (reply stored, or failed) in (`since`, `until`]. */
+  finished: number;
+  /** The shortest accept-to-finish time among them, in ms; null when none finished. */
+  fastestMs: number | null;
+  /** The upper bound of the counted interval (the database's clock): the next reading's `since`. */
+  until: Date;
+}
+
+export interface BacklogSource {
+  /** `since` undefined: the first reading, which counts no finished runs. */
+  read(since: Date | undefined): Promise<BacklogReading>;
+  /** The open runs accepted before the message at `seq`, now: of its organization and of all. */
+  aheadOf?(orgId: string, seq: number): Promise<QueuePosition>;
+}
+
+export interface BacklogLimits {
+  /** Open runs of one organization beyond which its accepts answer 429 `backlog_full`. */
+  maxPerOrg: number;
+  /** Open runs of the whole system beyond which every accept answers 503 `overloaded`. */
+  maxTotal: number;
+}
+
+/**
+ * An exponentially weighted rate of finished runs (runs per second), updated only from intervals
+ * in which the system stayed busy — the runs open at the start of the interval were not all
+ * finished at its end. An idle system finishes what arrives, so its rate says nothing about how
+ * fast a backlog drains; only busy intervals measure that. The weight of an interval grows with
+ * its length: `halfLifeMs` of observation weigh half of the estimate.
+ */
+export function createDrainRate(halfLifeMs: number) {
+  let rate: number | null = null;
+  return {
+    observe(finished: number, intervalMs: number): void {
+      if (intervalMs <= 0) return;
+      const instant = (finished * 1000) / intervalMs;
+      const weight = 1 - 2 ** (-intervalMs / halfLifeMs);
+      rate = rate === null ? instant : rate + weight * (instant - rate);
+    },
+    /** Runs per second, null before any busy interval was seen. */
+    perSecond(): number | null {
+      return rate;
+    },
+  };
+}
+
+/**
+ * The same weighting for a duration: the time a run takes when nothing is ahead of it, from the
+ * fastest run of each interval in which the system ran dry (no wait behind other runs).
+ */
+export function createServiceTime(halfLifeMs: number, priorMs: number) {
+  let value = priorMs;
+  let measured = false;
+  return {
+    observe(fastestMs: number, intervalMs: number): void {
+      const weight = measured ? 1 - 2 ** (-Math.max(intervalMs, 1) / halfLifeMs) : 1;
+      value += weight * (fastestMs - value);
+      measured = true;
+    },
+    ms(): number {
+      return value;
+    },
+    measured(): boolean {
+      return measured;
+    },
+  };
+}
+
+export interface QueuePosition {
+  /** Open runs of the caller's organization accepted before this message. */
+  organization: number;
+  /** Open runs of every organization accepted before this message. */
+  overall: number;
+}
+
+/**
+ * When a message with `position` ahead of it is likely answered: its own service time plus the
+ * time the runs ahead of it take to drain at the measured rate. Without a measured rate (no busy
+ * interval seen yet) the queue term is the service time per run ahead divided by nothing better
+ * than one: a pessimistic guess that the first busy interval replaces.
+ */
+export function estimateWaitMs(position: QueuePosition, rate: number | null, serviceMs: number): number {
+  const ahead = position.overall;
+  if (ahead <= 0) return Math.round(serviceMs);
+  const drainMs = rate && rate > 0 ? (ahead * 1000) / rate : ahead * serviceMs;
+  return Math.round(serviceMs + drainMs);
+}
+
+/** Retry-After bounds, in seconds. */
+export const RETRY_AFTER_MIN_S = 1;
+export const RETRY_AFTER_MAX_S = 300;
+/** Without a measured drain rate. */
+export const RETRY_AFTER_UNKNOWN_S = 5;
+
+export type Admission =
+  | { kind: 'accepted' }
+  | { kind: 'shed'; scope: 'organization' | 'overall'; open: number; limit: number; retryAfterSeconds: number };
+
+/**
+ * Whether a new message is accepted: the system's backlog first (503: nobody's message would be
+ * answered in time), then the organization's (429: this tenant has enough queued). Retry-After is
+ * the time the runs over the limit take to drain at the measured rate, within 1 s and 5 min.
+ */
+export function judgeAdmission(position: QueuePosition, limits: BacklogLimits, rate: number | null): Admission {
+  if (position.overall >= limits.maxTotal) {
+    return { kind: 'shed', scope: 'overall', open: position.overall, limit: limits.maxTotal, retryAfterSeconds: retryAfter(position.overall - limits.maxTotal + 1, rate) };
+  }
+  if (position.organization >= limits.maxPerOrg) {
+    return {
+      kind: 'shed',
+      scope: 'organization',
+      open: position.organization,
+      limit: limits.maxPerOrg,
+      retryAfterSeconds: retryAfter(position.organization - limits.maxPerOrg + 1, rate),
+    };
+  }
+  return { kind: 'accepted' };
+}
+
+export function retryAfter(excess: number, rate: number | null): number {
+  if (!rate || rate <= 0) return RETRY_AFTER_UNKNOWN_S;
+  return Math.min(RETRY_AFTER_MAX_S, Math.max(RETRY_AFTER_MIN_S, Math.ceil(excess / rate)));
+}
+
+export class BacklogFullError extends AppError {
+  constructor(
+    readonly scope: 'organization' | 'overall',
+    readonly retryAfterSeconds: number,
+    limit: number,
+  ) {
+    super(
+      scope === 'overall' ? 'overloaded' : 'backlog_full',
+      scope === 'overall' ? 503 : 429,
+      scope === 'overall'
+        ? `The server has ${limit} or more messages waiting; try again later`
+        : `This organization has ${limit} or more messages waiting; try again later`,
+    );
+    this.name = 'BacklogFullError';
+  }
+}
+
+export interface BacklogStatus {
+  /** A message was refused within `recentMs`, or a limit is reached at the last count. */
+  shedding: boolean;
+  /** Refused accepts in this process since it started, by scope. */
+  shed: { organization: number; overall: number };
+  lastShedAt: string | null;
+  open: number;
+  organizationsAtLimit: number;
+  limits: BacklogLimits;
+  drainRatePerSecond: number | null;
+  serviceTimeMs: number;
+  /** Age of the count the last accept was judged by; null before the first. */
+  countAgeMs: number | null;
+}
+
+export interface BacklogOptions {
+  source: BacklogSource;
+  limits: BacklogLimits;
+  /** Least time between two readings of the source by this process. */
+  refreshMs: number;
+  halfLifeMs: number;
+  /** Service time assumed until one is measured. */
+  priorServiceMs: number;
+  /** A refusal this recent still counts as shedding in the health report. */
+  recentMs?: number;
+  now?: () => number;
+  onError?: (error: unknown) => void;
+}
+
+/**
+ * The backlog as this process sees it: the last reading plus the runs this process accepted since
+ * it was taken (so that a burst between two readings is counted). Other processes' accepts since
+ * the reading are not seen until the next one, so the limits may be exceeded by what the other API
+ * processes accept within `refreshMs`.
+ */
+export function createBacklog(options: BacklogOptions) {
+  const now = options.now ?? Date.now;
+  const recentMs = options.recentMs ?? 60_000;
+  const rate = createDrainRate(options.halfLifeMs);
+  const service = createServiceTime(options.halfLifeMs, options.priorServiceMs);
+  let reading: { openByOrg: ReadonlyMap<string, number>; total: number; until: Date; takenAt: number } | undefined;
+  /** Accepted by this process since the reading in use was started. */
+  let localByOrg = new Map<string, number>();
+  let localTotal = 0;
+  let inFlight: Promise<void> | undefined;
+  const shed = { organization: 0, overall: 0 };
+  let lastShedAt: number | undefined;
+
+  function refresh(): Promise<void> {
+    inFlight ??= (async () => {
+      const startedAt = now();
+      // Accepts from here on may or may not be in the reading: counted locally until the next one.
+      const pendingByOrg = new Map<string, number>();
+      const previous = reading;
+      const carry = { byOrg: localByOrg, total: localTotal };
+      localByOrg = pendingByOrg;
+      localTotal = 0;
+      try {
+        const next = await options.source.read(previous?.until);
+        let total = 0;
+        for (const count of next.openByOrg.values()) total += count;
+        if (previous) {
+          const intervalMs = next.until.getTime() - previous.until.getTime();
+          // Busy: the runs open at the start were not all finished by the end.
+          if (previous.total > next.finished) rate.observe(next.finished, intervalMs);
+          else if (next.fastestMs !== null) service.observe(next.fastestMs, intervalMs);
+        }
+        reading = { openByOrg: next.openByOrg, total, until: next.until, takenAt: startedAt };
+      } catch (error) {
+        // The old reading stays in use, with what this process accepted meanwhile.
+        for (const [org, n] of carry.byOrg) localByOrg.set(org, (localByOrg.get(org) ?? 0) + n);
+        localTotal += carry.total;
+        options.onError?.(error);
+      }
+    })().finally(() => {
+      inFlight = undefined;
+    });
+    return inFlight;
+  }
+
+  function position(orgId: string): QueuePosition {
+    return {
+      organization: (reading?.openByOrg.get(orgId) ?? 0) + (localByOrg.get(orgId) ?? 0),
+      overall: (reading?.total ?? 0) + localTotal,
+    };
+  }
+
+  return {
+    /**
+     * The caller's place and its estimate, or a BacklogFullError. Waits for the source only when
+     * nothing was read yet; otherwise a stale reading starts the next one in the background.
+     */
+    async admit(orgId: string): Promise<{ position: QueuePosition; estimatedWaitMs: number }> {
+      if (!reading) await refresh();
+      else if (now() - reading.takenAt >= options.refreshMs) void refresh();
+      const at = position(orgId);
+      const admission = judgeAdmission(at, options.limits, rate.perSecond());
+      if (admission.kind === 'shed') {
+        shed[admission.scope]++;
+        lastShedAt = now();
+        throw new BacklogFullError(admission.scope, admission.retryAfterSeconds, admission.limit);
+      }
+      return { position: at, estimatedWaitMs: estimateWaitMs(at, rate.perSecond(), service.ms()) };
+    },
+
+    /**
+     * Where an accepted, still open message stands now (a replayed accept): the open runs accepted
+     * before it, counted exactly, and the wait from now. Without an exact count, this process's.
+     */
+    async current(orgId: string, seq: number): Promise<{ position: QueuePosition; estimatedWaitMs: number }> {
+      const at = options.source.aheadOf ? await options.source.aheadOf(orgId, seq) : position(orgId);
+      return { position: at, estimatedWaitMs: estimateWaitMs(at, rate.perSecond(), service.ms()) };
+    },
+
+    /** A run was written by this process: counted until the next reading includes it. */
+    accepted(orgId: string): void {
+      localByOrg.set(orgId, (localByOrg.get(orgId) ?? 0) + 1);
+      localTotal++;
+    },
+
+    status(): BacklogStatus {
+      let atLimit = 0;
+      for (const org of new Set([...(reading?.openByOrg.keys() ?? []), ...localByOrg.keys()])) {
+        if (position(org).organization >= options.limits.maxPerOrg) atLimit++;
+      }
+      const open = (reading?.total ?? 0) + localTotal;
+      const recent = lastShedAt !== undefined && now() - lastShedAt <= recentMs;
+      return {
+        shedding: recent || atLimit > 0 || open >= options.limits.maxTotal,
+        shed: { ...shed },
+        lastShedAt: lastShedAt === undefined ? null : new Date(lastShedAt).toISOString(),
+        open,
+        organizationsAtLimit: atLimit,
+        limits: { ...options.limits },
+        drainRatePerSecond: rate.perSecond() === null ? null : Math.round(rate.perSecond()! * 10) / 10,
+        serviceTimeMs: Math.round(service.ms()),
+        countAgeMs: reading ? now() - reading.takenAt : null,
+      };
+    },
+
+    /** Reads the source now (tests, and the health check when nothing was read yet). */
+    refresh,
+  };
+}
+
+export type Backlog = ReturnType<typeof createBacklog>;

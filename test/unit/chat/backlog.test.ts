@@ -1,0 +1,228 @@
+import { describe, expect, it } from 'vitest';
+import {
+  BacklogFullError,
+  createBacklog,
+  createDrainRate,
+  createServiceTime,
+  estimateWaitMs,
+  judgeAdmission,
+  retryAfter,
+  RETRY_AFTER_MAX_S,
+  RETRY_AFTER_UNKNOWN_S,
+  type BacklogReading,
+  type BacklogSource,
+} from '../../../src/domain/chat/backlog.js';
+import { createOrganizationSettings, type MultitaskStrategy } from '../../../src/domain/chat/multitask.js';
+
+describe('the drain rate', () => {
+  it('starts with the first interval and moves halfway towards a new rate after one half-life', () => {
+    const rate = createDrainRate(1_000);
+    expect(rate.perSecond()).toBeNull();
+    rate.observe(100, 1_000);
+    expect(rate.perSecond()).toBe(100);
+    rate.observe(300, 1_000);
+    expect(rate.perSecond()).toBeCloseTo(200, 6);
+  });
+
+  it('weighs an interval by its length: ten short intervals move it as far as one long one', () => {
+    const short = createDrainRate(1_000);
+    const long = createDrainRate(1_000);
+    short.observe(0, 1);
+    long.observe(0, 1);
+    for (let i = 0; i < 10; i++) short.observe(30, 100);
+    long.observe(300, 1_000);
+    expect(short.perSecond()).toBeCloseTo(long.perSecond()!, 6);
+  });
+
+  it('ignores empty intervals', () => {
+    const rate = createDrainRate(1_000);
+    rate.observe(5, 0);
+    expect(rate.perSecond()).toBeNull();
+  });
+});
+
+describe('the service time', () => {
+  it('keeps the prior until measured, then takes the first measurement as it is', () => {
+    const service = createServiceTime(1_000, 500);
+    expect(service.ms()).toBe(500);
+    expect(service.measured()).toBe(false);
+    service.observe(80, 250);
+    expect(service.ms()).toBe(80);
+    service.observe(180, 1_000);
+    expect(service.ms()).toBeCloseTo(130, 6);
+  });
+});
+
+describe('the estimate', () => {
+  it('is the service time alone when nothing is ahead', () => {
+    expect(estimateWaitMs({ organization: 0, overall: 0 }, 300, 80)).toBe(80);
+  });
+
+  it('adds the runs ahead at the drain rate', () => {
+    // 3,000 ahead at 300 runs/s: 10 s, plus 80 ms of its own.
+    expect(estimateWaitMs({ organization: 10, overall: 3_000 }, 300, 80)).toBe(10_080);
+  });
+
+  it('without a measured rate, counts a service time per run ahead (pessimistic)', () => {
+    expect(estimateWaitMs({ organization: 2, overall: 2 }, null, 100)).toBe(300);
+  });
+});
+
+describe('admission', () => {
+  const limits = { maxPerOrg: 10, maxTotal: 100 };
+
+  it('accepts below both limits', () => {
+    expect(judgeAdmission({ organization: 9, overall: 99 }, limits, 10)).toEqual({ kind: 'accepted' });
+  });
+
+  it('refuses the organization at its limit, with the time its excess takes to drain', () => {
+    expect(judgeAdmission({ organization: 30, overall: 50 }, limits, 4)).toEqual({ kind: 'shed', scope: 'organization', open: 30, limit: 10, retryAfterSeconds: 6 });
+  });
+
+  it('refuses everyone when the system is at its limit, before looking at the organization', () => {
+    expect(judgeAdmission({ organization: 50, overall: 100 }, limits, 0.5)).toEqual({ kind: 'shed', scope: 'overall', open: 100, limit: 100, retryAfterSeconds: 2 });
+  });
+
+  it('bounds Retry-After, and names a fixed pause when no drain rate is known', () => {
+    expect(retryAfter(1, 1_000)).toBe(1);
+    expect(retryAfter(1_000_000, 1)).toBe(RETRY_AFTER_MAX_S);
+    expect(retryAfter(10, null)).toBe(RETRY_AFTER_UNKNOWN_S);
+  });
+});
+
+/** A source whose readings the test writes, with a clock of its own. */
+function scriptedSource() {
+  const readings: BacklogReading[] = [];
+  const calls: Array<Date | undefined> = [];
+  const source: BacklogSource = {
+    async read(since) {
+      calls.push(since);
+      const next = readings.shift();
+      if (!next) throw new Error('no reading scripted');
+      return next;
+    },
+  };
+  const at = (ms: number) => new Date(1_800_000_000_000 + ms);
+  return { source, readings, calls, at };
+}
+
+describe('the backlog of a process', () => {
+  it('places messages from the reading plus what this process accepted since, and refuses beyond the limits', async () => {
+    const { source, readings, at } = scriptedSource();
+    readings.push({ openByOrg: new Map([['a', 2], ['b', 1]]), finished: 0, fastestMs: null, until: at(0) });
+    // The clock stands still: every admit is answered from the one reading.
+    const backlog = createBacklog({ source, limits: { maxPerOrg: 4, maxTotal: 6 }, refreshMs: 250, halfLifeMs: 1_000, priorServiceMs: 500, now: () => 0 });
+
+    const first = await backlog.admit('a');
+    expect(first.position).toEqual({ organization: 2, overall: 3 });
+    backlog.accepted('a');
+    expect((await backlog.admit('a')).position).toEqual({ organization: 3, overall: 4 });
+    backlog.accepted('a');
+    // a has 4 open now: refused, and counted.
+    await expect(backlog.admit('a')).rejects.toMatchObject({ code: 'backlog_full', statusCode: 429, scope: 'organization' });
+    expect((await backlog.admit('b')).position).toEqual({ organization: 1, overall: 5 });
+    backlog.accepted('b');
+    backlog.accepted('c');
+    // Seven open across the system, above six: everyone is refused with 503.
+    const refused = await backlog.admit('d').catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(BacklogFullError);
+    expect(refused).toMatchObject({ code: 'overloaded', statusCode: 503, retryAfterSeconds: RETRY_AFTER_UNKNOWN_S });
+    const status = backlog.status();
+    expect(status).toMatchObject({ shedding: true, shed: { organization: 1, overall: 1 }, open: 7, organizationsAtLimit: 1 });
+  });
+
+  it('reads again only when the reading is older than refreshMs, without making the accept wait', async () => {
+    const { source, readings, calls, at } = scriptedSource();
+    let clock = 0;
+    readings.push({ openByOrg: new Map([['a', 1]]), finished: 0, fastestMs: null, until: at(0) });
+    const backlog = createBacklog({ source, limits: { maxPerOrg: 100, maxTotal: 100 }, refreshMs: 250, halfLifeMs: 1_000, priorServiceMs: 500, now: () => clock });
+    await backlog.admit('a');
+    clock = 100;
+    await backlog.admit('a');
+    expect(calls).toHaveLength(1);
+    clock = 300;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const slow: BacklogSource = {
+      async read(since) {
+        calls.push(since);
+        await gate;
+        return { openByOrg: new Map([['a', 7]]), finished: 0, fastestMs: null, until: at(300) };
+      },
+    };
+    Object.assign(source, slow);
+    // Answered from the old reading while the new one is under way.
+    expect((await backlog.admit('a')).position.organization).toBe(1);
+    expect(calls).toEqual([undefined, at(0)]);
+    release();
+    await backlog.refresh();
+    expect((await backlog.admit('a')).position.organization).toBe(7);
+  });
+
+  it('measures the drain rate from busy intervals and the service time from the others, and estimates with both', async () => {
+    const { source, readings, at } = scriptedSource();
+    let clock = 0;
+    const backlog = createBacklog({ source, limits: { maxPerOrg: 1_000_000, maxTotal: 1_000_000 }, refreshMs: 1, halfLifeMs: 10_000, priorServiceMs: 500, now: () => clock });
+    // Idle: one run open, it finished in 90 ms; nothing else measured.
+    readings.push({ openByOrg: new Map([['a', 1]]), finished: 0, fastestMs: null, until: at(0) });
+    readings.push({ openByOrg: new Map(), finished: 1, fastestMs: 90, until: at(1_000) });
+    // Busy: 1,000 open, 250 finished in a second, 750 still open plus 750 new ones.
+    readings.push({ openByOrg: new Map([['a', 1_000]]), finished: 0, fastestMs: null, until: at(2_000) });
+    readings.push({ openByOrg: new Map([['a', 1_500]]), finished: 250, fastestMs: 3_000, until: at(3_000) });
+    for (let i = 0; i < 4; i++) {
+      await backlog.refresh();
+      clock += 1_000;
+    }
+    const status = backlog.status();
+    expect(status.serviceTimeMs).toBe(90);
+    expect(status.drainRatePerSecond).toBe(250);
+    const placed = (await backlog.current('a', 0));
+    expect(placed.position).toEqual({ organization: 1_500, overall: 1_500 });
+    // 1,500 ahead at 250/s is 6 s, plus 90 ms.
+    expect(placed.estimatedWaitMs).toBe(6_090);
+  });
+
+  it('keeps the old reading when the source fails, with what was accepted meanwhile', async () => {
+    const { source, readings, at } = scriptedSource();
+    const errors: unknown[] = [];
+    readings.push({ openByOrg: new Map([['a', 3]]), finished: 0, fastestMs: null, until: at(0) });
+    const backlog = createBacklog({ source, limits: { maxPerOrg: 100, maxTotal: 100 }, refreshMs: 0, halfLifeMs: 1_000, priorServiceMs: 500, onError: (e) => errors.push(e) });
+    await backlog.refresh();
+    backlog.accepted('a');
+    await backlog.refresh();
+    expect(errors).toHaveLength(1);
+    expect((await backlog.current('a', 0)).position).toEqual({ organization: 4, overall: 4 });
+  });
+});
+
+describe('organization settings', () => {
+  it('resolves a request\'s strategy over the organization default, caches the default and validates changes', async () => {
+    const stored = new Map<string, MultitaskStrategy>([['a', 'reject']]);
+    let reads = 0;
+    let clock = 0;
+    const settings = createOrganizationSettings(
+      {
+        async multitaskStrategy(orgId) {
+          reads++;
+          return stored.get(orgId);
+        },
+        async setMultitaskStrategy(orgId, strategy) {
+          stored.set(orgId, strategy);
+          return true;
+        },
+      },
+      { ttlMs: 1_000, now: () => clock },
+    );
+    expect(await settings.resolve('a', undefined)).toBe('reject');
+    expect(await settings.resolve('a', 'interrupt')).toBe('interrupt');
+    expect(await settings.resolve('b', undefined)).toBe('enqueue');
+    expect(await settings.resolve('a', undefined)).toBe('reject');
+    expect(reads).toBe(2);
+    stored.set('a', 'interrupt');
+    clock = 1_000;
+    expect(await settings.resolve('a', undefined)).toBe('interrupt');
+    expect(await settings.update('b', { multitaskStrategy: 'reject' })).toEqual({ multitaskStrategy: 'reject' });
+    expect(await settings.resolve('b', undefined)).toBe('reject');
+    await expect(settings.update('b', { multitaskStrategy: 'sometimes' as MultitaskStrategy })).rejects.toMatchObject({ code: 'invalid_request', statusCode: 400 });
+  });
+});
