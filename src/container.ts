@@ -54,7 +54,14 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
   const stages = createStageServices(config, repositories, monitoring);
   // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
   const redis = createRedisConnection(config.redis.url, 'producer', logger);
-  const producer = createProducer({ catalog: config.catalog, connection: redis, prefix: config.queue.prefix, logger, cancelChannel: cancelChannel(config.queue.prefix) });
+  const producer = createProducer({
+    catalog: config.catalog,
+    connection: redis,
+    prefix: config.queue.prefix,
+    logger,
+    cancelChannel: cancelChannel(config.queue.prefix),
+    fairness: config.fairness,
+  });
   // The pipeline: both drivers, one step processor (src/engine/).
   const engine = createEngine({
     catalog: config.catalog,

@@ -6,14 +6,27 @@ import { stageOrder } from '../../engine/dag.js';
 import type { Catalog, StageName } from '../../engine/catalog.js';
 import { createAddBatcher } from './add-batcher.js';
 import { jobOptions, type StageJobData } from './job-options.js';
+import { createFairOrder } from './fair-order.js';
+import type { FairnessConfig } from '../../fairness.config.js';
 
 export interface Producer extends JobTransport {
   queues: Record<StageName, Queue<StageJobData>>;
   close(): Promise<void>;
 }
 
-/** The queue side of the BullMQ driver: adds jobs, inspects and cancels them. */
-export function createProducer(options: { catalog: Catalog; connection: Redis; prefix: string; logger: Logger; cancelChannel: string }): Producer {
+/**
+ * The queue side of the BullMQ driver: adds jobs, inspects and cancels them. With `fairness` on,
+ * every job gets its place in the fair order across organizations (fair-order.ts).
+ */
+export function createProducer(options: {
+  catalog: Catalog;
+  connection: Redis;
+  prefix: string;
+  logger: Logger;
+  cancelChannel: string;
+  fairness?: FairnessConfig;
+  now?: () => number;
+}): Producer {
   const { catalog, connection, prefix, logger } = options;
   const queues = Object.fromEntries(
     stageOrder(catalog).map((stage) => {
@@ -24,6 +37,9 @@ export function createProducer(options: { catalog: Catalog; connection: Redis; p
   ) as Record<StageName, Queue<StageJobData>>;
   // Concurrent enqueues (accepts, finishing steps) share round trips to Redis.
   const adds = createAddBatcher(queues);
+  const fair = options.fairness?.enabled
+    ? createFairOrder({ settings: options.fairness, queues, logger, ...(options.now ? { now: options.now } : {}) })
+    : undefined;
 
   return {
     queues,
@@ -32,9 +48,16 @@ export function createProducer(options: { catalog: Catalog; connection: Redis; p
 
     async enqueue(runId, orgId, stages, opts = {}) {
       await Promise.all(
-        stages.map((stage) =>
-          adds.add(stage, { runId, orgId, ...(opts.fanout?.length ? { fanout: [...opts.fanout] } : {}) }, jobOptions(catalog, runId, stage)),
-        ),
+        stages.map((stage) => {
+          const place = fair?.next(stage, orgId);
+          const data: StageJobData = {
+            runId,
+            orgId,
+            ...(opts.fanout?.length ? { fanout: [...opts.fanout] } : {}),
+            ...(place ? { fairEpoch: place.fairEpoch } : {}),
+          };
+          return adds.add(stage, data, jobOptions(catalog, runId, stage, place?.priority));
+        }),
       );
     },
 
