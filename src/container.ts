@@ -29,6 +29,8 @@ import { createShutdownSteps, settleBy, type ShutdownSteps } from './lib/shutdow
 import type { Redis } from 'ioredis';
 import { cancelChannel } from './adapters/redis/cancellation.js';
 import { createProducer } from './adapters/bullmq/transport.js';
+import { createUsageRepository } from './adapters/postgres/repositories/usage.repository.js';
+import { createUsageBudgets, hasBudgets, type UsageLedger } from './domain/budgets/usage-budgets.js';
 import { createMonitoringRepository } from './adapters/postgres/repositories/monitoring.repository.js';
 import { createFailedJobsRepository } from './adapters/postgres/repositories/failed-jobs.repository.js';
 import { createMetricsReporter } from './domain/monitoring/metrics-report.js';
@@ -50,6 +52,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     alerts: createAlertsRepository(database.db, database.pool),
     monitoring: createMonitoringRepository(database.pool, config.catalog),
     failedJobs: createFailedJobsRepository(database.pool),
+    usage: createUsageRepository(database.pool),
   };
   const stages = createStageServices(config, repositories, monitoring);
   // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
@@ -139,7 +142,7 @@ async function quitRedis(redis: Redis, until: number): Promise<void> {
 
 function createStageServices(
   config: Readonly<Config>,
-  repositories: { documents: ReturnType<typeof createDocumentsRepository>; contactCache: ReturnType<typeof createContactCacheRepository> },
+  repositories: { documents: ReturnType<typeof createDocumentsRepository>; contactCache: ReturnType<typeof createContactCacheRepository>; usage: UsageLedger },
   monitoring: Monitoring,
 ): StageServices {
   const offline = createOfflineProvider();
@@ -168,6 +171,7 @@ function createStageServices(
     rocketreach: createRocketReachStage({ client: rocketreachClient, cache: repositories.contactCache }),
     // Counted: calls, errors, 429s and tokens (the offline provider as `offline`).
     llm: createLlmStage({ provider: monitoring.instrumentLlm(provider), offline }),
+    ...(hasBudgets(config.fairness.budgets) ? { budgets: createUsageBudgets({ ledger: repositories.usage, limits: config.fairness.budgets }) } : {}),
   };
 }
 

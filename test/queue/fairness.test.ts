@@ -81,7 +81,7 @@ function directProducer(weights: Record<string, number>, now?: () => number) {
     prefix,
     logger,
     cancelChannel: `${prefix}:cancel`,
-    fairness: { enabled: true, jobCostMs: 1000, maxLeadMs: 3_600_000, weights },
+    fairness: { enabled: true, jobCostMs: 1000, maxLeadMs: 3_600_000, weights, budgets: { perDay: {}, byOrg: {} } },
     ...(now ? { now } : {}),
   });
   return {
@@ -227,5 +227,36 @@ describe("a provider's 429 for one organization (BullMQ on Redis)", () => {
     // Neither used an attempt.
     const jobs = (await app.as(a, { method: 'GET', url: `/api/v1/chat/batch/${first}/results` })).json().jobs;
     expect(jobs.openai.attempts ?? 0).toBeLessThanOrEqual(1);
+  }, 60_000);
+});
+
+describe('daily budgets per organization (PostgreSQL)', () => {
+  it("answers budget_exhausted once an organization's LLM tokens for the day are spent, and leaves the others' budgets alone", async () => {
+    fake = await startFakeOpenAi();
+    t = await createTestApp({ OPENAI_API_KEY: fake.apiKey, OPENAI_BASE_URL: fake.url, BUDGET_LLM_TOKENS_PER_DAY: '1' }, { workers: true });
+    const app = t;
+    const a = await app.tenant('Spender');
+    const b = await app.tenant('Saver');
+    const finished = (tenant: Tenant, batchId: string) =>
+      eventually(async () => {
+        const doc = (await app.as(tenant, { method: 'GET', url: `/api/v1/chat/batch/${batchId}/results` })).json();
+        return doc.finishedAt ? doc : undefined;
+      }, 20_000, 'the batch to finish');
+
+    const thread = await newThread(app, a);
+    const first = await finished(a, await send(app, a, thread, 'Write a headline for our launch'));
+    expect(first.status).toBe('completed');
+    const spent = Number((await app.database.pool.query('select llm_tokens from org_usage where org_id = $1', [a.orgId])).rows[0].llm_tokens);
+    expect(spent).toBeGreaterThan(1);
+
+    const second = await finished(a, await send(app, a, thread, 'And one for the blog post'));
+    expect(second.status).toBe('failed');
+    expect(second.errors).toEqual([expect.objectContaining({ stage: 'openai', code: 'budget_exhausted' })]);
+    expect(second.jobs.openai).toMatchObject({ status: 'failed', attempts: 1 });
+    expect(fake.chatRequests()).toHaveLength(1);
+
+    const other = await finished(b, await send(app, b, await newThread(app, b), 'Write a headline for our launch'));
+    expect(other.status).toBe('completed');
+    expect(fake.chatRequests()).toHaveLength(2);
   }, 60_000);
 });

@@ -3,6 +3,7 @@ import {
   bigint,
   boolean,
   customType,
+  date,
   doublePrecision,
   index,
   integer,
@@ -293,3 +294,15 @@ export const alertEvaluatorState = pgTable('alert_evaluator_state', {
   /** Remaining RocketReach lookup credits at the last check; null when unknown. */
   rocketreachCredits: doublePrecision('rocketreach_credits'),
 });
+
+/** What an organization used of the metered providers on a UTC day (only kept when a daily budget is set). */
+export const orgUsage = pgTable(
+  'org_usage',
+  {
+    orgId: uuid('org_id').notNull(),
+    day: date('day', { mode: 'string' }).notNull(),
+    llmTokens: bigint('llm_tokens', { mode: 'number' }).notNull().default(0),
+    rocketreachLookups: bigint('rocketreach_lookups', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.orgId, t.day] })],
+);
