@@ -67,7 +67,7 @@ export function createProducer(options: {
         jobs.map(async ({ jobId, stage }) => {
           const job = await queues[stage].getJob(jobId);
           if (!job) return;
-          const state = (await job.getState()) as JobState;
+          const state = publicState(await job.getState());
           live.set(jobId, {
             state,
             progress: job.progress,
@@ -90,7 +90,7 @@ export function createProducer(options: {
             before.set(jobId, 'missing');
             return;
           }
-          const state = (await job.getState()) as JobState;
+          const state = publicState(await job.getState());
           before.set(jobId, state);
           if (state === 'active') {
             // Whichever worker process holds it aborts it (see cancellation.ts).
@@ -131,6 +131,11 @@ export function createProducer(options: {
       await Promise.all(Object.values(queues).map((queue) => queue.close()));
     },
   };
+}
+
+/** A job's state as clients see it: one waiting in its fair place (BullMQ's `prioritized`) is waiting. */
+function publicState(state: string): JobState {
+  return (state === 'prioritized' ? 'waiting' : state) as JobState;
 }
 
 /** A queue's job counts by state, every state present. */
