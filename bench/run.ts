@@ -477,8 +477,11 @@ async function runsFinishedBetween(pool: pg.Pool | undefined, fromEpochMs: numbe
  * run's createdAt): when each stage started and finished, and how long after the last stage the run
  * was marked finished. Gaps between one stage's finish and the next one's start are queue hops.
  */
-async function stageTimeline(pool: pg.Pool | undefined): Promise<unknown> {
+async function stageTimeline(pool: pg.Pool | undefined, orgId?: string): Promise<unknown> {
   if (!pool) return undefined;
+  // One organization's runs only, when given (the fairness scenario's steady sender).
+  const org = orgId ? 'and r.org_id = $1' : '';
+  const values = orgId ? [orgId] : [];
   try {
     const stages = await pool.query(
       `select s.stage,
@@ -488,14 +491,16 @@ async function stageTimeline(pool: pg.Pool | undefined): Promise<unknown> {
               round(max(extract(epoch from s.finished_at - r.created_at) * 1000)::numeric, 1) as finished_max,
               max(s.attempts)::int as max_attempts
          from run_steps s join runs r on r.id = s.run_id
-        where r.finished_at is not null
+        where r.finished_at is not null ${org}
         group by s.stage order by finished_p50`,
+      values,
     );
     const tail = await pool.query(
       `select round(percentile_cont(0.5) within group (order by extract(epoch from r.finished_at - l.last) * 1000)::numeric, 1) as run_marked_after_last_stage_p50,
               round(percentile_cont(0.5) within group (order by extract(epoch from r.finished_at - r.created_at) * 1000)::numeric, 1) as run_total_p50
          from runs r cross join lateral (select max(finished_at) as last from run_steps s where s.run_id = r.id) l
-        where r.finished_at is not null`,
+        where r.finished_at is not null ${org}`,
+      values,
     );
     return { stages: stages.rows, run: tail.rows[0] };
   } catch (error) {
@@ -983,8 +988,12 @@ async function scenarioFairness(mode: 'on' | 'off', target: Instance): Promise<R
     const b = await bootstrapTenant(target, 'Steady org', 'steady@example.com');
     const aThreads = await createThreads(api, a, S.fairFloodConnections, 'Flood');
     const bThreads = await createThreads(api, b, 10, 'Steady');
+    // -1 when the database could not be asked (asked again after the next pause).
     const unfinishedOfA = async () =>
-      Number((await pool.query<{ n: number }>('select count(*)::int as n from runs where org_id = $1 and finished_at is null', [a.orgId])).rows[0]?.n ?? -1);
+      pool
+        .query<{ n: number }>('select count(*)::int as n from runs where org_id = $1 and finished_at is null', [a.orgId])
+        .then((result) => Number(result.rows[0]?.n ?? -1))
+        .catch(() => -1);
 
     let sent = 0;
     let accepted = 0;
@@ -1082,6 +1091,7 @@ async function scenarioFairness(mode: 'on' | 'off', target: Instance): Promise<R
       steadyDuringSendsMs: summarize(done.filter((r) => r.sentAtMs <= floodSendMs).map((r) => r.sendToDoneMs)),
       steadyWhileDrainingMs: summarize(done.filter((r) => r.sentAtMs > floodSendMs).map((r) => r.sendToDoneMs)),
       stageTimelineMs: await stageTimeline(pool),
+      steadyStageTimelineMs: await stageTimeline(pool, b.orgId),
       serverLogs: { [api.label]: logFindings(api.label), [worker.label]: logFindings(worker.label) },
     };
   } finally {

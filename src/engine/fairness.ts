@@ -11,6 +11,12 @@
  * tagged "now", ahead of the flood's remainder. Nothing is held back when the others are idle
  * (the queue is still work-conserving), so the flood's own throughput is unchanged.
  *
+ * Virtual time is the wall clock while the queue keeps up. When it lags (a stage served more slowly
+ * than one job per `jobCostMs`, e.g. behind a provider's rate limit), the floodings' tags fall
+ * behind the clock and a newcomer tagged "now" would queue behind all of them; so the adapter
+ * passes the start tag of the queue's next job (its head) when that is behind now, and a newcomer
+ * starts there — next, whatever the lag.
+ *
  * The state is this process's: every producer keeps its own lanes, and needs no shared counter
  * (any transport, any number of processes). A lane fed by several processes advances more slowly
  * in each of them, so with P producers a flooding organization is pushed back by 1/P as much;
@@ -28,8 +34,11 @@ export interface FairClockSettings {
 }
 
 export interface FairClock {
-  /** The start tag (ms, on the wall clock) of the next job of `orgId` in `lane` (a stage). */
-  tag(lane: string, orgId: string): number;
+  /**
+   * The start tag (ms, on the wall clock) of the next job of `orgId` in `lane` (a stage).
+   * `head`: the start tag of the lane's queue's next job, if known; used when it is behind now.
+   */
+  tag(lane: string, orgId: string, head?: number): number;
   /** Lanes this process remembers (those whose last finish is still ahead of now, and a few more). */
   size(): number;
 }
@@ -46,11 +55,12 @@ export function createFairClock(settings: FairClockSettings): FairClock {
   }
 
   return {
-    tag(lane, orgId) {
+    tag(lane, orgId, head) {
       const at = now();
+      const virtual = head !== undefined && head < at ? head : at;
       const key = `${lane}\u0000${orgId}`;
       const weight = Math.max(settings.weightOf(orgId), Number.MIN_VALUE);
-      const start = Math.min(Math.max(at, finishes.get(key) ?? at), at + settings.maxLeadMs);
+      const start = Math.min(Math.max(virtual, finishes.get(key) ?? virtual), at + settings.maxLeadMs);
       finishes.set(key, start + settings.jobCostMs / weight);
       if (finishes.size > PRUNE_ABOVE) prune(at);
       return start;
@@ -72,6 +82,8 @@ export interface FairPriorities {
   priorityOf(tagMs: number): { priority: number; epoch: number };
   /** The epoch now. */
   epoch(): number;
+  /** The start tag (ms, to the resolution) a priority of epoch `epoch` stands for. */
+  tagOf(priority: number, epoch: number): number;
   /** A priority given in epoch `from`, expressed in epoch `to` (never below 1: older jobs only move forward). */
   rebase(priority: number, from: number, to: number): number;
   /** The largest lead (ms) whose priorities stay in range. */
@@ -92,6 +104,7 @@ export function createFairPriorities(options: { resolutionMs: number; maxPriorit
       return { priority: Math.min(Math.max(priority, 1), maxPriority), epoch };
     },
     epoch: () => epochOf(now()),
+    tagOf: (priority, epoch) => (priority + (epoch - 1) * span) * resolutionMs,
     rebase(priority, from, to) {
       return Math.max(1, priority - span * (to - from));
     },

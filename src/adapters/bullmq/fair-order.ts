@@ -10,6 +10,8 @@ const MAX_PRIORITY = 2_097_151;
 /** One priority step: tags 10 ms apart are told apart, and an epoch lasts about 87 minutes. */
 const RESOLUTION_MS = 10;
 const PAGE = 500;
+/** How old the known head of a queue may be before it is read again (in the background). */
+const HEAD_TTL_MS = 50;
 
 export interface FairOrder {
   /** The priority of the next job of `orgId` in `stage`, and the epoch it is counted in (kept in the job's data). */
@@ -19,7 +21,8 @@ export interface FairOrder {
 /**
  * The engine's fair rule (src/engine/fairness.ts) over BullMQ's job priorities, which work the
  * same on Redis and on BullMQ's PostgreSQL backend: each job's priority is its start tag, so every
- * stage's queue takes organizations in turn, by weight. When the epoch changes, the jobs still
+ * stage's queue takes organizations in turn, by weight. The queue's next job tells the clock how
+ * far behind the queue is (see FairClock). When the epoch changes, the jobs still
  * waiting or delayed with an older epoch are rebased in the background, once per process.
  */
 export function createFairOrder(options: {
@@ -36,11 +39,35 @@ export function createFairOrder(options: {
     weightOf: (orgId) => settings.weights[orgId.toLowerCase()] ?? 1,
     ...(options.now ? { now: options.now } : {}),
   });
+  const now = options.now ?? Date.now;
+  // The start tag of each queue's next job, read at most every HEAD_TTL_MS and never awaited: a
+  // tag a little old is lower than the true head's, which only puts a newcomer further forward.
+  const heads = new Map<StageName, { tag: number | undefined; readAt: number; reading: boolean }>();
+  function headOf(stage: StageName): number | undefined {
+    const known = heads.get(stage) ?? { tag: undefined, readAt: Number.NEGATIVE_INFINITY, reading: false };
+    heads.set(stage, known);
+    if (!known.reading && now() - known.readAt >= HEAD_TTL_MS) {
+      known.reading = true;
+      queues[stage]
+        .getJobs(['prioritized'], 0, 0, true)
+        .then(([job]) => {
+          const epoch = job?.data.fairEpoch;
+          known.tag = job && typeof epoch === 'number' && job.priority ? priorities.tagOf(job.priority, epoch) : undefined;
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          known.readAt = now();
+          known.reading = false;
+        });
+    }
+    return known.tag;
+  }
   // Unset until the first job: a process started after an epoch change rebases what it finds.
   let rebasedTo: number | undefined;
   let rebase: Promise<void> = Promise.resolve();
 
-  async function rebaseQueue(queue: Queue<StageJobData>, to: number): Promise<number> {
+  /** One walk over the queue's waiting and delayed jobs; answers how many it rebased. */
+  async function rebasePass(queue: Queue<StageJobData>, to: number): Promise<number> {
     let moved = 0;
     for (let start = 0; ; start += PAGE) {
       const jobs = await queue.getJobs(['prioritized', 'delayed'], start, start + PAGE - 1, true);
@@ -59,9 +86,20 @@ export function createFairOrder(options: {
     }
   }
 
+  /** Rebased jobs move within the set while it is walked, so walk again until a walk finds none (a few at most). */
+  async function rebaseQueue(queue: Queue<StageJobData>, to: number): Promise<number> {
+    let total = 0;
+    for (let pass = 0; pass < 5; pass++) {
+      const moved = await rebasePass(queue, to);
+      total += moved;
+      if (moved === 0) break;
+    }
+    return total;
+  }
+
   return {
     next(stage, orgId) {
-      const { priority, epoch } = priorities.priorityOf(clock.tag(stage, orgId));
+      const { priority, epoch } = priorities.priorityOf(clock.tag(stage, orgId, headOf(stage)));
       if (rebasedTo === undefined || epoch > rebasedTo) {
         rebasedTo = epoch;
         rebase = rebase

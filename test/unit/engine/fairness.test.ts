@@ -60,6 +60,27 @@ describe('the fair clock', () => {
     expect(clock.tag('intent', 'B')).toBe(0);
   });
 
+  it("puts a newcomer next even when the queue lags behind the clock (a stage slower than one job per cost)", () => {
+    let now = 0;
+    const clock = createFairClock({ jobCostMs: 100, maxLeadMs: 3_600_000, weightOf: () => 1, now: () => now });
+    const waiting: Array<{ org: string; tag: number; seq: number }> = [];
+    let seq = 0;
+    for (let i = 0; i < 1000; i++) waiting.push({ org: 'A', tag: clock.tag('openai', 'A'), seq: seq++ });
+    // The stage serves 5 jobs/s (behind a limiter): after 60 s, 300 are done and the head's tag is 30 s.
+    now = 60_000;
+    const rest = waiting.sort((x, y) => x.tag - y.tag).slice(300);
+    const head = rest[0]!.tag;
+    expect(head).toBe(30_000);
+    // Tagged on the clock alone, B would wait behind the 300 A jobs tagged between the head and now.
+    const onClock = createFairClock({ jobCostMs: 100, maxLeadMs: 3_600_000, weightOf: () => 1, now: () => now }).tag('openai', 'B');
+    expect(drain([...rest, { org: 'B', tag: onClock, seq: seq++ }]).indexOf('B')).toBeGreaterThan(290);
+    // With the head passed, B goes right after it.
+    expect(drain([...rest, { org: 'B', tag: clock.tag('openai', 'B', head), seq: seq++ }]).indexOf('B')).toBe(1);
+    // A's own next job still goes after its backlog, and a head ahead of now changes nothing.
+    expect(clock.tag('openai', 'A', head)).toBe(100_000);
+    expect(clock.tag('openai', 'C', now + 5_000)).toBe(now);
+  });
+
   it('forgets lanes whose last job is in the past', () => {
     let now = 0;
     const clock = createFairClock({ jobCostMs: 1, maxLeadMs: 1_000, weightOf: () => 1, now: () => now });
@@ -100,6 +121,8 @@ describe('fair priorities', () => {
     expect(rebased).toBeGreaterThan(fresh.priority);
     expect(p.priorityOf(now + 30_000 - 100).priority).toBe(rebased);
     expect(p.rebase(5, 1, 3)).toBe(1);
+    // A priority maps back to its tag (to the resolution).
+    expect(p.tagOf(fresh.priority, fresh.epoch)).toBe(Math.floor(now / 10) * 10);
   });
 });
 
