@@ -95,8 +95,12 @@ const S = {
   fairFloodMessages: QUICK ? 1_000 : 3_000,
   fairFloodConnections: 50,
   fairSteadyIntervalMs: 200,
-  /** B's batches are read every 25 ms: in the unfair run dozens are open at once, and their reads load the API A sends to. */
+  /**
+   * B's batches are read every 25 ms, at most 4 reads in flight in all: in the unfair run dozens
+   * are open at once, and unbounded reads would load the API A sends to far more than in the fair one.
+   */
   fairPollMs: 25,
+  fairPollReaders: 4,
   fairDeadlineMs: QUICK ? 120_000 : 240_000,
   readyTimeoutMs: 60_000,
   hardLimitMs: QUICK ? 300_000 : 660_000,
@@ -1001,6 +1005,20 @@ async function scenarioFairness(mode: 'on' | 'off', target: Instance): Promise<R
     let floodOver = false;
     const steady: Array<{ sendToDoneMs: number; ackMs: number; serverMs: number; status: string; sentAtMs: number }> = [];
     const steadyOutcomes = new Outcomes();
+    let reading = 0;
+    const readers: Array<() => void> = [];
+    const readBatch = async (batchId: string) => {
+      // A slot is handed from one read to the next waiting one, so never more than fairPollReaders run.
+      if (reading >= S.fairPollReaders) await new Promise<void>((resolve) => readers.push(resolve));
+      else reading++;
+      try {
+        return await getBatch(steadyAgent, api, b, batchId).catch(() => undefined);
+      } finally {
+        const next = readers.shift();
+        if (next) next();
+        else reading--;
+      }
+    };
     const followOne = async (i: number, t0: number): Promise<void> => {
       const start = performance.now();
       let res: HttpResponse;
@@ -1015,7 +1033,7 @@ async function scenarioFairness(mode: 'on' | 'off', target: Instance): Promise<R
       const batchId = batchIdOf(res.body);
       if (!batchId) return;
       while (performance.now() - start < 60_000) {
-        const doc = await getBatch(steadyAgent, api, b, batchId).catch(() => undefined);
+        const doc = await readBatch(batchId);
         if (doc && TERMINAL.has(doc.status)) {
           const serverMs = doc.finishedAt ? Date.parse(doc.finishedAt) - Date.parse(doc.createdAt) : Number.NaN;
           steady.push({ sendToDoneMs: performance.now() - start, ackMs, serverMs, status: doc.status, sentAtMs: start - t0 });
