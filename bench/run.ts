@@ -19,6 +19,11 @@
  *   4b paced            the same processes offered BENCH_PACED_RATE msg/s (300) as Poisson arrivals
  *                       for 30 s: does it keep up (one reply each, seen within 1 s at p99), replies/s
  *   5 peak RSS          of each server process tree, sampled every 200 ms; API processes ≤ 250 MB
+ *   6 fairness          organization A sends 3,000 messages as fast as it can (50 connections) while
+ *                       organization B sends one every 200 ms; B's send → completed over HTTP
+ *                       (p50 ≤ 300 ms, p99 ≤ 1 s) and A's throughput, with FAIRNESS=off and on
+ *                       (each on a fresh database, an API and a worker process): A's within 10%;
+ *                       BENCH_FAIR_FIRST=on runs the fair one first
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -91,6 +96,16 @@ const S = {
   auditConcurrency: 8,
   /** Seeds the Poisson arrivals: the same seed offers the same schedule. */
   seed: Number(process.env.BENCH_SEED || 9),
+  fairFloodMessages: QUICK ? 1_000 : 3_000,
+  fairFloodConnections: 50,
+  fairSteadyIntervalMs: 200,
+  /**
+   * B's batches are read every 25 ms, at most 4 reads in flight in all: in the unfair run dozens
+   * are open at once, and unbounded reads would load the API A sends to far more than in the fair one.
+   */
+  fairPollMs: 25,
+  fairPollReaders: 4,
+  fairDeadlineMs: QUICK ? 120_000 : 240_000,
   readyTimeoutMs: 60_000,
   hardLimitMs: QUICK ? 300_000 : 660_000,
 };
@@ -105,6 +120,10 @@ const TARGETS = {
   pacedLagP99Ms: 1_000,
   /** Peak resident memory of an API process (its process tree), in MB (10^6 bytes). */
   apiRssMb: 250,
+  /** Fairness: B's send → completed while A floods, and A's throughput against the unfair figure. */
+  fairBP50Ms: 300,
+  fairBP99Ms: 1_000,
+  fairThroughputRatio: 0.9,
 };
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -138,11 +157,13 @@ const E2E = instance('e2e');
 const SUSTAINED = instance('sustained');
 const SUSTAINED_PG = instance('sustainedpg', 'postgres');
 const PACED = instance('paced');
+const FAIR_OFF = instance('fair-off');
+const FAIR_ON = instance('fair-on');
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const FLOOR_PREFIX = `bench-${RID}-floor`;
 const STAGES = 5;
-/** BENCH_ONLY=floor,queued,ack,sustained,sustained-pg,paced,e2e runs a subset (default: all). */
-const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,sustained-pg,paced,e2e').split(',').map((s) => s.trim()));
+/** BENCH_ONLY=floor,queued,ack,sustained,sustained-pg,paced,e2e,fairness runs a subset (default: all). */
+const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,sustained-pg,paced,e2e,fairness').split(',').map((s) => s.trim()));
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
 // --- small helpers --------------------------------------------------------------------------------
@@ -374,8 +395,8 @@ interface Tenant {
   token: string;
 }
 
-async function bootstrapTenant(target: Instance): Promise<Tenant> {
-  const stdout = await runToCompletion('bootstrap', process.execPath, ['bin/honeyjar.js', 'bootstrap', '--org', 'Bench', '--email', 'bench@example.com'], {
+async function bootstrapTenant(target: Instance, org = 'Bench', email = 'bench@example.com'): Promise<Tenant> {
+  const stdout = await runToCompletion('bootstrap', process.execPath, ['bin/honeyjar.js', 'bootstrap', '--org', org, '--email', email], {
     cwd: ROOT,
     env: serverEnv(target, 0),
     logFile: `${RESULTS}bootstrap${target === E2E ? '-e2e' : ''}.log`,
@@ -519,8 +540,11 @@ async function runsFinishedBetween(pool: pg.Pool | undefined, fromEpochMs: numbe
  * run's createdAt): when each stage started and finished, and how long after the last stage the run
  * was marked finished. Gaps between one stage's finish and the next one's start are queue hops.
  */
-async function stageTimeline(pool: pg.Pool | undefined): Promise<unknown> {
+async function stageTimeline(pool: pg.Pool | undefined, orgId?: string): Promise<unknown> {
   if (!pool) return undefined;
+  // One organization's runs only, when given (the fairness scenario's steady sender).
+  const org = orgId ? 'and r.org_id = $1' : '';
+  const values = orgId ? [orgId] : [];
   try {
     const stages = await pool.query(
       `select s.stage,
@@ -530,14 +554,16 @@ async function stageTimeline(pool: pg.Pool | undefined): Promise<unknown> {
               round(max(extract(epoch from s.finished_at - r.created_at) * 1000)::numeric, 1) as finished_max,
               max(s.attempts)::int as max_attempts
          from run_steps s join runs r on r.id = s.run_id
-        where r.finished_at is not null
+        where r.finished_at is not null ${org}
         group by s.stage order by finished_p50`,
+      values,
     );
     const tail = await pool.query(
       `select round(percentile_cont(0.5) within group (order by extract(epoch from r.finished_at - l.last) * 1000)::numeric, 1) as run_marked_after_last_stage_p50,
               round(percentile_cont(0.5) within group (order by extract(epoch from r.finished_at - r.created_at) * 1000)::numeric, 1) as run_total_p50
          from runs r cross join lateral (select max(finished_at) as last from run_steps s where s.run_id = r.id) l
-        where r.finished_at is not null`,
+        where r.finished_at is not null ${org}`,
+      values,
     );
     return { stages: stages.rows, run: tail.rows[0] };
   } catch (error) {
@@ -1016,6 +1042,159 @@ async function scenarioEndToEnd(server: Server, tenant: Tenant, threads: string[
   };
 }
 
+/**
+ * Fairness, with FAIRNESS=`mode` on a fresh database, an API and a worker process (offline LLM):
+ * organization A sends S.fairFloodMessages as fast as 50 connections are answered, while
+ * organization B sends one message every 200 ms (over 10 threads), each followed over HTTP until
+ * its batch is completed, until A's last run has finished. B's send → completed; A's throughput is
+ * its messages over the time from its first send to its last run's finish (from the database).
+ */
+async function scenarioFairness(mode: 'on' | 'off', target: Instance): Promise<Record<string, unknown>> {
+  const pool = await createDatabase(target);
+  const label = `server-fair-${mode}`;
+  const env = { FAIRNESS: mode };
+  const api = await startServer(label, target, env, 'api');
+  const worker = await startServer(`${label}-worker`, target, env, 'worker');
+  const floodAgent = createAgent(S.fairFloodConnections);
+  const steadyAgent = createAgent(16);
+  try {
+    const a = await bootstrapTenant(target, 'Flood org', 'flood@example.com');
+    const b = await bootstrapTenant(target, 'Steady org', 'steady@example.com');
+    const aThreads = await createThreads(api, a, S.fairFloodConnections, 'Flood');
+    const bThreads = await createThreads(api, b, 10, 'Steady');
+    // -1 when the database could not be asked (asked again after the next pause).
+    const unfinishedOfA = async () =>
+      pool
+        .query<{ n: number }>('select count(*)::int as n from runs where org_id = $1 and finished_at is null', [a.orgId])
+        .then((result) => Number(result.rows[0]?.n ?? -1))
+        .catch(() => -1);
+
+    let sent = 0;
+    let accepted = 0;
+    let floodSendMs = Number.NaN;
+    let floodOver = false;
+    const steady: Array<{ sendToDoneMs: number; ackMs: number; serverMs: number; status: string; sentAtMs: number }> = [];
+    const steadyOutcomes = new Outcomes();
+    let reading = 0;
+    const readers: Array<() => void> = [];
+    const readBatch = async (batchId: string) => {
+      // A slot is handed from one read to the next waiting one, so never more than fairPollReaders run.
+      if (reading >= S.fairPollReaders) await new Promise<void>((resolve) => readers.push(resolve));
+      else reading++;
+      try {
+        return await getBatch(steadyAgent, api, b, batchId).catch(() => undefined);
+      } finally {
+        const next = readers.shift();
+        if (next) next();
+        else reading--;
+      }
+    };
+    const followOne = async (i: number, t0: number): Promise<void> => {
+      const start = performance.now();
+      let res: HttpResponse;
+      try {
+        res = await postQueued(steadyAgent, api, b, bThreads[i % bThreads.length]!, messageFor(i, 7_000));
+      } catch (error) {
+        steadyOutcomes.record(202, error as Error);
+        return;
+      }
+      const ackMs = performance.now() - start;
+      if (!steadyOutcomes.record(202, res)) return;
+      const batchId = batchIdOf(res.body);
+      if (!batchId) return;
+      while (performance.now() - start < 60_000) {
+        const doc = await readBatch(batchId);
+        if (doc && TERMINAL.has(doc.status)) {
+          const serverMs = doc.finishedAt ? Date.parse(doc.finishedAt) - Date.parse(doc.createdAt) : Number.NaN;
+          steady.push({ sendToDoneMs: performance.now() - start, ackMs, serverMs, status: doc.status, sentAtMs: start - t0 });
+          return;
+        }
+        await sleep(S.fairPollMs);
+      }
+      steady.push({ sendToDoneMs: Number.NaN, ackMs, serverMs: Number.NaN, status: 'timeout', sentAtMs: start - t0 });
+    };
+
+    const firstSendEpoch = Date.now();
+    const t0 = performance.now();
+    const flood = closedLoop({
+      connections: S.fairFloodConnections,
+      warmupMs: 0,
+      measureMs: S.fairDeadlineMs,
+      expectedStatus: 202,
+      stopWhen: () => sent >= S.fairFloodMessages,
+      send: (w, seq) => {
+        sent++;
+        return postQueued(floodAgent, api, a, aThreads[w % aThreads.length]!, messageFor(w, 6_000 + seq));
+      },
+      onGood: () => void accepted++,
+    }).then((result) => {
+      floodSendMs = performance.now() - t0;
+      return result;
+    });
+    const drained = (async () => {
+      await flood;
+      while (performance.now() - t0 < S.fairDeadlineMs && (await unfinishedOfA()) !== 0) await sleep(100);
+      floodOver = true;
+    })();
+    const following: Array<Promise<void>> = [];
+    for (let i = 0; !floodOver; i++) {
+      await sleep(Math.max(0, t0 + i * S.fairSteadyIntervalMs - performance.now()));
+      if (floodOver) break;
+      following.push(followOne(i, t0));
+    }
+    const floodResult = await flood;
+    await drained;
+    await Promise.all(following);
+
+    const { rows } = await pool.query<{ n: number; completed: number; last_ms: number | null }>(
+      `select count(*)::int as n, count(*) filter (where status = 'completed')::int as completed,
+              (extract(epoch from max(finished_at)) * 1000)::float8 as last_ms
+         from runs where org_id = $1 and finished_at is not null`,
+      [a.orgId],
+    );
+    const aRow = rows[0];
+    const aSeconds = aRow?.last_ms ? (aRow.last_ms - firstSendEpoch) / 1000 : Number.NaN;
+    // Every run (A's and B's) finished in A's window: served promptly, B's messages are done inside
+    // it and take their share from A, where first in, first out leaves most of them until after it.
+    const inWindow = aRow?.last_ms ? await runsFinishedBetween(pool, firstSendEpoch, aRow.last_ms) : undefined;
+    const done = steady.filter((r) => r.status === 'completed');
+    if (accepted < S.fairFloodMessages) problems.push(`fairness ${mode}: ${accepted} of ${S.fairFloodMessages} of A's messages were accepted`);
+    if (aRow && aRow.completed !== accepted) problems.push(`fairness ${mode}: ${aRow.completed} of A's ${accepted} accepted messages completed`);
+    if (done.length !== steady.length) problems.push(`fairness ${mode}: ${steady.length - done.length} of B's ${steady.length} messages did not complete`);
+    return {
+      mode,
+      floodMessages: S.fairFloodMessages,
+      floodAccepted: accepted,
+      floodSendErrors: floodResult.measured.errors + floodResult.tail.errors,
+      floodSendMs: round(floodSendMs, 0),
+      floodFinished: aRow?.n,
+      floodCompleted: aRow?.completed,
+      floodSecondsToLastFinish: round(aSeconds, 2),
+      floodThroughputPerSec: round((aRow?.completed ?? 0) / aSeconds, 1),
+      runsFinishedInFloodWindow: inWindow,
+      pipelineThroughputPerSec: inWindow === undefined ? null : round(inWindow / aSeconds, 1),
+      steadySent: steady.length,
+      steadyCompleted: done.length,
+      steadyOutcomes: steadyOutcomes.toJSON(),
+      steadySendToCompletedMs: summarize(done.map((r) => r.sendToDoneMs)),
+      // The 202 alone (the API shares its process with A's 50 connections), and the server's own figure.
+      steadyAckMs: summarize(done.map((r) => r.ackMs)),
+      steadyServerCreatedToFinishedMs: summarize(done.map((r) => r.serverMs).filter(Number.isFinite)),
+      // B's messages sent while A's sends were still under way, and after (A's backlog draining).
+      steadyDuringSendsMs: summarize(done.filter((r) => r.sentAtMs <= floodSendMs).map((r) => r.sendToDoneMs)),
+      steadyWhileDrainingMs: summarize(done.filter((r) => r.sentAtMs > floodSendMs).map((r) => r.sendToDoneMs)),
+      stageTimelineMs: await stageTimeline(pool),
+      steadyStageTimelineMs: await stageTimeline(pool, b.orgId),
+      serverLogs: { [api.label]: logFindings(api.label), [worker.label]: logFindings(worker.label) },
+    };
+  } finally {
+    floodAgent.destroy();
+    steadyAgent.destroy();
+    await stopServer(worker);
+    await stopServer(api);
+  }
+}
+
 /** Creates a throw-away database (the server would too; the floor server needs it first) and a pool to it. */
 async function createDatabase(target: Instance): Promise<pg.Pool> {
   const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres`, connectionTimeoutMillis: 5_000 });
@@ -1071,7 +1250,7 @@ function cleanup(): Promise<Record<string, unknown>> {
     try {
       await redis.connect();
       const deleted: Record<string, number> = {};
-      for (const prefix of [MAIN.prefix, E2E.prefix, SUSTAINED.prefix, PACED.prefix, FLOOR_PREFIX]) deleted[prefix] = await deleteKeys(redis, prefix);
+      for (const prefix of [MAIN.prefix, E2E.prefix, SUSTAINED.prefix, PACED.prefix, FAIR_OFF.prefix, FAIR_ON.prefix, FLOOR_PREFIX]) deleted[prefix] = await deleteKeys(redis, prefix);
       report.redisKeysDeleted = deleted;
     } catch (error) {
       report.redisError = (error as Error).message;
@@ -1239,6 +1418,16 @@ async function main(): Promise<number> {
     serverLogs['server-fake-llm'] = logFindings('server-fake-llm');
   }
 
+  // Scenario 6: the same flood without and with fairness, one after the other (BENCH_FAIR_FIRST=on swaps them).
+  if (ONLY.has('fairness')) {
+    const runs = [
+      () => attempt('fairnessOff', () => scenarioFairness('off', FAIR_OFF)),
+      () => attempt('fairnessOn', () => scenarioFairness('on', FAIR_ON)),
+    ];
+    if (process.env.BENCH_FAIR_FIRST === 'on') runs.reverse();
+    for (const run of runs) await run();
+  }
+
   // Redis keys under the prefix of a server that ran tell whether it honoured QUEUE_PREFIX.
   let serverKeys: number | undefined;
   const checkedPrefix = ONLY.has('e2e') ? E2E.prefix : ONLY.has('queued') || ONLY.has('ack') ? MAIN.prefix : ONLY.has('sustained') ? SUSTAINED.prefix : ONLY.has('paced') ? PACED.prefix : undefined;
@@ -1271,7 +1460,7 @@ async function main(): Promise<number> {
   const replyCounts = (audit: ReplyAudit | undefined) =>
     audit ? `${audit.withOneReply} / ${audit.withoutReply} / ${audit.withSeveralReplies + audit.unexpectedReplies}` : 'n/a';
   // API processes (HTTP only): the accept path alone, and the ones serving the throughput scenarios' load and pollers.
-  const apiLabels = ['server-api', 'server-offline', 'server-offline-pg', 'server-paced'].filter((label) => memory[label]);
+  const apiLabels = ['server-api', 'server-offline', 'server-offline-pg', 'server-paced', 'server-fair-off', 'server-fair-on'].filter((label) => memory[label]);
   const apiPeak = apiLabels.reduce<{ label: string; mb: number }>(
     (best, label) => {
       const value = megabytes(memory[label]);
@@ -1286,6 +1475,10 @@ async function main(): Promise<number> {
   const e2eAck = e2e?.ackToCompletedMs as ReturnType<typeof summarize> | undefined;
   const e2eServer = e2e?.serverCreatedToFinishedMs as ReturnType<typeof summarize> | undefined;
   const mb = (m: TreeMemory | undefined) => round(megabytes(m), 1);
+  type Summary = ReturnType<typeof summarize>;
+  const fairOff = scenarios.fairnessOff as (Record<string, unknown> & { steadySendToCompletedMs?: Summary }) | undefined;
+  const fairOn = scenarios.fairnessOn as (Record<string, unknown> & { steadySendToCompletedMs?: Summary }) | undefined;
+  const fairRatio = round(num(fairOn?.floodThroughputPerSec) / num(fairOff?.floodThroughputPerSec), 3);
 
   const checks: Check[] = [
     { scenario: '1 floor', figure: 'req/s (100 conns)', value: num(floor?.reqPerSec), unit: 'req/s' },
@@ -1344,6 +1537,40 @@ async function main(): Promise<number> {
     { scenario: '4b paced', figure: 'accept → reply seen p50 / p99', value: `${num(paced?.acceptToReplySeenMs?.p50)} / ${num(paced?.acceptToReplySeenMs?.p99)}`, unit: 'ms', target: `p99 ≤ ${TARGETS.pacedLagP99Ms} ms` },
     { scenario: '4b paced', figure: 'replies: one / none / duplicate or stray', value: replyCounts(paced?.replyAudit), unit: '' },
     { scenario: '4b paced', figure: 'estimatedCompletion error p50 / p90 (actual − estimate)', value: estimateErrors(paced?.estimatedCompletion), unit: 'ms' },
+    { scenario: '6 fairness', figure: "off: B's p50 / p99 send→completed", value: `${num(fairOff?.steadySendToCompletedMs?.p50)} / ${num(fairOff?.steadySendToCompletedMs?.p99)}`, unit: 'ms' },
+    {
+      scenario: '6 fairness',
+      figure: "on: B's p50 send→completed",
+      value: num(fairOn?.steadySendToCompletedMs?.p50),
+      unit: 'ms',
+      target: `≤ ${TARGETS.fairBP50Ms} ms`,
+      pass: num(fairOn?.steadySendToCompletedMs?.p50) <= TARGETS.fairBP50Ms,
+    },
+    {
+      scenario: '6 fairness',
+      figure: "on: B's p99 send→completed",
+      value: num(fairOn?.steadySendToCompletedMs?.p99),
+      unit: 'ms',
+      target: `≤ ${TARGETS.fairBP99Ms} ms`,
+      pass: num(fairOn?.steadySendToCompletedMs?.p99) <= TARGETS.fairBP99Ms,
+    },
+    {
+      scenario: '6 fairness',
+      figure: "on: B's p50 / p99 202 alone; server createdAt→finishedAt",
+      value: `${num((fairOn?.steadyAckMs as Summary | undefined)?.p50)} / ${num((fairOn?.steadyAckMs as Summary | undefined)?.p99)}; ${num((fairOn?.steadyServerCreatedToFinishedMs as Summary | undefined)?.p50)} / ${num((fairOn?.steadyServerCreatedToFinishedMs as Summary | undefined)?.p99)}`,
+      unit: 'ms',
+    },
+    { scenario: '6 fairness', figure: "B's messages completed off / on", value: `${num(fairOff?.steadyCompleted)}/${num(fairOff?.steadySent)} / ${num(fairOn?.steadyCompleted)}/${num(fairOn?.steadySent)}`, unit: '' },
+    { scenario: '6 fairness', figure: "all runs/s in A's window off / on", value: `${num(fairOff?.pipelineThroughputPerSec)} / ${num(fairOn?.pipelineThroughputPerSec)}`, unit: 'msg/s' },
+    { scenario: '6 fairness', figure: "A's throughput off / on", value: `${num(fairOff?.floodThroughputPerSec)} / ${num(fairOn?.floodThroughputPerSec)}`, unit: 'msg/s' },
+    {
+      scenario: '6 fairness',
+      figure: "A's throughput on / off",
+      value: fairRatio,
+      unit: '',
+      target: `≥ ${TARGETS.fairThroughputRatio}`,
+      pass: fairRatio >= TARGETS.fairThroughputRatio,
+    },
     {
       scenario: '5 RSS',
       figure: `peak API process (${apiPeak.label})`,
@@ -1358,6 +1585,8 @@ async function main(): Promise<number> {
         ['peak server-offline / its worker', 'server-offline', 'server-offline-worker'],
         ['peak server-paced / its worker', 'server-paced', 'server-paced-worker'],
         ['peak server-fake-llm (API + workers)', 'server-fake-llm'],
+        ['peak server-fair-off / its worker', 'server-fair-off', 'server-fair-off-worker'],
+        ['peak server-fair-on / its worker', 'server-fair-on', 'server-fair-on-worker'],
         ['peak floor-server', 'floor-server'],
       ] as const
     )
@@ -1374,7 +1603,8 @@ async function main(): Promise<number> {
     (c.scenario.startsWith('3') && ONLY.has('e2e')) ||
     (c.scenario.startsWith('4 ') && ONLY.has('sustained')) ||
     (c.scenario.startsWith('4c') && ONLY.has('sustained-pg') && (!c.figure.startsWith('ratio') || ONLY.has('sustained'))) ||
-    (c.scenario.startsWith('4b') && ONLY.has('paced'));
+    (c.scenario.startsWith('4b') && ONLY.has('paced')) ||
+    (c.scenario.startsWith('6') && ONLY.has('fairness'));
   checks.splice(0, checks.length, ...checks.filter(ran));
 
   const cpus = os.cpus();

@@ -3,6 +3,7 @@ import { CATALOG, type Catalog } from './engine/catalog.js';
 import type { StageDefinitionData, StageLimiter } from './engine/stage.js';
 import type { StageName } from './engine/catalog.js';
 import { stageOrder } from './engine/dag.js';
+import { FAIRNESS_ENV, fairnessConfig, type FairnessConfig, type FairnessEnv } from './fairness.config.js';
 
 /**
  * Every setting the server reads, validated once. `loadConfig(process.env)` is called by the entry
@@ -208,6 +209,8 @@ export interface Config {
   /** Health checks and metrics (src/monitoring/). */
   monitoring: { metricsToken: string | undefined; workerStaleMs: number; healthCheckTimeoutMs: number };
   alerts: AlertsConfig;
+  /** Fairness across organizations (src/fairness.config.ts). */
+  fairness: FairnessConfig;
 }
 
 export class ConfigError extends Error {
@@ -215,7 +218,7 @@ export class ConfigError extends Error {
 }
 
 export function loadConfig(env: Record<string, string | undefined>, catalog: Catalog = CATALOG): Readonly<Config> {
-  const parsed = schema.extend(stageSettingsSchema(catalog)).safeParse(env);
+  const parsed = schema.extend(stageSettingsSchema(catalog)).extend(FAIRNESS_ENV).safeParse(env);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
     throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
@@ -276,6 +279,7 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
     limits: { maxContentBytes: 32 * 1024, maxDocumentBytes: 1024 * 1024 },
     monitoring: { metricsToken: e.METRICS_TOKEN, workerStaleMs: e.HEALTH_WORKER_STALE_MS, healthCheckTimeoutMs: e.HEALTH_CHECK_TIMEOUT_MS },
     alerts: alertsConfig(e),
+    fairness: fairnessConfig(parsed.data as unknown as FairnessEnv),
   });
 }
 

@@ -37,6 +37,8 @@ import { createProducer } from './adapters/bullmq/transport.js';
 import { createPostgresQueueBackend, createRedisQueueBackend, type QueueBackendName } from './adapters/bullmq/backend.js';
 import { createRedisCoordination } from './adapters/redis/coordination.js';
 import { createPostgresCoordination } from './adapters/postgres/coordination.js';
+import { createUsageRepository } from './adapters/postgres/repositories/usage.repository.js';
+import { createUsageBudgets, hasBudgets, type UsageLedger } from './domain/budgets/usage-budgets.js';
 import { createMonitoringRepository } from './adapters/postgres/repositories/monitoring.repository.js';
 import { createFailedJobsRepository } from './adapters/postgres/repositories/failed-jobs.repository.js';
 import { createMetricsReporter } from './domain/monitoring/metrics-report.js';
@@ -58,6 +60,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     alerts: createAlertsRepository(database.db, database.pool),
     monitoring: createMonitoringRepository(database.pool, config.catalog),
     failedJobs: createFailedJobsRepository(database.pool),
+    usage: createUsageRepository(database.pool),
   };
   const stages = createStageServices(config, repositories, monitoring);
   // The transport settled at start-up (src/queue/transport-choice.ts); unsettled (a test), REDIS_URL decides.
@@ -71,7 +74,14 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
   const queueBackend = redis
     ? createRedisQueueBackend({ producer: redis, target: config.redis, prefix: config.queue.prefix, logger })
     : createPostgresQueueBackend({ url: config.database.url, poolMax: config.queue.postgresPoolMax, workers: stageOrder(config.catalog).length, logger });
-  const producer = createProducer({ catalog: config.catalog, backend: queueBackend, coordination, logger, cancelChannel: cancelChannel(config.queue.prefix) });
+  const producer = createProducer({
+    catalog: config.catalog,
+    backend: queueBackend,
+    coordination,
+    logger,
+    cancelChannel: cancelChannel(config.queue.prefix),
+    fairness: config.fairness,
+  });
   // One LISTEN connection of this process, opened by the first `wait` or turn wait.
   const runFinished = createRunFinishedListener(config.database.url, logger);
   // The pipeline: both drivers, one step processor (src/engine/).
@@ -187,7 +197,7 @@ async function quitRedis(redis: RedisClient, until: number): Promise<void> {
 
 function createStageServices(
   config: Readonly<Config>,
-  repositories: { documents: ReturnType<typeof createDocumentsRepository>; contactCache: ReturnType<typeof createContactCacheRepository> },
+  repositories: { documents: ReturnType<typeof createDocumentsRepository>; contactCache: ReturnType<typeof createContactCacheRepository>; usage: UsageLedger },
   monitoring: Monitoring,
 ): StageServices {
   const offline = createOfflineProvider();
@@ -216,6 +226,7 @@ function createStageServices(
     rocketreach: createRocketReachStage({ client: rocketreachClient, cache: repositories.contactCache }),
     // Counted: calls, errors, 429s and tokens (the offline provider as `offline`).
     llm: createLlmStage({ provider: monitoring.instrumentLlm(provider), offline }),
+    ...(hasBudgets(config.fairness.budgets) ? { budgets: createUsageBudgets({ ledger: repositories.usage, limits: config.fairness.budgets }) } : {}),
   };
 }
 

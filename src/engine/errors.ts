@@ -24,13 +24,14 @@ export type ErrorDecision =
   | { kind: 'final' }
   /** Again after `delayMs` (the backoff, or the provider's Retry-After when longer). */
   | { kind: 'retry'; delayMs: number }
-  /** A provider's 429: every worker of the stage waits `ms`, and the attempt is not counted. */
+  /** A provider's 429: the organization's jobs of the stage wait `ms` (the others go on), and the attempt is not counted. */
   | { kind: 'pause'; ms: number };
 
 /**
  * The retry policy, once for both drivers. `attemptsMade`: attempts before this one. A driver
- * that can pause a whole stage (the queues) does so for a 429 with Retry-After instead of using
- * an attempt; one that cannot (in-process) waits at least the Retry-After before its next attempt.
+ * that can put jobs back (the queues) holds the organization's jobs of the stage for a 429's
+ * Retry-After instead of using an attempt (see OrgPauses in fairness.ts); one that cannot
+ * (in-process) waits at least the Retry-After before its next attempt.
  */
 export function decideAfterError(
   definition: Pick<StageDefinitionData, 'attempts' | 'backoff'>,

@@ -62,7 +62,7 @@ export function createStepProcessor<C extends AnyCatalog>(deps: {
 }
 
 export interface StepOptions {
-  /** The driver can pause a whole stage for a provider's Retry-After (the queues). */
+  /** The driver can hold an organization's jobs of a stage for a provider's Retry-After (the queues). */
   canPause: boolean;
   /**
    * Who moves the thread on once the reply is stored: the processor before it answers (the

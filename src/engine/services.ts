@@ -1,3 +1,4 @@
+import type { UsageBudgets } from '../domain/budgets/usage-budgets.js';
 import type { IntentClassifier } from '../domain/stages/intent/intent.service.js';
 import type { LlmStage } from '../domain/stages/llm/llm.stage.js';
 import type { RagService } from '../domain/stages/rag/rag.service.js';
@@ -13,4 +14,6 @@ export interface StageServices {
   rag: RagService;
   rocketreach: RocketReachStage;
   llm: LlmStage;
+  /** Per-organization daily budgets of the metered providers; absent: none. */
+  budgets?: UsageBudgets;
 }

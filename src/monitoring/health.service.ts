@@ -144,7 +144,9 @@ export function createHealthService(deps: {
   const redisReady = (): Promise<boolean> => coordination.ready(timeoutMs);
 
   async function oldestWaitingAt(queue: (typeof queues)[number]['queue']): Promise<number | null> {
-    const jobs = await queue.getJobs(['wait'], 0, 0, true);
+    // With fairness on, jobs wait as prioritized, ordered by their fair place: the next one to be
+    // taken stands for them (it ages whenever nothing is taken, which is what this is for).
+    const jobs = await queue.getJobs(['wait', 'prioritized'], 0, 0, true);
     const times = jobs.filter((job) => job && typeof job.timestamp === 'number').map((job) => job.timestamp + (job.opts.delay ?? 0));
     return times.length ? Math.min(...times) : null;
   }

@@ -1,4 +1,4 @@
-import { RateLimitError, UnrecoverableError, type Job } from 'bullmq';
+import { DelayedError, RateLimitError, UnrecoverableError, type Job } from 'bullmq';
 import type { StageName } from '../engine/catalog.js';
 
 /**
@@ -45,7 +45,8 @@ function waitOf(job: Job): { waitMs?: number } {
 }
 
 function outcomeOf(job: Job, error: unknown): JobOutcome {
-  if (error instanceof RateLimitError) return 'rate_limited';
+  // A 429 puts the job back delayed (DelayedError) for its organization's Retry-After.
+  if (error instanceof RateLimitError || error instanceof DelayedError) return 'rate_limited';
   if (error instanceof UnrecoverableError) return error.message.startsWith('cancelled') ? 'cancelled' : 'failed';
   return job.attemptsMade + 1 >= (job.opts.attempts ?? 1) ? 'failed' : 'retry';
 }

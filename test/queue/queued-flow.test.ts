@@ -192,7 +192,7 @@ describe('the queued endpoint', () => {
     expect(messages.map((m: { role: string }) => m.role)).toEqual(['user']);
   });
 
-  it("honours a 429's Retry-After by pausing the queue, without using an attempt", async () => {
+  it("honours a 429's Retry-After by holding the organization's job, without using an attempt", async () => {
     fake.failNext(429, { headers: { 'retry-after': '1' } });
     const threadId = await thread();
     const batchId = (await sendQueued(threadId, 'How long should a pitch email be?')).json().data.tracking.batchId;

@@ -12,6 +12,8 @@ export interface StageJobData {
    * stages). `true`, from earlier versions, means: those the run's step states say are ready.
    */
   fanout?: StageName[] | true;
+  /** With fairness on: the epoch the job's priority is counted in (see fair-order.ts). */
+  fairEpoch?: number;
 }
 
 /**
@@ -45,13 +47,15 @@ export function selectStages(catalog: Catalog, names: readonly string[] | undefi
 }
 
 /**
- * BullMQ options of a stage's job, from the stage's definition. Finished jobs are removed
- * (results live in PostgreSQL); a bounded number stay for inspection.
+ * BullMQ options of a stage's job, from the stage's definition, and its place in the fair order
+ * (`priority`) when fairness is on. Finished jobs are removed (results live in PostgreSQL); a
+ * bounded number stay for inspection.
  */
-export function jobOptions(catalog: Catalog, runId: string, stage: StageName): JobsOptions {
+export function jobOptions(catalog: Catalog, runId: string, stage: StageName, priority?: number): JobsOptions {
   const definition = catalog[stage];
   return {
     jobId: jobIdFor(runId, stage),
+    ...(priority ? { priority } : {}),
     attempts: definition.attempts,
     backoff: { type: 'exponential', delay: definition.backoff.baseDelayMs },
     removeOnComplete: { age: 3_600, count: 1_000 },

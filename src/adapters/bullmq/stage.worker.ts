@@ -1,4 +1,4 @@
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, type Job, type Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import { safeErrorMessage } from '../../logger.js';
 import { StageError } from '../../domain/errors.js';
@@ -28,12 +28,13 @@ export interface StageWorkerOptions {
 /**
  * One BullMQ worker for one stage. The processor is thin: the engine's queue driver runs the step
  * and moves the run along the DAG; its verdict becomes BullMQ's. Permanent errors fail at once
- * (UnrecoverableError); a provider's 429 pauses the whole queue for its Retry-After.
+ * (UnrecoverableError); a provider's 429 puts the job back for its Retry-After, and the engine
+ * holds that organization's other jobs of the stage meanwhile — the queue goes on for the others.
  */
 export function createStageWorker(options: StageWorkerOptions): Worker<StageJobData> {
   const { stage, definition, consume, logger } = options;
 
-  const process = async (job: Job<StageJobData>, _token?: string, signal?: AbortSignal): Promise<string> => {
+  const process = async (job: Job<StageJobData>, token?: string, signal?: AbortSignal): Promise<string> => {
     const { runId, orgId, fanout } = job.data;
     const verdict = await consume({ runId, orgId, stage, attemptsMade: job.attemptsMade, fanout }, signal);
     switch (verdict.kind) {
@@ -45,10 +46,10 @@ export function createStageWorker(options: StageWorkerOptions): Worker<StageJobD
         logger.warn({ stage, runId, jobId: job.id, code: (verdict.error as StageError).code }, verdict.message);
         throw new UnrecoverableError(safeErrorMessage(verdict.error));
       case 'pause':
-        // Every worker of this queue, in every process, waits out the provider's Retry-After; the
-        // job goes back to waiting without using an attempt.
-        await worker.rateLimit(verdict.ms);
-        throw Worker.RateLimitError();
+        // Only this organization waits out the provider's Retry-After: the job goes back, delayed,
+        // without using an attempt, and keeps its place (its priority) for when it returns.
+        await job.moveToDelayed(Date.now() + verdict.ms, token);
+        throw new DelayedError();
       case 'retry':
         // BullMQ keeps the message as the job's failure reason (Bull Board shows it): no values in it.
         throw verdict.error instanceof StageError ? verdict.error : new Error(safeErrorMessage(verdict.error));

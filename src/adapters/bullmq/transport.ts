@@ -7,6 +7,8 @@ import type { Catalog, StageName } from '../../engine/catalog.js';
 import { createAddBatcher } from './add-batcher.js';
 import { jobOptions, type StageJobData } from './job-options.js';
 import type { QueueBackend } from './backend.js';
+import { createFairOrder } from './fair-order.js';
+import type { FairnessConfig } from '../../fairness.config.js';
 
 export interface Producer extends JobTransport {
   queues: Record<StageName, Queue<StageJobData>>;
@@ -16,7 +18,8 @@ export interface Producer extends JobTransport {
 /**
  * The queue side of the BullMQ driver: adds jobs, inspects and cancels them, on whichever backend
  * carries the queues. An active job is aborted through the coordination port's signals, which
- * reach the process whose worker holds it.
+ * reach the process whose worker holds it. With `fairness` on, every job gets its place in the
+ * fair order across organizations (fair-order.ts).
  */
 export function createProducer(options: {
   catalog: Catalog;
@@ -24,6 +27,8 @@ export function createProducer(options: {
   coordination: Coordination;
   logger: Logger;
   cancelChannel: string;
+  fairness?: FairnessConfig;
+  now?: () => number;
 }): Producer {
   const { catalog, backend, coordination, logger } = options;
   const signalCancel = (jobId: string, reason: string) => coordination.publish(options.cancelChannel, JSON.stringify({ jobId, reason }));
@@ -36,6 +41,9 @@ export function createProducer(options: {
   ) as Record<StageName, Queue<StageJobData>>;
   // Concurrent enqueues (accepts, finishing steps) share round trips.
   const adds = createAddBatcher(queues);
+  const fair = options.fairness?.enabled
+    ? createFairOrder({ settings: options.fairness, queues, logger, ...(options.now ? { now: options.now } : {}) })
+    : undefined;
 
   return {
     queues,
@@ -44,9 +52,16 @@ export function createProducer(options: {
 
     async enqueue(runId, orgId, stages, opts = {}) {
       await Promise.all(
-        stages.map((stage) =>
-          adds.add(stage, { runId, orgId, ...(opts.fanout?.length ? { fanout: [...opts.fanout] } : {}) }, jobOptions(catalog, runId, stage)),
-        ),
+        stages.map((stage) => {
+          const place = fair?.next(stage, orgId);
+          const data: StageJobData = {
+            runId,
+            orgId,
+            ...(opts.fanout?.length ? { fanout: [...opts.fanout] } : {}),
+            ...(place ? { fairEpoch: place.fairEpoch } : {}),
+          };
+          return adds.add(stage, data, jobOptions(catalog, runId, stage, place?.priority));
+        }),
       );
     },
 
@@ -56,7 +71,7 @@ export function createProducer(options: {
         jobs.map(async ({ jobId, stage }) => {
           const job = await queues[stage].getJob(jobId);
           if (!job) return;
-          const state = (await job.getState()) as JobState;
+          const state = publicState(await job.getState());
           live.set(jobId, {
             state,
             progress: job.progress,
@@ -79,7 +94,7 @@ export function createProducer(options: {
             before.set(jobId, 'missing');
             return;
           }
-          const state = (await job.getState()) as JobState;
+          const state = publicState(await job.getState());
           before.set(jobId, state);
           if (state === 'active') {
             // Whichever worker process holds it aborts it (see cancellation.ts).
@@ -120,6 +135,11 @@ export function createProducer(options: {
       await Promise.all(Object.values(queues).map((queue) => queue.close()));
     },
   };
+}
+
+/** A job's state as clients see it: one waiting in its fair place (BullMQ's `prioritized`) is waiting. */
+function publicState(state: string): JobState {
+  return (state === 'prioritized' ? 'waiting' : state) as JobState;
 }
 
 /**

@@ -4,6 +4,7 @@ import {
   boolean,
   check,
   customType,
+  date,
   doublePrecision,
   index,
   integer,
@@ -347,4 +348,16 @@ export const coordinationFields = pgTable(
     expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
   },
   (t) => [primaryKey({ columns: [t.key, t.field] })],
+);
+
+/** What an organization used of the metered providers on a UTC day (only kept when a daily budget is set). */
+export const orgUsage = pgTable(
+  'org_usage',
+  {
+    orgId: uuid('org_id').notNull(),
+    day: date('day', { mode: 'string' }).notNull(),
+    llmTokens: bigint('llm_tokens', { mode: 'number' }).notNull().default(0),
+    rocketreachLookups: bigint('rocketreach_lookups', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.orgId, t.day] })],
 );

@@ -1,5 +1,6 @@
 import type { IntentResult, RocketReachResult, SecurityResult } from '../../domain/stages/types.js';
 import { keptFromExternal, skippedFor, type RocketReachStageInput } from '../../domain/stages/rocketreach/rocketreach.stage.js';
+import type { StageServices } from '../services.js';
 import { defineStage, type StageInput } from '../stage.js';
 
 type Deps = { intent: IntentResult; security: SecurityResult };
@@ -37,9 +38,18 @@ export const rocketreach = defineStage<'rocketreach', RocketReachResult, Deps>({
     const { security } = input.results;
     if (!security) return Promise.resolve(skippedFor('security_unavailable'));
     if (keptFromExternal(security)) return Promise.resolve(skippedFor('message_blocked'));
-    return services.rocketreach.run(request, signal);
+    return lookUp(input, request, services, signal);
   },
 });
+
+/** A lookup that reaches the API, within the organization's daily budget of lookups (one per call not served from the cache). */
+async function lookUp(input: StageInput<Deps>, request: RocketReachStageInput, services: StageServices, signal?: AbortSignal): Promise<RocketReachResult> {
+  const { orgId } = input.run;
+  await services.budgets?.ensureAvailable(orgId, 'rocketreach_lookups');
+  const result = await services.rocketreach.run(request, signal);
+  if (!result.cached && result.status !== 'skipped') await services.budgets?.record(orgId, 'rocketreach_lookups', 1);
+  return result;
+}
 
 function lookupOf(input: StageInput<Deps>): RocketReachStageInput {
   const { orgId, options } = input.run;
