@@ -16,6 +16,8 @@
  *   4b paced            the same processes offered BENCH_PACED_RATE msg/s (300) as Poisson arrivals
  *                       for 30 s: does it keep up (one reply each, seen within 1 s at p99), replies/s
  *   5 peak RSS          of each server process tree, sampled every 200 ms; API processes ≤ 250 MB
+ *   6 ttft, 7 streams   live results (bench/streams.bench.ts): time to first token at a streaming
+ *                       client minus the fake LLM's own; 1,000 open event streams on one API process
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -49,6 +51,7 @@ import {
 } from './lib/procs.js';
 import { ratePerSecond, ReplyWatcher, type ReplyAudit } from './lib/replies.js';
 import { round, sleep, summarize } from './lib/stats.js';
+import { scenarioStreams, scenarioTtft, streamChecks, type StreamBenchDeps } from './streams.bench.js';
 
 // --- settings -------------------------------------------------------------------------------------
 
@@ -132,8 +135,10 @@ const PACED = instance('paced');
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const FLOOR_PREFIX = `bench-${RID}-floor`;
 const STAGES = 5;
-/** BENCH_ONLY=floor,queued,ack,sustained,paced,e2e runs a subset (default: all). */
-const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,paced,e2e').split(',').map((s) => s.trim()));
+/** BENCH_ONLY=floor,queued,ack,sustained,paced,e2e,ttft,streams runs a subset (default: all). */
+const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,paced,e2e,ttft,streams').split(',').map((s) => s.trim()));
+const TTFT = instance('ttft');
+const STREAMS = instance('streams');
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
 // --- small helpers --------------------------------------------------------------------------------
@@ -1002,7 +1007,7 @@ function cleanup(): Promise<Record<string, unknown>> {
     try {
       await redis.connect();
       const deleted: Record<string, number> = {};
-      for (const prefix of [MAIN.prefix, E2E.prefix, SUSTAINED.prefix, PACED.prefix, FLOOR_PREFIX]) deleted[prefix] = await deleteKeys(redis, prefix);
+      for (const prefix of [MAIN.prefix, E2E.prefix, SUSTAINED.prefix, PACED.prefix, TTFT.prefix, STREAMS.prefix, FLOOR_PREFIX]) deleted[prefix] = await deleteKeys(redis, prefix);
       report.redisKeysDeleted = deleted;
     } catch (error) {
       report.redisError = (error as Error).message;
@@ -1153,6 +1158,42 @@ async function main(): Promise<number> {
     serverLogs['server-fake-llm'] = logFindings('server-fake-llm');
   }
 
+  // Scenarios 6 and 7 (bench/streams.bench.ts): an API process and a worker on a fresh database each.
+  const streamDeps = (target: Instance): StreamBenchDeps<Server, Tenant> => ({
+    quick: QUICK,
+    log,
+    async startApiAndWorker(label, env) {
+      const pool = await createDatabase(target);
+      const api = await startServer(label, target, env, 'api');
+      const worker = await startServer(`${label}-worker`, target, env, 'worker');
+      const tenant = await bootstrapTenant(target);
+      return {
+        api,
+        worker,
+        tenant,
+        async close() {
+          database[label] = await databaseFindings(pool);
+          await stopServer(worker);
+          await stopServer(api);
+          for (const server of [api, worker]) serverLogs[server.label] = logFindings(server.label);
+        },
+      };
+    },
+    createThreads,
+    headers: authHeaders,
+    async postQueued(server, tenant, threadId, content) {
+      const agent = createAgent(1);
+      try {
+        const res = await postQueued(agent, server, tenant, threadId, content);
+        return { status: res.status, batchId: batchIdOf(res.body) };
+      } finally {
+        agent.destroy();
+      }
+    },
+  });
+  if (ONLY.has('ttft')) await attempt('ttft', () => scenarioTtft(streamDeps(TTFT)));
+  if (ONLY.has('streams')) await attempt('streams', () => scenarioStreams(streamDeps(STREAMS)));
+
   // Redis keys under the prefix of a server that ran tell whether it honoured QUEUE_PREFIX.
   let serverKeys: number | undefined;
   const checkedPrefix = ONLY.has('e2e') ? E2E.prefix : ONLY.has('queued') || ONLY.has('ack') ? MAIN.prefix : ONLY.has('sustained') ? SUSTAINED.prefix : ONLY.has('paced') ? PACED.prefix : undefined;
@@ -1254,6 +1295,7 @@ async function main(): Promise<number> {
     )
       .filter(([, first]) => memory[first])
       .map(([figure, ...labels]): Check => ({ scenario: '5 RSS', figure, value: labels.map((label) => mb(memory[label])).join(' / '), unit: 'MB' })),
+    ...streamChecks(scenarios),
   ];
 
   // With BENCH_ONLY, leave out the rows of scenarios that did not run.
@@ -1264,7 +1306,9 @@ async function main(): Promise<number> {
     (c.scenario.startsWith('2') && ONLY.has('ack')) ||
     (c.scenario.startsWith('3') && ONLY.has('e2e')) ||
     (c.scenario.startsWith('4 ') && ONLY.has('sustained')) ||
-    (c.scenario.startsWith('4b') && ONLY.has('paced'));
+    (c.scenario.startsWith('4b') && ONLY.has('paced')) ||
+    (c.scenario.startsWith('6') && ONLY.has('ttft')) ||
+    (c.scenario.startsWith('7') && ONLY.has('streams'));
   checks.splice(0, checks.length, ...checks.filter(ran));
 
   const cpus = os.cpus();
