@@ -181,15 +181,16 @@ describe('the dashboard in a browser', () => {
       await page.getByLabel(/^Message/).fill('Draft a statement, streamed');
       await page.getByRole('button', { name: 'Send queued message' }).click();
       // Part of the reply is shown while the LLM stage is still running.
-      await page.waitForFunction(
-        () => {
-          const text = document.querySelector('#chat-reply')?.textContent ?? '';
-          const llm = document.querySelector('#chat-stages li[data-stage="openai"]')?.getAttribute('data-status');
-          return text.startsWith('streamed0') && text.includes('streamed2') && !text.includes('streamed23') && llm === 'active';
-        },
-        undefined,
-        { timeout: 20_000 },
-      );
+      await expect
+        .poll(
+          async () => {
+            const text = (await page.locator('#chat-reply').textContent()) ?? '';
+            const llm = await page.locator('#chat-stages li[data-stage="openai"]').getAttribute('data-status');
+            return text.startsWith('streamed0') && text.includes('streamed2') && !text.includes('streamed23') && llm === 'active';
+          },
+          { timeout: 20_000, interval: 20 },
+        )
+        .toBe(true);
       await expect(page.locator('#chat-stages li[data-stage="intent"]').getAttribute('data-status')).resolves.toBe('completed');
       await page.locator('#chat-batch').filter({ hasText: /: completed, 5 of 5 stages completed/ }).waitFor({ timeout: 20_000 });
       await expect(page.locator('#chat-reply').textContent()).resolves.toBe(reply);
