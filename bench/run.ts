@@ -24,6 +24,8 @@
  *                       (p50 ≤ 300 ms, p99 ≤ 1 s) and A's throughput, with FAIRNESS=off and on
  *                       (each on a fresh database, an API and a worker process): A's within 10%;
  *                       BENCH_FAIR_FIRST=on runs the fair one first
+ *   7 ttft, 8 streams   live results (bench/streams.bench.ts): time to first token at a streaming
+ *                       client minus the fake LLM's own; 1,000 open event streams on one API process
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -57,6 +59,7 @@ import {
 } from './lib/procs.js';
 import { ratePerSecond, ReplyWatcher, type ReplyAudit } from './lib/replies.js';
 import { percentile, round, sleep, summarize } from './lib/stats.js';
+import { scenarioStreams, scenarioTtft, streamChecks, type StreamBenchDeps } from './streams.bench.js';
 
 // --- settings -------------------------------------------------------------------------------------
 
@@ -162,8 +165,10 @@ const FAIR_ON = instance('fair-on');
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const FLOOR_PREFIX = `bench-${RID}-floor`;
 const STAGES = 5;
-/** BENCH_ONLY=floor,queued,ack,sustained,sustained-pg,paced,e2e,fairness runs a subset (default: all). */
-const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,sustained-pg,paced,e2e,fairness').split(',').map((s) => s.trim()));
+/** BENCH_ONLY=floor,queued,ack,sustained,sustained-pg,paced,e2e,fairness,ttft,streams runs a subset (default: all). */
+const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,sustained-pg,paced,e2e,fairness,ttft,streams').split(',').map((s) => s.trim()));
+const TTFT = instance('ttft');
+const STREAMS = instance('streams');
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
 // --- small helpers --------------------------------------------------------------------------------
@@ -1250,7 +1255,7 @@ function cleanup(): Promise<Record<string, unknown>> {
     try {
       await redis.connect();
       const deleted: Record<string, number> = {};
-      for (const prefix of [MAIN.prefix, E2E.prefix, SUSTAINED.prefix, PACED.prefix, FAIR_OFF.prefix, FAIR_ON.prefix, FLOOR_PREFIX]) deleted[prefix] = await deleteKeys(redis, prefix);
+      for (const prefix of [MAIN.prefix, E2E.prefix, SUSTAINED.prefix, PACED.prefix, FAIR_OFF.prefix, FAIR_ON.prefix, TTFT.prefix, STREAMS.prefix, FLOOR_PREFIX]) deleted[prefix] = await deleteKeys(redis, prefix);
       report.redisKeysDeleted = deleted;
     } catch (error) {
       report.redisError = (error as Error).message;
@@ -1427,6 +1432,41 @@ async function main(): Promise<number> {
     if (process.env.BENCH_FAIR_FIRST === 'on') runs.reverse();
     for (const run of runs) await run();
   }
+  // Scenarios 7 and 8 (bench/streams.bench.ts): an API process and a worker on a fresh database each.
+  const streamDeps = (target: Instance): StreamBenchDeps<Server, Tenant> => ({
+    quick: QUICK,
+    log,
+    async startApiAndWorker(label, env) {
+      const pool = await createDatabase(target);
+      const api = await startServer(label, target, env, 'api');
+      const worker = await startServer(`${label}-worker`, target, env, 'worker');
+      const tenant = await bootstrapTenant(target);
+      return {
+        api,
+        worker,
+        tenant,
+        async close() {
+          database[label] = await databaseFindings(pool);
+          await stopServer(worker);
+          await stopServer(api);
+          for (const server of [api, worker]) serverLogs[server.label] = logFindings(server.label);
+        },
+      };
+    },
+    createThreads,
+    headers: authHeaders,
+    async postQueued(server, tenant, threadId, content) {
+      const agent = createAgent(1);
+      try {
+        const res = await postQueued(agent, server, tenant, threadId, content);
+        return { status: res.status, batchId: batchIdOf(res.body) };
+      } finally {
+        agent.destroy();
+      }
+    },
+  });
+  if (ONLY.has('ttft')) await attempt('ttft', () => scenarioTtft(streamDeps(TTFT)));
+  if (ONLY.has('streams')) await attempt('streams', () => scenarioStreams(streamDeps(STREAMS)));
 
   // Redis keys under the prefix of a server that ran tell whether it honoured QUEUE_PREFIX.
   let serverKeys: number | undefined;
@@ -1592,6 +1632,7 @@ async function main(): Promise<number> {
     )
       .filter(([, first]) => memory[first])
       .map(([figure, ...labels]): Check => ({ scenario: '5 RSS', figure, value: labels.map((label) => mb(memory[label])).join(' / '), unit: 'MB' })),
+    ...streamChecks(scenarios),
   ];
 
   // With BENCH_ONLY, leave out the rows of scenarios that did not run.
@@ -1604,7 +1645,9 @@ async function main(): Promise<number> {
     (c.scenario.startsWith('4 ') && ONLY.has('sustained')) ||
     (c.scenario.startsWith('4c') && ONLY.has('sustained-pg') && (!c.figure.startsWith('ratio') || ONLY.has('sustained'))) ||
     (c.scenario.startsWith('4b') && ONLY.has('paced')) ||
-    (c.scenario.startsWith('6') && ONLY.has('fairness'));
+    (c.scenario.startsWith('6') && ONLY.has('fairness')) ||
+    (c.scenario.startsWith('7') && ONLY.has('ttft')) ||
+    (c.scenario.startsWith('8') && ONLY.has('streams'));
   checks.splice(0, checks.length, ...checks.filter(ran));
 
   const cpus = os.cpus();

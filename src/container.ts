@@ -45,6 +45,10 @@ import { createMetricsReporter } from './domain/monitoring/metrics-report.js';
 import { createHealthService } from './monitoring/health.service.js';
 import { createHeartbeat } from './monitoring/heartbeat.js';
 import { createMonitoring, type Monitoring } from './monitoring/monitoring.js';
+import { createPostgresRunEvents } from './adapters/postgres/run-events/index.js';
+import { createStreamTicketsRepository } from './adapters/postgres/repositories/stream-tickets.repository.js';
+import { createEventsService } from './domain/chat/events.service.js';
+import { createPeriodicTask } from './lib/periodic.js';
 
 /** Everything the roles are built from, wired once from the config. */
 export function createContainer(config: Readonly<Config>, logger: Logger) {
@@ -61,7 +65,15 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     monitoring: createMonitoringRepository(database.pool, config.catalog),
     failedJobs: createFailedJobsRepository(database.pool),
     usage: createUsageRepository(database.pool),
+    streamTickets: createStreamTicketsRepository(database.pool),
   };
+  // The runs' event log (PostgreSQL, one LISTEN connection per process, opened by the first subscriber).
+  const runEvents = createPostgresRunEvents(database.pool, { url: config.database.url, logger });
+  const eventPruning = createPeriodicTask(
+    () => Promise.all([runEvents.prune(config.events.retentionMs), repositories.streamTickets.prune()]),
+    (err) => logger.warn({ err }, 'could not prune run events'),
+  );
+  eventPruning.start(EVENT_PRUNE_INTERVAL_MS);
   const stages = createStageServices(config, repositories, monitoring);
   // The transport settled at start-up (src/queue/transport-choice.ts); unsettled (a test), REDIS_URL decides.
   const transport: QueueBackendName = config.queue.backend === 'auto' ? (config.redis.configured ? 'redis' : 'postgres') : config.queue.backend;
@@ -93,6 +105,8 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     settings: { historyTokenBudget: config.openai.historyTokenBudget },
     onError: (err, runId) => logger.error({ err, runId }, 'in-process run failed'),
     bus: runFinished,
+    events: runEvents,
+    eventFlushMs: config.events.flushMs,
   });
   const estimateMs = config.openai.apiKey ? 3_000 : 500;
   // The open runs and the drain rate, shared by every process through PostgreSQL; counted at most every refreshMs.
@@ -125,6 +139,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     chat,
     documents: createDocumentsService({ documents: repositories.documents, quota: config.documentQuota }),
     organizationSettings,
+    events: createEventsService({ runs: repositories.runs, threads: repositories.threads, events: runEvents, tickets: repositories.streamTickets, ticketTtlMs: config.events.ticketTtlMs }),
   };
   return {
     config,
@@ -138,6 +153,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     repositories,
     stages,
     engine,
+    runEvents,
     producer,
     services,
     waits,
@@ -157,9 +173,12 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
       await steps.run('in-process runs', () => chat.drainBackground(), options.deadline ?? Date.now() + config.shutdownTimeoutMs);
       waits.close();
       monitoring.close();
+      await eventPruning.stop();
+      await engine.events.flush();
       const closeBy = Date.now() + CLOSE_BUDGET_MS;
       await Promise.all([
         steps.run('run-finished listener', () => runFinished.close(), closeBy),
+        steps.run('run events listener', () => runEvents.close(), closeBy),
         steps.run('queue producer', async () => {
           await producer.close();
           await queueBackend.close();
@@ -183,6 +202,9 @@ function replyStageOf(catalog: Readonly<Config>['catalog']): string {
   if (!stage) throw new Error('the stage catalog has no stage that makes the reply');
   return stage;
 }
+
+/** How often each process deletes the events that are past their retention (a slice at a time). */
+const EVENT_PRUNE_INTERVAL_MS = 10 * 60_000;
 
 /** How long closing the connections may take, all at once, after the drain. */
 const CLOSE_BUDGET_MS = 1_000;

@@ -135,6 +135,10 @@ const EXPECTED: Record<string, RouteCase> = {
   },
   'POST /api/v1/chat/threads/:threadId/messages/queued': { expect: authed(404, 202, 202, 404), request: () => json({ content: 'Draft a holding statement' }) },
   'GET /api/v1/chat/batch/:batchId/results': { expect: authed(404, 200, 200, 404) },
+  // Event streams: read as a stream, up to their first bytes (an open stream does not end by itself).
+  'GET /api/v1/chat/batch/:batchId/events': { expect: authed(404, 200, 200, 404), request: () => ({ payloadAsStream: true }) },
+  'GET /api/v1/chat/threads/:threadId/events': { expect: authed(404, 200, 200, 404), request: () => ({ payloadAsStream: true }) },
+  'POST /api/v1/chat/stream-tickets': { expect: authed(404, 201, 201, 404), request: (_c, f) => json({ batchId: f.batchId }) },
   'POST /api/v1/chat/comprehensive': {
     expect: authed(404, 202, 202, 404),
     request: (_c, f) => json({ message: 'Summarise the launch plan', threadId: f.threadId }),
@@ -176,6 +180,19 @@ async function openSession(tenant: Tenant): Promise<{ cookie: string; csrfToken:
   const cookies = ([] as string[]).concat(res.headers['set-cookie'] ?? []).map((header) => header.split(';')[0]!);
   const csrfToken = cookies.find((c) => c.startsWith('XSRF-TOKEN='))!.slice('XSRF-TOKEN='.length);
   return { cookie: cookies.join('; '), csrfToken };
+}
+
+/** A streamed answer: the whole of it, or (`open`: an event stream) its first chunk. */
+function firstBytes(stream: NodeJS.ReadableStream, open: boolean): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    stream.on('data', (chunk: Buffer | string) => {
+      text += chunk.toString();
+      if (open) resolve(text);
+    });
+    stream.on('end', () => resolve(text));
+    stream.on('error', reject);
+  });
 }
 
 async function queuedBatch(f: Fixtures): Promise<string> {
@@ -258,7 +275,10 @@ async function call(route: string, c: Caller, f: Fixtures): Promise<{ res: Light
   };
   const options: InjectOptions = { method, url: fillParams(url, f), ...extra, headers };
   const res = await t.app.inject(options);
-  return { res, sent: `${options.url} ${JSON.stringify(options.payload ?? '')}` };
+  const sent = `${options.url} ${JSON.stringify(options.payload ?? '')}`;
+  if (!options.payloadAsStream) return { res, sent };
+  const body = await firstBytes(res.stream(), res.statusCode === 200);
+  return { res: { statusCode: res.statusCode, body } as LightMyRequestResponse, sent };
 }
 
 beforeAll(async () => {

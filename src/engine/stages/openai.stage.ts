@@ -18,12 +18,12 @@ export const openai = defineStage<'openai', LlmResult, Deps>({
   limiter: { env: 'OPENAI', max: 500, durationMs: 60_000, onlyWith: 'OPENAI_API_KEY' },
   historyTurns: 20,
   waitsForTurn: true,
-  async handle(input, { services, settings, signal }) {
+  async handle(input, { services, settings, signal, onToken }) {
     const { intent, security, rag, rocketreach } = input.results;
     const { orgId } = input.run;
     await services.budgets?.ensureAvailable(orgId, 'llm_tokens');
     const history = gateHistory(input.history, { classify: services.classifyTurn, tokenBudget: settings.historyTokenBudget });
-    const result = await services.llm.run({ rawContent: input.content, security, intent, rag, rocketreach, history }, signal);
+    const result = await services.llm.run({ rawContent: input.content, security, intent, rag, rocketreach, history }, signal, onToken);
     // Only an external model's tokens are metered: the in-process answers cost nothing.
     if (result.provider !== LOCAL_GUARD && result.provider !== 'offline') await services.budgets?.record(orgId, 'llm_tokens', result.usage.total_tokens);
     return result;
