@@ -123,7 +123,10 @@ export async function startQueueSystem(container: Container, stages: readonly St
       await recovery.stop();
       await workers?.close(timeoutMs);
       if (workers) container.monitoring.untrackWorkers(workers.workers);
-      await (await unsubscribe)?.();
+      // A subscription still waiting for its store (Redis down) is not waited for: it ends with the
+      // store's connection, which the container closes.
+      const subscribed = unsubscribe && (await Promise.race([unsubscribe, Promise.resolve(undefined)]));
+      await subscribed?.();
     },
   };
 }
