@@ -39,6 +39,7 @@ import {
   freePort,
   killAllSync,
   MemorySampler,
+  postgresCpuSeconds,
   runToCompletion,
   spawnChild,
   stopAll,
@@ -129,7 +130,8 @@ const MAIN = instance('');
 const E2E = instance('e2e');
 const SUSTAINED = instance('sustained');
 const PACED = instance('paced');
-const REDIS_URL = 'redis://127.0.0.1:6379';
+/** BENCH_REDIS_URL: a Redis of the bench's own (its command counts and CPU are then the servers' alone). */
+const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
 const FLOOR_PREFIX = `bench-${RID}-floor`;
 const STAGES = 5;
 /** BENCH_ONLY=floor,queued,ack,sustained,paced,e2e runs a subset (default: all). */
@@ -636,6 +638,71 @@ async function scenarioAck(server: Server, tenant: Tenant, threads: string[]): P
   }
 }
 
+/** The worker processes serving the current throughput scenario (set by withApiAndWorkers). */
+let activeWorkers: Server[] = [];
+
+/** Redis's own counters: commands by name (INFO commandstats) and the CPU seconds it used (INFO cpu). */
+async function redisCounters(): Promise<{ calls: Map<string, number>; cpuSeconds: number } | undefined> {
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
+  try {
+    await redis.connect();
+    const stats = await redis.info('commandstats');
+    const cpu = await redis.info('cpu');
+    const calls = new Map<string, number>();
+    for (const match of stats.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls.set(match[1]!, Number(match[2]));
+    const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(cpu)?.[1] ?? 0);
+    return { calls, cpuSeconds: field('used_cpu_user') + field('used_cpu_sys') };
+  } catch {
+    return undefined;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/**
+ * What a scenario's messages cost, load-independent: CPU ms per message of the API, of the worker
+ * processes, of the database's PostgreSQL backends and of Redis, PostgreSQL transactions per
+ * message, and Redis commands per message (the busiest named). Redis's figures are its whole
+ * server's: exact with BENCH_REDIS_URL pointing at a Redis of the bench's own, else they include
+ * whatever else uses it.
+ */
+async function startCostMeter(server: Server) {
+  const workers = activeWorkers.map((w) => w.label);
+  const cpu = () => ({
+    api: sampler.cpuSeconds(server.label),
+    workers: workers.reduce((sum, label) => sum + sampler.cpuSeconds(label), 0),
+    postgres: postgresCpuSeconds(server.target.dbName),
+  });
+  const cpu0 = cpu();
+  const redis0 = await redisCounters();
+  return async (messages: number) => {
+    const cpu1 = cpu();
+    const redis1 = await redisCounters();
+    const perMessageMs = (a: number, b: number) => (messages > 0 ? round(((b - a) * 1000) / messages, 2) : null);
+    let redisFigures: Record<string, unknown> | undefined;
+    if (redis0 && redis1 && messages > 0) {
+      const deltas = [...redis1.calls].map(([name, n]) => [name, n - (redis0.calls.get(name) ?? 0)] as const).filter(([, n]) => n > 0);
+      deltas.sort((a, b) => b[1] - a[1]);
+      redisFigures = {
+        commandsPerMessage: round(deltas.reduce((sum, [, n]) => sum + n, 0) / messages, 1),
+        byCommandPerMessage: Object.fromEntries(deltas.slice(0, 12).map(([name, n]) => [name, round(n / messages, 2)])),
+        cpuMsPerMessage: perMessageMs(redis0.cpuSeconds, redis1.cpuSeconds),
+        ownServer: !!process.env.BENCH_REDIS_URL,
+      };
+    }
+    return {
+      messages,
+      cpuMsPerMessage: {
+        api: perMessageMs(cpu0.api, cpu1.api),
+        workers: perMessageMs(cpu0.workers, cpu1.workers),
+        postgres: perMessageMs(cpu0.postgres, cpu1.postgres),
+        redis: redisFigures?.cpuMsPerMessage ?? null,
+      },
+      redis: redisFigures,
+    };
+  };
+}
+
 /** BENCH_WORKERS worker processes (1 by default) for scenarios 4 and 4b, each with all five workers. */
 async function startWorkers(label: string, target: Instance): Promise<Server[]> {
   const count = Math.max(1, Number(process.env.BENCH_WORKERS || 1));
@@ -680,6 +747,7 @@ async function scenarioSustained(server: Server, tenant: Tenant, threads: string
   const cpu0 = sampler.cpuSeconds(server.label);
   const pool = pools.get(server.target.dbName);
   const pg0 = await pgCounters(pool);
+  const cost = await startCostMeter(server);
   const backlog0 = await unfinishedRuns(pool);
   const firstSendEpoch = Date.now();
   const client0 = process.cpuUsage();
@@ -724,6 +792,8 @@ async function scenarioSustained(server: Server, tenant: Tenant, threads: string
     const fromDb = await acceptedInDatabase(pool, accepted);
     const finishedInWindow = await runsFinishedBetween(pool, firstSendEpoch, waitEndEpoch);
     const serverCpu = sampler.cpuSeconds(server.label) - cpu0;
+    // Every accepted message is through by now (or the drain gave up): the cost of the whole load.
+    const costs = await cost(accepted.length);
     await sleep(1_100); // let PostgreSQL flush its statistics
     const pg1 = await pgCounters(pool);
 
@@ -770,6 +840,7 @@ async function scenarioSustained(server: Server, tenant: Tenant, threads: string
       harnessCpuSeconds: cpuSecondsSince(client0),
       // Includes the pollers' reads and any backlog of earlier phases processed in the window.
       postgresPerAcceptedMessage: perMessage(pg0, pg1, accepted.length),
+      costPerMessage: costs,
     };
   } finally {
     await watcher.stop();
@@ -790,6 +861,7 @@ async function scenarioPaced(server: Server, tenant: Tenant, threads: string[]):
   const watcher = createWatcher(server, tenant, threads, pollAgent);
   const pool = pools.get(server.target.dbName);
   const cpu0 = sampler.cpuSeconds(server.label);
+  const cost = await startCostMeter(server);
   const schedule = poissonSchedule({ users: S.pacedUsers, ratePerUser: S.pacedRatePerSec / S.pacedUsers, durationMs: S.pacedSendMs, seed: S.seed + 1 });
   let missingBatchId = 0;
   const client0 = process.cpuUsage();
@@ -810,6 +882,7 @@ async function scenarioPaced(server: Server, tenant: Tenant, threads: string[]):
     const sendEnd = performance.now();
     const allReplied = await watcher.waitForAll(sendEnd + S.pacedDrainMs, S.drainStallMs);
     await watcher.stop();
+    const costs = await cost(watcher.acceptedCount);
     const times = watcher.replyTimes();
     const lags = summarize(watcher.lags());
     const audit = await watcher.audit(S.auditConcurrency);
@@ -863,6 +936,7 @@ async function scenarioPaced(server: Server, tenant: Tenant, threads: string[]):
       },
       serverCpuSeconds: round(sampler.cpuSeconds(server.label) - cpu0, 2),
       harnessCpuSeconds: cpuSecondsSince(client0),
+      costPerMessage: costs,
     };
   } finally {
     await watcher.stop();
@@ -1122,6 +1196,7 @@ async function main(): Promise<number> {
     const pool = await createDatabase(target);
     const api = await startServer(label, target, {}, 'api');
     const workers = await startWorkers(`${label}-worker`, target);
+    activeWorkers = workers;
     const tenant = await bootstrapTenant(target);
     const threads = await createThreads(api, tenant, threadCount, label);
     await run(api, tenant, threads);
@@ -1197,6 +1272,12 @@ async function main(): Promise<number> {
   const e2eAck = e2e?.ackToCompletedMs as ReturnType<typeof summarize> | undefined;
   const e2eServer = e2e?.serverCreatedToFinishedMs as ReturnType<typeof summarize> | undefined;
   const mb = (m: TreeMemory | undefined) => round(megabytes(m), 1);
+  type Cost = { cpuMsPerMessage: Record<string, number | null>; redis?: { commandsPerMessage?: number } };
+  const costOf = (scenario: Record<string, unknown> | undefined) => scenario?.costPerMessage as Cost | undefined;
+  const costRow = (scenario: Record<string, unknown> | undefined) => {
+    const c = costOf(scenario)?.cpuMsPerMessage;
+    return c ? [c.api, c.workers, c.postgres, c.redis].map((v) => (v === null || v === undefined ? 'n/a' : v)).join(' / ') : 'n/a';
+  };
 
   const checks: Check[] = [
     { scenario: '1 floor', figure: 'req/s (100 conns)', value: num(floor?.reqPerSec), unit: 'req/s' },
@@ -1224,6 +1305,8 @@ async function main(): Promise<number> {
     { scenario: '4 sustained', figure: 'replies: one / none / duplicate or stray', value: replyCounts(sustainedAudit), unit: '' },
     { scenario: '4 sustained', figure: 'replies/s draining after the load / db runs/s', value: `${num(sustained?.repliesPerSecDraining)} / ${num(sustained?.pipelineFinishedPerSec)}`, unit: 'msg/s' },
     { scenario: '4 sustained', figure: 'poll requests/s (4 pollers)', value: num(sustained?.pollRequestsPerSec), unit: 'req/s' },
+    { scenario: '4 sustained', figure: 'CPU ms/msg: api / workers / postgres / redis', value: costRow(sustained), unit: 'ms' },
+    { scenario: '4 sustained', figure: 'per msg: Redis commands / PostgreSQL commits', value: `${num(costOf(sustained)?.redis?.commandsPerMessage)} / ${num((sustained?.postgresPerAcceptedMessage as { commits?: number } | undefined)?.commits)}`, unit: '' },
     {
       scenario: '4b paced',
       figure: 'offered (Poisson) → replies/s seen',
@@ -1235,6 +1318,7 @@ async function main(): Promise<number> {
     },
     { scenario: '4b paced', figure: 'accept → reply seen p50 / p99', value: `${num(paced?.acceptToReplySeenMs?.p50)} / ${num(paced?.acceptToReplySeenMs?.p99)}`, unit: 'ms', target: `p99 ≤ ${TARGETS.pacedLagP99Ms} ms` },
     { scenario: '4b paced', figure: 'replies: one / none / duplicate or stray', value: replyCounts(paced?.replyAudit), unit: '' },
+    { scenario: '4b paced', figure: 'CPU ms/msg: api / workers / postgres / redis', value: costRow(paced), unit: 'ms' },
     {
       scenario: '5 RSS',
       figure: `peak API process (${apiPeak.label})`,
