@@ -1,9 +1,18 @@
 #!/usr/bin/env node
-// The `honeyjar` command. TypeScript sources run through tsx, so there is no build step to forget.
-import { register } from 'tsx/esm/api';
+// The `honeyjar` command. The TypeScript sources are compiled to dist/ when they changed (see
+// compile.js), so there is no build step to forget; where dist/ cannot be written, they run through tsx.
+import { fileURLToPath } from 'node:url';
+import { compiledEntry } from './compile.js';
 
-register();
-const { runCli } = await import('../src/cli.ts');
+async function loadCli() {
+  const compiled = compiledEntry(fileURLToPath(new URL('..', import.meta.url)));
+  if (compiled) return import(compiled.href);
+  const { register } = await import('tsx/esm/api');
+  register();
+  return import('../src/cli.ts');
+}
+
+const { runCli } = await loadCli();
 try {
   process.exitCode = await runCli(process.argv.slice(2));
 } catch (error) {
