@@ -12,6 +12,8 @@ export interface StageJobData {
    * stages). `true`, from earlier versions, means: those the run's step states say are ready.
    */
   fanout?: StageName[] | true;
+  /** Attempts of the step made before its job was added (its first ran in the run's entry job). */
+  attemptsBefore?: number;
 }
 
 /** Every queue of the catalog, in stage order. */
@@ -38,11 +40,12 @@ export function selectStages(catalog: Catalog, names: readonly string[] | undefi
  * BullMQ options of a stage's job, from the stage's definition. Finished jobs are removed
  * (results live in PostgreSQL); a bounded number stay for inspection.
  */
-export function jobOptions(catalog: Catalog, runId: string, stage: StageName): JobsOptions {
+export function jobOptions(catalog: Catalog, runId: string, stage: StageName, retry?: { attemptsMade: number; delayMs: number }): JobsOptions {
   const definition = catalog[stage];
   return {
     jobId: jobIdFor(runId, stage),
-    attempts: definition.attempts,
+    attempts: Math.max(1, definition.attempts - (retry?.attemptsMade ?? 0)),
+    ...(retry && retry.delayMs > 0 ? { delay: retry.delayMs } : {}),
     backoff: { type: 'exponential', delay: definition.backoff.baseDelayMs },
     removeOnComplete: { age: 3_600, count: 1_000 },
     removeOnFail: { age: 24 * 3_600, count: 5_000 },

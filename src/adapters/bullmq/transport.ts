@@ -33,7 +33,11 @@ export function createProducer(options: { catalog: Catalog; connection: Redis; p
     async enqueue(runId, orgId, stages, opts = {}) {
       await Promise.all(
         stages.map((stage) =>
-          adds.add(stage, { runId, orgId, ...(opts.fanout?.length ? { fanout: [...opts.fanout] } : {}) }, jobOptions(catalog, runId, stage)),
+          adds.add(
+            stage,
+            { runId, orgId, ...(opts.fanout?.length ? { fanout: [...opts.fanout] } : {}), ...(opts.retry ? { attemptsBefore: opts.retry.attemptsMade } : {}) },
+            jobOptions(catalog, runId, stage, opts.retry),
+          ),
         ),
       );
     },
