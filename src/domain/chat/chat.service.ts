@@ -59,8 +59,9 @@ export class ChatService {
   }
 
   async listMessages(actor: Actor, threadId: string, limit: number, cursor?: string) {
-    await this.getThread(actor, threadId);
-    return this.deps.threads.listMessages(actor.orgId, threadId, limit, cursor);
+    const page = await this.deps.threads.listMessages(actor.orgId, threadId, limit, cursor);
+    if (!page) throw notFound('Thread');
+    return page;
   }
 
   /** The original, blocking flow: store the message, run every stage in-process, answer with the result. */
