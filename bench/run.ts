@@ -106,14 +106,16 @@ const TARGETS = {
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
 const RID = randomBytes(4).toString('hex');
-const PG_BASE = 'postgres://postgres@127.0.0.1:5432';
+/** BENCH_PG_PORT: another PostgreSQL on this machine (its socket in BENCH_PG_SOCKET's directory), e.g. one of the bench's own. */
+const PG_PORT = Number(process.env.BENCH_PG_PORT || 5432);
+const PG_BASE = `postgres://postgres@127.0.0.1:${PG_PORT}`;
 /**
  * The servers, the floor server included, reach PostgreSQL through its Unix socket when there is
  * one (as processes on the database's machine would), else over loopback TCP. BENCH_PG_SOCKET
  * names the socket directory (Debian's by default); BENCH_PG_SOCKET= (empty) forces TCP.
  */
 const PG_SOCKET_DIR = process.env.BENCH_PG_SOCKET ?? '/var/run/postgresql';
-const PG_TRANSPORT = PG_SOCKET_DIR && existsSync(`${PG_SOCKET_DIR}/.s.PGSQL.5432`) ? `unix socket ${PG_SOCKET_DIR}` : 'tcp 127.0.0.1:5432';
+const PG_TRANSPORT = PG_SOCKET_DIR && existsSync(`${PG_SOCKET_DIR}/.s.PGSQL.${PG_PORT}`) ? `unix socket ${PG_SOCKET_DIR}` : `tcp 127.0.0.1:${PG_PORT}`;
 const PG_QUERY = PG_TRANSPORT.startsWith('unix') ? `?host=${encodeURIComponent(PG_SOCKET_DIR)}` : '';
 /** Each server start gets its own database and queue prefix, so one's backlog cannot reach the other. */
 interface Instance {
