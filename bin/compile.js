@@ -25,12 +25,17 @@ function listSources(dir, root = dir, out = []) {
 
 /**
  * The URL of dist/cli.js, compiled first if src/ changed since; undefined when it cannot be
- * written (a read-only install), and the caller runs the TypeScript sources instead.
+ * compiled or written (a read-only install), and the caller runs the TypeScript sources instead.
  */
 export function compiledEntry(root) {
   const src = join(root, 'src');
   const dist = join(root, 'dist');
-  const stamp = listSources(src).sort().join('\n');
+  let stamp;
+  try {
+    stamp = listSources(src).sort().join('\n');
+  } catch {
+    return undefined;
+  }
   const current = () => {
     try {
       return readFileSync(join(dist, STAMP), 'utf8') === stamp;
