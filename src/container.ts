@@ -9,6 +9,7 @@ import { createRunsRepository } from './adapters/postgres/run-store/index.js';
 import { createTenancyRepository } from './adapters/postgres/repositories/tenancy.repository.js';
 import { createThreadsRepository } from './adapters/postgres/repositories/threads.repository.js';
 import { HybridChatService } from './domain/chat/hybrid-chat.service.js';
+import { JobsService } from './domain/chat/jobs.service.js';
 import { createRunWaits } from './domain/chat/run-waits.js';
 import { createRunFinishedListener } from './adapters/postgres/run-finished.listener.js';
 import { createEngine } from './engine/engine.js';
@@ -79,7 +80,11 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     estimateMs: config.openai.apiKey ? 3_000 : 500,
     waits,
   });
-  const services = { chat, documents: createDocumentsService({ documents: repositories.documents, quota: config.documentQuota }) };
+  const services = {
+    chat,
+    jobs: new JobsService({ runs: repositories.runs, queue: producer, engine }),
+    documents: createDocumentsService({ documents: repositories.documents, quota: config.documentQuota }),
+  };
   return {
     config,
     logger,

@@ -7,7 +7,7 @@ import { toBatchDocument, type BatchDocument } from './batch-view.js';
 import { pendingStates, type Engine } from '../../engine/engine.js';
 import type { AcceptOutcome, NewRun, RunOptions } from '../../engine/run.js';
 import type { RunStore } from '../../engine/ports/run-store.js';
-import type { ThreadsRepository } from '../../adapters/postgres/repositories/threads.repository.js';
+import type { ThreadStore } from './thread-store.js';
 
 /** Who is asking: every call is scoped to the caller's organization. */
 export interface Actor {
@@ -17,7 +17,7 @@ export interface Actor {
 
 export interface ChatServiceDeps {
   catalog: Catalog;
-  threads: ThreadsRepository;
+  threads: ThreadStore;
   runs: RunStore<StageName>;
   engine: Engine<StageName>;
 }

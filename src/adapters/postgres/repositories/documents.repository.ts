@@ -5,14 +5,9 @@ import { documentChunks, documents } from '../schema.js';
 import { afterNewestCursor, newestFirstPage, type Page } from './cursor.js';
 import { createCoalescer } from '../../../lib/coalescer.js';
 import type { RetrievedPassage } from '../../../domain/stages/rag/rag.service.js';
+import type { CreateDocumentOutcome, DocumentQuota, DocumentSummary } from '../../../domain/documents/document-store.js';
 
-export interface DocumentSummary {
-  id: string;
-  title: string;
-  createdAt: Date;
-  size: number;
-  chunks: number;
-}
+export type { CreateDocumentOutcome, DocumentQuota, DocumentSummary };
 
 /*
  * Several searches (numbered by `idx`; each its own organization, text and limit) share the
@@ -44,13 +39,6 @@ select q.idx, h.* from q
 
 /** The two-key advisory lock space of per-organization document writes (apart from the one-key locks). */
 const DOCUMENT_QUOTA_LOCK_CLASS = 7_240_314;
-
-export interface DocumentQuota {
-  count: number;
-  bytes: number;
-}
-
-export type CreateDocumentOutcome = { kind: 'created'; document: DocumentSummary } | { kind: 'over_quota'; used: DocumentQuota };
 
 export function createDocumentsRepository(db: Db, pool: pg.Pool) {
   const search = createCoalescer<{ orgId: string; text: string; limit: number }, RetrievedPassage[]>(async (items) => {

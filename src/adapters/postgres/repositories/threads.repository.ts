@@ -1,22 +1,10 @@
 import { and, desc, eq } from 'drizzle-orm';
 import type { Db } from '../client.js';
 import { threads } from '../schema.js';
+import type { MessageRecord, ThreadRecord, ThreadStore } from '../../../domain/chat/thread-store.js';
 import { afterNewestCursor, decodeCursor, encodeCursor, InvalidCursorError, newestFirstPage, type Page } from './cursor.js';
 
-export interface ThreadRecord {
-  id: string;
-  title: string;
-  createdAt: Date;
-}
-
-export interface MessageRecord {
-  id: string;
-  seq: number;
-  role: 'user' | 'assistant';
-  content: string;
-  createdAt: Date;
-  runId: string | null;
-}
+export type { MessageRecord, ThreadRecord };
 
 type MessageCursor = { seq: number };
 const isMessageCursor = (v: Record<string, unknown>): v is MessageCursor => Number.isSafeInteger(v.seq);
@@ -66,7 +54,7 @@ select m.id, m.seq, m.role, m.content, m.created_at, m.run_id
  where t.id = $1 and t.org_id = $2
  order by m.seq`;
 
-export function createThreadsRepository(db: Db) {
+export function createThreadsRepository(db: Db): ThreadStore {
   return {
     async create(orgId: string, userId: string, title: string): Promise<ThreadRecord> {
       const [row] = await db
