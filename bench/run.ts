@@ -49,6 +49,7 @@ import {
   freePort,
   killAllSync,
   MemorySampler,
+  postgresCpuSeconds,
   runToCompletion,
   spawnChild,
   stopAll,
@@ -132,14 +133,16 @@ const TARGETS = {
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
 const RID = randomBytes(4).toString('hex');
-const PG_BASE = 'postgres://postgres@127.0.0.1:5432';
+/** BENCH_PG_PORT: another PostgreSQL on this machine (its socket in BENCH_PG_SOCKET's directory), e.g. one of the bench's own. */
+const PG_PORT = Number(process.env.BENCH_PG_PORT || 5432);
+const PG_BASE = `postgres://postgres@127.0.0.1:${PG_PORT}`;
 /**
  * The servers, the floor server included, reach PostgreSQL through its Unix socket when there is
  * one (as processes on the database's machine would), else over loopback TCP. BENCH_PG_SOCKET
  * names the socket directory (Debian's by default); BENCH_PG_SOCKET= (empty) forces TCP.
  */
 const PG_SOCKET_DIR = process.env.BENCH_PG_SOCKET ?? '/var/run/postgresql';
-const PG_TRANSPORT = PG_SOCKET_DIR && existsSync(`${PG_SOCKET_DIR}/.s.PGSQL.5432`) ? `unix socket ${PG_SOCKET_DIR}` : 'tcp 127.0.0.1:5432';
+const PG_TRANSPORT = PG_SOCKET_DIR && existsSync(`${PG_SOCKET_DIR}/.s.PGSQL.${PG_PORT}`) ? `unix socket ${PG_SOCKET_DIR}` : `tcp 127.0.0.1:${PG_PORT}`;
 const PG_QUERY = PG_TRANSPORT.startsWith('unix') ? `?host=${encodeURIComponent(PG_SOCKET_DIR)}` : '';
 /** Each server start gets its own database and queue prefix, so one's backlog cannot reach the other. */
 interface Instance {
@@ -162,7 +165,8 @@ const SUSTAINED_PG = instance('sustainedpg', 'postgres');
 const PACED = instance('paced');
 const FAIR_OFF = instance('fair-off');
 const FAIR_ON = instance('fair-on');
-const REDIS_URL = 'redis://127.0.0.1:6379';
+/** BENCH_REDIS_URL: a Redis of the bench's own (its command counts and CPU are then the servers' alone). */
+const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
 const FLOOR_PREFIX = `bench-${RID}-floor`;
 const STAGES = 5;
 /** BENCH_ONLY=floor,queued,ack,sustained,sustained-pg,paced,e2e,fairness,ttft,streams runs a subset (default: all). */
@@ -725,6 +729,71 @@ async function scenarioAck(server: Server, tenant: Tenant, threads: string[]): P
   }
 }
 
+/** The worker processes serving the current throughput scenario (set by withApiAndWorkers). */
+let activeWorkers: Server[] = [];
+
+/** Redis's own counters: commands by name (INFO commandstats) and the CPU seconds it used (INFO cpu). */
+async function redisCounters(): Promise<{ calls: Map<string, number>; cpuSeconds: number } | undefined> {
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
+  try {
+    await redis.connect();
+    const stats = await redis.info('commandstats');
+    const cpu = await redis.info('cpu');
+    const calls = new Map<string, number>();
+    for (const match of stats.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls.set(match[1]!, Number(match[2]));
+    const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(cpu)?.[1] ?? 0);
+    return { calls, cpuSeconds: field('used_cpu_user') + field('used_cpu_sys') };
+  } catch {
+    return undefined;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/**
+ * What a scenario's messages cost, load-independent: CPU ms per message of the API, of the worker
+ * processes, of the database's PostgreSQL backends and of Redis, PostgreSQL transactions per
+ * message, and Redis commands per message (the busiest named). Redis's figures are its whole
+ * server's: exact with BENCH_REDIS_URL pointing at a Redis of the bench's own, else they include
+ * whatever else uses it.
+ */
+async function startCostMeter(server: Server) {
+  const workers = activeWorkers.map((w) => w.label);
+  const cpu = () => ({
+    api: sampler.cpuSeconds(server.label),
+    workers: workers.reduce((sum, label) => sum + sampler.cpuSeconds(label), 0),
+    postgres: postgresCpuSeconds(server.target.dbName),
+  });
+  const cpu0 = cpu();
+  const redis0 = await redisCounters();
+  return async (messages: number) => {
+    const cpu1 = cpu();
+    const redis1 = await redisCounters();
+    const perMessageMs = (a: number, b: number) => (messages > 0 ? round(((b - a) * 1000) / messages, 2) : null);
+    let redisFigures: Record<string, unknown> | undefined;
+    if (redis0 && redis1 && messages > 0) {
+      const deltas = [...redis1.calls].map(([name, n]) => [name, n - (redis0.calls.get(name) ?? 0)] as const).filter(([, n]) => n > 0);
+      deltas.sort((a, b) => b[1] - a[1]);
+      redisFigures = {
+        commandsPerMessage: round(deltas.reduce((sum, [, n]) => sum + n, 0) / messages, 1),
+        byCommandPerMessage: Object.fromEntries(deltas.slice(0, 12).map(([name, n]) => [name, round(n / messages, 2)])),
+        cpuMsPerMessage: perMessageMs(redis0.cpuSeconds, redis1.cpuSeconds),
+        ownServer: !!process.env.BENCH_REDIS_URL,
+      };
+    }
+    return {
+      messages,
+      cpuMsPerMessage: {
+        api: perMessageMs(cpu0.api, cpu1.api),
+        workers: perMessageMs(cpu0.workers, cpu1.workers),
+        postgres: perMessageMs(cpu0.postgres, cpu1.postgres),
+        redis: redisFigures?.cpuMsPerMessage ?? null,
+      },
+      redis: redisFigures,
+    };
+  };
+}
+
 /** BENCH_WORKERS worker processes (1 by default) for scenarios 4 and 4b, each with all five workers. */
 async function startWorkers(label: string, target: Instance): Promise<Server[]> {
   const count = Math.max(1, Number(process.env.BENCH_WORKERS || 1));
@@ -770,6 +839,7 @@ async function scenarioSustained(server: Server, tenant: Tenant, threads: string
   const cpu0 = sampler.cpuSeconds(server.label);
   const pool = pools.get(server.target.dbName);
   const pg0 = await pgCounters(pool);
+  const cost = await startCostMeter(server);
   const backlog0 = await unfinishedRuns(pool);
   const firstSendEpoch = Date.now();
   const client0 = process.cpuUsage();
@@ -816,6 +886,8 @@ async function scenarioSustained(server: Server, tenant: Tenant, threads: string
     const fromDb = await acceptedInDatabase(pool, accepted);
     const finishedInWindow = await runsFinishedBetween(pool, firstSendEpoch, waitEndEpoch);
     const serverCpu = sampler.cpuSeconds(server.label) - cpu0;
+    // Every accepted message is through by now (or the drain gave up): the cost of the whole load.
+    const costs = await cost(accepted.length);
     await sleep(1_100); // let PostgreSQL flush its statistics
     const pg1 = await pgCounters(pool);
 
@@ -863,6 +935,7 @@ async function scenarioSustained(server: Server, tenant: Tenant, threads: string
       harnessCpuSeconds: cpuSecondsSince(client0),
       // Includes the pollers' reads and any backlog of earlier phases processed in the window.
       postgresPerAcceptedMessage: perMessage(pg0, pg1, accepted.length),
+      costPerMessage: costs,
     };
   } finally {
     await watcher.stop();
@@ -883,6 +956,7 @@ async function scenarioPaced(server: Server, tenant: Tenant, threads: string[]):
   const watcher = createWatcher(server, tenant, threads, pollAgent);
   const pool = pools.get(server.target.dbName);
   const cpu0 = sampler.cpuSeconds(server.label);
+  const cost = await startCostMeter(server);
   const schedule = poissonSchedule({ users: S.pacedUsers, ratePerUser: S.pacedRatePerSec / S.pacedUsers, durationMs: S.pacedSendMs, seed: S.seed + 1 });
   let missingBatchId = 0;
   const promised = new Map<string, Promised>();
@@ -909,6 +983,7 @@ async function scenarioPaced(server: Server, tenant: Tenant, threads: string[]):
     const sendEnd = performance.now();
     const allReplied = await watcher.waitForAll(sendEnd + S.pacedDrainMs, S.drainStallMs);
     await watcher.stop();
+    const costs = await cost(watcher.acceptedCount);
     const times = watcher.replyTimes();
     const lags = summarize(watcher.lags());
     const audit = await watcher.audit(S.auditConcurrency);
@@ -963,6 +1038,7 @@ async function scenarioPaced(server: Server, tenant: Tenant, threads: string[]):
       },
       serverCpuSeconds: round(sampler.cpuSeconds(server.label) - cpu0, 2),
       harnessCpuSeconds: cpuSecondsSince(client0),
+      costPerMessage: costs,
     };
   } finally {
     await watcher.stop();
@@ -1386,6 +1462,7 @@ async function main(): Promise<number> {
     const pool = await createDatabase(target);
     const api = await startServer(label, target, {}, 'api');
     const workers = await startWorkers(`${label}-worker`, target);
+    activeWorkers = workers;
     const tenant = await bootstrapTenant(target);
     const threads = await createThreads(api, tenant, threadCount, label);
     await run(api, tenant, threads);
@@ -1519,6 +1596,12 @@ async function main(): Promise<number> {
   const fairOff = scenarios.fairnessOff as (Record<string, unknown> & { steadySendToCompletedMs?: Summary }) | undefined;
   const fairOn = scenarios.fairnessOn as (Record<string, unknown> & { steadySendToCompletedMs?: Summary }) | undefined;
   const fairRatio = round(num(fairOn?.floodThroughputPerSec) / num(fairOff?.floodThroughputPerSec), 3);
+  type Cost = { cpuMsPerMessage: Record<string, number | null>; redis?: { commandsPerMessage?: number } };
+  const costOf = (scenario: Record<string, unknown> | undefined) => scenario?.costPerMessage as Cost | undefined;
+  const costRow = (scenario: Record<string, unknown> | undefined) => {
+    const c = costOf(scenario)?.cpuMsPerMessage;
+    return c ? [c.api, c.workers, c.postgres, c.redis].map((v) => (v === null || v === undefined ? 'n/a' : v)).join(' / ') : 'n/a';
+  };
 
   const checks: Check[] = [
     { scenario: '1 floor', figure: 'req/s (100 conns)', value: num(floor?.reqPerSec), unit: 'req/s' },
@@ -1546,6 +1629,8 @@ async function main(): Promise<number> {
     { scenario: '4 sustained', figure: 'replies: one / none / duplicate or stray', value: replyCounts(sustainedAudit), unit: '' },
     { scenario: '4 sustained', figure: 'replies/s draining after the load / db runs/s', value: `${num(sustained?.repliesPerSecDraining)} / ${num(sustained?.pipelineFinishedPerSec)}`, unit: 'msg/s' },
     { scenario: '4 sustained', figure: 'poll requests/s (4 pollers)', value: num(sustained?.pollRequestsPerSec), unit: 'req/s' },
+    { scenario: '4 sustained', figure: 'CPU ms/msg: api / workers / postgres / redis', value: costRow(sustained), unit: 'ms' },
+    { scenario: '4 sustained', figure: 'per msg: Redis commands / PostgreSQL commits', value: `${num(costOf(sustained)?.redis?.commandsPerMessage)} / ${num((sustained?.postgresPerAcceptedMessage as { commits?: number } | undefined)?.commits)}`, unit: '' },
     { scenario: '4 sustained', figure: 'estimatedCompletion error p50 / p90 (actual − estimate)', value: estimateErrors(sustained?.estimatedCompletion), unit: 'ms' },
     { scenario: '4 sustained', figure: 'actual / estimate p10 / p50 / p90', value: estimateRatios(sustained?.estimatedCompletion), unit: '' },
     {
@@ -1576,6 +1661,7 @@ async function main(): Promise<number> {
     },
     { scenario: '4b paced', figure: 'accept → reply seen p50 / p99', value: `${num(paced?.acceptToReplySeenMs?.p50)} / ${num(paced?.acceptToReplySeenMs?.p99)}`, unit: 'ms', target: `p99 ≤ ${TARGETS.pacedLagP99Ms} ms` },
     { scenario: '4b paced', figure: 'replies: one / none / duplicate or stray', value: replyCounts(paced?.replyAudit), unit: '' },
+    { scenario: '4b paced', figure: 'CPU ms/msg: api / workers / postgres / redis', value: costRow(paced), unit: 'ms' },
     { scenario: '4b paced', figure: 'estimatedCompletion error p50 / p90 (actual − estimate)', value: estimateErrors(paced?.estimatedCompletion), unit: 'ms' },
     { scenario: '6 fairness', figure: "off: B's p50 / p99 send→completed", value: `${num(fairOff?.steadySendToCompletedMs?.p50)} / ${num(fairOff?.steadySendToCompletedMs?.p99)}`, unit: 'ms' },
     {

@@ -194,9 +194,9 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
           registerThreadEvents(c, services.events, streams);
           registerCreateStreamTicket(c, services.events);
           registerComprehensive(c, services.chat, config.limits);
-          registerJobStatus(c, services.chat);
-          registerCancelJobs(c, services.chat);
-          registerQueueStats(c, services.chat, container.metrics);
+          registerJobStatus(c, services.jobs);
+          registerCancelJobs(c, services.jobs);
+          registerQueueStats(c, services.jobs, container.metrics);
           registerFailedJobs(c, repositories.failedJobs);
           registerListAlerts(c, repositories.alerts);
           registerAcknowledgeAlert(c, repositories.alerts);

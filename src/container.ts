@@ -9,6 +9,7 @@ import { createRunsRepository } from './adapters/postgres/run-store/index.js';
 import { createTenancyRepository } from './adapters/postgres/repositories/tenancy.repository.js';
 import { createThreadsRepository } from './adapters/postgres/repositories/threads.repository.js';
 import { HybridChatService } from './domain/chat/hybrid-chat.service.js';
+import { JobsService } from './domain/chat/jobs.service.js';
 import { createRunWaits } from './domain/chat/run-waits.js';
 import { createBacklog } from './domain/chat/backlog.js';
 import { createOrganizationSettings } from './domain/chat/multitask.js';
@@ -137,6 +138,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
   monitoring.prometheus.observeBacklog(() => backlog.status());
   const services = {
     chat,
+    jobs: new JobsService({ runs: repositories.runs, queue: producer, engine }),
     documents: createDocumentsService({ documents: repositories.documents, quota: config.documentQuota }),
     organizationSettings,
     events: createEventsService({ runs: repositories.runs, threads: repositories.threads, events: runEvents, tickets: repositories.streamTickets, ticketTtlMs: config.events.ticketTtlMs }),

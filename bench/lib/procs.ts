@@ -267,3 +267,30 @@ export function systemCpuTicks(): { busy: number; total: number } {
     return { busy: 0, total: 0 };
   }
 }
+
+/**
+ * CPU seconds used so far by the PostgreSQL backends serving database `dbName` (found by their
+ * process title, `postgres: <user> <db> …`). Backends that exit between two reads take their
+ * ticks with them; the servers' pools keep theirs open while the load runs.
+ */
+export function postgresCpuSeconds(dbName: string): number {
+  let ticks = 0;
+  let entries: string[] = [];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return 0;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    let title: string;
+    try {
+      title = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (!title.startsWith('postgres: ') || !title.split(' ').includes(dbName)) continue;
+    ticks += readStat(Number(entry))?.ticks ?? 0;
+  }
+  return ticks / CLOCK_TICKS;
+}

@@ -78,7 +78,7 @@ export function createEngine<C extends AnyCatalog>(deps: EngineDeps<C>): Engine<
     },
   });
   const processStep: ProcessStep<S> = createStepProcessor({ catalog, steps, progression, threadOrder, events });
-  const queued = createQueuedDriver({ transport, progression, processStep: () => processStep });
+  const queued = createQueuedDriver({ catalog, transport, progression, processStep: () => processStep });
 
   return {
     catalog,

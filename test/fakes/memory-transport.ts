@@ -68,10 +68,18 @@ export function createMemoryTransport<S extends string>() {
       for (const stage of stages) {
         const jobId = jobIdFor(runId, stage);
         if (jobs.has(jobId)) continue;
-        const job: MemoryJob<S> = { runId, orgId, stage, state: 'waiting', attemptsMade: 0, controller: new AbortController(), ...(options.fanout ? { fanout: options.fanout } : {}) };
+        const job: MemoryJob<S> = {
+          runId,
+          orgId,
+          stage,
+          state: options.retry ? 'delayed' : 'waiting',
+          attemptsMade: options.retry?.attemptsMade ?? 0,
+          controller: new AbortController(),
+          ...(options.fanout ? { fanout: options.fanout } : {}),
+        };
         jobs.set(jobId, job);
         added.push(jobId);
-        run(job);
+        run(job, options.retry ? Math.min(options.retry.delayMs, 5) : 0);
       }
     },
     async inspect(refs) {

@@ -115,7 +115,8 @@ describe('the queued endpoint', () => {
     expect(Object.keys(stats.json().queues).sort()).toEqual(
       ['intent-classification', 'openai-processing', 'rag-processing', 'rocketreach-api', 'security-classification'],
     );
-    expect(stats.json().totals.completed).toBeGreaterThanOrEqual(5);
+    // Two runs so far, each two jobs: its entry job (intent, with security and rag beside it) and the LLM's.
+    expect(stats.json().totals.completed).toBeGreaterThanOrEqual(4);
 
     for (const payload of [{ jobIds: [] }, { jobIds: Array.from({ length: 101 }, (_, i) => `j${i}`) }, { jobIds: 'x' }]) {
       expect((await t.as(acme, { method: 'POST', url: '/api/v1/chat/jobs/status', payload })).statusCode).toBe(400);

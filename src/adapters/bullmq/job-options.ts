@@ -14,6 +14,8 @@ export interface StageJobData {
   fanout?: StageName[] | true;
   /** With fairness on: the epoch the job's priority is counted in (see fair-order.ts). */
   fairEpoch?: number;
+  /** Attempts of the step made before its job was added (its first ran in the run's entry job). */
+  attemptsBefore?: number;
 }
 
 /**
@@ -51,12 +53,19 @@ export function selectStages(catalog: Catalog, names: readonly string[] | undefi
  * (`priority`) when fairness is on. Finished jobs are removed (results live in PostgreSQL); a
  * bounded number stay for inspection.
  */
-export function jobOptions(catalog: Catalog, runId: string, stage: StageName, priority?: number): JobsOptions {
+export function jobOptions(
+  catalog: Catalog,
+  runId: string,
+  stage: StageName,
+  place: { priority?: number | undefined; retry?: { attemptsMade: number; delayMs: number } | undefined } = {},
+): JobsOptions {
   const definition = catalog[stage];
+  const { priority, retry } = place;
   return {
     jobId: jobIdFor(runId, stage),
     ...(priority ? { priority } : {}),
-    attempts: definition.attempts,
+    attempts: Math.max(1, definition.attempts - (retry?.attemptsMade ?? 0)),
+    ...(retry && retry.delayMs > 0 ? { delay: retry.delayMs } : {}),
     backoff: { type: 'exponential', delay: definition.backoff.baseDelayMs },
     removeOnComplete: { age: 3_600, count: 1_000 },
     removeOnFail: { age: 24 * 3_600, count: 5_000 },

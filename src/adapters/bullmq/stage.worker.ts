@@ -35,8 +35,8 @@ export function createStageWorker(options: StageWorkerOptions): Worker<StageJobD
   const { stage, definition, consume, logger } = options;
 
   const process = async (job: Job<StageJobData>, token?: string, signal?: AbortSignal): Promise<string> => {
-    const { runId, orgId, fanout } = job.data;
-    const verdict = await consume({ runId, orgId, stage, attemptsMade: job.attemptsMade, fanout }, signal);
+    const { runId, orgId, fanout, attemptsBefore = 0 } = job.data;
+    const verdict = await consume({ runId, orgId, stage, attemptsMade: attemptsBefore + job.attemptsMade, fanout }, signal);
     switch (verdict.kind) {
       case 'done':
         return verdict.status;

@@ -59,8 +59,9 @@ export function createProducer(options: {
             orgId,
             ...(opts.fanout?.length ? { fanout: [...opts.fanout] } : {}),
             ...(place ? { fairEpoch: place.fairEpoch } : {}),
+            ...(opts.retry ? { attemptsBefore: opts.retry.attemptsMade } : {}),
           };
-          return adds.add(stage, data, jobOptions(catalog, runId, stage, place?.priority));
+          return adds.add(stage, data, jobOptions(catalog, runId, stage, { priority: place?.priority, retry: opts.retry }));
         }),
       );
     },

@@ -5,7 +5,8 @@ import { runMigrations as runQueueMigrations } from 'bullmq';
 import pg from 'pg';
 import * as schema from './schema.js';
 
-export type Db = NodePgDatabase<typeof schema>;
+/** Drizzle over the pool, which stays reachable (`$client`) for named statements. */
+export type Db = NodePgDatabase<typeof schema> & { $client: pg.Pool };
 
 export interface Database {
   db: Db;

@@ -7,7 +7,7 @@ import { toBatchDocument, type BatchDocument } from './batch-view.js';
 import { pendingStates, type Engine } from '../../engine/engine.js';
 import type { AcceptOutcome, NewRun, RunOptions } from '../../engine/run.js';
 import type { RunStore } from '../../engine/ports/run-store.js';
-import type { ThreadsRepository } from '../../adapters/postgres/repositories/threads.repository.js';
+import type { ThreadStore } from './thread-store.js';
 import { BacklogFullError, type Backlog, type QueuePosition } from './backlog.js';
 import { ThreadBusyError, type ExclusiveAccept, type MultitaskStrategy, type OrganizationSettingsService } from './multitask.js';
 
@@ -19,7 +19,7 @@ export interface Actor {
 
 export interface ChatServiceDeps {
   catalog: Catalog;
-  threads: ThreadsRepository;
+  threads: ThreadStore;
   runs: RunStore<StageName>;
   engine: Engine<StageName>;
   /** Backpressure: places each accepted message and refuses those beyond the backlog limits. */
@@ -74,8 +74,9 @@ export class ChatService {
   }
 
   async listMessages(actor: Actor, threadId: string, limit: number, cursor?: string) {
-    await this.getThread(actor, threadId);
-    return this.deps.threads.listMessages(actor.orgId, threadId, limit, cursor);
+    const page = await this.deps.threads.listMessages(actor.orgId, threadId, limit, cursor);
+    if (!page) throw notFound('Thread');
+    return page;
   }
 
   /** The original, blocking flow: store the message, run every stage in-process, answer with the result. */

@@ -1,9 +1,9 @@
 import { AppError, notFound } from '../errors.js';
 import { chunkText } from './chunker.js';
-import type { DocumentQuota, DocumentsRepository, DocumentSummary } from '../../adapters/postgres/repositories/documents.repository.js';
+import type { DocumentQuota, DocumentStore, DocumentSummary } from './document-store.js';
 
 export interface DocumentsServiceDeps {
-  documents: DocumentsRepository;
+  documents: DocumentStore;
   /** What one organization may store at most, in documents and in bytes of content. */
   quota: DocumentQuota;
 }

@@ -4,6 +4,7 @@ import { createQueuedDriver } from '../../../src/engine/drivers/queued.js';
 import type { JobTransport } from '../../../src/engine/ports/job-transport.js';
 import type { Progression } from '../../../src/engine/progression.js';
 import type { StepVerdict } from '../../../src/engine/process-step.js';
+import type { AnyStageDefinition } from '../../../src/engine/stage.js';
 
 /** Takes jobs lowest tag first (ties: first added), as a priority queue does. */
 function drain(jobs: Array<{ org: string; tag: number; seq: number }>): string[] {
@@ -133,7 +134,10 @@ describe("an organization's 429", () => {
     const calls: string[] = [];
     const transport = { enqueue: async () => undefined } as unknown as JobTransport<'llm'>;
     const progression = {} as Progression<'llm'>;
-    const consume = createQueuedDriver<'llm'>({
+    // One stage that calls out; its jobs carry no fan-out, so nothing else of it is read.
+    const catalog = { llm: { callsOut: true } as unknown as AnyStageDefinition };
+    const consume = createQueuedDriver({
+      catalog,
       transport,
       progression,
       pauses,

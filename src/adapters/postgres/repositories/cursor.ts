@@ -1,10 +1,9 @@
 import { and, eq, lt, or, type SQL } from 'drizzle-orm';
 import type { PgColumn } from 'drizzle-orm/pg-core';
 
-export interface Page<T> {
-  items: T[];
-  nextCursor: string | null;
-}
+import type { Page } from '../../../domain/page.js';
+
+export type { Page };
 
 export class InvalidCursorError extends Error {}
 

@@ -3,47 +3,64 @@ import type { Db } from '../client.js';
 import type pg from 'pg';
 import { documentChunks, documents } from '../schema.js';
 import { afterNewestCursor, newestFirstPage, type Page } from './cursor.js';
+import { createCoalescer } from '../../../lib/coalescer.js';
 import type { RetrievedPassage } from '../../../domain/stages/rag/rag.service.js';
+import type { CreateDocumentOutcome, DocumentQuota, DocumentSummary } from '../../../domain/documents/document-store.js';
 
-export interface DocumentSummary {
-  id: string;
-  title: string;
-  createdAt: Date;
-  size: number;
-  chunks: number;
-}
+export type { CreateDocumentOutcome, DocumentQuota, DocumentSummary };
 
+/*
+ * Several searches (numbered by `idx`; each its own organization, text and limit) share the
+ * statement (see createCoalescer): the retrieval stage runs one for every message.
+ */
 const SEARCH_CHUNKS = `
 with q as (
-  select nullif(replace(plainto_tsquery('english', $1::text)::text, '&', '|'), '')::tsquery as query
-),
-ranked as (
-  select c.document_id, c.title, c.content,
-         ts_rank_cd(c.tsv, q.query, 1) as score,
-         row_number() over (partition by c.document_id order by ts_rank_cd(c.tsv, q.query, 1) desc, c.position) as n
-    from document_chunks c, q
-   where q.query is not null and c.org_id = $2 and c.tsv @@ q.query
+  select q.idx, q.org_id, q.lim, nullif(replace(plainto_tsquery('english', q.text)::text, '&', '|'), '')::tsquery as query
+    from unnest($1::text[], $2::uuid[], $3::int[]) with ordinality as q(text, org_id, lim, idx)
 )
-select r.document_id as id, r.title, r.content as passage,
-       ts_headline('english', r.content, q.query,
-         'MaxFragments=2, MaxWords=40, MinWords=15, StartSel="", StopSel="", FragmentDelimiter=" … "') as snippet,
-       r.score::float8 as score
-  from ranked r, q
- where r.n = 1
- order by r.score desc, r.document_id
- limit $3`;
+select q.idx, h.* from q
+ cross join lateral (
+  select r.document_id as id, r.title, r.content as passage,
+         ts_headline('english', r.content, q.query,
+           'MaxFragments=2, MaxWords=40, MinWords=15, StartSel="", StopSel="", FragmentDelimiter=" … "') as snippet,
+         r.score::float8 as score
+    from (
+      select c.document_id, c.title, c.content,
+             ts_rank_cd(c.tsv, q.query, 1) as score,
+             row_number() over (partition by c.document_id order by ts_rank_cd(c.tsv, q.query, 1) desc, c.position) as n
+        from document_chunks c
+       where q.query is not null and c.org_id = q.org_id and c.tsv @@ q.query
+    ) r
+   where r.n = 1
+   order by r.score desc, r.document_id
+   limit q.lim
+ ) h
+ order by q.idx, h.score desc, h.id`;
 
 /** The two-key advisory lock space of per-organization document writes (apart from the one-key locks). */
 const DOCUMENT_QUOTA_LOCK_CLASS = 7_240_314;
 
-export interface DocumentQuota {
-  count: number;
-  bytes: number;
-}
-
-export type CreateDocumentOutcome = { kind: 'created'; document: DocumentSummary } | { kind: 'over_quota'; used: DocumentQuota };
-
 export function createDocumentsRepository(db: Db, pool: pg.Pool) {
+  const search = createCoalescer<{ orgId: string; text: string; limit: number }, RetrievedPassage[]>(async (items) => {
+    // Named: it runs for every message, so each connection parses and plans it once.
+    const { rows } = await pool.query<{ idx: string; id: string; title: string; passage: string; snippet: string; score: number }>({
+      name: 'honeyjar-search-chunks',
+      text: SEARCH_CHUNKS,
+      values: [items.map((i) => i.text), items.map((i) => i.orgId), items.map((i) => i.limit)],
+    });
+    const found: RetrievedPassage[][] = items.map(() => []);
+    for (const row of rows) {
+      found[Number(row.idx) - 1]?.push({
+        id: row.id,
+        title: row.title,
+        snippet: row.snippet,
+        passage: row.passage,
+        score: Number(Number(row.score).toFixed(4)),
+      });
+    }
+    return found.map((value) => ({ status: 'fulfilled' as const, value }));
+  });
+
   return {
     /**
      * Stores a document and its chunks unless the organization's documents would exceed `quota`.
@@ -119,19 +136,7 @@ export function createDocumentsRepository(db: Db, pool: pg.Pool) {
      * comes along so that the retrieval stage can scan what the snippet was cut from.
      */
     async search(orgId: string, text: string, limit: number): Promise<RetrievedPassage[]> {
-      // Named: it runs for every message, so each connection parses and plans it once.
-      const result = await pool.query<{ id: string; title: string; passage: string; snippet: string; score: number }>({
-        name: 'honeyjar-search-chunks',
-        text: SEARCH_CHUNKS,
-        values: [text, orgId, limit],
-      });
-      return result.rows.map((row) => ({
-        id: row.id,
-        title: row.title,
-        snippet: row.snippet,
-        passage: row.passage,
-        score: Number(Number(row.score).toFixed(4)),
-      }));
+      return search({ orgId, text, limit });
     },
   };
 }

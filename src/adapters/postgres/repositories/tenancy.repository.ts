@@ -32,6 +32,7 @@ const IDENTITY_CACHE_MAX = 10_000;
 export function createTenancyRepository(db: Db, options: { identityTtlMs?: number } = {}) {
   const ttl = options.identityTtlMs ?? IDENTITY_TTL_MS;
   const identities = new Map<string, { at: number; identity: TokenIdentity | undefined }>();
+  const lookups = new Map<string, Promise<TokenIdentity | undefined>>();
   return {
     async countOrganizations(): Promise<number> {
       const [row] = await db.select({ n: count() }).from(organizations);
@@ -65,6 +66,7 @@ export function createTenancyRepository(db: Db, options: { identityTtlMs?: numbe
 
     async setMembership(orgId: string, userId: string, role: MembershipRole): Promise<void> {
       identities.clear();
+      lookups.clear();
       await db
         .insert(memberships)
         .values({ orgId, userId, role })
@@ -87,6 +89,7 @@ export function createTenancyRepository(db: Db, options: { identityTtlMs?: numbe
      */
     async setOperator(email: string, operator: boolean): Promise<{ userId: string; email: string; operator: boolean } | undefined> {
       identities.clear();
+      lookups.clear();
       const [row] = await db
         .update(users)
         .set({ isOperator: operator })
@@ -98,6 +101,7 @@ export function createTenancyRepository(db: Db, options: { identityTtlMs?: numbe
     /** Revokes by token id or by the token itself; answers whether a live token was revoked. */
     async revokeToken(tokenOrId: string): Promise<boolean> {
       identities.clear();
+      lookups.clear();
       const byId = /^[0-9a-f-]{36}$/i.test(tokenOrId);
       const rows = await db
         .update(apiTokens)
@@ -114,10 +118,23 @@ export function createTenancyRepository(db: Db, options: { identityTtlMs?: numbe
       const now = Date.now();
       const cached = identities.get(key);
       if (cached && now - cached.at < ttl) return cached.identity;
-      const identity = await this.identifyUncached(hash, orgId);
-      if (identities.size >= IDENTITY_CACHE_MAX) identities.clear();
-      identities.set(key, { at: now, identity });
-      return identity;
+      // The requests that find the entry expired together share one lookup.
+      const pending = lookups.get(key);
+      if (pending) return pending;
+      const lookup = this.identifyUncached(hash, orgId).then(
+        (identity) => {
+          if (lookups.get(key) === lookup) lookups.delete(key);
+          if (identities.size >= IDENTITY_CACHE_MAX) identities.clear();
+          identities.set(key, { at: now, identity });
+          return identity;
+        },
+        (error: unknown) => {
+          if (lookups.get(key) === lookup) lookups.delete(key);
+          throw error;
+        },
+      );
+      lookups.set(key, lookup);
+      return lookup;
     },
 
     async identifyUncached(tokenHash: string, orgId: string | undefined): Promise<TokenIdentity | undefined> {

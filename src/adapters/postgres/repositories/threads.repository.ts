@@ -1,22 +1,10 @@
-import { and, asc, desc, eq, gt } from 'drizzle-orm';
+import { and, desc, eq } from 'drizzle-orm';
 import type { Db } from '../client.js';
-import { messages, threads } from '../schema.js';
+import { threads } from '../schema.js';
+import type { MessageRecord, ThreadRecord, ThreadStore } from '../../../domain/chat/thread-store.js';
 import { afterNewestCursor, decodeCursor, encodeCursor, InvalidCursorError, newestFirstPage, type Page } from './cursor.js';
 
-export interface ThreadRecord {
-  id: string;
-  title: string;
-  createdAt: Date;
-}
-
-export interface MessageRecord {
-  id: string;
-  seq: number;
-  role: 'user' | 'assistant';
-  content: string;
-  createdAt: Date;
-  runId: string | null;
-}
+export type { MessageRecord, ThreadRecord };
 
 type MessageCursor = { seq: number };
 const isMessageCursor = (v: Record<string, unknown>): v is MessageCursor => Number.isSafeInteger(v.seq);
@@ -45,7 +33,28 @@ export function historySql(thread: string, beforeSeq: string, limit: string): st
    limit ${limit}`;
 }
 
-export function createThreadsRepository(db: Db) {
+interface MessageRow {
+  id: string | null;
+  seq: string;
+  role: 'user' | 'assistant';
+  content: string;
+  created_at: Date;
+  run_id: string | null;
+}
+
+/** The organization's thread (one row with nulls when it has no messages after the cursor, none when it is not theirs) and its page of messages. */
+const LIST_MESSAGES = `
+select m.id, m.seq, m.role, m.content, m.created_at, m.run_id
+  from threads t
+  left join lateral (
+    select id, seq, role, content, created_at, run_id from messages
+     where thread_id = t.id and org_id = t.org_id and ($3::bigint is null or seq > $3::bigint)
+     order by seq limit $4
+  ) m on true
+ where t.id = $1 and t.org_id = $2
+ order by m.seq`;
+
+export function createThreadsRepository(db: Db): ThreadStore {
   return {
     async create(orgId: string, userId: string, title: string): Promise<ThreadRecord> {
       const [row] = await db
@@ -74,24 +83,23 @@ export function createThreadsRepository(db: Db) {
       return newestFirstPage(rows, limit);
     },
 
-    /** Oldest first. */
-    async listMessages(orgId: string, threadId: string, limit: number, cursor?: string): Promise<Page<MessageRecord>> {
+    /**
+     * Oldest first; undefined when the thread is not the organization's. The thread's check and
+     * its page are one statement: clients poll this for replies.
+     */
+    async listMessages(orgId: string, threadId: string, limit: number, cursor?: string): Promise<Page<MessageRecord> | undefined> {
       const after = decodeCursor(cursor, isMessageCursor);
       if (after === 'invalid') throw new InvalidCursorError();
-      const rows = await db
-        .select({
-          id: messages.id,
-          seq: messages.seq,
-          role: messages.role,
-          content: messages.content,
-          createdAt: messages.createdAt,
-          runId: messages.runId,
-        })
-        .from(messages)
-        .where(and(eq(messages.orgId, orgId), eq(messages.threadId, threadId), after ? gt(messages.seq, after.seq) : undefined))
-        .orderBy(asc(messages.seq))
-        .limit(limit + 1);
-      const items = rows.slice(0, limit);
+      const { rows } = await db.$client.query<MessageRow>({
+        name: 'honeyjar-list-messages',
+        text: LIST_MESSAGES,
+        values: [threadId, orgId, after ? after.seq : null, limit + 1],
+      });
+      if (rows.length === 0) return undefined;
+      const items: MessageRecord[] = rows
+        .filter((row) => row.id !== null)
+        .slice(0, limit)
+        .map((row) => ({ id: row.id!, seq: Number(row.seq), role: row.role, content: row.content, createdAt: row.created_at, runId: row.run_id }));
       const last = items.at(-1);
       return { items, nextCursor: rows.length > limit && last ? encodeCursor({ seq: last.seq }) : null };
     },

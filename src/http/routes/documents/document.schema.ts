@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import type { DocumentSummary } from '../../../adapters/postgres/repositories/documents.repository.js';
+import type { DocumentSummary } from '../../../domain/documents/document-store.js';
 
 export const DocumentSummarySchema = Type.Object({
   id: Type.String(),

@@ -1,11 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import type { App } from '../../types.js';
-import type { HybridChatService } from '../../../domain/chat/hybrid-chat.service.js';
+import type { JobsService } from '../../../domain/chat/jobs.service.js';
 import { actorOf } from '../../plugins/auth.js';
 import { errorResponses } from '../../schemas/common.js';
 import { JobIds } from './job-status.js';
 
-export function registerCancelJobs(app: App, chat: HybridChatService): void {
+export function registerCancelJobs(app: App, jobs: JobsService): void {
   app.post(
     '/jobs/cancel',
     {
@@ -22,6 +22,6 @@ export function registerCancelJobs(app: App, chat: HybridChatService): void {
         },
       },
     },
-    async (request) => chat.cancelJobs(actorOf(request), request.body.jobIds, request.body.reason ?? 'cancelled by request'),
+    async (request) => jobs.cancelJobs(actorOf(request), request.body.jobIds, request.body.reason ?? 'cancelled by request'),
   );
 }

@@ -1,12 +1,12 @@
 import { Type } from '@sinclair/typebox';
 import type { App } from '../../types.js';
-import type { HybridChatService } from '../../../domain/chat/hybrid-chat.service.js';
+import type { JobsService } from '../../../domain/chat/jobs.service.js';
 import { actorOf } from '../../plugins/auth.js';
 import { errorResponses } from '../../schemas/common.js';
 
 export const JobIds = Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { minItems: 1, maxItems: 100 });
 
-export function registerJobStatus(app: App, chat: HybridChatService): void {
+export function registerJobStatus(app: App, jobs: JobsService): void {
   app.post(
     '/jobs/status',
     {
@@ -17,6 +17,6 @@ export function registerJobStatus(app: App, chat: HybridChatService): void {
         response: { 200: Type.Object({ jobs: Type.Array(Type.Record(Type.String(), Type.Unknown())), summary: Type.Record(Type.String(), Type.Integer()) }), ...errorResponses },
       },
     },
-    async (request) => chat.jobStatus(actorOf(request), request.body.jobIds),
+    async (request) => jobs.jobStatus(actorOf(request), request.body.jobIds),
   );
 }

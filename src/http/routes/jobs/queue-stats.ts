@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { App } from '../../types.js';
-import type { HybridChatService } from '../../../domain/chat/hybrid-chat.service.js';
+import type { JobsService } from '../../../domain/chat/jobs.service.js';
 import type { MetricsReporter } from '../../../domain/monitoring/metrics-report.js';
 import { actorOf } from '../../plugins/auth.js';
 import { errorResponses, timeRangeQuery } from '../../schemas/common.js';
@@ -42,7 +42,7 @@ const Organization = Type.Object({
  * Everyone in an organization sees its own figures (runs by state, steps per stage with their
  * timings, from PostgreSQL). The queues' job counts are every tenant's together: operators only.
  */
-export function registerQueueStats(app: App, chat: HybridChatService, metrics: MetricsReporter): void {
+export function registerQueueStats(app: App, jobs: JobsService, metrics: MetricsReporter): void {
   app.get(
     '/jobs/queue-stats',
     {
@@ -68,7 +68,7 @@ export function registerQueueStats(app: App, chat: HybridChatService, metrics: M
       const { timeRange = '1h' } = request.query as Static<typeof Query>;
       reply.header('cache-control', 'no-store');
       if (!actor.operator) return { scope: 'organization' as const, organization: await metrics.organization(actor.orgId, timeRange) };
-      const [system, organization] = await Promise.all([chat.queueStats(), metrics.organization(actor.orgId, timeRange)]);
+      const [system, organization] = await Promise.all([jobs.queueStats(), metrics.organization(actor.orgId, timeRange)]);
       return { scope: 'system' as const, organization, ...system };
     },
   );

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import type { MessageRecord, ThreadRecord } from '../../../adapters/postgres/repositories/threads.repository.js';
+import type { MessageRecord, ThreadRecord } from '../../../domain/chat/thread-store.js';
 
 export const Thread = Type.Object({ id: Type.String(), title: Type.String(), createdAt: Type.String() });
 
