@@ -73,7 +73,9 @@ export function createTakeover<C extends AnyCatalog>(deps: {
     // Oldest message first: a thread's earlier runs are driven before its later ones wait for them.
     for (const run of taken) {
       held.add(run.id);
-      void engine.inline.drive(run.id, run.orgId, run.states, undefined, { lease: owner }).finally(() => release(run.id));
+      void engine.inline
+        .drive(run.id, run.orgId, run.states, undefined, { lease: owner, thread: { threadId: run.threadId, messageSeq: run.seq } })
+        .finally(() => release(run.id));
     }
     if (taken.length > 0) logger.warn({ taken: taken.length }, 'queue transport unreachable: took over open runs in-process');
     return taken.length;

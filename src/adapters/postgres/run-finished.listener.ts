@@ -57,7 +57,8 @@ export function createRunFinishedListener(url: string, logger: Logger): RunFinis
       next.on('end', () => dropped(next));
       try {
         await next.connect();
-        await next.query(`listen ${RUN_FINISHED_CHANNEL}; listen ${RUN_ENDED_IN_THREAD_CHANNEL}`);
+        await next.query(`listen ${RUN_FINISHED_CHANNEL}`);
+        await next.query(`listen ${RUN_ENDED_IN_THREAD_CHANNEL}`);
       } catch (err) {
         next.removeAllListeners('end');
         await next.end().catch(() => undefined);

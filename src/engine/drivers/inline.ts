@@ -15,6 +15,12 @@ export interface InlineDriverOptions {
   slowTurnPollMs?: number;
 }
 
+/** How a run is driven: under the lease this process took it with, and (when known) its place in its thread. */
+export interface DriveOptions {
+  lease?: string;
+  thread?: { threadId: string; messageSeq: number };
+}
+
 /** A reply waiting for its turn checks again at least this often when a bus wakes it (a safety net), else every 250 ms. */
 const SLOW_TURN_POLL_MS = 1_000;
 const TURN_POLL_MS = 250;
@@ -65,7 +71,7 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
    * step states (its unfinished steps whose dependencies have finished start at once). An abort
    * (`signal`, or cancel) stops every step, and the run is ended as cancelled.
    */
-  function drive(runId: string, orgId: string, states: StepStates<S>, signal?: AbortSignal, options: { lease?: string } = {}): Promise<void> {
+  function drive(runId: string, orgId: string, states: StepStates<S>, signal?: AbortSignal, options: DriveOptions = {}): Promise<void> {
     const existing = driven.get(runId);
     if (existing) return existing.done;
     const controller = new AbortController();
@@ -84,9 +90,27 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
     const startable = (Object.keys(states) as S[]).filter(
       (stage) => !isTerminal(of[stage]) && catalog[stage]!.dependsOn.every((dep) => of[dep] === undefined || isTerminal(of[dep])),
     );
-    for (const stage of startable) start(runId, run, stage);
+    for (const stage of startable) {
+      // A run picked up part-way (taken over, re-driven) may have its reply ready at once: it still waits for its turn.
+      if (catalog[stage]!.waitsForTurn) startInTurn(runId, run, stage, options.thread);
+      else start(runId, run, stage);
+    }
     if (run.open.size === 0) void end(runId, run);
     return done;
+  }
+
+  function startInTurn(runId: string, run: DrivenRun, stage: S, known: { threadId: string; messageSeq: number } | undefined): void {
+    run.open.add(stage);
+    void (async () => {
+      try {
+        const message = known ? undefined : await runs.userMessage(runId);
+        const thread = known ?? (message ? { threadId: message.threadId, messageSeq: message.seq } : undefined);
+        if (!thread || (await waitForTurn(run, stage, thread))) return attempt(runId, run, stage, 0);
+      } catch (error) {
+        deps.onError(error, runId);
+      }
+      close(runId, run, stage);
+    })();
   }
 
   /** Steps of a run driven here, ready now; a step already here is not run twice (a waiting one is woken). */
@@ -220,7 +244,7 @@ export function createInlineDriver<C extends AnyCatalog>(deps: {
 }
 
 export type InlineDriver<S extends string = string> = {
-  drive(runId: string, orgId: string, states: StepStates<S>, signal?: AbortSignal, options?: { lease?: string }): Promise<void>;
+  drive(runId: string, orgId: string, states: StepStates<S>, signal?: AbortSignal, options?: DriveOptions): Promise<void>;
   send(runId: string, stages: readonly S[]): Promise<void>;
   notYourTurn(runId: string, stages: readonly S[], thread: { threadId: string; messageSeq: number }): void;
   holds(runId: string): boolean;

@@ -1,31 +1,38 @@
 /**
  * Real processes: step completions lost in a PostgreSQL crash are noticed and re-driven within
- * seconds. An `api` process and a worker of every stage but the LLM's run on a PostgreSQL of the
- * test's own whose WAL writer waits 10 s, so that the local steps' completions (committed
- * without waiting for their WAL flush) are still only in memory when the server is SIGKILLed:
- * after the restart the runs show those steps not done, while their jobs are done in Redis — no
- * job is left to redo them. Then the LLM's worker starts. Every run must be answered, once,
- * within RECOVERY_BOUND_MS of PostgreSQL being back; without noticing the restart it would wait
- * for the reconciler's sweep (RECONCILE_AFTER_MS, 60 s by default).
+ * seconds. A `start` process runs on a PostgreSQL of the test's own whose WAL writer waits 10 s,
+ * with the LLM's queue paused (BullMQ's global pause), so that the local steps' completions
+ * (committed without waiting for their WAL flush, and not flushed by a reply's commit) are still
+ * only in memory when the server is SIGKILLed: after the restart the runs show those steps not
+ * done, while their jobs are done in Redis — no job is left to redo them. Then the LLM's queue is
+ * resumed. Every run must be answered, once, within RECOVERY_BOUND_MS of PostgreSQL being back;
+ * without noticing the restart it waits for the reconciler's sweep (RECONCILE_AFTER_MS, 60 s by
+ * default; measured: 67 s).
  */
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeOpenAi, type FakeOpenAiServer } from '../../fakes/openai.fake.js';
 import { startPostgresServer, stopAllPostgresServers, type PostgresServer } from '../../support/postgres-server.js';
 import { bootstrapTenant, http, killAll, serverEnv, startServerProcess, waitUntil, type ProcessTenant, type ServerProcess } from '../../support/processes.js';
 import { startRedisServer, stopAllRedisServers } from '../../support/redis-server.js';
+import { CATALOG } from '../../../src/engine/catalog.js';
 
 const THREADS = 10;
 const MESSAGES_PER_THREAD = 2;
 const TOTAL = THREADS * MESSAGES_PER_THREAD;
 /** Steps of a run done before its reply: intent, security, rag, and the lookup settled with intent. */
 const LOCAL_STEPS = 4;
-/** PostgreSQL back → every run answered, the LLM worker's start (a few seconds) included. */
-const RECOVERY_BOUND_MS = 15_000;
+/** PostgreSQL back → every run answered. */
+const RECOVERY_BOUND_MS = 10_000;
+const PREFIX = 'lost-completion';
 
 let postgres: PostgresServer;
 let fake: FakeOpenAiServer | undefined;
 let api: ServerProcess;
+let llmQueue: Queue;
+let connection: Redis;
 let tenant: ProcessTenant;
 let env: Record<string, string>;
 let databaseUrl: string;
@@ -40,19 +47,21 @@ beforeAll(async () => {
   fake = llm;
   databaseUrl = await postgres.createDatabase('honeyjar');
   env = serverEnv(
-    { databaseUrl, prefix: 'lost-completion' },
+    { databaseUrl, prefix: PREFIX },
     // No alert evaluations: their writes would flush the WAL the test wants lost.
     { REDIS_URL: redis.url, OPENAI_API_KEY: 'test', OPENAI_BASE_URL: llm.url, RATE_LIMIT_MAX: '100000', ALERTS_INTERVAL_MS: '0' },
   );
   tenant = await bootstrapTenant(env, 'Lost Completion', 'admin@lost-completion.test');
-  [api] = await Promise.all([
-    startServerProcess('api', env, { name: 'api' }),
-    startServerProcess('worker', env, { name: 'worker (local stages)', args: ['--queues', 'intent,security,rag,rocketreach'] }),
-  ]);
+  connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+  llmQueue = new Queue(CATALOG.openai.queue, { connection, prefix: PREFIX });
+  await llmQueue.pause();
+  api = await startServerProcess('start', env, { name: 'start' });
 }, 90_000);
 
 afterAll(async () => {
   await killAll();
+  await llmQueue?.close();
+  connection?.disconnect();
   await fake?.close();
   await stopAllRedisServers();
   await stopAllPostgresServers();
@@ -91,7 +100,7 @@ describe('step completions lost in a PostgreSQL crash', () => {
         }
       }),
     );
-    // Every run's local steps done (committed, not flushed); the replies wait for an LLM worker.
+    // Every run's local steps done (committed, not flushed); the replies wait in the paused queue.
     await waitUntil(async () => (await completedSteps()).filter((r) => r.done === LOCAL_STEPS).length === TOTAL, {
       timeoutMs: 20_000,
       intervalMs: 50,
@@ -102,8 +111,7 @@ describe('step completions lost in a PostgreSQL crash', () => {
     await postgres.restart();
     const backAt = Date.now();
     const lost = (await completedSteps()).filter((r) => r.done < LOCAL_STEPS).length;
-    await startServerProcess('worker', env, { name: 'worker (llm)', args: ['--queues', 'openai'] });
-    const llmWorkerReadyMs = Date.now() - backAt;
+    await llmQueue.resume();
 
     await waitUntil(async () => (await query<{ open: number }>('select count(*)::int as open from runs where finished_at is null'))[0]!.open === 0, {
       timeoutMs: RECOVERY_BOUND_MS + 60_000,
@@ -112,7 +120,7 @@ describe('step completions lost in a PostgreSQL crash', () => {
       details: () => api.tail(20),
     });
     const recoveredMs = Date.now() - backAt;
-    console.info(`[lost-completion] ${lost} of ${TOTAL} runs lost step completions in the crash; every run answered ${recoveredMs} ms after PostgreSQL was back (the LLM's worker ready after ${llmWorkerReadyMs} ms)`);
+    console.info(`[lost-completion] ${lost} of ${TOTAL} runs lost step completions in the crash; every run answered ${recoveredMs} ms after PostgreSQL was back`);
     // The crash did lose completions (else this test shows nothing), and they were redone in time.
     expect(lost).toBeGreaterThan(0);
     expect(recoveredMs).toBeLessThanOrEqual(RECOVERY_BOUND_MS);

@@ -172,6 +172,35 @@ describe('transport-loss takeover', () => {
     expect((await s.runs.getById(fresh))?.driver).toBe('queue');
   });
 
+  it('a run taken over with its reply ready still waits for the earlier run of its thread', async () => {
+    const s = system();
+    const a = s.process('process-a');
+    s.transport.consumeWith(a.engine.queued);
+    const threadId = s.thread();
+    s.llm.hold('first');
+    const first = await s.sendQueued(threadId, 'first');
+    await until(() => s.llm.entered('first'), 'the first reply to be under way');
+    const second = await s.sendQueued(threadId, 'second');
+    await until(async () => (await s.runs.steps(second)).filter((step) => step.status === 'completed').length === 4, 'the second run to wait for its turn');
+    // The queues go with the first reply under way and the second one ready.
+    s.transport.setAvailable(false);
+    await a.takeover.tick();
+    s.advance(AFTER_MS);
+    expect(await a.takeover.tick()).toBe(2);
+    // The second reply asks for its turn and is told to wait, more than once, while the first is held.
+    let asked = 0;
+    const hasEarlierOpenRun = s.runs.hasEarlierOpenRun;
+    s.runs.hasEarlierOpenRun = async (...args) => {
+      asked++;
+      return hasEarlierOpenRun(...args);
+    };
+    await until(() => asked >= 3, 'the second reply to ask for its turn', 5_000_000);
+    expect(s.replies).toEqual([]);
+    s.llm.release('first');
+    await until(async () => (await s.status(second)) === 'completed', 'the second run to complete');
+    expect(s.replies).toEqual([first, second]);
+  });
+
   it('a job of a run another process holds runs no step and stores nothing', async () => {
     const s = system();
     const a = s.process('process-a');
