@@ -251,6 +251,17 @@ describe('stream tickets', () => {
   });
 });
 
+describe('the OpenAPI document', () => {
+  it('describes the event streams, the ticket route and the results cursor', async () => {
+    const doc = (await t.app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json();
+    expect(doc.paths['/api/v1/chat/batch/{batchId}/events'].get.description).toContain('Last-Event-ID');
+    expect(doc.paths['/api/v1/chat/threads/{threadId}/events'].get.summary).toMatch(/stays open/);
+    expect(doc.paths['/api/v1/chat/stream-tickets'].post.responses['201']).toBeDefined();
+    const params = doc.paths['/api/v1/chat/batch/{batchId}/results'].get.parameters.map((p: { name: string }) => p.name);
+    expect(params).toContain('after');
+  });
+});
+
 describe('retention', () => {
   it('prunes the events of runs past it, after which a finished batch’s stream is 410 and its results remain', async () => {
     const batchId = await sendQueued(await thread(), 'Hello, briefly');
