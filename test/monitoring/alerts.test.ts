@@ -86,6 +86,9 @@ async function queueCounts() {
   return t.container.producer.counts();
 }
 
+/** Jobs ready and not taken: with fairness on (the default) they wait as prioritized. */
+const ready = (c: { waiting: number; prioritized: number }) => c.waiting + c.prioritized;
+
 async function sendQueued(threadId: string, content: string): Promise<string> {
   const res = await t.as(admin, { method: 'POST', url: `/api/v1/chat/threads/${threadId}/messages/queued`, payload: { content } });
   expect(res.statusCode).toBe(202);
@@ -98,7 +101,7 @@ describe('alerts', () => {
     const threadId = (await t.as(admin, { method: 'POST', url: '/api/v1/chat/threads', payload: { title: 'alerts' } })).json().id;
     const batches: string[] = [];
     for (let i = 0; i < 4; i++) batches.push(await sendQueued(threadId, `backlog message ${i}`));
-    await eventually(async () => (await queueCounts())[QUEUE]!.waiting >= 4, 10_000, 'four waiting intent jobs');
+    await eventually(async () => ready((await queueCounts())[QUEUE]!) >= 4, 10_000, 'four waiting intent jobs');
 
     // 1. Raised.
     const first = await alerts().evaluate();
@@ -111,7 +114,7 @@ describe('alerts', () => {
 
     // 2. Persisting: the same alert, refreshed — no duplicate.
     batches.push(await sendQueued(threadId, 'one more'));
-    await eventually(async () => (await queueCounts())[QUEUE]!.waiting >= 5, 10_000, 'five waiting intent jobs');
+    await eventually(async () => ready((await queueCounts())[QUEUE]!) >= 5, 10_000, 'five waiting intent jobs');
     const second = await alerts().evaluate();
     expect(second.raised.filter((a) => a.rule === 'queue_backlog')).toEqual([]);
     const refreshed = second.updated.find((a) => a.id === raised!.id);
@@ -185,7 +188,7 @@ describe('alerts', () => {
       30_000,
       'the backlog to be processed',
     );
-    await eventually(async () => Object.values(await queueCounts()).every((c) => c.waiting + c.delayed === 0), 10_000, 'empty queues');
+    await eventually(async () => Object.values(await queueCounts()).every((c) => ready(c) + c.delayed === 0), 10_000, 'empty queues');
     const third = await alerts().evaluate();
     const resolved = third.resolved.find((a) => a.id === raised!.id);
     expect(resolved).toMatchObject({ status: 'resolved', acknowledgedBy: operator.userId });
