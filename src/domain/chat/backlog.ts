@@ -12,8 +12,14 @@ import { AppError } from '../errors.js';
 export interface BacklogReading {
   /** Open runs (accepted, not finished) per organization, across every process. */
   openByOrg: ReadonlyMap<string, number>;
-  /** Runs that finished (reply stored, or failed) in (`since`, `until`]. */
+  /**
+   * Runs that finished (reply stored, or failed) in (`since` − overlap, `until`]: a commit can
+   * become visible a moment after the finish time it carries, so each reading also counts the
+   * end of the previous one's interval again, and `recent` says how much of it that reading saw.
+   */
   finished: number;
+  /** Of those, the ones in (`until` − overlap, `until`]: what the next reading counts again. */
+  recent: number;
   /** The shortest accept-to-finish time among them, in ms; null when none finished. */
   fastestMs: number | null;
   /** The upper bound of the counted interval (the database's clock): the next reading's `since`. */
@@ -192,7 +198,7 @@ export function createBacklog(options: BacklogOptions) {
   const recentMs = options.recentMs ?? 60_000;
   const rate = createDrainRate(options.halfLifeMs);
   const service = createServiceTime(options.halfLifeMs, options.priorServiceMs);
-  let reading: { openByOrg: ReadonlyMap<string, number>; total: number; until: Date; takenAt: number } | undefined;
+  let reading: { openByOrg: ReadonlyMap<string, number>; total: number; until: Date; recent: number; takenAt: number } | undefined;
   /** Accepted by this process since the reading in use was started. */
   let localByOrg = new Map<string, number>();
   let localTotal = 0;
@@ -215,11 +221,13 @@ export function createBacklog(options: BacklogOptions) {
         for (const count of next.openByOrg.values()) total += count;
         if (previous) {
           const intervalMs = next.until.getTime() - previous.until.getTime();
+          // What the previous reading counted of the overlap is not counted twice.
+          const finished = Math.max(0, next.finished - previous.recent);
           // Busy: the runs open at the start were not all finished by the end.
-          if (previous.total > next.finished) rate.observe(next.finished, intervalMs);
+          if (previous.total > finished) rate.observe(finished, intervalMs);
           else if (next.fastestMs !== null) service.observe(next.fastestMs, intervalMs);
         }
-        reading = { openByOrg: next.openByOrg, total, until: next.until, takenAt: startedAt };
+        reading = { openByOrg: next.openByOrg, total, until: next.until, recent: next.recent, takenAt: startedAt };
       } catch (error) {
         // The old reading stays in use, with what this process accepted meanwhile.
         for (const [org, n] of carry.byOrg) localByOrg.set(org, (localByOrg.get(org) ?? 0) + n);

@@ -109,7 +109,7 @@ function scriptedSource() {
 describe('the backlog of a process', () => {
   it('places messages from the reading plus what this process accepted since, and refuses beyond the limits', async () => {
     const { source, readings, at } = scriptedSource();
-    readings.push({ openByOrg: new Map([['a', 2], ['b', 1]]), finished: 0, fastestMs: null, until: at(0) });
+    readings.push({ openByOrg: new Map([['a', 2], ['b', 1]]), finished: 0, fastestMs: null, recent: 0, until: at(0) });
     // The clock stands still: every admit is answered from the one reading.
     const backlog = createBacklog({ source, limits: { maxPerOrg: 4, maxTotal: 6 }, refreshMs: 250, halfLifeMs: 1_000, priorServiceMs: 500, now: () => 0 });
 
@@ -134,7 +134,7 @@ describe('the backlog of a process', () => {
   it('reads again only when the reading is older than refreshMs, without making the accept wait', async () => {
     const { source, readings, calls, at } = scriptedSource();
     let clock = 0;
-    readings.push({ openByOrg: new Map([['a', 1]]), finished: 0, fastestMs: null, until: at(0) });
+    readings.push({ openByOrg: new Map([['a', 1]]), finished: 0, fastestMs: null, recent: 0, until: at(0) });
     const backlog = createBacklog({ source, limits: { maxPerOrg: 100, maxTotal: 100 }, refreshMs: 250, halfLifeMs: 1_000, priorServiceMs: 500, now: () => clock });
     await backlog.admit('a');
     clock = 100;
@@ -147,7 +147,7 @@ describe('the backlog of a process', () => {
       async read(since) {
         calls.push(since);
         await gate;
-        return { openByOrg: new Map([['a', 7]]), finished: 0, fastestMs: null, until: at(300) };
+        return { openByOrg: new Map([['a', 7]]), finished: 0, fastestMs: null, recent: 0, until: at(300) };
       },
     };
     Object.assign(source, slow);
@@ -164,11 +164,11 @@ describe('the backlog of a process', () => {
     let clock = 0;
     const backlog = createBacklog({ source, limits: { maxPerOrg: 1_000_000, maxTotal: 1_000_000 }, refreshMs: 1, halfLifeMs: 10_000, priorServiceMs: 500, now: () => clock });
     // Idle: one run open, it finished in 90 ms; nothing else measured.
-    readings.push({ openByOrg: new Map([['a', 1]]), finished: 0, fastestMs: null, until: at(0) });
-    readings.push({ openByOrg: new Map(), finished: 1, fastestMs: 90, until: at(1_000) });
+    readings.push({ openByOrg: new Map([['a', 1]]), finished: 0, fastestMs: null, recent: 0, until: at(0) });
+    readings.push({ openByOrg: new Map(), finished: 1, fastestMs: 90, recent: 0, until: at(1_000) });
     // Busy: 1,000 open, 250 finished in a second, 750 still open plus 750 new ones.
-    readings.push({ openByOrg: new Map([['a', 1_000]]), finished: 0, fastestMs: null, until: at(2_000) });
-    readings.push({ openByOrg: new Map([['a', 1_500]]), finished: 250, fastestMs: 3_000, until: at(3_000) });
+    readings.push({ openByOrg: new Map([['a', 1_000]]), finished: 0, fastestMs: null, recent: 0, until: at(2_000) });
+    readings.push({ openByOrg: new Map([['a', 1_500]]), finished: 250, fastestMs: 3_000, recent: 0, until: at(3_000) });
     for (let i = 0; i < 4; i++) {
       await backlog.refresh();
       clock += 1_000;
@@ -182,10 +182,29 @@ describe('the backlog of a process', () => {
     expect(placed.estimatedWaitMs).toBe(6_090);
   });
 
+  it('counts a finish the previous reading saw in its overlap only once', async () => {
+    const { source, readings, at } = scriptedSource();
+    let clock = 0;
+    const backlog = createBacklog({ source, limits: { maxPerOrg: 1_000_000, maxTotal: 1_000_000 }, refreshMs: 1, halfLifeMs: 10_000, priorServiceMs: 500, now: () => clock });
+    readings.push({ openByOrg: new Map([['a', 1_000]]), finished: 0, fastestMs: null, recent: 0, until: at(0) });
+    // 300 finishes in the first second, 120 of them in its last two seconds of overlap.
+    readings.push({ openByOrg: new Map([['a', 900]]), finished: 300, fastestMs: null, recent: 120, until: at(1_000) });
+    // 320 counted in (−1 s, 2 s]: 120 of them were counted already; 200 are new.
+    readings.push({ openByOrg: new Map([['a', 800]]), finished: 320, fastestMs: null, recent: 200, until: at(2_000) });
+    await backlog.refresh();
+    clock = 1_000;
+    await backlog.refresh();
+    expect(backlog.status().drainRatePerSecond).toBe(300);
+    clock = 2_000;
+    await backlog.refresh();
+    // A tenth of a half-life towards 200: 300 − 100 × (1 − 2^−0.1).
+    expect(backlog.status().drainRatePerSecond).toBeCloseTo(300 - 100 * (1 - 2 ** -0.1), 1);
+  });
+
   it('keeps the old reading when the source fails, with what was accepted meanwhile', async () => {
     const { source, readings, at } = scriptedSource();
     const errors: unknown[] = [];
-    readings.push({ openByOrg: new Map([['a', 3]]), finished: 0, fastestMs: null, until: at(0) });
+    readings.push({ openByOrg: new Map([['a', 3]]), finished: 0, fastestMs: null, recent: 0, until: at(0) });
     const backlog = createBacklog({ source, limits: { maxPerOrg: 100, maxTotal: 100 }, refreshMs: 0, halfLifeMs: 1_000, priorServiceMs: 500, onError: (e) => errors.push(e) });
     await backlog.refresh();
     backlog.accepted('a');

@@ -5,25 +5,29 @@ import type { BacklogReading, BacklogSource } from '../../../domain/chat/backlog
  * The backlog as every process sees it, in one round trip: the open runs per organization (the
  * partial index runs_open_thread_idx holds only open runs), and the replies stored since the last
  * reading (run_steps_finished_idx: the reply stage's step finishes with its run). A step's
- * finished_at is its statement's start, and a loaded database may take a while to commit it: the
- * interval ends LAG_MS before the database's clock, so that such a step is counted by the next
- * reading rather than by neither (the rate then trails the truth by LAG_MS).
+ * finished_at is its statement's start, and a loaded database may take a while to commit it, so
+ * a finish can become visible after a reading whose interval it belongs to. Each reading
+ * therefore counts OVERLAP_MS before its `since` again, and says how many of its own finishes lie
+ * in its last OVERLAP_MS (`recent`), which the next reading subtracts: a finish committed up to
+ * OVERLAP_MS late is counted once, by the reading that first sees it.
  */
-const LAG_MS = 2_000;
+const OVERLAP_MS = 2_000;
 
 const READ = `
-with bound as (select now() - make_interval(secs => ${LAG_MS / 1000}) as until),
+with bound as (select now() as until),
 open as (select org_id, count(*)::int as n from runs where finished_at is null group by org_id),
 done as (
   select count(*)::int as finished,
+         count(*) filter (where st.finished_at > bound.until - make_interval(secs => ${OVERLAP_MS / 1000}))::int as recent,
          min(extract(epoch from st.finished_at - r.created_at) * 1000) as fastest_ms
     from run_steps st join runs r on r.id = st.run_id, bound
-   where $1::timestamptz is not null
-     and st.finished_at > $1::timestamptz and st.finished_at <= bound.until
+   where st.finished_at > coalesce($1::timestamptz, bound.until) - make_interval(secs => ${OVERLAP_MS / 1000})
+     and st.finished_at <= bound.until
      and st.stage = $2 and st.status in ('completed', 'failed')
 )
 select (select until from bound) as until,
        (select finished from done) as finished,
+       (select recent from done) as recent,
        (select fastest_ms from done) as fastest_ms,
        coalesce((select json_agg(json_build_array(org_id, n)) from open), '[]'::json) as open`;
 
@@ -44,6 +48,7 @@ export function createBacklogRepository(pool: pg.Pool, replyStage: string): Back
       const reading: BacklogReading = {
         openByOrg: new Map(open),
         finished: since ? Number(row.finished ?? 0) : 0,
+        recent: Number(row.recent ?? 0),
         fastestMs: row.fastest_ms === null || row.fastest_ms === undefined ? null : Number(row.fastest_ms),
         until: row.until as Date,
       };
