@@ -12,6 +12,8 @@ import { createLogger } from './logger.js';
 import { prepareDatabase, startServer, type Role } from './main.js';
 import type { StageName } from './engine/catalog.js';
 import { selectStages } from './adapters/bullmq/job-options.js';
+import { chooseDatabase, type ChosenDatabase } from './adapters/embedded/database-choice.js';
+import { describeStartFailure } from './adapters/embedded/startup-error.js';
 
 const USAGE = `Usage: honeyjar <command> [options]
 
@@ -71,7 +73,7 @@ export async function runCli(argv: string[]): Promise<number> {
         return await serve(config, 'worker', stages);
       }
       case 'migrate':
-        await prepareDatabase(config, createLogger(config.logLevel, 2));
+        await withDatabase(config, async () => undefined);
         printJson({ migrated: true });
         return 0;
       case 'bootstrap':
@@ -96,10 +98,16 @@ export async function runCli(argv: string[]): Promise<number> {
 
 async function serve(config: Readonly<Config>, role: Role, stages?: StageName[]): Promise<number> {
   const logger = createLogger(config.logLevel);
+  let database: ChosenDatabase | undefined;
   try {
-    await startServer(config, role, logger, stages ? { stages } : {});
+    database = await chooseDatabase(config, logger);
+    await startServer(database.config, role, logger, { ...(stages ? { stages } : {}), afterClose: database.release });
   } catch (error) {
-    logger.fatal({ err: error }, 'could not start');
+    // Expected failures (nothing answers, a port taken, …) are one line; anything else keeps its stack.
+    const reason = describeStartFailure(error, database?.label ?? 'PostgreSQL');
+    if (reason) logger.fatal(`could not start: ${reason}`);
+    else logger.fatal({ err: error }, 'could not start');
+    await database?.release().catch((stopError: unknown) => logger.error({ err: stopError }, 'could not stop the embedded PostgreSQL'));
     // Connections opened before the failure would keep the process alive.
     await new Promise<void>((resolve) => logger.flush(() => resolve()));
     process.exit(1);
@@ -108,14 +116,26 @@ async function serve(config: Readonly<Config>, role: Role, stages?: StageName[])
   return new Promise<number>(() => {});
 }
 
-/** Runs `work` against the database after migrating it, then closes everything. */
+/**
+ * Runs `work` against the database after migrating it, then closes everything. With the embedded
+ * PostgreSQL, a running one is used; otherwise it is started for the command and stopped after it.
+ */
 async function withDatabase<T>(config: Readonly<Config>, work: (db: ReturnType<typeof openDatabase>) => Promise<T>): Promise<T> {
-  await prepareDatabase(config, createLogger(config.logLevel, 2));
-  const database = openDatabase(config.database.url, { poolMax: 2 });
+  const logger = createLogger(config.logLevel, 2);
+  const chosen = await chooseDatabase(config, logger);
   try {
-    return await work(database);
+    await prepareDatabase(chosen.config, logger).catch((error: unknown) => {
+      const reason = describeStartFailure(error, chosen.label);
+      throw reason ? new Error(reason) : error;
+    });
+    const database = openDatabase(chosen.config.database.url, { poolMax: 2 });
+    try {
+      return await work(database);
+    } finally {
+      await database.close();
+    }
   } finally {
-    await database.close();
+    await chosen.release();
   }
 }
 

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import { CATALOG, type Catalog } from './engine/catalog.js';
 import type { StageDefinitionData, StageLimiter } from './engine/stage.js';
@@ -18,6 +19,7 @@ const schema = z.object({
   DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/honeyjar'),
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(20),
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  HONEYJAR_DATA_DIR: optionalString,
   PORT: z.coerce.number().int().min(0).max(65535).default(3005),
   HOST: z.string().min(1).default('127.0.0.1'),
   TRUST_PROXY: optionalString.pipe(
@@ -169,6 +171,10 @@ export interface Config {
   /** Health checks and metrics (src/monitoring/). */
   monitoring: { metricsToken: string | undefined; workerStaleMs: number; healthCheckTimeoutMs: number };
   alerts: AlertsConfig;
+  /** Where this working directory's data lives (HONEYJAR_DATA_DIR, absolute): the embedded PostgreSQL, and which database is used. */
+  dataDir: string;
+  /** Which addresses were set in the environment rather than defaulted: the start-up lines say why a database or transport is used. */
+  explicit: { databaseUrl: boolean; redisUrl: boolean };
 }
 
 export class ConfigError extends Error {
@@ -225,6 +231,8 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
     limits: { maxContentBytes: 32 * 1024, maxDocumentBytes: 1024 * 1024 },
     monitoring: { metricsToken: e.METRICS_TOKEN, workerStaleMs: e.HEALTH_WORKER_STALE_MS, healthCheckTimeoutMs: e.HEALTH_CHECK_TIMEOUT_MS },
     alerts: alertsConfig(e),
+    dataDir: resolve(e.HONEYJAR_DATA_DIR ?? '.honeyjar'),
+    explicit: { databaseUrl: env.DATABASE_URL !== undefined, redisUrl: env.REDIS_URL !== undefined },
   });
 }
 

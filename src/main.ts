@@ -31,7 +31,7 @@ export async function startServer(
   config: Readonly<Config>,
   role: Role,
   logger: Logger,
-  options: { stages?: readonly StageName[]; handleSignals?: boolean } = {},
+  options: { stages?: readonly StageName[]; handleSignals?: boolean; afterClose?: () => Promise<void> } = {},
 ): Promise<RunningServer> {
   await prepareDatabase(config, logger);
   const container = createContainer(config, logger);
@@ -62,6 +62,8 @@ export async function startServer(
         steps.run('queue system', () => queueSystem.close(Math.max(0, deadline - Date.now())), deadline),
       ]);
       await container.close({ deadline, steps });
+      // The embedded PostgreSQL (src/adapters/embedded/) goes last: everything above may still need it.
+      if (options.afterClose) await steps.run('embedded postgresql', options.afterClose, Date.now() + EMBEDDED_STOP_BUDGET_MS);
       // What did not finish in time is left to another process or the next start.
       const leftBehind = steps.pending();
       if (leftBehind.length > 0) logger.warn({ leftBehind }, 'shutdown complete');
@@ -96,6 +98,8 @@ export async function startServer(
   return { port, stop };
 }
 
+/** A fast shutdown of the embedded PostgreSQL takes well under a second; past this it is left to the next start. */
+const EMBEDDED_STOP_BUDGET_MS = 5_000;
 /** How long the HTTP close may still take after the deadline, once it has cut off the requests still running. */
 const HTTP_CUT_OFF_MS = 250;
 /** The watchdog's moment after the deadline: past the connections' close budget, short of the 2 s promise. */

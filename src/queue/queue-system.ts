@@ -33,10 +33,12 @@ export async function startQueueSystem(container: Container, stages: readonly St
   logger.info('Initializing queue system...');
   try {
     await waitUntilReady(container.redis, 3_000);
-    logger.info(`Connected to Redis (${new URL(config.redis.url).host})`);
+    logger.info(`queue transport: BullMQ on Redis at ${new URL(config.redis.url).host} (${redisWhy(config)})`);
     await setGlobalConcurrencies(container);
   } catch {
-    logger.warn('Redis is unreachable: serving in degraded mode (the pipeline runs in-process) until it returns');
+    logger.warn(
+      `queue transport: in-process, degraded: Redis at ${new URL(config.redis.url).host} does not answer (${redisWhy(config)}); messages run in this process until it does`,
+    );
     container.redis.once('ready', () => {
       logger.info('Redis is back: new messages go to the queues again');
       setGlobalConcurrencies(container).catch(() => undefined);
@@ -113,6 +115,10 @@ export async function startQueueSystem(container: Container, stages: readonly St
       if (workerConnection) await closeRedis(workerConnection);
     },
   };
+}
+
+function redisWhy(config: Container['config']): string {
+  return config.explicit.redisUrl ? 'REDIS_URL' : 'REDIS_URL is not set: the default address';
 }
 
 /** A stage's global concurrency (its provider's limit across every process) is a setting of its queue in Redis. */
