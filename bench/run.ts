@@ -16,6 +16,9 @@
  *   4b paced            the same processes offered BENCH_PACED_RATE msg/s (300) as Poisson arrivals
  *                       for 30 s: does it keep up (one reply each, seen within 1 s at p99), replies/s
  *   5 peak RSS          of each server process tree, sampled every 200 ms; API processes ≤ 250 MB
+ *   6 bare start        `npm start` → healthy on a bare machine (loopback-only network namespace, no
+ *                       DATABASE_URL: the embedded PostgreSQL), first start ≤ 10 s, restart ≤ 5 s
+ *                       (bench/bare-start.ts)
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -49,6 +52,7 @@ import {
 } from './lib/procs.js';
 import { ratePerSecond, ReplyWatcher, type ReplyAudit } from './lib/replies.js';
 import { round, sleep, summarize } from './lib/stats.js';
+import { BARE_TARGETS, scenarioBareStart } from './bare-start.js';
 
 // --- settings -------------------------------------------------------------------------------------
 
@@ -132,8 +136,8 @@ const PACED = instance('paced');
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const FLOOR_PREFIX = `bench-${RID}-floor`;
 const STAGES = 5;
-/** BENCH_ONLY=floor,queued,ack,sustained,paced,e2e runs a subset (default: all). */
-const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,paced,e2e').split(',').map((s) => s.trim()));
+/** BENCH_ONLY=floor,queued,ack,sustained,paced,e2e,bare runs a subset (default: all). */
+const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,paced,e2e,bare').split(',').map((s) => s.trim()));
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
 // --- small helpers --------------------------------------------------------------------------------
@@ -1153,6 +1157,9 @@ async function main(): Promise<number> {
     serverLogs['server-fake-llm'] = logFindings('server-fake-llm');
   }
 
+  // Scenario 6: a bare machine, on its own (no shared PostgreSQL or Redis inside its namespace).
+  if (ONLY.has('bare')) await attempt('bareStart', () => scenarioBareStart(log));
+
   // Redis keys under the prefix of a server that ran tell whether it honoured QUEUE_PREFIX.
   let serverKeys: number | undefined;
   const checkedPrefix = ONLY.has('e2e') ? E2E.prefix : ONLY.has('queued') || ONLY.has('ack') ? MAIN.prefix : ONLY.has('sustained') ? SUSTAINED.prefix : ONLY.has('paced') ? PACED.prefix : undefined;
@@ -1197,6 +1204,7 @@ async function main(): Promise<number> {
   const e2eAck = e2e?.ackToCompletedMs as ReturnType<typeof summarize> | undefined;
   const e2eServer = e2e?.serverCreatedToFinishedMs as ReturnType<typeof summarize> | undefined;
   const mb = (m: TreeMemory | undefined) => round(megabytes(m), 1);
+  const bare = scenarios.bareStart as Record<string, unknown> | undefined;
 
   const checks: Check[] = [
     { scenario: '1 floor', figure: 'req/s (100 conns)', value: num(floor?.reqPerSec), unit: 'req/s' },
@@ -1254,6 +1262,27 @@ async function main(): Promise<number> {
     )
       .filter(([, first]) => memory[first])
       .map(([figure, ...labels]): Check => ({ scenario: '5 RSS', figure, value: labels.map((label) => mb(memory[label])).join(' / '), unit: 'MB' })),
+    ...(bare?.skipped
+      ? [{ scenario: '6 bare start', figure: `skipped: ${String(bare.skipped)}`, value: '-', unit: '' }]
+      : [
+          {
+            scenario: '6 bare start',
+            figure: 'npm start → healthy, first start (worst)',
+            value: num(bare?.firstStartWorstMs),
+            unit: 'ms',
+            target: `≤ ${BARE_TARGETS.firstStartMs} ms`,
+            pass: bare?.firstStartWorstMs !== undefined && num(bare.firstStartWorstMs) <= BARE_TARGETS.firstStartMs,
+          },
+          {
+            scenario: '6 bare start',
+            figure: 'npm start → healthy, restart (worst)',
+            value: num(bare?.restartWorstMs),
+            unit: 'ms',
+            target: `≤ ${BARE_TARGETS.restartMs} ms`,
+            pass: bare?.restartWorstMs !== undefined && num(bare.restartWorstMs) <= BARE_TARGETS.restartMs,
+          },
+          { scenario: '6 bare start', figure: 'postgres processes left after SIGTERM', value: num(bare?.leftRunning), unit: '', target: '0', pass: bare?.leftRunning === 0 },
+        ]),
   ];
 
   // With BENCH_ONLY, leave out the rows of scenarios that did not run.
@@ -1264,7 +1293,8 @@ async function main(): Promise<number> {
     (c.scenario.startsWith('2') && ONLY.has('ack')) ||
     (c.scenario.startsWith('3') && ONLY.has('e2e')) ||
     (c.scenario.startsWith('4 ') && ONLY.has('sustained')) ||
-    (c.scenario.startsWith('4b') && ONLY.has('paced'));
+    (c.scenario.startsWith('4b') && ONLY.has('paced')) ||
+    (c.scenario.startsWith('6') && ONLY.has('bare'));
   checks.splice(0, checks.length, ...checks.filter(ran));
 
   const cpus = os.cpus();

@@ -107,7 +107,9 @@ async function useEmbedded(
   logger.info(`database: embedded PostgreSQL ${version} in ${dir.root}, 127.0.0.1:${port}/${manifest.database}, ${who} (${why})`);
 
   const stopIfLast = async (ownership: Ownership) => {
+    const asked = Date.now();
     const others = await ownership.otherSessions().catch(() => 0);
+    logger.debug({ others, ms: Date.now() - asked }, 'embedded PostgreSQL: other sessions');
     if (others > 0) {
       logger.info(`embedded PostgreSQL keeps running: ${others} other connection(s) use it; the last honeyjar process to stop stops it`);
     } else {
