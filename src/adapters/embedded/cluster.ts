@@ -70,6 +70,8 @@ export async function initialiseCluster(dir: DataDir, credentials: { user: strin
   const aside = `${dir.cluster}.init-${process.pid}`;
   await rm(aside, { recursive: true, force: true });
   if (isRoot()) await ensureReachable(dir.root, await serverUser());
+  // initdb needs the libraries' links too.
+  await binaries();
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: aside,

@@ -60,7 +60,10 @@ export async function chooseDatabase(config: Readonly<Config>, logger: Logger): 
     return useDefaultAddress(config, logger, `DATABASE_URL is not set; ${dir.manifest} records the default address`);
   }
   if (manifest?.kind === 'embedded') {
-    return useEmbedded(config, dir, manifest, `DATABASE_URL is not set and ${dir.root} holds its data`, logger);
+    const why = (await clusterExists(dir))
+      ? `DATABASE_URL is not set and ${dir.root} holds its data`
+      : `DATABASE_URL is not set and ${dir.manifest} records an embedded PostgreSQL, whose cluster is created now`;
+    return useEmbedded(config, dir, manifest, why, logger);
   }
 
   if (await answers(defaultAddress)) {
