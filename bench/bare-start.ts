@@ -9,7 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -35,7 +35,14 @@ interface StartTiming {
   /** The `database:` and `queue transport:` lines as printed. */
   startupLines: string[];
   stopMs: number;
+  /** The server logged `shutdown complete` (it did not crash or get cut off). */
+  shutdownComplete: boolean;
   leftRunning: number;
+  /** When the shutdown did not complete: the last log lines and stderr. */
+  lastLines?: string[];
+  stderr?: string[];
+  /** The 1-minute load average when the start began: on a shared machine, the figures move with it. */
+  loadavg1: number;
 }
 
 export async function scenarioBareStart(log: (message: string) => void): Promise<Record<string, unknown>> {
@@ -66,6 +73,7 @@ export async function scenarioBareStart(log: (message: string) => void): Promise
       firstStartWorstMs: worst(first),
       restartWorstMs: worst(restarts),
       leftRunning: [...first, ...restarts].reduce((sum, t) => sum + t.leftRunning, 0),
+      incompleteShutdowns: [...first, ...restarts].filter((t) => !t.shutdownComplete).length,
       starts: { first, restarts },
     };
   } finally {
@@ -76,6 +84,7 @@ export async function scenarioBareStart(log: (message: string) => void): Promise
 
 async function timeStart(ns: LoopbackNamespace, dataDir: string): Promise<StartTiming> {
   const [command, ...args] = [...ns.launcher, 'npm', 'start', '--silent'];
+  const loadavg1 = round(loadavg()[0] ?? Number.NaN, 2);
   const spawnedAt = Date.now();
   const t0 = performance.now();
   // Its own process group: the stop below signals npm and the server together, as a Ctrl-C would.
@@ -105,7 +114,8 @@ async function timeStart(ns: LoopbackNamespace, dataDir: string): Promise<StartT
       }
     }
   });
-  child.stderr!.resume();
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4_000)));
   try {
     let healthStatus: string | undefined;
     for (;;) {
@@ -134,7 +144,10 @@ async function timeStart(ns: LoopbackNamespace, dataDir: string): Promise<StartT
       healthStatus,
       startupLines: lines.filter((l) => /^(database|queue transport|embedded PostgreSQL)/.test(l.msg)).map((l) => l.msg),
       stopMs,
+      shutdownComplete: lines.some((l) => l.msg === 'shutdown complete'),
+      ...(lines.some((l) => l.msg === 'shutdown complete') ? {} : { lastLines: lines.slice(-4).map((l) => l.msg), stderr: stderr.trim().split('\n').slice(-12) }),
       leftRunning: processesMentioning(dataDir).length,
+      loadavg1,
     };
   } finally {
     if (child.exitCode === null && child.signalCode === null) {

@@ -78,6 +78,13 @@ export async function startServer(
         process.exit(1);
       }
       logger.info(`${signal} received`);
+      // A connection being closed may still emit an error no one listens to any more (BullMQ's wait
+      // for a Redis that never answered rejects after its close dropped the listeners). Past this
+      // point that must not end the process before it has stopped what it owns (the embedded
+      // PostgreSQL); the watchdog below bounds the shutdown whatever happens.
+      process.on('uncaughtException', (error: Error & { code?: string }) => {
+        logger.warn({ err: { message: error.message, code: error.code } }, 'error while shutting down: ignored');
+      });
       // Whatever Redis or PostgreSQL do, the process is gone shortly after the deadline, with exit 0:
       // nothing is lost that another process or the next start does not pick up.
       armWatchdog(config.shutdownTimeoutMs + WATCHDOG_MARGIN_MS, steps, (pending) => {

@@ -98,12 +98,17 @@ async function useEmbedded(
   if (!(await clusterExists(dir))) await initialiseCluster(dir, manifest, logger);
   const user = await serverUser();
   const { port, startedHere } = await ensureRunning(dir, manifest, user);
-  const url = (database: string) =>
-    `postgres://${encodeURIComponent(manifest.user)}:${encodeURIComponent(manifest.password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
+  // Every connection of this process carries its pid: whether others still use the server is then
+  // a question about other names, even when this process could not close its own (a failed start).
+  const applicationName = `honeyjar:${process.pid}`;
+  const server = `postgres://${encodeURIComponent(manifest.user)}:${encodeURIComponent(manifest.password)}@127.0.0.1:${port}`;
+  const appUrl = `${server}/${encodeURIComponent(manifest.database)}?application_name=${encodeURIComponent(applicationName)}`;
+  // The claim's connection names itself (ownership.ts).
+  const maintenanceUrl = `${server}/postgres`;
   const version = (await clusterVersion(dir)) ?? '';
   const label = `the embedded PostgreSQL ${version} in ${dir.root} (127.0.0.1:${port})`;
 
-  const claim = await claimOwnership(url('postgres'));
+  const claim = await claimOwnership(maintenanceUrl);
   let who: string;
   if (claim.owner) who = startedHere ? 'started by this process' : 'already running with no owner: this process owns it now';
   else who = `run by process ${claim.ownerPid ?? '(unknown)'}`;
@@ -111,7 +116,7 @@ async function useEmbedded(
 
   const stopIfLast = async (ownership: Ownership) => {
     const asked = Date.now();
-    const others = await ownership.otherSessions().catch(() => 0);
+    const others = await ownership.otherSessions(applicationName).catch(() => 0);
     logger.debug({ others, ms: Date.now() - asked }, 'embedded PostgreSQL: other sessions');
     if (others > 0) {
       logger.info(`embedded PostgreSQL keeps running: ${others} other connection(s) use it; the last honeyjar process to stop stops it`);
@@ -126,11 +131,11 @@ async function useEmbedded(
     (released ??= (async () => {
       if (claim.owner) return stopIfLast(claim.ownership);
       // The owner may have ended while this process ran, leaving the server to the last one out.
-      const later = await claimOwnership(url('postgres')).catch(() => undefined);
+      const later = await claimOwnership(maintenanceUrl).catch(() => undefined);
       if (later?.owner) await stopIfLast(later.ownership);
     })());
 
-  const chosen = { ...config, database: { ...config.database, url: url(manifest.database) } };
+  const chosen = { ...config, database: { ...config.database, url: appUrl } };
   return { config: Object.freeze(chosen), label, release };
 }
 

@@ -12,8 +12,8 @@ const APPLICATION_PREFIX = 'honeyjar-embedded-owner:';
 const SESSION_SETTLE_MS = 1_500;
 
 export interface Ownership {
-  /** Client sessions on the server other than the owner's own connection. */
-  otherSessions(): Promise<number>;
+  /** Client sessions on the server of other processes: neither the claim's connection nor any named `ownApplicationName`. */
+  otherSessions(ownApplicationName: string): Promise<number>;
   /** Lets go of the claim (closes its connection). */
   release(): Promise<void>;
 }
@@ -33,13 +33,15 @@ export async function claimOwnership(maintenanceUrl: string): Promise<Claim> {
       return {
         owner: true,
         ownership: {
-          async otherSessions() {
-            // A session whose client just hung up (this process's own pool, closed a moment ago) is
-            // listed until its backend has exited: give those a moment to go.
+          async otherSessions(ownApplicationName) {
+            // A session whose client just hung up (a command that just ended) is listed until its
+            // backend has exited: give those a moment to go.
             const deadline = Date.now() + SESSION_SETTLE_MS;
             for (;;) {
               const result = await client.query<{ n: string }>(
-                "select count(*) as n from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid()",
+                `select count(*) as n from pg_stat_activity
+                  where backend_type = 'client backend' and pid <> pg_backend_pid() and application_name is distinct from $1`,
+                [ownApplicationName],
               );
               const count = Number(result.rows[0]?.n ?? 0);
               if (count === 0 || Date.now() >= deadline) return count;

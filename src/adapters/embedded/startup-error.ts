@@ -20,6 +20,7 @@ const CONNECTION_FAILURES: Record<string, string> = {
   '3D000': 'has no such database',
   '42501': 'refused the permission',
   '57P03': 'is starting up or shutting down',
+  '53300': 'has no connection slots left',
 };
 
 /**

@@ -6,6 +6,7 @@
  * Redis is absent); an `api` process and the CLI connect to the same server; SIGTERM stops the
  * embedded PostgreSQL with nothing left running; a restart finds every row again.
  */
+import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +42,13 @@ afterAll(async () => {
 });
 
 const messageOf = (proc: ServerProcess, prefix: string) => proc.logs.find((line) => typeof line.msg === 'string' && line.msg.startsWith(prefix))?.msg;
+
+function logLines(stdout: string): { level: number; msg: string; err?: unknown }[] {
+  return stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line));
+}
 
 function postmasterPid(): number {
   return Number(readFileSync(join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
@@ -136,7 +144,7 @@ describe.skipIf(unavailable !== undefined)('a bare machine (loopback only, no DA
     expect(existsSync(join(dataDir, 'postgres', 'postmaster.pid'))).toBe(false);
     expect(isRunning(postgres)).toBe(false);
     expect(processesMentioning(dataDir)).toEqual([]);
-  }, 60_000);
+  }, 120_000);
 
   it('restarts on the same data: no new token, every row still there', async () => {
     const server = await startServerProcess('start', env, { name: 'restart', launcher: ns.launcher, readyTimeoutMs: 30_000 });
@@ -147,7 +155,26 @@ describe.skipIf(unavailable !== undefined)('a bare machine (loopback only, no DA
     expect(messages.body.messages).toHaveLength(4);
     await stop(server);
     expect(processesMentioning(dataDir)).toEqual([]);
-  }, 30_000);
+  }, 60_000);
+
+  it('stops the embedded PostgreSQL when the start fails after starting it (the HTTP port is taken)', async () => {
+    const [command, ...prefix] = ns.launcher;
+    const holder = spawn(command!, [...prefix, process.execPath, '-e', "require('net').createServer().listen(4321, '127.0.0.1', () => console.log('held'))"], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    try {
+      await new Promise((resolve) => holder.stdout!.once('data', resolve));
+      const result = await runCli(['start'], { ...env, PORT: '4321' }, 30_000, ns.launcher);
+      expect(result.code).toBe(1);
+      const messages = logLines(result.stdout).map((line) => line.msg);
+      expect(messages).toContain('could not start: the HTTP port is in use (EADDRINUSE: address already in use 127.0.0.1:4321); set PORT to another one');
+      expect(messages).toContain('embedded PostgreSQL stopped');
+      expect(logLines(result.stdout).filter((line) => line.level === 60 && line.err)).toEqual([]);
+      expect(processesMentioning(dataDir)).toEqual([]);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  }, 60_000);
 
   it('never moves to an embedded database silently: a recorded default address that does not answer is one clear line', async () => {
     const other = join(root, 'recorded-default');
@@ -155,19 +182,15 @@ describe.skipIf(unavailable !== undefined)('a bare machine (loopback only, no DA
     writeFileSync(join(other, 'honeyjar.json'), JSON.stringify({ version: 1, kind: 'default-address' }));
     const result = await runCli(['start'], { ...env, HONEYJAR_DATA_DIR: other }, 15_000, ns.launcher);
     expect(result.code).toBe(1);
-    const fatal = result.stdout
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line))
-      .filter((line) => line.level === 60);
+    const fatal = logLines(result.stdout).filter((line) => line.level === 60);
     expect(fatal).toHaveLength(1);
-    expect(fatal[0].msg).toBe(
+    expect(fatal[0]!.msg).toBe(
       `could not start: nothing answers at 127.0.0.1:5432, the PostgreSQL this directory uses (${other}/honeyjar.json records the default address): ` +
         `start it, set DATABASE_URL, or remove ${other} to use an embedded PostgreSQL`,
     );
-    expect(fatal[0].err).toBeUndefined();
+    expect(fatal[0]!.err).toBeUndefined();
     expect(existsSync(join(other, 'postgres'))).toBe(false);
-  }, 30_000);
+  }, 60_000);
 });
 
 describe('an expected start failure', () => {
@@ -176,11 +199,11 @@ describe('an expected start failure', () => {
     const url = 'postgres://postgres@127.0.0.1:1/honeyjar';
     const result = await runCli(['start'], { DATABASE_URL: url, PORT: '0', LOG_LEVEL: 'info', HONEYJAR_DATA_DIR: join(tmpdir(), 'honeyjar-unused') }, 15_000);
     expect(result.code).toBe(1);
-    const lines = result.stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
+    const lines = logLines(result.stdout);
     expect(lines.map((line) => line.msg)).toEqual([
       'database: PostgreSQL at 127.0.0.1:1/honeyjar (DATABASE_URL)',
       'could not start: PostgreSQL at 127.0.0.1:1/honeyjar (DATABASE_URL) refused the connection (ECONNREFUSED)',
     ]);
     expect(result.stdout).not.toContain('stack');
-  }, 30_000);
+  }, 60_000);
 });
