@@ -108,7 +108,10 @@ async function useEmbedded(
   const version = (await clusterVersion(dir)) ?? '';
   const label = `the embedded PostgreSQL ${version} in ${dir.root} (127.0.0.1:${port})`;
 
-  const claim = await claimOwnership(maintenanceUrl);
+  const claim = await claimOwnership(maintenanceUrl).catch(async (error: unknown) => {
+    if (startedHere) await stopCluster(dir, user).catch(() => undefined);
+    throw error;
+  });
   let who: string;
   if (claim.owner) who = startedHere ? 'started by this process' : 'already running with no owner: this process owns it now';
   else who = `run by process ${claim.ownerPid ?? '(unknown)'}`;
@@ -135,7 +138,7 @@ async function useEmbedded(
       if (later?.owner) await stopIfLast(later.ownership);
     })());
 
-  const chosen = { ...config, database: { ...config.database, url: appUrl } };
+  const chosen = { ...config, database: Object.freeze({ ...config.database, url: appUrl }) };
   return { config: Object.freeze(chosen), label, release };
 }
 
