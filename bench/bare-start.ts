@@ -8,7 +8,7 @@
  * SIGTERM, and must leave no PostgreSQL process behind.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -27,6 +27,12 @@ export const BARE_TARGETS = { firstStartMs: 10_000, restartMs: 5_000 };
 interface StartTiming {
   /** Spawn of `npm start` → the first 200 from the health route. */
   healthyMs: number;
+  /**
+   * CPU time (user + system) of `npm start`'s process group until healthy, children that ended
+   * (initdb, pg_ctl) included; the embedded server itself runs in a session of its own and is
+   * not counted. Unlike the wall time, it hardly moves with the machine's load.
+   */
+  cpuSecondsUntilHealthy: number;
   /** Spawn → the `database:` line (the embedded server runs, before create/migrate). */
   databaseLineMs: number | undefined;
   /** Spawn → `Server listening on port`. */
@@ -72,6 +78,8 @@ export async function scenarioBareStart(log: (message: string) => void): Promise
       restartMs: summarize(restarts.map((t) => t.healthyMs)),
       firstStartWorstMs: worst(first),
       restartWorstMs: worst(restarts),
+      firstStartCpuSeconds: summarize(first.map((t) => t.cpuSecondsUntilHealthy)),
+      restartCpuSeconds: summarize(restarts.map((t) => t.cpuSecondsUntilHealthy)),
       leftRunning: [...first, ...restarts].reduce((sum, t) => sum + t.leftRunning, 0),
       incompleteShutdowns: [...first, ...restarts].filter((t) => !t.shutdownComplete).length,
       starts: { first, restarts },
@@ -129,6 +137,7 @@ async function timeStart(ns: LoopbackNamespace, dataDir: string): Promise<StartT
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
     const healthyMs = round(performance.now() - t0, 0);
+    const cpuSeconds = groupCpuSeconds(child.pid!);
     const at = (prefix: string) => {
       const line = lines.find((l) => l.msg.startsWith(prefix));
       return line ? line.time - spawnedAt : undefined;
@@ -139,6 +148,7 @@ async function timeStart(ns: LoopbackNamespace, dataDir: string): Promise<StartT
     const stopMs = round(performance.now() - stop0, 0);
     return {
       healthyMs,
+      cpuSecondsUntilHealthy: cpuSeconds,
       databaseLineMs: at('database:'),
       listeningMs: at('Server listening on port'),
       healthStatus,
@@ -156,4 +166,23 @@ async function timeStart(ns: LoopbackNamespace, dataDir: string): Promise<StartT
     }
     for (const pid of processesMentioning(dataDir)) process.kill(pid, 'SIGKILL');
   }
+}
+
+/** Clock ticks per second of /proc/<pid>/stat on Linux. */
+const CLOCK_TICKS = 100;
+
+function groupCpuSeconds(pgid: number): number {
+  let ticks = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) !== pgid) continue;
+      ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return round(ticks / CLOCK_TICKS, 2);
 }

@@ -1283,6 +1283,12 @@ async function main(): Promise<number> {
           },
           {
             scenario: '6 bare start',
+            figure: 'CPU s of npm start until healthy: first / restart (p50)',
+            value: `${num((bare?.firstStartCpuSeconds as { p50?: number } | undefined)?.p50)} / ${num((bare?.restartCpuSeconds as { p50?: number } | undefined)?.p50)}`,
+            unit: 's',
+          },
+          {
+            scenario: '6 bare start',
             figure: 'postgres processes left / shutdowns not complete',
             value: `${num(bare?.leftRunning)} / ${num(bare?.incompleteShutdowns)}`,
             unit: '',
