@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StartupError } from './startup-error.js';
@@ -46,7 +47,7 @@ export async function readManifest(dir: DataDir): Promise<Manifest | undefined> 
  */
 export async function createManifest(dir: DataDir, manifest: Manifest): Promise<Manifest> {
   await mkdir(dir.root, { recursive: true, mode: 0o755 });
-  const aside = `${dir.manifest}.${process.pid}.tmp`;
+  const aside = `${dir.manifest}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   await writeFile(aside, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
   try {
     await link(aside, dir.manifest);
