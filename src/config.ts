@@ -19,6 +19,12 @@ const schema = z.object({
   DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/honeyjar'),
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(20),
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  REDIS_CLUSTER_NODES: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9.-]+:\d{1,5}(\s*,\s*[A-Za-z0-9.-]+:\d{1,5})*$/, 'must be host:port pairs separated by commas')
+      .optional(),
+  ),
   HONEYJAR_DATA_DIR: optionalString,
   PORT: z.coerce.number().int().min(0).max(65535).default(3005),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -138,7 +144,11 @@ export interface Config {
   /** The stages this process runs; every per-stage setting below is derived from it. */
   catalog: Catalog;
   database: { url: string; poolMax: number };
-  redis: { url: string };
+  /**
+   * `url`: one Redis. `clusterNodes`: the seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES); when
+   * set, `url` is not used, `queue.prefix` is a hash tag and every queue gets a tag of its own.
+   */
+  redis: { url: string; clusterNodes?: ReadonlyArray<{ host: string; port: number }> };
   /**
    * `trustProxy` of Fastify: whose X-Forwarded-* headers are believed (the client address, and
    * X-Forwarded-Proto for the session cookie's Secure flag). false: none, the socket is the truth.
@@ -195,7 +205,7 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
   return deepFreeze({
     catalog,
     database: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX },
-    redis: { url: e.REDIS_URL },
+    redis: { url: e.REDIS_URL, ...(e.REDIS_CLUSTER_NODES ? { clusterNodes: clusterNodesOf(e.REDIS_CLUSTER_NODES) } : {}) },
     http: { port: e.PORT, host: e.HOST, trustProxy: trustProxyOf(e.TRUST_PROXY), timeouts: httpTimeouts(e, replyStageOf(catalog).attempts) },
     logLevel: e.LOG_LEVEL,
     openai: {
@@ -214,7 +224,9 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
     },
     bootstrap: { orgName: e.BOOTSTRAP_ORG_NAME, adminEmail: e.BOOTSTRAP_ADMIN_EMAIL },
     queue: {
-      prefix: e.QUEUE_PREFIX,
+      // On a cluster every key of the system hashes to one slot through this tag (multi-key
+      // commands stay legal), except the queues, which each get their own (src/adapters/bullmq).
+      prefix: e.REDIS_CLUSTER_NODES ? `{${e.QUEUE_PREFIX}}` : e.QUEUE_PREFIX,
       concurrency: Object.fromEntries(stageOrder(catalog).map((stage) => [stage, stageEnv[concurrencyEnvKey(stage)]!])) as Record<StageName, number>,
       limiters: limitsOf(catalog, env, stageEnv),
       stalledIntervalMs: e.QUEUE_STALLED_INTERVAL_MS,
@@ -233,6 +245,15 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
     alerts: alertsConfig(e),
     dataDir: resolve(e.HONEYJAR_DATA_DIR ?? '.honeyjar'),
     explicit: { databaseUrl: env.DATABASE_URL !== undefined, redisUrl: env.REDIS_URL !== undefined },
+  });
+}
+
+function clusterNodesOf(value: string): Array<{ host: string; port: number }> {
+  return value.split(',').map((pair) => {
+    const [host, port] = pair.trim().split(':') as [string, string];
+    const number = Number(port);
+    if (number < 1 || number > 65535) throw new ConfigError(`Invalid configuration:\n  REDIS_CLUSTER_NODES: port out of range in ${pair.trim()}`);
+    return { host, port: number };
   });
 }
 

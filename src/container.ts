@@ -26,7 +26,7 @@ import { classifySecurity } from './domain/stages/security/security.service.js';
 import { rememberVerdicts } from './domain/stages/security/remembered-verdicts.js';
 import { createRedisConnection } from './adapters/redis/connections.js';
 import { createShutdownSteps, settleBy, type ShutdownSteps } from './lib/shutdown.js';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { cancelChannel } from './adapters/redis/cancellation.js';
 import { createProducer } from './adapters/bullmq/transport.js';
 import { createMonitoringRepository } from './adapters/postgres/repositories/monitoring.repository.js';
@@ -53,7 +53,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
   };
   const stages = createStageServices(config, repositories, monitoring);
   // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
-  const redis = createRedisConnection(config.redis.url, 'producer', logger);
+  const redis = createRedisConnection(config.redis, 'producer', logger);
   const producer = createProducer({ catalog: config.catalog, connection: redis, prefix: config.queue.prefix, logger, cancelChannel: cancelChannel(config.queue.prefix) });
   // The pipeline: both drivers, one step processor (src/engine/).
   const engine = createEngine({
@@ -125,7 +125,7 @@ const CLOSE_BUDGET_MS = 1_000;
 const REDIS_QUIT_MARGIN_MS = 500;
 
 /** QUIT when Redis is there to answer it (by `until` at the latest); otherwise, or then, hang up. */
-async function quitRedis(redis: Redis, until: number): Promise<void> {
+async function quitRedis(redis: Redis | Cluster, until: number): Promise<void> {
   if (redis.status === 'ready') await settleBy(redis.quit(), until);
   redis.disconnect();
 }

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import type { MonitoringRepository } from '../adapters/postgres/repositories/monitoring.repository.js';
 import {
@@ -115,7 +115,7 @@ const ms = (value: number) => Math.round(value * 10) / 10;
 export function createHealthService(deps: {
   config: Readonly<Config>;
   repository: MonitoringRepository;
-  redis: Redis;
+  redis: Redis | Cluster;
   producer: Producer;
   heartbeat: Heartbeat;
   monitoring: Monitoring;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 /** Entries of processes that have not fetched for this long are dropped (a process that died). */
 const RETAIN_MS = 60 * 60_000;
@@ -16,7 +16,7 @@ const RETAIN_MS = 60 * 60_000;
  * Writes go through the container's fail-fast connection and never wait or throw: when Redis is
  * down there is nothing to consume anyway.
  */
-export function createHeartbeat(options: { redis: Redis; prefix: string; minIntervalMs?: number; now?: () => number }) {
+export function createHeartbeat(options: { redis: Redis | Cluster; prefix: string; minIntervalMs?: number; now?: () => number }) {
   const { redis, prefix } = options;
   const now = options.now ?? Date.now;
   const minIntervalMs = options.minIntervalMs ?? 1_000;

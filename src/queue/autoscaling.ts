@@ -2,7 +2,7 @@ import { queueCounts } from '../adapters/bullmq/transport.js';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Job, Queue, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ConcurrencyController, summarizeDurations, type ScalingDecision } from '../domain/monitoring/autoscaler.js';
@@ -111,7 +111,7 @@ export function startAutoscaling(deps: {
   /** Queues to sample, on a fail-fast connection (the producer's). */
   queues: Record<StageName, Queue<StageJobData>>;
   /** Where the state is published (the producer's connection). */
-  redis: Redis;
+  redis: Redis | Cluster;
   logger: Logger;
   processId?: string;
 }): Autoscaling {
@@ -356,7 +356,7 @@ export interface QueueStatus {
 export async function readQueueStatus(deps: {
   config: Readonly<Config>;
   queues: Record<StageName, Queue<StageJobData>>;
-  redis: Redis;
+  redis: Redis | Cluster;
 }): Promise<{ timestamp: string; queues: QueueStatus[] }> {
   const { config, queues, redis } = deps;
   const key = autoscaleKey(config.queue.prefix);

@@ -1,9 +1,9 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Container } from '../container.js';
 import type { StageName } from '../engine/catalog.js';
 import { cancelChannel, subscribeToCancellations } from '../adapters/redis/cancellation.js';
-import { closeRedis, createRedisConnection, waitUntilReady } from '../adapters/redis/connections.js';
+import { closeRedis, createRedisConnection, describeRedis, waitUntilReady } from '../adapters/redis/connections.js';
 import { createReconciler } from '../engine/reconciler.js';
 import { queueNames } from '../adapters/bullmq/job-options.js';
 import { advisoryLead, RECONCILER_LOCK_ID } from '../adapters/postgres/advisory-lock.js';
@@ -33,11 +33,11 @@ export async function startQueueSystem(container: Container, stages: readonly St
   logger.info('Initializing queue system...');
   try {
     await waitUntilReady(container.redis, 3_000);
-    logger.info(`queue transport: BullMQ on Redis at ${new URL(config.redis.url).host} (${redisWhy(config)})`);
+    logger.info(`queue transport: BullMQ on ${describeRedis(config.redis)} (${redisWhy(config)})`);
     await setGlobalConcurrencies(container);
   } catch {
     logger.warn(
-      `queue transport: in-process, degraded: Redis at ${new URL(config.redis.url).host} does not answer (${redisWhy(config)}); messages run in this process until it does`,
+      `queue transport: in-process, degraded: ${describeRedis(config.redis)} does not answer (${redisWhy(config)}); messages run in this process until it does`,
     );
     container.redis.once('ready', () => {
       logger.info('Redis is back: new messages go to the queues again');
@@ -45,11 +45,11 @@ export async function startQueueSystem(container: Container, stages: readonly St
     });
   }
 
-  let workerConnection: Redis | undefined;
-  let subscriber: Redis | undefined;
+  let workerConnection: Redis | Cluster | undefined;
+  let subscriber: Redis | Cluster | undefined;
   let workers: StartedWorkers | undefined;
   if (stages.length > 0) {
-    workerConnection = createRedisConnection(config.redis.url, 'worker', logger);
+    workerConnection = createRedisConnection(config.redis, 'worker', logger);
     workers = startWorkers({
       config,
       stages,
@@ -60,7 +60,7 @@ export async function startQueueSystem(container: Container, stages: readonly St
       metrics: container.monitoring.jobObserver(container.heartbeat),
     });
     container.monitoring.trackWorkers(workers.workers);
-    subscriber = createRedisConnection(config.redis.url, 'subscriber', logger);
+    subscriber = createRedisConnection(config.redis, 'subscriber', logger);
     // Subscribing waits for Redis; the start does not.
     void subscribeToCancellations(subscriber, cancelChannel(config.queue.prefix), [...workers.workers.values()], logger).catch(() => undefined);
   }
@@ -118,6 +118,7 @@ export async function startQueueSystem(container: Container, stages: readonly St
 }
 
 function redisWhy(config: Container['config']): string {
+  if (config.redis.clusterNodes?.length) return 'REDIS_CLUSTER_NODES';
   return config.explicit.redisUrl ? 'REDIS_URL' : 'REDIS_URL is not set: the default address';
 }
 

@@ -1,18 +1,18 @@
 import { UnrecoverableError, Worker, type Job, type WorkerOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { safeErrorMessage } from '../../logger.js';
 import { StageError } from '../../domain/errors.js';
 import type { StageDefinitionData } from '../../engine/stage.js';
 import type { QueuedDriver } from '../../engine/drivers/queued.js';
 import type { StageName } from '../../engine/catalog.js';
-import type { StageJobData } from './job-options.js';
+import { queuePrefix, type StageJobData } from './job-options.js';
 import { observeProcessor, type JobObserver } from '../../monitoring/worker-observer.js';
 
 export interface StageWorkerOptions {
   stage: StageName;
   definition: StageDefinitionData;
-  connection: Redis;
+  connection: Redis | Cluster;
   prefix: string;
   concurrency: number;
   limiter?: { max: number; duration: number };
@@ -57,7 +57,7 @@ export function createStageWorker(options: StageWorkerOptions): Worker<StageJobD
 
   const workerOptions: WorkerOptions = {
     connection: options.connection,
-    prefix: options.prefix,
+    prefix: queuePrefix(options.prefix, definition.queue),
     concurrency: options.concurrency,
     stalledInterval: options.stalledIntervalMs,
     lockDuration: options.lockDurationMs,

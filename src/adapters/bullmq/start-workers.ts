@@ -1,5 +1,5 @@
 import type { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
 import type { QueuedDriver } from '../../engine/drivers/queued.js';
@@ -17,7 +17,7 @@ export interface StartedWorkers {
 export function startWorkers(deps: {
   config: Readonly<Config>;
   stages: readonly StageName[];
-  connection: Redis;
+  connection: Redis | Cluster;
   consume: QueuedDriver<StageName>;
   logger: Logger;
   /** Passed to every stage worker (see StageWorkerOptions.metrics). */

@@ -1,11 +1,11 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { JobTransport, JobState, LiveJob, QueueCounts } from '../../engine/ports/job-transport.js';
 import { stageOrder } from '../../engine/dag.js';
 import type { Catalog, StageName } from '../../engine/catalog.js';
 import { createAddBatcher } from './add-batcher.js';
-import { jobOptions, type StageJobData } from './job-options.js';
+import { jobOptions, queuePrefix, type StageJobData } from './job-options.js';
 
 export interface Producer extends JobTransport {
   queues: Record<StageName, Queue<StageJobData>>;
@@ -13,11 +13,11 @@ export interface Producer extends JobTransport {
 }
 
 /** The queue side of the BullMQ driver: adds jobs, inspects and cancels them. */
-export function createProducer(options: { catalog: Catalog; connection: Redis; prefix: string; logger: Logger; cancelChannel: string }): Producer {
+export function createProducer(options: { catalog: Catalog; connection: Redis | Cluster; prefix: string; logger: Logger; cancelChannel: string }): Producer {
   const { catalog, connection, prefix, logger } = options;
   const queues = Object.fromEntries(
     stageOrder(catalog).map((stage) => {
-      const queue = new Queue<StageJobData>(catalog[stage].queue, { connection, prefix });
+      const queue = new Queue<StageJobData>(catalog[stage].queue, { connection, prefix: queuePrefix(prefix, catalog[stage].queue) });
       queue.on('error', (error) => logger.warn({ queue: queue.name, err: { message: error.message } }, 'queue error'));
       return [stage, queue];
     }),

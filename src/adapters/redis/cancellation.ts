@@ -1,5 +1,5 @@
 import type { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
 export function cancelChannel(prefix: string): string {
@@ -11,7 +11,7 @@ export function cancelChannel(prefix: string): string {
  * the worker that holds the job (in whichever process) aborts its AbortSignal, which reaches the
  * LLM or RocketReach call. For every other worker the message is a no-op.
  */
-export async function subscribeToCancellations(subscriber: Redis, channel: string, workers: Worker[], logger: Logger): Promise<void> {
+export async function subscribeToCancellations(subscriber: Redis | Cluster, channel: string, workers: Worker[], logger: Logger): Promise<void> {
   subscriber.on('message', (from: string, payload: string) => {
     if (from !== channel) return;
     let message: { jobId?: unknown; reason?: unknown };

@@ -1,7 +1,7 @@
 import { createPeriodicTask } from '../../lib/periodic.js';
 import { createHmac, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { AlertsConfig } from '../../config.js';
 import type { AlertRecord, AlertsRepository, OutageRecord } from '../../adapters/postgres/repositories/alerts.repository.js';
@@ -39,7 +39,7 @@ export interface AlertsServiceDeps {
    */
   queueHealth: () => Promise<Readonly<Record<string, QueueHealthDetail>>>;
   /** A fail-fast connection (no offline queue): pings, stall counts, the outage notice. */
-  redis: Redis;
+  redis: Redis | Cluster;
   stalled: StalledJobs;
   /** Present only when a RocketReach key is configured. */
   rocketreach?: { getAccount(signal?: AbortSignal): Promise<{ lookupCreditsRemaining?: number }> } | undefined;

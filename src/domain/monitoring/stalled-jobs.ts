@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 /**
  * Stalled jobs, counted across processes. BullMQ's stalled checker runs in the worker processes
@@ -13,7 +13,7 @@ export function stalledKey(prefix: string, queue: string): string {
   return `${prefix}:monitoring:stalled:${queue}`;
 }
 
-export function createStalledJobs(deps: { redis: Redis; prefix: string; now?: () => number }) {
+export function createStalledJobs(deps: { redis: Redis | Cluster; prefix: string; now?: () => number }) {
   const { redis, prefix } = deps;
   const now = deps.now ?? Date.now;
   return {

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { AppError } from '../../domain/errors.js';
 import { hashToken, type TenancyRepository } from '../../adapters/postgres/repositories/tenancy.repository.js';
 
@@ -53,7 +53,7 @@ export interface DashboardSessions {
   destroy(request: FastifyRequest): Promise<void>;
 }
 
-export function createDashboardSessions(deps: { redis: Redis; prefix: string; tenancy: TenancyRepository; ttlMs?: number }): DashboardSessions {
+export function createDashboardSessions(deps: { redis: Redis | Cluster; prefix: string; tenancy: TenancyRepository; ttlMs?: number }): DashboardSessions {
   const ttlMs = deps.ttlMs ?? SESSION_TTL_MS;
   const keyOf = (id: string) => `${deps.prefix}:dashboard:session:${createHash('sha256').update(id).digest('hex')}`;
   const unavailable = () => new AppError('session_store_unavailable', 503, 'Sessions are kept in Redis, which is unreachable');

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { AppError } from '../../domain/errors.js';
 
 interface WindowCount {
@@ -18,7 +18,7 @@ const FLUSH_EVERY_MS = 100;
  * makes no Redis round trip of its own; the limit can be overshot by what the other processes
  * accept within one flush interval. Without Redis each process still enforces it on its own.
  */
-export function registerRateLimit(app: FastifyInstance, redis: Redis, options: { max: number; windowMs: number; prefix: string }): void {
+export function registerRateLimit(app: FastifyInstance, redis: Redis | Cluster, options: { max: number; windowMs: number; prefix: string }): void {
   const counts = new Map<string, WindowCount>();
   const keyOf = (orgId: string, window: number) => `${options.prefix}:ratelimit:${orgId}:${window}`;
 

@@ -74,7 +74,7 @@ describe.skipIf(unavailable !== undefined)('a bare machine (loopback only, no DA
           '\\(DATABASE_URL is not set and nothing answers at 127\\.0\\.0\\.1:5432: a new one\\)$',
       ),
     );
-    expect(messageOf(server, 'queue transport:')).toMatch(/^queue transport: in-process, degraded: Redis at 127\.0\.0\.1:6379 does not answer/);
+    expect(messageOf(server, 'queue transport:')).toMatch(/^queue transport: in-process, degraded: Redis \(127\.0\.0\.1:6379\) does not answer/);
     const manifest = JSON.parse(readFileSync(join(dataDir, 'honeyjar.json'), 'utf8'));
     expect(manifest).toMatchObject({ kind: 'embedded', user: 'postgres', database: 'honeyjar' });
     // The password is in the record, readable by its owner only, and in no log line.

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { App } from '../../types.js';
 import type { Config } from '../../../config.js';
 import { AppError } from '../../../domain/errors.js';
@@ -59,7 +59,7 @@ const QueueStatus = Type.Object({
  */
 export function registerQueueStatus(
   app: App,
-  deps: { config: Readonly<Config>; queues: Record<StageName, Queue<StageJobData>>; redis: Redis; available: () => boolean },
+  deps: { config: Readonly<Config>; queues: Record<StageName, Queue<StageJobData>>; redis: Redis | Cluster; available: () => boolean },
 ): void {
   app.get(
     '/system/queue-status',
@@ -84,7 +84,7 @@ export function registerQueueStatus(
         // Redis went away during the reads (or timed out): the same 503; anything else is a bug.
         const message = error instanceof Error ? error.message : String(error);
         if (deps.available() && !/connection|stream|timed out|ECONNREFUSED|ECONNRESET/i.test(message)) throw error;
-        request.log.warn({ err: { message } }, 'queue status: Redis unreachable');
+        request.log.warn({ err: { message } }, 'queue status: Redis | Cluster unreachable');
         throw unavailable();
       }
     },
