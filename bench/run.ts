@@ -26,6 +26,9 @@
  *                       BENCH_FAIR_FIRST=on runs the fair one first
  *   7 ttft, 8 streams   live results (bench/streams.bench.ts): time to first token at a streaming
  *                       client minus the fake LLM's own; 1,000 open event streams on one API process
+ *   9 bare start        `npm start` → healthy on a bare machine (loopback-only network namespace, no
+ *                       DATABASE_URL: the embedded PostgreSQL), first start ≤ 10 s, restart ≤ 5 s
+ *                       (bench/bare-start.ts)
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -61,6 +64,7 @@ import {
 import { ratePerSecond, ReplyWatcher, type ReplyAudit } from './lib/replies.js';
 import { percentile, round, sleep, summarize } from './lib/stats.js';
 import { scenarioStreams, scenarioTtft, streamChecks, type StreamBenchDeps } from './streams.bench.js';
+import { BARE_TARGETS, scenarioBareStart } from './bare-start.js';
 
 // --- settings -------------------------------------------------------------------------------------
 
@@ -169,8 +173,8 @@ const FAIR_ON = instance('fair-on');
 const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
 const FLOOR_PREFIX = `bench-${RID}-floor`;
 const STAGES = 5;
-/** BENCH_ONLY=floor,queued,ack,sustained,sustained-pg,paced,e2e,fairness,ttft,streams runs a subset (default: all). */
-const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,sustained-pg,paced,e2e,fairness,ttft,streams').split(',').map((s) => s.trim()));
+/** BENCH_ONLY=floor,queued,ack,sustained,sustained-pg,paced,e2e,fairness,ttft,streams,bare runs a subset (default: all). */
+const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,sustained-pg,paced,e2e,fairness,ttft,streams,bare').split(',').map((s) => s.trim()));
 const TTFT = instance('ttft');
 const STREAMS = instance('streams');
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
@@ -1544,6 +1548,8 @@ async function main(): Promise<number> {
   });
   if (ONLY.has('ttft')) await attempt('ttft', () => scenarioTtft(streamDeps(TTFT)));
   if (ONLY.has('streams')) await attempt('streams', () => scenarioStreams(streamDeps(STREAMS)));
+  // Scenario 9: a bare machine, on its own (no shared PostgreSQL or Redis inside its namespace).
+  if (ONLY.has('bare')) await attempt('bareStart', () => scenarioBareStart(log));
 
   // Redis keys under the prefix of a server that ran tell whether it honoured QUEUE_PREFIX.
   let serverKeys: number | undefined;
@@ -1602,6 +1608,7 @@ async function main(): Promise<number> {
     const c = costOf(scenario)?.cpuMsPerMessage;
     return c ? [c.api, c.workers, c.postgres, c.redis].map((v) => (v === null || v === undefined ? 'n/a' : v)).join(' / ') : 'n/a';
   };
+  const bare = scenarios.bareStart as Record<string, unknown> | undefined;
 
   const checks: Check[] = [
     { scenario: '1 floor', figure: 'req/s (100 conns)', value: num(floor?.reqPerSec), unit: 'req/s' },
@@ -1719,11 +1726,46 @@ async function main(): Promise<number> {
       .filter(([, first]) => memory[first])
       .map(([figure, ...labels]): Check => ({ scenario: '5 RSS', figure, value: labels.map((label) => mb(memory[label])).join(' / '), unit: 'MB' })),
     ...streamChecks(scenarios),
+    ...(bare?.skipped
+      ? [{ scenario: '9 bare start', figure: `skipped: ${String(bare.skipped)}`, value: '-', unit: '' }]
+      : [
+          {
+            scenario: '9 bare start',
+            figure: 'npm start → healthy, first start (worst)',
+            value: num(bare?.firstStartWorstMs),
+            unit: 'ms',
+            target: `≤ ${BARE_TARGETS.firstStartMs} ms`,
+            pass: bare?.firstStartWorstMs !== undefined && num(bare.firstStartWorstMs) <= BARE_TARGETS.firstStartMs,
+          },
+          {
+            scenario: '9 bare start',
+            figure: 'npm start → healthy, restart (worst)',
+            value: num(bare?.restartWorstMs),
+            unit: 'ms',
+            target: `≤ ${BARE_TARGETS.restartMs} ms`,
+            pass: bare?.restartWorstMs !== undefined && num(bare.restartWorstMs) <= BARE_TARGETS.restartMs,
+          },
+          {
+            scenario: '9 bare start',
+            figure: 'CPU s of npm start until healthy: first / restart (p50)',
+            value: `${num((bare?.firstStartCpuSeconds as { p50?: number } | undefined)?.p50)} / ${num((bare?.restartCpuSeconds as { p50?: number } | undefined)?.p50)}`,
+            unit: 's',
+          },
+          {
+            scenario: '9 bare start',
+            figure: 'postgres processes left / shutdowns not complete',
+            value: `${num(bare?.leftRunning)} / ${num(bare?.incompleteShutdowns)}`,
+            unit: '',
+            target: '0 / 0',
+            pass: bare?.leftRunning === 0 && bare?.incompleteShutdowns === 0,
+          },
+        ]),
   ];
 
   // With BENCH_ONLY, leave out the rows of scenarios that did not run.
+  const serversRan = ['floor', 'queued', 'ack', 'e2e', 'sustained', 'paced'].some((name) => ONLY.has(name));
   const ran = (c: Check) =>
-    c.scenario.startsWith('5') ||
+    (c.scenario.startsWith('5') && serversRan) ||
     (c.scenario === '1 floor' && ONLY.has('floor')) ||
     (c.scenario === '1 queued' && ONLY.has('queued')) ||
     (c.scenario.startsWith('2') && ONLY.has('ack')) ||
@@ -1733,7 +1775,8 @@ async function main(): Promise<number> {
     (c.scenario.startsWith('4b') && ONLY.has('paced')) ||
     (c.scenario.startsWith('6') && ONLY.has('fairness')) ||
     (c.scenario.startsWith('7') && ONLY.has('ttft')) ||
-    (c.scenario.startsWith('8') && ONLY.has('streams'));
+    (c.scenario.startsWith('8') && ONLY.has('streams')) ||
+    (c.scenario.startsWith('9') && ONLY.has('bare'));
   checks.splice(0, checks.length, ...checks.filter(ran));
 
   const cpus = os.cpus();

@@ -14,6 +14,8 @@ import type { StageName } from './engine/catalog.js';
 import { selectStages } from './adapters/bullmq/job-options.js';
 import { readSystemSetting, writeSystemSetting } from './adapters/postgres/system-settings.js';
 import { QUEUE_BACKEND_SETTING, QueueBackendMismatchError } from './queue/transport-choice.js';
+import { chooseDatabase, type ChosenDatabase } from './adapters/embedded/database-choice.js';
+import { describeStartFailure } from './adapters/embedded/startup-error.js';
 
 const USAGE = `Usage: honeyjar <command> [options]
 
@@ -77,7 +79,7 @@ export async function runCli(argv: string[]): Promise<number> {
         return await serve(config, 'worker', stages);
       }
       case 'migrate':
-        await prepareDatabase(config, createLogger(config.logLevel, 2));
+        await withDatabase(config, async () => undefined);
         printJson({ migrated: true });
         return 0;
       case 'bootstrap':
@@ -104,12 +106,18 @@ export async function runCli(argv: string[]): Promise<number> {
 
 async function serve(config: Readonly<Config>, role: Role, stages?: StageName[]): Promise<number> {
   const logger = createLogger(config.logLevel);
+  let database: ChosenDatabase | undefined;
   try {
-    await startServer(config, role, logger, stages ? { stages } : {});
+    database = await chooseDatabase(config, logger);
+    await startServer(database.config, role, logger, { ...(stages ? { stages } : {}), afterClose: database.release });
   } catch (error) {
-    // A transport that is not this system's: the reason, in one line, and nothing else.
-    if (error instanceof QueueBackendMismatchError) logger.fatal({ code: 'queue_backend_mismatch' }, `could not start: ${error.message}`);
+    // A transport that is not this system's, or another expected failure (nothing answers, a port
+    // taken, …): the reason in one line; anything else keeps its stack.
+    const reason = error instanceof QueueBackendMismatchError ? error.message : describeStartFailure(error, database?.label ?? 'PostgreSQL');
+    if (error instanceof QueueBackendMismatchError) logger.fatal({ code: 'queue_backend_mismatch' }, `could not start: ${reason}`);
+    else if (reason) logger.fatal(`could not start: ${reason}`);
     else logger.fatal({ err: error }, 'could not start');
+    await database?.release().catch((stopError: unknown) => logger.error({ err: stopError }, 'could not stop the embedded PostgreSQL'));
     // Connections opened before the failure would keep the process alive.
     await new Promise<void>((resolve) => logger.flush(() => resolve()));
     process.exit(1);
@@ -118,14 +126,26 @@ async function serve(config: Readonly<Config>, role: Role, stages?: StageName[])
   return new Promise<number>(() => {});
 }
 
-/** Runs `work` against the database after migrating it, then closes everything. */
+/**
+ * Runs `work` against the database after migrating it, then closes everything. With the embedded
+ * PostgreSQL, a running one is used; otherwise it is started for the command and stopped after it.
+ */
 async function withDatabase<T>(config: Readonly<Config>, work: (db: ReturnType<typeof openDatabase>) => Promise<T>): Promise<T> {
-  await prepareDatabase(config, createLogger(config.logLevel, 2));
-  const database = openDatabase(config.database.url, { poolMax: 2 });
+  const logger = createLogger(config.logLevel, 2);
+  const chosen = await chooseDatabase(config, logger);
   try {
-    return await work(database);
+    await prepareDatabase(chosen.config, logger).catch((error: unknown) => {
+      const reason = describeStartFailure(error, chosen.label);
+      throw reason ? new Error(reason) : error;
+    });
+    const database = openDatabase(chosen.config.database.url, { poolMax: 2 });
+    try {
+      return await work(database);
+    } finally {
+      await database.close();
+    }
   } finally {
-    await database.close();
+    await chosen.release();
   }
 }
 

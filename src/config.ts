@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import { CATALOG, type Catalog } from './engine/catalog.js';
 import type { StageDefinitionData, StageLimiter } from './engine/stage.js';
@@ -30,6 +31,7 @@ const schema = z.object({
       .regex(/^[A-Za-z0-9.-]+:\d{1,5}(\s*,\s*[A-Za-z0-9.-]+:\d{1,5})*$/, 'must be host:port pairs separated by commas')
       .optional(),
   ),
+  HONEYJAR_DATA_DIR: optionalString,
   PORT: z.coerce.number().int().min(0).max(65535).default(3005),
   HOST: z.string().min(1).default('127.0.0.1'),
   TRUST_PROXY: optionalString.pipe(
@@ -217,6 +219,10 @@ export interface Config {
   alerts: AlertsConfig;
   /** Fairness across organizations (src/fairness.config.ts). */
   fairness: FairnessConfig;
+  /** Where this working directory's data lives (HONEYJAR_DATA_DIR, absolute): the embedded PostgreSQL, and which database is used. */
+  dataDir: string;
+  /** Which addresses were set in the environment rather than defaulted: the start-up lines say why a database or transport is used. */
+  explicit: { databaseUrl: boolean; redisUrl: boolean };
 }
 
 export class ConfigError extends Error {
@@ -287,6 +293,8 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
     monitoring: { metricsToken: e.METRICS_TOKEN, workerStaleMs: e.HEALTH_WORKER_STALE_MS, healthCheckTimeoutMs: e.HEALTH_CHECK_TIMEOUT_MS },
     alerts: alertsConfig(e),
     fairness: fairnessConfig(parsed.data as unknown as FairnessEnv),
+    dataDir: resolve(e.HONEYJAR_DATA_DIR ?? '.honeyjar'),
+    explicit: { databaseUrl: env.DATABASE_URL !== undefined, redisUrl: env.REDIS_URL !== undefined },
   });
 }
 

@@ -32,7 +32,7 @@ export async function startServer(
   config: Readonly<Config>,
   role: Role,
   logger: Logger,
-  options: { stages?: readonly StageName[]; handleSignals?: boolean } = {},
+  options: { stages?: readonly StageName[]; handleSignals?: boolean; afterClose?: () => Promise<void> } = {},
 ): Promise<RunningServer> {
   await prepareDatabase(config, logger);
   // Every process of a system uses the transport recorded for it; one configured otherwise stops here.
@@ -66,6 +66,8 @@ export async function startServer(
         steps.run('queue system', () => queueSystem.close(Math.max(0, deadline - Date.now())), deadline),
       ]);
       await container.close({ deadline, steps });
+      // The embedded PostgreSQL (src/adapters/embedded/) goes last: everything above may still need it.
+      if (options.afterClose) await steps.run('embedded postgresql', options.afterClose, Date.now() + EMBEDDED_STOP_BUDGET_MS);
       // What did not finish in time is left to another process or the next start.
       const leftBehind = steps.pending();
       if (leftBehind.length > 0) logger.warn({ leftBehind }, 'shutdown complete');
@@ -80,6 +82,13 @@ export async function startServer(
         process.exit(1);
       }
       logger.info(`${signal} received`);
+      // A connection being closed may still emit an error no one listens to any more (BullMQ's wait
+      // for a Redis that never answered rejects after its close dropped the listeners). Past this
+      // point that must not end the process before it has stopped what it owns (the embedded
+      // PostgreSQL); the watchdog below bounds the shutdown whatever happens.
+      process.on('uncaughtException', (error: Error & { code?: string }) => {
+        logger.warn({ err: { message: error.message, code: error.code } }, 'error while shutting down: ignored');
+      });
       // Whatever Redis or PostgreSQL do, the process is gone shortly after the deadline, with exit 0:
       // nothing is lost that another process or the next start does not pick up.
       armWatchdog(config.shutdownTimeoutMs + WATCHDOG_MARGIN_MS, steps, (pending) => {
@@ -100,6 +109,8 @@ export async function startServer(
   return { port, stop };
 }
 
+/** A fast shutdown of the embedded PostgreSQL takes well under a second; past this it is left to the next start. */
+const EMBEDDED_STOP_BUDGET_MS = 5_000;
 /** How long the HTTP close may still take after the deadline, once it has cut off the requests still running. */
 const HTTP_CUT_OFF_MS = 250;
 /** The watchdog's moment after the deadline: past the connections' close budget, short of the 2 s promise. */

@@ -97,8 +97,13 @@ function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   return { ...base, ...env };
 }
 
-function spawnTracked(name: string, role: Role | 'cli', args: string[], env: Record<string, string>): ServerProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * `launcher` runs node through another command that ends by exec'ing it (e.g. `nsenter --net=… --`,
+ * to run it in another network namespace), so that the child's pid and signals are still node's.
+ */
+function spawnTracked(name: string, role: Role | 'cli', args: string[], env: Record<string, string>, launcher: string[] = []): ServerProcess {
+  const [command, ...prefix] = [...launcher, process.execPath];
+  const child = spawn(command!, [...prefix, BIN, ...args], { cwd: ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   if (child.pid === undefined) throw new Error(`${name}: could not spawn ${args.join(' ')}`);
   const logs: LogLine[] = [];
   const lines: string[] = [];
@@ -224,9 +229,9 @@ function spawnTracked(name: string, role: Role | 'cli', args: string[], env: Rec
 export async function startServerProcess(
   role: Role,
   env: Record<string, string>,
-  options: { name?: string; args?: string[]; readyTimeoutMs?: number } = {},
+  options: { name?: string; args?: string[]; readyTimeoutMs?: number; launcher?: string[] } = {},
 ): Promise<ServerProcess> {
-  const proc = spawnTracked(options.name ?? role, role, [role, ...(options.args ?? [])], env);
+  const proc = spawnTracked(options.name ?? role, role, [role, ...(options.args ?? [])], env, options.launcher);
   const ready =
     role === 'worker'
       ? (line: LogLine) => typeof line.msg === 'string' && line.msg.startsWith('Queue system ready')
@@ -244,8 +249,13 @@ export async function startServerProcess(
 }
 
 /** Runs a CLI command to completion. */
-export async function runCli(args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const proc = spawnTracked(`cli ${args[0] ?? ''}`, 'cli', args, env);
+export async function runCli(
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 30_000,
+  launcher: string[] = [],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const proc = spawnTracked(`cli ${args[0] ?? ''}`, 'cli', args, env, launcher);
   try {
     const exit = await proc.waitForExit(timeoutMs);
     // 'exit' can precede the last stdout data; the pipe closing is the end of it.

@@ -58,19 +58,27 @@ export function describeRedis(target: RedisTarget): string {
   return `Redis (${new URL(target.url).host})`;
 }
 
-/** Resolves when the connection is ready, or rejects after `timeoutMs` without closing it. */
+/**
+ * Resolves when the connection is ready, or rejects after `timeoutMs` without closing it — at once
+ * when the connection is refused (nothing listens there: no point in waiting out the timeout).
+ */
 export function waitUntilReady(redis: RedisClient, timeoutMs: number): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      redis.off('ready', onReady);
-      reject(new Error(`Redis not ready after ${timeoutMs} ms`));
-    }, timeoutMs);
-    const onReady = () => {
+    const settle = (error?: Error) => {
       clearTimeout(timer);
-      resolve();
+      redis.off('ready', onReady);
+      redis.off('error', onError);
+      if (error) reject(error);
+      else resolve();
+    };
+    const timer = setTimeout(() => settle(new Error(`Redis not ready after ${timeoutMs} ms`)), timeoutMs);
+    const onReady = () => settle();
+    const onError = (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ECONNREFUSED') settle(new Error(`Redis refused the connection: ${error.message}`));
     };
     redis.once('ready', onReady);
+    redis.on('error', onError);
   });
 }
 

