@@ -1,3 +1,4 @@
+import { describeRedis } from './adapters/redis/connections.js';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { App } from './http/types.js';
@@ -37,20 +38,31 @@ export async function startServer(
   await prepareDatabase(config, logger);
   // Every process of a system uses the transport recorded for it; one configured otherwise stops here.
   const transport = await chooseTransport(config, logger);
-  logger.info(`Queue transport: ${transport.backend === 'redis' ? `Redis (${new URL(config.redis.url).host})` : 'PostgreSQL'} — ${transport.reason}`);
+  logger.info(`queue transport: ${transport.backend === 'redis' ? `BullMQ on ${describeRedis(config.redis)}` : 'BullMQ on PostgreSQL'} (${transport.reason})`);
   const container = createContainer(withTransport(config, transport.backend), logger);
   if (role !== 'worker') await printFirstStartToken(container.repositories.tenancy, config, logger);
 
   const stages = role === 'api' ? [] : (options.stages ?? stageOrder(config.catalog));
   const queueSystem = await startQueueSystem(container, stages, logger);
 
-  const app = role === 'worker' ? undefined : await buildApp(container);
+  let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   let port: number | undefined;
-  if (app) {
-    await app.listen({ port: config.http.port, host: config.http.host });
-    const address = app.server.address();
-    port = typeof address === 'object' && address ? address.port : config.http.port;
-    logger.info(`Server listening on port ${port}`);
+  try {
+    app = role === 'worker' ? undefined : await buildApp(container);
+    if (app) {
+      await app.listen({ port: config.http.port, host: config.http.host });
+      const address = app.server.address();
+      port = typeof address === 'object' && address ? address.port : config.http.port;
+      logger.info(`Server listening on port ${port}`);
+    }
+  } catch (error) {
+    // No server after all (the port is taken, say): what was started is stopped before the caller
+    // hears of it, so that nothing holds the database (or keeps the process alive) behind it.
+    const deadline = Date.now() + Math.min(config.shutdownTimeoutMs, 5_000);
+    await app?.close().catch(() => undefined);
+    await queueSystem.close(Math.max(0, deadline - Date.now())).catch(() => undefined);
+    await container.close({ deadline, steps: createShutdownSteps() }).catch(() => undefined);
+    throw error;
   }
 
   let stopping: Promise<void> | undefined;
