@@ -21,6 +21,12 @@ const schema = z.object({
   DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/honeyjar'),
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(20),
   REDIS_URL: optionalString.pipe(z.string().url().optional()),
+  REDIS_CLUSTER_NODES: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9.-]+:\d{1,5}(\s*,\s*[A-Za-z0-9.-]+:\d{1,5})*$/, 'must be host:port pairs separated by commas')
+      .optional(),
+  ),
   QUEUE_BACKEND: optionalString.pipe(z.enum(['redis', 'postgres']).optional()),
   QUEUE_POSTGRES_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
   PORT: z.coerce.number().int().min(0).max(65535).default(3005),
@@ -141,8 +147,13 @@ export interface Config {
   /** The stages this process runs; every per-stage setting below is derived from it. */
   catalog: Catalog;
   database: { url: string; poolMax: number };
-  /** `configured`: REDIS_URL was set; otherwise `url` is the default address, tried only when asked for. */
-  redis: { url: string; configured: boolean };
+  /**
+   * `url`: one Redis. `clusterNodes`: the seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES); when
+   * set, `url` is not used, `queue.prefix` is a hash tag and every queue gets a tag of its own.
+   * `configured`: REDIS_URL or REDIS_CLUSTER_NODES was set; otherwise `url` is the default address,
+   * tried only when asked for.
+   */
+  redis: { url: string; clusterNodes?: ReadonlyArray<{ host: string; port: number }>; configured: boolean };
   /**
    * `trustProxy` of Fastify: whose X-Forwarded-* headers are believed (the client address, and
    * X-Forwarded-Proto for the session cookie's Secure flag). false: none, the socket is the truth.
@@ -203,7 +214,11 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
   return deepFreeze({
     catalog,
     database: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX },
-    redis: { url: e.REDIS_URL ?? DEFAULT_REDIS_URL, configured: e.REDIS_URL !== undefined },
+    redis: {
+      url: e.REDIS_URL ?? DEFAULT_REDIS_URL,
+      ...(e.REDIS_CLUSTER_NODES ? { clusterNodes: clusterNodesOf(e.REDIS_CLUSTER_NODES) } : {}),
+      configured: e.REDIS_URL !== undefined || e.REDIS_CLUSTER_NODES !== undefined,
+    },
     http: { port: e.PORT, host: e.HOST, trustProxy: trustProxyOf(e.TRUST_PROXY), timeouts: httpTimeouts(e, replyStageOf(catalog).attempts) },
     logLevel: e.LOG_LEVEL,
     openai: {
@@ -224,7 +239,9 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
     queue: {
       backend: e.QUEUE_BACKEND ?? 'auto',
       postgresPoolMax: e.QUEUE_POSTGRES_POOL_MAX,
-      prefix: e.QUEUE_PREFIX,
+      // On a cluster every key of the system hashes to one slot through this tag (multi-key
+      // commands stay legal), except the queues, which each get their own (src/adapters/bullmq).
+      prefix: e.REDIS_CLUSTER_NODES ? `{${e.QUEUE_PREFIX}}` : e.QUEUE_PREFIX,
       concurrency: Object.fromEntries(stageOrder(catalog).map((stage) => [stage, stageEnv[concurrencyEnvKey(stage)]!])) as Record<StageName, number>,
       limiters: limitsOf(catalog, env, stageEnv),
       stalledIntervalMs: e.QUEUE_STALLED_INTERVAL_MS,
@@ -241,6 +258,15 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
     limits: { maxContentBytes: 32 * 1024, maxDocumentBytes: 1024 * 1024 },
     monitoring: { metricsToken: e.METRICS_TOKEN, workerStaleMs: e.HEALTH_WORKER_STALE_MS, healthCheckTimeoutMs: e.HEALTH_CHECK_TIMEOUT_MS },
     alerts: alertsConfig(e),
+  });
+}
+
+function clusterNodesOf(value: string): Array<{ host: string; port: number }> {
+  return value.split(',').map((pair) => {
+    const [host, port] = pair.trim().split(':') as [string, string];
+    const number = Number(port);
+    if (number < 1 || number > 65535) throw new ConfigError(`Invalid configuration:\n  REDIS_CLUSTER_NODES: port out of range in ${pair.trim()}`);
+    return { host, port: number };
   });
 }
 

@@ -26,7 +26,7 @@ import { classifySecurity } from './domain/stages/security/security.service.js';
 import { rememberVerdicts } from './domain/stages/security/remembered-verdicts.js';
 import { createRedisConnection } from './adapters/redis/connections.js';
 import { createShutdownSteps, settleBy, type ShutdownSteps } from './lib/shutdown.js';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './adapters/redis/connections.js';
 import { cancelChannel } from './adapters/bullmq/cancellation.js';
 import { createProducer } from './adapters/bullmq/transport.js';
 import { createPostgresQueueBackend, createRedisQueueBackend, type QueueBackendName } from './adapters/bullmq/backend.js';
@@ -58,13 +58,13 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
   // The transport settled at start-up (src/queue/transport-choice.ts); unsettled (a test), REDIS_URL decides.
   const transport: QueueBackendName = config.queue.backend === 'auto' ? (config.redis.configured ? 'redis' : 'postgres') : config.queue.backend;
   // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
-  const redis: Redis | undefined = transport === 'redis' ? createRedisConnection(config.redis.url, 'producer', logger) : undefined;
+  const redis: RedisClient | undefined = transport === 'redis' ? createRedisConnection(config.redis, 'producer', logger) : undefined;
   // Limits, heartbeats, sessions, cancel signals, fleet state: on the same store as the queues.
   const coordination = redis
-    ? createRedisCoordination({ redis, url: config.redis.url, logger })
+    ? createRedisCoordination({ redis, target: config.redis, logger })
     : createPostgresCoordination({ pool: database.pool, url: config.database.url, logger });
   const queueBackend = redis
-    ? createRedisQueueBackend({ producer: redis, url: config.redis.url, prefix: config.queue.prefix, logger })
+    ? createRedisQueueBackend({ producer: redis, target: config.redis, prefix: config.queue.prefix, logger })
     : createPostgresQueueBackend({ url: config.database.url, poolMax: config.queue.postgresPoolMax, workers: stageOrder(config.catalog).length, logger });
   const producer = createProducer({ catalog: config.catalog, backend: queueBackend, coordination, logger, cancelChannel: cancelChannel(config.queue.prefix) });
   // The pipeline: both drivers, one step processor (src/engine/).
@@ -145,7 +145,7 @@ const CLOSE_BUDGET_MS = 1_000;
 const REDIS_QUIT_MARGIN_MS = 500;
 
 /** QUIT when Redis is there to answer it (by `until` at the latest); otherwise, or then, hang up. */
-async function quitRedis(redis: Redis, until: number): Promise<void> {
+async function quitRedis(redis: RedisClient, until: number): Promise<void> {
   if (redis.status === 'ready') await settleBy(redis.quit(), until);
   redis.disconnect();
 }

@@ -10,6 +10,7 @@ import { stageOrder } from './engine/dag.js';
 import type { StageName } from './engine/catalog.js';
 import { startQueueSystem } from './queue/queue-system.js';
 import { chooseTransport, withTransport } from './queue/transport-choice.js';
+import { describeRedis } from './adapters/redis/connections.js';
 import { armWatchdog, createShutdownSteps, settleBy } from './lib/shutdown.js';
 
 export type Role = 'all' | 'api' | 'worker';
@@ -37,7 +38,7 @@ export async function startServer(
   await prepareDatabase(config, logger);
   // Every process of a system uses the transport recorded for it; one configured otherwise stops here.
   const transport = await chooseTransport(config, logger);
-  logger.info(`Queue transport: ${transport.backend === 'redis' ? `Redis (${new URL(config.redis.url).host})` : 'PostgreSQL'} — ${transport.reason}`);
+  logger.info(`Queue transport: ${transport.backend === 'redis' ? describeRedis(config.redis) : 'PostgreSQL'} — ${transport.reason}`);
   const container = createContainer(withTransport(config, transport.backend), logger);
   if (role !== 'worker') await printFirstStartToken(container.repositories.tenancy, config, logger);
 

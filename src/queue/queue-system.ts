@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Container } from '../container.js';
 import type { StageName } from '../engine/catalog.js';
 import { cancelChannel, subscribeToCancellations } from '../adapters/bullmq/cancellation.js';
+import { describeRedis } from '../adapters/redis/connections.js';
 import { createReconciler } from '../engine/reconciler.js';
 import { queueNames } from '../adapters/bullmq/job-options.js';
 import { advisoryLead, RECONCILER_LOCK_ID } from '../adapters/postgres/advisory-lock.js';
@@ -35,7 +36,7 @@ export async function startQueueSystem(container: Container, stages: readonly St
   if (container.redis) {
     const redis = container.redis;
     if (await coordination.ready(3_000)) {
-      logger.info(`Connected to Redis (${new URL(config.redis.url).host})`);
+      logger.info(`Connected to ${describeRedis(config.redis)}`);
       await setGlobalConcurrencies(container);
     } else {
       logger.warn('Redis is unreachable: serving in degraded mode (the pipeline runs in-process) until it returns');

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { openDatabase } from '../adapters/postgres/client.js';
 import { readSystemSetting, recordSystemSettingOnce } from '../adapters/postgres/system-settings.js';
-import { closeRedis, createRedisConnection, waitUntilReady } from '../adapters/redis/connections.js';
+import { closeRedis, createRedisConnection, waitUntilReady, type RedisTarget } from '../adapters/redis/connections.js';
 import type { QueueBackendName } from '../adapters/bullmq/backend.js';
 
 /** The name of the system setting that holds the transport every process of the system uses. */
@@ -38,7 +38,7 @@ export async function chooseTransport(config: Readonly<Config>, logger: Logger):
       return { backend: configured, reason: recorded ? 'QUEUE_BACKEND, as recorded for this system' : 'QUEUE_BACKEND (now recorded for this system)' };
     }
     if (recorded) return { backend: recorded, reason: 'recorded for this system by its first start' };
-    const candidate: QueueBackendName = config.redis.configured && (await redisAnswers(config.redis.url, logger)) ? 'redis' : 'postgres';
+    const candidate: QueueBackendName = config.redis.configured && (await redisAnswers(config.redis, logger)) ? 'redis' : 'postgres';
     const inForce = parseBackend(await recordSystemSettingOnce(database.pool, QUEUE_BACKEND_SETTING, candidate)) ?? candidate;
     const why =
       inForce !== candidate
@@ -65,8 +65,8 @@ function parseBackend(value: string | undefined): QueueBackendName | undefined {
   return value === 'redis' || value === 'postgres' ? value : undefined;
 }
 
-async function redisAnswers(url: string, logger: Logger): Promise<boolean> {
-  const probe = createRedisConnection(url, 'commands', logger);
+async function redisAnswers(target: RedisTarget, logger: Logger): Promise<boolean> {
+  const probe = createRedisConnection(target, 'commands', logger);
   try {
     await waitUntilReady(probe, REDIS_PROBE_MS);
     await probe.ping();

@@ -25,7 +25,7 @@ beforeAll(async () => {
   if (testTransport === 'redis') {
     const redis = createRedisConnection(REDIS_URL, 'producer', logger);
     await waitUntilReady(redis, 3_000);
-    coordination = createRedisCoordination({ redis, url: REDIS_URL, logger });
+    coordination = createRedisCoordination({ redis, target: { url: REDIS_URL }, logger });
     close = async () => {
       const keys = await redis.keys(`${prefix}:*`);
       if (keys.length) await redis.del(...keys);

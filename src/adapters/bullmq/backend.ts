@@ -1,9 +1,8 @@
 import { createPostgresBackend, Queue, Worker, type Processor, type WorkerOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { closeRedis, createRedisConnection } from '../redis/connections.js';
-import type { StageJobData } from './job-options.js';
+import { closeRedis, createRedisConnection, type RedisClient, type RedisTarget } from '../redis/connections.js';
+import { queuePrefix, type StageJobData } from './job-options.js';
 
 export type QueueBackendName = 'redis' | 'postgres';
 
@@ -35,14 +34,14 @@ export interface QueueBackend {
  * On Redis: queues on the given fail-fast producer connection, workers on one connection of their
  * own that blocks and retries forever (BullMQ's production settings, see connections.ts).
  */
-export function createRedisQueueBackend(options: { producer: Redis; url: string; prefix: string; logger: Logger }): QueueBackend {
-  let workerConnection: Redis | undefined;
+export function createRedisQueueBackend(options: { producer: RedisClient; target: RedisTarget; prefix: string; logger: Logger }): QueueBackend {
+  let workerConnection: RedisClient | undefined;
   return {
     name: 'redis',
-    queue: (name) => new Queue<StageJobData>(name, { connection: options.producer, prefix: options.prefix }),
+    queue: (name) => new Queue<StageJobData>(name, { connection: options.producer, prefix: queuePrefix(options.prefix, name) }),
     worker(name, processor, workerOptions) {
-      workerConnection ??= createRedisConnection(options.url, 'worker', options.logger);
-      return new Worker<StageJobData>(name, processor, { ...workerOptions, connection: workerConnection, prefix: options.prefix });
+      workerConnection ??= createRedisConnection(options.target, 'worker', options.logger);
+      return new Worker<StageJobData>(name, processor, { ...workerOptions, connection: workerConnection, prefix: queuePrefix(options.prefix, name) });
     },
     available: () => options.producer.status === 'ready',
     async close() {

@@ -14,6 +14,16 @@ export interface StageJobData {
   fanout?: StageName[] | true;
 }
 
+/**
+ * The BullMQ prefix of one queue. A hash-tag prefix (`{name}`, what the config makes of
+ * QUEUE_PREFIX on a Redis Cluster) gives each queue a tag of its own, `{name:queue}`: every key of
+ * a queue lands on one slot (BullMQ's scripts touch several), and the queues spread over the nodes.
+ */
+export function queuePrefix(prefix: string, queue: string): string {
+  const tag = /^\{(.+)\}$/.exec(prefix);
+  return tag ? `{${tag[1]}:${queue}}` : prefix;
+}
+
 /** Every queue of the catalog, in stage order. */
 export function queueNames(catalog: Catalog): string[] {
   return stageOrder(catalog).map((stage) => catalog[stage].queue);

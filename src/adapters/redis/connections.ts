@@ -1,23 +1,43 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 
 export type ConnectionRole = 'producer' | 'worker' | 'subscriber' | 'commands';
+
+/** One Redis, or a Redis Cluster: both speak the same commands to everything here. */
+export type RedisClient = Redis | Cluster;
+
+/** Where Redis is: a URL, or the seed nodes of a cluster (config.redis). */
+export interface RedisTarget {
+  url: string;
+  clusterNodes?: ReadonlyArray<{ host: string; port: number }> | undefined;
+}
 
 /**
  * Redis connections, one per role, with BullMQ's production settings: workers block and retry
  * forever (`maxRetriesPerRequest: null`); producers fail fast (no offline queue) so that the API
  * notices at once that Redis is gone and serves in degraded mode instead of hanging.
  */
-export function createRedisConnection(url: string, role: ConnectionRole, logger: Logger): Redis {
+export function createRedisConnection(target: string | RedisTarget, role: ConnectionRole, logger: Logger): RedisClient {
+  const { url, clusterNodes } = typeof target === 'string' ? { url: target, clusterNodes: undefined } : target;
+  const blocking = role === 'worker' || role === 'subscriber';
+  const retry = (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2_000);
   const options: RedisOptions = {
     connectionName: `honeyjar-${role}`,
     connectTimeout: 2_000,
-    retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2_000),
-    ...(role === 'worker' || role === 'subscriber'
-      ? { maxRetriesPerRequest: null, enableOfflineQueue: true }
-      : { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 2_000 }),
+    retryStrategy: retry,
+    ...(blocking ? { maxRetriesPerRequest: null, enableOfflineQueue: true } : { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 2_000 }),
   };
-  const redis = new Redis(url, options);
+  const redis: RedisClient =
+    clusterNodes && clusterNodes.length > 0
+      ? // A cluster: the same per-connection settings for every node; the offline queue and the
+        // reconnect backoff are the cluster's own.
+        new Cluster([...clusterNodes], {
+          redisOptions: options,
+          clusterRetryStrategy: retry,
+          enableOfflineQueue: blocking,
+          slotsRefreshTimeout: 2_000,
+        })
+      : new Redis(url, options);
   let lastLogged = 0;
   redis.on('error', (error: Error) => {
     // A down Redis errors on every retry; once every 10 s in the log is enough.
@@ -30,8 +50,16 @@ export function createRedisConnection(url: string, role: ConnectionRole, logger:
   return redis;
 }
 
+/** Names the Redis for the start-up lines: its address, or a cluster's seed nodes; never a password. */
+export function describeRedis(target: RedisTarget): string {
+  if (target.clusterNodes && target.clusterNodes.length > 0) {
+    return `the Redis Cluster (${target.clusterNodes.map((node) => `${node.host}:${node.port}`).join(', ')})`;
+  }
+  return `Redis (${new URL(target.url).host})`;
+}
+
 /** Resolves when the connection is ready, or rejects after `timeoutMs` without closing it. */
-export function waitUntilReady(redis: Redis, timeoutMs: number): Promise<void> {
+export function waitUntilReady(redis: RedisClient, timeoutMs: number): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -47,7 +75,7 @@ export function waitUntilReady(redis: Redis, timeoutMs: number): Promise<void> {
 }
 
 /** Closes politely (QUIT) and, when Redis does not answer within a second, hangs up. */
-export async function closeRedis(redis: Redis): Promise<void> {
+export async function closeRedis(redis: RedisClient): Promise<void> {
   if (redis.status === 'end') return;
   let timer: NodeJS.Timeout | undefined;
   try {

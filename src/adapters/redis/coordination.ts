@@ -1,19 +1,18 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Coordination } from '../../engine/ports/coordination.js';
-import { closeRedis, createRedisConnection, waitUntilReady } from './connections.js';
+import { closeRedis, createRedisConnection, waitUntilReady, type RedisClient, type RedisTarget } from './connections.js';
 
 /**
  * The coordination port over Redis: values are strings with PX, counters INCRBY + PEXPIRE, marks
  * sorted sets scored by time, fields hashes, signals pub/sub on a subscriber connection of its own
  * (opened by the first subscribe). Commands go through the given fail-fast connection.
  */
-export function createRedisCoordination(options: { redis: Redis; url: string; logger: Logger }): Coordination {
+export function createRedisCoordination(options: { redis: RedisClient; target: RedisTarget; logger: Logger }): Coordination {
   const { redis, logger } = options;
-  let subscriber: Redis | undefined;
+  let subscriber: RedisClient | undefined;
   const handlers = new Map<string, Set<(message: string) => void>>();
 
-  const replies = async (pipeline: ReturnType<Redis['pipeline']>): Promise<unknown[]> => {
+  const replies = async (pipeline: ReturnType<RedisClient['pipeline']>): Promise<unknown[]> => {
     const results = (await pipeline.exec()) ?? [];
     return results.map(([error, value]) => {
       if (error) throw error;
@@ -103,7 +102,7 @@ export function createRedisCoordination(options: { redis: Redis; url: string; lo
     },
     async subscribe(channel, onMessage) {
       if (!subscriber) {
-        subscriber = createRedisConnection(options.url, 'subscriber', logger);
+        subscriber = createRedisConnection(options.target, 'subscriber', logger);
         subscriber.on('message', (from: string, payload: string) => {
           for (const handler of handlers.get(from) ?? []) handler(payload);
         });
