@@ -1,4 +1,3 @@
-import { describeRedis } from './adapters/redis/connections.js';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { App } from './http/types.js';
@@ -11,6 +10,7 @@ import { stageOrder } from './engine/dag.js';
 import type { StageName } from './engine/catalog.js';
 import { startQueueSystem } from './queue/queue-system.js';
 import { chooseTransport, withTransport } from './queue/transport-choice.js';
+import { describeRedis } from './adapters/redis/connections.js';
 import { armWatchdog, createShutdownSteps, settleBy } from './lib/shutdown.js';
 
 export type Role = 'all' | 'api' | 'worker';

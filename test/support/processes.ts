@@ -78,6 +78,8 @@ export function serverEnv(options: { databaseUrl: string; prefix: string }, extr
     QUEUE_PREFIX: options.prefix,
     QUEUE_BACKEND: testTransport,
     REDIS_URL,
+    // With the queues on PostgreSQL each process holds a queue pool too; test files run side by side.
+    QUEUE_POSTGRES_POOL_MAX: '4',
     LOG_LEVEL: 'info',
     HOST: '127.0.0.1',
     PORT: '0',

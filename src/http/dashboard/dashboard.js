@@ -329,7 +329,7 @@
     const { database, redis, workers } = report.checks;
     const items = [
       el('li', {}, el('span', { className: 'check-name', text: 'PostgreSQL' }), statusNode(database.status), ` ${Math.round(database.latencyMs)} ms`, database.error ? ` (${database.error})` : ''),
-      el('li', {}, el('span', { className: 'check-name', text: 'Redis' }), statusNode(redis.status), ` ${Math.round(redis.latencyMs)} ms`, redis.error ? ` (${redis.error})` : ''),
+      el('li', {}, el('span', { className: 'check-name', id: 'store-check-name', text: 'Redis' }), statusNode(redis.status), ` ${Math.round(redis.latencyMs)} ms`, redis.error ? ` (${redis.error})` : ''),
       el(
         'li',
         {},
@@ -348,8 +348,11 @@
         ['Event loop p99', `${number(detail.eventLoop.p99Ms)} ms`],
         ['Memory (RSS / heap used)', `${bytes(detail.memory.rss)} / ${bytes(detail.memory.heapUsed)}`],
         ['PostgreSQL pool', `${pool.total - pool.idle} busy, ${pool.idle} idle, ${pool.waiting} waiting (max ${pool.max})`],
-        ['Versions', `node ${detail.versions.node} · app ${detail.versions.app} · PostgreSQL ${detail.versions.postgresql ?? '?'} · Redis ${detail.versions.redis ?? '?'}`],
+        ['Queue transport', detail.transport === 'postgres' ? 'PostgreSQL (queues and coordination in the database)' : 'Redis'],
+        ['Versions', `node ${detail.versions.node} · app ${detail.versions.app} · PostgreSQL ${detail.versions.postgresql ?? '?'}${detail.transport === 'postgres' ? '' : ` · Redis ${detail.versions.redis ?? '?'}`}`],
       ];
+      // With the queues on PostgreSQL, the store check is the database's coordination tables.
+      if (detail.transport === 'postgres') $('#store-check-name').textContent = 'Queues (PostgreSQL)';
       $('#health-detail').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })]));
     }
   }
