@@ -43,6 +43,7 @@ import { registerGetThread } from './http/routes/threads/get-thread.js';
 import { registerListMessages } from './http/routes/threads/list-messages.js';
 import { registerListThreads } from './http/routes/threads/list-threads.js';
 import { registerPostMessage } from './http/routes/threads/post-message.js';
+import { doorWaitMs, registerOpenAiDoor } from './http/openai-door/index.js';
 
 /**
  * Node's http server timeouts: slow headers and slow bodies are cut off (408), idle sockets closed.
@@ -203,5 +204,14 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
     },
     { prefix: '/api/v1' },
   );
+  // GET /v1/models, POST /v1/chat/completions: the OpenAI-compatible door onto the same pipeline.
+  await registerOpenAiDoor(app, {
+    chat: services.chat,
+    tenancy: repositories.tenancy,
+    redis: container.redis,
+    rateLimit: { ...config.rateLimit, prefix: config.queue.prefix },
+    maxContentBytes: config.limits.maxContentBytes,
+    waitMs: doorWaitMs(config.http.timeouts.idleMs),
+  });
   return app;
 }

@@ -8,7 +8,8 @@ import { createDocumentsRepository } from './adapters/postgres/repositories/docu
 import { createRunsRepository } from './adapters/postgres/run-store/index.js';
 import { createTenancyRepository } from './adapters/postgres/repositories/tenancy.repository.js';
 import { createThreadsRepository } from './adapters/postgres/repositories/threads.repository.js';
-import { HybridChatService } from './domain/chat/hybrid-chat.service.js';
+import { ConversationChatService } from './domain/chat/conversation.service.js';
+import { createConversationsRepository } from './adapters/postgres/repositories/conversations.repository.js';
 import { createRunWaits } from './domain/chat/run-waits.js';
 import { createRunFinishedListener } from './adapters/postgres/run-finished.listener.js';
 import { createEngine } from './engine/engine.js';
@@ -70,7 +71,8 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
   // One LISTEN connection of this process, opened by the first `wait`.
   const runFinished = createRunFinishedListener(config.database.url, logger);
   const waits = createRunWaits({ feed: runFinished, maxPerOrg: config.maxWaitsPerOrg });
-  const chat = new HybridChatService({
+  // The queued, blocking and comprehensive flows, and conversations sent whole (/v1/chat/completions).
+  const chat = new ConversationChatService({
     catalog: config.catalog,
     threads: repositories.threads,
     runs: repositories.runs,
@@ -78,6 +80,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     queue: producer,
     estimateMs: config.openai.apiKey ? 3_000 : 500,
     waits,
+    conversations: createConversationsRepository(database.db),
   });
   const services = { chat, documents: createDocumentsService({ documents: repositories.documents, quota: config.documentQuota }) };
   return {

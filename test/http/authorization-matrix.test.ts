@@ -155,6 +155,18 @@ const EXPECTED: Record<string, RouteCase> = {
     expect: authed(404, 403, 204, 404),
     request: async (_c, f) => ({ url: `/api/v1/documents/${await ownerDocument(f)}` }),
   },
+  // The OpenAI-compatible door: the same tokens, the organization from x-organization-id.
+  'GET /v1/models': { expect: authed(200, 200, 200, 200) },
+  'POST /v1/chat/completions': {
+    // A thread of the owner's own, named by the header: others' is 404. No workers run here, so the
+    // owner's callers stream (the role chunk at once) and hang up; the batch goes on.
+    expect: authed(404, 200, 200, 404),
+    request: async (_c, f) => ({
+      headers: { 'x-honeyjar-thread-id': await ownerThread(f) },
+      payloadAsStream: true,
+      ...json({ model: 'honeyjar', stream: true, messages: [{ role: 'user', content: 'Who approves statements?' }] }),
+    }),
+  },
 };
 
 let t: TestApp;
@@ -241,7 +253,21 @@ function fillParams(url: string, f: Fixtures): string {
     .replace(/\*$/, 'favicon-32x32.png');
 }
 
-async function call(route: string, c: Caller, f: Fixtures): Promise<{ res: LightMyRequestResponse; sent: string }> {
+/** A streamed answer up to its first event (or its end), then hung up: what a caller saw of it. */
+async function firstEvent(res: LightMyRequestResponse, abort: AbortController): Promise<string> {
+  let seen = '';
+  try {
+    for await (const chunk of res.stream()) {
+      seen += String(chunk);
+      if (seen.includes('\n\n')) break;
+    }
+  } finally {
+    abort.abort();
+  }
+  return seen;
+}
+
+async function call(route: string, c: Caller, f: Fixtures): Promise<{ res: LightMyRequestResponse; body: string; sent: string }> {
   const [method, url] = route.split(' ') as [InjectOptions['method'], string];
   const extra = (await EXPECTED[route]!.request?.(c, f)) ?? {};
   const changes = method !== 'GET' && method !== 'HEAD';
@@ -253,9 +279,11 @@ async function call(route: string, c: Caller, f: Fixtures): Promise<{ res: Light
     ...(changes && c.csrfToken && url.startsWith('/admin/queues') ? { 'x-xsrf-token': c.csrfToken } : {}),
     ...((extra.headers as Record<string, string> | undefined) ?? {}),
   };
-  const options: InjectOptions = { method, url: fillParams(url, f), ...extra, headers };
+  const abort = new AbortController();
+  const options: InjectOptions = { method, url: fillParams(url, f), ...extra, headers, ...(extra.payloadAsStream ? { signal: abort.signal } : {}) };
   const res = await t.app.inject(options);
-  return { res, sent: `${options.url} ${JSON.stringify(options.payload ?? '')}` };
+  const body = options.payloadAsStream ? await firstEvent(res, abort) : res.body;
+  return { res, body, sent: `${options.url} ${JSON.stringify(options.payload ?? '')}` };
 }
 
 beforeAll(async () => {
@@ -315,17 +343,17 @@ describe('authorization matrix', () => {
       const leaks: string[] = [];
       for (const caller of callers) {
         await resetBoardObjects();
-        const { res, sent } = await call(route, caller, fixtures);
+        const { res, body, sent } = await call(route, caller, fixtures);
         cells++;
         const expected = entry.expect[caller.name];
-        if (res.statusCode !== expected) mismatches.push(`as ${caller.name}: ${res.statusCode} (expected ${expected}) ${res.body.slice(0, 200)}`);
+        if (res.statusCode !== expected) mismatches.push(`as ${caller.name}: ${res.statusCode} (expected ${expected}) ${body.slice(0, 200)}`);
         const foreign = caller.name === 'none' || caller.name === 'revoked' || caller.name === 'otherOrg' || (caller.name === 'operator' && !entry.systemWide);
         if (!foreign) {
-          if ((caller.name === 'member' || caller.name === 'admin') && [...ownerIds].some((id) => !sent.includes(id) && res.body.includes(id))) ownerAnswersWithIds++;
+          if ((caller.name === 'member' || caller.name === 'admin') && [...ownerIds].some((id) => !sent.includes(id) && body.includes(id))) ownerAnswersWithIds++;
           continue;
         }
         for (const id of ownerIds) {
-          if (!sent.includes(id) && res.body.includes(id)) leaks.push(`as ${caller.name} shows ${id}`);
+          if (!sent.includes(id) && body.includes(id)) leaks.push(`as ${caller.name} shows ${id}`);
         }
       }
       expect(mismatches).toEqual([]);

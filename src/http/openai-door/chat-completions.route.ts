@@ -1,0 +1,158 @@
+import { createHash } from 'node:crypto';
+import { PassThrough } from 'node:stream';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { ConversationChatService, ConversationReply } from '../../domain/chat/conversation.service.js';
+import type { BatchDocument } from '../../domain/chat/batch-view.js';
+import type { Actor, Idempotency } from '../../domain/chat/chat.service.js';
+import type { App } from '../types.js';
+import { actorOf } from '../plugins/auth.js';
+import { disconnectSignal } from '../disconnect-signal.js';
+import { canonicalJson, idempotencyOf } from '../schemas/accepted.js';
+import { requireId } from '../schemas/common.js';
+import { openAiError } from './errors.js';
+import { chunkOf, completionOf, conversationOf, finishReason } from './mapping.js';
+import { ChatCompletion, ChatCompletionRequest, DoorHeaders, openAiErrorResponses } from './schemas.js';
+
+export interface ChatCompletionsOptions {
+  maxContentBytes: number;
+  /** How long a request waits for its batch to finish before answering 504 (the batch goes on). */
+  waitMs: number;
+  /** Between SSE comment lines while nothing else is sent, so proxies keep the stream open. */
+  heartbeatMs?: number;
+}
+
+const HEARTBEAT_MS = 15_000;
+
+/**
+ * POST /v1/chat/completions: one queued run of the whole pipeline per request, answered in the
+ * Chat Completions format once it has finished, or streamed as `chat.completion.chunk` events.
+ * Every answer names its batch (`x-honeyjar-batch-id`): a client that lost the connection reads
+ * the batch or its events instead of asking (and paying) again.
+ */
+export function registerChatCompletions(app: App, chat: ConversationChatService, options: ChatCompletionsOptions): void {
+  app.post(
+    '/chat/completions',
+    {
+      // Every message at its limit is more than anyone sends; the body limit bounds what is parsed.
+      bodyLimit: 1024 * 1024,
+      schema: {
+        tags: ['openai'],
+        summary: 'OpenAI-compatible chat completion through the whole pipeline (streaming with stream: true)',
+        headers: DoorHeaders,
+        body: ChatCompletionRequest,
+        response: { 200: ChatCompletion, ...openAiErrorResponses },
+      },
+    },
+    async (request, reply) => {
+      const actor = actorOf(request);
+      const sent = conversationOf(request.body, options);
+      const threadHeader = request.headers['x-honeyjar-thread-id'];
+      const threadId = typeof threadHeader === 'string' ? requireId(threadHeader.trim(), 'Thread') : undefined;
+      const idempotency = idempotencyWithThread(request, threadId);
+      // Counted among the organization's waiting requests until the answer has been sent.
+      const slot = chat.reserveWait(actor, options.waitMs);
+      let streaming = false;
+      try {
+        const accepted = await chat.acceptConversation(actor, {
+          history: sent.history,
+          message: threadId ? sent.latest : sent.message,
+          ...(threadId ? { threadId } : {}),
+          ...(idempotency ? { idempotency } : {}),
+        });
+        reply.header('x-honeyjar-batch-id', accepted.batchId).header('x-honeyjar-thread-id', accepted.threadId);
+        const created = Math.floor(accepted.createdAt.getTime() / 1000);
+        if (!sent.stream) {
+          const batch = await chat.waitForFinish(actor, accepted.batchId, options.waitMs, disconnectSignal(reply));
+          const outcome = await outcomeOf(chat, actor, batch);
+          if ('error' in outcome) return reply.status(outcome.status).send(outcome.error);
+          return reply.send(completionOf(accepted.batchId, created, outcome.reply));
+        }
+        const stream = new PassThrough();
+        streaming = true;
+        void streamCompletion(stream, reply, { chat, actor, batchId: accepted.batchId, created, includeUsage: sent.includeUsage, ...options }).finally(() => slot.release());
+        reply.header('content-type', 'text/event-stream; charset=utf-8').header('cache-control', 'no-cache').header('x-accel-buffering', 'no');
+        // Server-Sent Events: a stream, which the 200 schema (the JSON answer) does not describe.
+        return reply.send(stream as unknown as never);
+      } finally {
+        if (!streaming) slot.release();
+      }
+    },
+  );
+}
+
+/**
+ * The key and a fingerprint of what makes the request: the body and the thread it names. The same
+ * key with another body or thread is refused (422); with the same, it answers the first batch.
+ */
+function idempotencyWithThread(request: FastifyRequest, threadId: string | undefined): Idempotency | undefined {
+  const idempotency = idempotencyOf(request);
+  if (!idempotency) return undefined;
+  const fingerprint = createHash('sha256')
+    .update(canonicalJson({ route: 'POST /v1/chat/completions', thread: threadId ?? null, body: request.body ?? null }))
+    .digest('hex');
+  return { key: idempotency.key, fingerprint };
+}
+
+type Outcome = { reply: ConversationReply } | { status: number; error: ReturnType<typeof openAiError> };
+
+/** A finished batch's reply, or the error a client is answered with. */
+async function outcomeOf(chat: ConversationChatService, actor: Actor, batch: BatchDocument): Promise<Outcome> {
+  if (!batch.finishedAt) {
+    return {
+      status: 504,
+      error: openAiError(504, 'still_processing', `The batch ${batch.batchId} is still being processed; read it at GET /api/v1/chat/batch/${batch.batchId}/results`),
+    };
+  }
+  const reply = batch.status === 'completed' || batch.status === 'partial' ? await chat.replyOf(actor, batch) : undefined;
+  if (reply) return { reply };
+  const cause = batch.errors?.[0];
+  return {
+    status: 502,
+    error: openAiError(502, batch.status === 'cancelled' ? 'batch_cancelled' : 'batch_failed', cause ? `The pipeline did not answer: ${cause.code}: ${cause.message}` : `The pipeline did not answer (${batch.status})`),
+  };
+}
+
+interface StreamContext extends ChatCompletionsOptions {
+  chat: ConversationChatService;
+  actor: Actor;
+  batchId: string;
+  created: number;
+  includeUsage: boolean;
+}
+
+/**
+ * Writes the answer as Server-Sent Events: the role chunk at once, the reply's text, the finish
+ * chunk, the usage chunk when asked, `data: [DONE]`. A failed batch ends with an `error` event,
+ * which the SDKs raise as an API error. A client that goes away stops only this stream.
+ */
+async function streamCompletion(stream: PassThrough, reply: FastifyReply, context: StreamContext): Promise<void> {
+  const { chat, actor, batchId, created } = context;
+  const signal = disconnectSignal(reply);
+  const write = (data: unknown) => {
+    if (!stream.writableEnded) stream.write(`data: ${JSON.stringify(data)}\n\n`);
+  };
+  const heartbeat = setInterval(() => {
+    if (!stream.writableEnded) stream.write(': keep-alive\n\n');
+  }, context.heartbeatMs ?? HEARTBEAT_MS);
+  heartbeat.unref();
+  try {
+    write(chunkOf(batchId, created, { role: 'assistant', content: '' }));
+    const batch = await chat.waitForFinish(actor, batchId, context.waitMs, signal);
+    if (signal.aborted) return;
+    const outcome = await outcomeOf(chat, actor, batch);
+    if ('error' in outcome) {
+      write(outcome.error);
+      return;
+    }
+    if (outcome.reply.content !== '') write(chunkOf(batchId, created, { content: outcome.reply.content }));
+    write(chunkOf(batchId, created, {}, finishReason(outcome.reply)));
+    if (context.includeUsage) write(chunkOf(batchId, created, null, null, outcome.reply.usage));
+    stream.write('data: [DONE]\n\n');
+  } catch (error) {
+    reply.log.error({ err: error }, 'streamed completion failed');
+    write(openAiError(500, 'internal_error', 'An internal error occurred'));
+  } finally {
+    clearInterval(heartbeat);
+    stream.end();
+  }
+}
