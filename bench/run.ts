@@ -16,6 +16,9 @@
  *   4b paced            the same processes offered BENCH_PACED_RATE msg/s (300) as Poisson arrivals
  *                       for 30 s: does it keep up (one reply each, seen within 1 s at p99), replies/s
  *   5 peak RSS          of each server process tree, sampled every 200 ms; API processes ≤ 250 MB
+ *   6 door TTFT         one streaming /v1/chat/completions client, one request at a time, fake LLM
+ *                       waiting 300 ms before its first chunk: time to first token at the client
+ *                       minus that wait, p50 ≤ 30 ms (bench/lib/door.ts)
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -48,6 +51,7 @@ import {
   type TreeMemory,
 } from './lib/procs.js';
 import { ratePerSecond, ReplyWatcher, type ReplyAudit } from './lib/replies.js';
+import { measureDoorTtft, type DoorTtftResult } from './lib/door.js';
 import { round, sleep, summarize } from './lib/stats.js';
 
 // --- settings -------------------------------------------------------------------------------------
@@ -78,6 +82,9 @@ const S = {
   sustainedDeadlineMs: QUICK ? 60_000 : 180_000,
   drainStallMs: 15_000,
   pacedRatePerSec: Number(process.env.BENCH_PACED_RATE || 300),
+  doorRequests: QUICK ? 20 : 60,
+  doorWarmup: 5,
+  doorLlmLatencyMs: 300,
   pacedWarmupMs: 3_000 / SHRINK,
   pacedUsers: 100,
   pacedSendMs: 30_000 / SHRINK,
@@ -100,6 +107,8 @@ const TARGETS = {
   pacedLagP99Ms: 1_000,
   /** Peak resident memory of an API process (its process tree), in MB (10^6 bytes). */
   apiRssMb: 250,
+  /** Time to first token at a streaming /v1/chat/completions client beyond the fake LLM's own, p50. */
+  doorOverheadP50Ms: 30,
 };
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -129,11 +138,12 @@ const MAIN = instance('');
 const E2E = instance('e2e');
 const SUSTAINED = instance('sustained');
 const PACED = instance('paced');
+const DOOR = instance('door');
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const FLOOR_PREFIX = `bench-${RID}-floor`;
 const STAGES = 5;
-/** BENCH_ONLY=floor,queued,ack,sustained,paced,e2e runs a subset (default: all). */
-const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,paced,e2e').split(',').map((s) => s.trim()));
+/** BENCH_ONLY=floor,queued,ack,sustained,paced,e2e,door runs a subset (default: all). */
+const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,paced,e2e,door').split(',').map((s) => s.trim()));
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
 // --- small helpers --------------------------------------------------------------------------------
@@ -1153,6 +1163,24 @@ async function main(): Promise<number> {
     serverLogs['server-fake-llm'] = logFindings('server-fake-llm');
   }
 
+  // Server 3: API and workers in one process, the fake LLM streaming after 300 ms, for scenario 6.
+  if (ONLY.has('door')) {
+    const doorFake = await startFakeOpenAi({ apiKey: 'test', latencyMs: S.doorLlmLatencyMs });
+    try {
+      const doorPool = await createDatabase(DOOR);
+      const server = await startServer('server-door', DOOR, { OPENAI_API_KEY: 'test', OPENAI_BASE_URL: doorFake.url });
+      const tenant = await bootstrapTenant(DOOR);
+      await attempt('doorTtft', () =>
+        measureDoorTtft({ port: server.port, headers: authHeaders(tenant), fake: doorFake, latencyMs: S.doorLlmLatencyMs, requests: S.doorRequests, warmup: S.doorWarmup }),
+      );
+      database['server-door'] = await databaseFindings(doorPool);
+      await stopServer(server);
+      serverLogs['server-door'] = logFindings('server-door');
+    } finally {
+      await doorFake.close();
+    }
+  }
+
   // Redis keys under the prefix of a server that ran tell whether it honoured QUEUE_PREFIX.
   let serverKeys: number | undefined;
   const checkedPrefix = ONLY.has('e2e') ? E2E.prefix : ONLY.has('queued') || ONLY.has('ack') ? MAIN.prefix : ONLY.has('sustained') ? SUSTAINED.prefix : ONLY.has('paced') ? PACED.prefix : undefined;
@@ -1197,6 +1225,7 @@ async function main(): Promise<number> {
   const e2eAck = e2e?.ackToCompletedMs as ReturnType<typeof summarize> | undefined;
   const e2eServer = e2e?.serverCreatedToFinishedMs as ReturnType<typeof summarize> | undefined;
   const mb = (m: TreeMemory | undefined) => round(megabytes(m), 1);
+  const door = scenarios.doorTtft as DoorTtftResult | undefined;
 
   const checks: Check[] = [
     { scenario: '1 floor', figure: 'req/s (100 conns)', value: num(floor?.reqPerSec), unit: 'req/s' },
@@ -1249,11 +1278,24 @@ async function main(): Promise<number> {
         ['peak server-offline / its worker', 'server-offline', 'server-offline-worker'],
         ['peak server-paced / its worker', 'server-paced', 'server-paced-worker'],
         ['peak server-fake-llm (API + workers)', 'server-fake-llm'],
+        ['peak server-door (API + workers)', 'server-door'],
         ['peak floor-server', 'floor-server'],
       ] as const
     )
       .filter(([, first]) => memory[first])
       .map(([figure, ...labels]): Check => ({ scenario: '5 RSS', figure, value: labels.map((label) => mb(memory[label])).join(' / '), unit: 'MB' })),
+    {
+      scenario: '6 door TTFT',
+      figure: 'p50 first token − fake LLM first token',
+      value: num(door?.overheadMs.p50),
+      unit: 'ms',
+      target: `≤ ${TARGETS.doorOverheadP50Ms} ms`,
+      pass: num(door?.overheadMs.p50) <= TARGETS.doorOverheadP50Ms && door?.failed === 0,
+    },
+    { scenario: '6 door TTFT', figure: 'p90 / p99 of that', value: `${num(door?.overheadMs.p90)} / ${num(door?.overheadMs.p99)}`, unit: 'ms' },
+    { scenario: '6 door TTFT', figure: 'p50 before LLM / after LLM', value: `${num(door?.beforeLlmMs.p50)} / ${num(door?.afterLlmMs.p50)}`, unit: 'ms' },
+    { scenario: '6 door TTFT', figure: 'p50 client TTFT (fake LLM waits)', value: `${num(door?.clientTtftMs.p50)} (${S.doorLlmLatencyMs})`, unit: 'ms' },
+    { scenario: '6 door TTFT', figure: 'requests / failed / streamed in pieces', value: `${num(door?.requests)} / ${num(door?.failed)} / ${num(door?.streamedInPieces)}`, unit: '' },
   ];
 
   // With BENCH_ONLY, leave out the rows of scenarios that did not run.
@@ -1264,7 +1306,8 @@ async function main(): Promise<number> {
     (c.scenario.startsWith('2') && ONLY.has('ack')) ||
     (c.scenario.startsWith('3') && ONLY.has('e2e')) ||
     (c.scenario.startsWith('4 ') && ONLY.has('sustained')) ||
-    (c.scenario.startsWith('4b') && ONLY.has('paced'));
+    (c.scenario.startsWith('4b') && ONLY.has('paced')) ||
+    (c.scenario.startsWith('6') && ONLY.has('door'));
   checks.splice(0, checks.length, ...checks.filter(ran));
 
   const cpus = os.cpus();
