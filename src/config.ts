@@ -44,6 +44,10 @@ const schema = z.object({
   RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(600),
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(100).default(60_000),
   COMPREHENSIVE_MAX_WAITS_PER_ORG: z.coerce.number().int().min(1).max(10_000).default(20),
+  EVENTS_FLUSH_MS: z.coerce.number().int().min(0).max(1_000).default(25),
+  EVENTS_RETENTION_MS: z.coerce.number().int().min(60_000).max(30 * 86_400_000).default(86_400_000),
+  EVENTS_HEARTBEAT_MS: z.coerce.number().int().min(1_000).max(300_000).default(15_000),
+  STREAM_TICKET_TTL_MS: z.coerce.number().int().min(1_000).max(600_000).default(60_000),
   AUTH_FAILURE_RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(20),
   AUTH_FAILURE_RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(100).default(60_000),
   DOCUMENT_QUOTA_COUNT: z.coerce.number().int().min(1).default(1_000),
@@ -163,6 +167,8 @@ export interface Config {
   authFailureLimit: { max: number; windowMs: number };
   /** Concurrent `wait`s on /comprehensive per organization, in this process. */
   maxWaitsPerOrg: number;
+  /** Live event streams (README "Event streams"). */
+  events: { flushMs: number; retentionMs: number; heartbeatMs: number; ticketTtlMs: number };
   documentQuota: { count: number; bytes: number };
   shutdownTimeoutMs: number;
   limits: { maxContentBytes: number; maxDocumentBytes: number };
@@ -220,6 +226,7 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
     rateLimit: { max: e.RATE_LIMIT_MAX, windowMs: e.RATE_LIMIT_WINDOW_MS },
     authFailureLimit: { max: e.AUTH_FAILURE_RATE_LIMIT_MAX, windowMs: e.AUTH_FAILURE_RATE_LIMIT_WINDOW_MS },
     maxWaitsPerOrg: e.COMPREHENSIVE_MAX_WAITS_PER_ORG,
+    events: { flushMs: e.EVENTS_FLUSH_MS, retentionMs: e.EVENTS_RETENTION_MS, heartbeatMs: e.EVENTS_HEARTBEAT_MS, ticketTtlMs: e.STREAM_TICKET_TTL_MS },
     documentQuota: { count: e.DOCUMENT_QUOTA_COUNT, bytes: e.DOCUMENT_QUOTA_BYTES },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     limits: { maxContentBytes: 32 * 1024, maxDocumentBytes: 1024 * 1024 },

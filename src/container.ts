@@ -36,6 +36,10 @@ import { createMetricsReporter } from './domain/monitoring/metrics-report.js';
 import { createHealthService } from './monitoring/health.service.js';
 import { createHeartbeat } from './monitoring/heartbeat.js';
 import { createMonitoring, type Monitoring } from './monitoring/monitoring.js';
+import { createPostgresRunEvents } from './adapters/postgres/run-events/index.js';
+import { createStreamTicketsRepository } from './adapters/postgres/repositories/stream-tickets.repository.js';
+import { createEventsService } from './domain/chat/events.service.js';
+import { createPeriodicTask } from './lib/periodic.js';
 
 /** Everything the roles are built from, wired once from the config. */
 export function createContainer(config: Readonly<Config>, logger: Logger) {
@@ -51,7 +55,15 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     alerts: createAlertsRepository(database.db, database.pool),
     monitoring: createMonitoringRepository(database.pool, config.catalog),
     failedJobs: createFailedJobsRepository(database.pool),
+    streamTickets: createStreamTicketsRepository(database.pool),
   };
+  // The runs' event log (PostgreSQL, one LISTEN connection per process, opened by the first subscriber).
+  const runEvents = createPostgresRunEvents(database.pool, { url: config.database.url, logger });
+  const eventPruning = createPeriodicTask(
+    () => Promise.all([runEvents.prune(config.events.retentionMs), repositories.streamTickets.prune()]),
+    (err) => logger.warn({ err }, 'could not prune run events'),
+  );
+  eventPruning.start(EVENT_PRUNE_INTERVAL_MS);
   const stages = createStageServices(config, repositories, monitoring);
   // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
   const redis = createRedisConnection(config.redis.url, 'producer', logger);
@@ -64,6 +76,8 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     services: stages,
     settings: { historyTokenBudget: config.openai.historyTokenBudget },
     onError: (err, runId) => logger.error({ err, runId }, 'in-process run failed'),
+    events: runEvents,
+    eventFlushMs: config.events.flushMs,
   });
   const heartbeat = createHeartbeat({ redis, prefix: config.queue.prefix });
   const health = createHealthService({ config, repository: repositories.monitoring, redis, producer, heartbeat, monitoring });
@@ -82,7 +96,11 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     waits,
     conversations: createConversationsRepository(database.db),
   });
-  const services = { chat, documents: createDocumentsService({ documents: repositories.documents, quota: config.documentQuota }) };
+  const services = {
+    chat,
+    documents: createDocumentsService({ documents: repositories.documents, quota: config.documentQuota }),
+    events: createEventsService({ runs: repositories.runs, threads: repositories.threads, events: runEvents, tickets: repositories.streamTickets, ticketTtlMs: config.events.ticketTtlMs }),
+  };
   return {
     config,
     logger,
@@ -91,6 +109,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     repositories,
     stages,
     engine,
+    runEvents,
     producer,
     services,
     waits,
@@ -109,9 +128,12 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
       await steps.run('in-process runs', () => chat.drainBackground(), options.deadline ?? Date.now() + config.shutdownTimeoutMs);
       waits.close();
       monitoring.close();
+      await eventPruning.stop();
+      await engine.events.flush();
       const closeBy = Date.now() + CLOSE_BUDGET_MS;
       await Promise.all([
         steps.run('run-finished listener', () => runFinished.close(), closeBy),
+        steps.run('run events listener', () => runEvents.close(), closeBy),
         steps.run('queue producer', () => producer.close(), closeBy),
         steps.run('redis', () => quitRedis(redis, closeBy - REDIS_QUIT_MARGIN_MS), closeBy),
         steps.run('postgresql pool', () => database.close(), closeBy),
@@ -121,6 +143,9 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
 }
 
 export type Container = ReturnType<typeof createContainer>;
+
+/** How often each process deletes the events that are past their retention (a slice at a time). */
+const EVENT_PRUNE_INTERVAL_MS = 10 * 60_000;
 
 /** How long closing the connections may take, all at once, after the drain. */
 const CLOSE_BUDGET_MS = 1_000;

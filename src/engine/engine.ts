@@ -9,6 +9,8 @@ import type { StageServices } from './services.js';
 import type { AnyCatalog, StageOf, StageSettings } from './stage.js';
 import { createSteps } from './steps.js';
 import { createThreadOrder, type ThreadOrder } from './thread-order.js';
+import type { RunEvents } from './ports/run-events.js';
+import { createEventEmitter, type EventEmitter } from './events/emitter.js';
 
 export interface EngineDeps<C extends AnyCatalog> {
   catalog: C;
@@ -20,6 +22,10 @@ export interface EngineDeps<C extends AnyCatalog> {
   /** A run driven in this process failed in a way no step could record (the store unreachable). */
   onError(error: unknown, runId: string): void;
   inline?: InlineDriverOptions;
+  /** The runs' event log: steps, tokens and each run's end are recorded in it (none: nothing is). */
+  events?: RunEvents;
+  /** The least time between two event appends of this process (default 25 ms). */
+  eventFlushMs?: number;
 }
 
 /**
@@ -29,9 +35,14 @@ export interface EngineDeps<C extends AnyCatalog> {
  */
 export function createEngine<C extends AnyCatalog>(deps: EngineDeps<C>): Engine<StageOf<C>> {
   type S = StageOf<C>;
-  const { catalog, runs, transport } = deps;
+  const { catalog, transport } = deps;
+  const events = createEventEmitter(deps.events, {
+    ...(deps.eventFlushMs === undefined ? {} : { flushMs: deps.eventFlushMs }),
+    onError: (error) => deps.onError(error, 'events'),
+  });
+  const runs = announcingEnds(deps.runs, events);
 
-  const steps = createSteps({ catalog, runs, stages: deps.services, settings: deps.settings });
+  const steps = createSteps({ catalog, runs, stages: deps.services, settings: deps.settings, events });
   const threadOrder: ThreadOrder<S> = createThreadOrder({
     catalog,
     runs,
@@ -62,7 +73,7 @@ export function createEngine<C extends AnyCatalog>(deps: EngineDeps<C>): Engine<
       },
     },
   });
-  const processStep: ProcessStep<S> = createStepProcessor({ catalog, steps, progression, threadOrder });
+  const processStep: ProcessStep<S> = createStepProcessor({ catalog, steps, progression, threadOrder, events });
   const queued = createQueuedDriver({ transport, progression, processStep: () => processStep });
 
   return {
@@ -72,6 +83,7 @@ export function createEngine<C extends AnyCatalog>(deps: EngineDeps<C>): Engine<
     progression,
     threadOrder,
     processStep,
+    events,
 
     async cancel(runId, reason, openJobs) {
       // Cancelling a run ends it: no reply is stored afterwards, and the thread's next run goes.
@@ -97,6 +109,8 @@ export interface Engine<S extends string = string> {
   progression: Progression<S>;
   threadOrder: ThreadOrder<S>;
   processStep: ProcessStep<S>;
+  /** The engine's event emitter (its buffered appends to the run event log). */
+  events: EventEmitter;
   /**
    * Ends an open run as cancelled: stops it where it runs (in this process, or its open jobs in
    * the queues) and moves the thread's next run on. False when the run had ended already.
@@ -107,4 +121,25 @@ export interface Engine<S extends string = string> {
 /** A new run's step states: every included stage pending. */
 export function pendingStates<S extends string>(stages: readonly S[]): StepStates<S> {
   return Object.fromEntries(stages.map((stage) => [stage, 'pending'])) as StepStates<S>;
+}
+
+/**
+ * The run store, telling the event log's subscribers when a run has ended: the statements that
+ * end a run write its closing events themselves, without a notification (which would serialise
+ * their commits), so it is sent afterwards by the event log's own relaxed statement.
+ */
+function announcingEnds<S extends string>(runs: RunStore<S>, events: EventEmitter): RunStore<S> {
+  return {
+    ...runs,
+    async completeWithReply(...args) {
+      const stored = await runs.completeWithReply(...args);
+      if (stored) events.announce(args[0]);
+      return stored;
+    },
+    async finish(...args) {
+      const finished = await runs.finish(...args);
+      if (finished) events.announce(args[0]);
+      return finished;
+    },
+  };
 }

@@ -1,4 +1,5 @@
-import { decideAfterError } from './errors.js';
+import { decideAfterError, describeError } from './errors.js';
+import type { EventEmitter } from './events/emitter.js';
 import type { MovedRun, Progression } from './progression.js';
 import type { AnyCatalog, StageOf } from './stage.js';
 import type { Steps } from './steps.js';
@@ -32,8 +33,9 @@ export function createStepProcessor<C extends AnyCatalog>(deps: {
   steps: Steps<StageOf<C>>;
   progression: Progression<StageOf<C>>;
   threadOrder: ThreadOrder<StageOf<C>>;
+  events?: EventEmitter;
 }) {
-  const { catalog, steps, progression, threadOrder } = deps;
+  const { catalog, steps, progression, threadOrder, events } = deps;
 
   return async function processStep(job: StepJob<StageOf<C>>, signal: AbortSignal | undefined, options: StepOptions): Promise<StepVerdict> {
     const { run, stage } = job;
@@ -53,6 +55,18 @@ export function createStepProcessor<C extends AnyCatalog>(deps: {
     } catch (error) {
       if (signal?.aborted) return { kind: 'aborted', reason: signal.reason };
       const decision = decideAfterError(catalog[stage]!, error, job.attemptsMade, options);
+      if (events) {
+        // Before the failure is recorded: a final one ends the run, whose closing events come last.
+        const info = describeError(error);
+        const attempt = job.attemptsMade + 1;
+        events.emit(
+          run.id,
+          decision.kind === 'final'
+            ? { type: 'step', stage, status: 'failed', attempt, error: info }
+            : { type: 'step', stage, status: 'retrying', attempt, delayMs: decision.kind === 'pause' ? decision.ms : decision.delayMs, error: info },
+        );
+        await events.flush();
+      }
       const failure = await steps.recordFailure(run.id, stage, error, decision.kind === 'final');
       if (decision.kind === 'final') return { kind: 'final', error, message: await progression.afterFailure(run, stage, failure) };
       if (decision.kind === 'pause') return decision;

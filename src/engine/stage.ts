@@ -66,6 +66,8 @@ export interface StageContext {
   services: StageServices;
   settings: StageSettings;
   signal?: AbortSignal | undefined;
+  /** The reply stage's text as it is produced (token events); only a stage with `reply` gets it. */
+  onToken?: (text: string) => void;
 }
 
 /**

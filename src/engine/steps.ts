@@ -4,6 +4,7 @@ import type { RunStore, StepCompletion } from './ports/run-store.js';
 import type { LoadedStep, StepStates } from './run.js';
 import type { StageServices } from './services.js';
 import { stageInput, type AnyCatalog, type StageContext, type StageOf, type StageSettings } from './stage.js';
+import { createEventEmitter, type EventEmitter, type TokenSink } from './events/emitter.js';
 
 export type StageOutcome<S extends string = StageName> =
   /**
@@ -20,10 +21,23 @@ export type StageOutcome<S extends string = StageName> =
  * results of the stages it depends on) in one statement, runs the stage's handler and stores its
  * result. Idempotent: a step already finished is not run again, and the reply is stored once.
  */
-export function createSteps<C extends AnyCatalog>(deps: { catalog: C; runs: RunStore<StageOf<C>>; stages: StageServices; settings: StageSettings }) {
+export function createSteps<C extends AnyCatalog>(deps: {
+  catalog: C;
+  runs: RunStore<StageOf<C>>;
+  stages: StageServices;
+  settings: StageSettings;
+  /** The run's event log (started, completed, tokens); none: no events. */
+  events?: EventEmitter;
+}) {
   type S = StageOf<C>;
   const { catalog, runs } = deps;
-  const context = (signal?: AbortSignal): StageContext => ({ services: deps.stages, settings: deps.settings, signal });
+  const events = deps.events ?? createEventEmitter(undefined);
+  const context = (signal?: AbortSignal, tokens?: TokenSink): StageContext => ({
+    services: deps.stages,
+    settings: deps.settings,
+    signal,
+    ...(tokens ? { onToken: (text: string) => tokens.token(text) } : {}),
+  });
 
   async function execute(runId: string, stage: S, signal?: AbortSignal): Promise<StageOutcome<S>> {
     const definition = catalog[stage]!;
@@ -33,9 +47,11 @@ export function createSteps<C extends AnyCatalog>(deps: { catalog: C; runs: RunS
       : await runs.loadStep(runId, stage);
     if (!step) return { status: 'already_finished' };
     signal?.throwIfAborted();
-    const result = await definition.handle(stageInput(step), context(signal));
+    events.emit(runId, { type: 'step', stage, status: 'started', attempt: step.attempts });
+    const tokens = definition.reply ? events.tokens(runId, stage, step.attempts) : undefined;
+    const result = await definition.handle(stageInput(step), context(signal, tokens));
     signal?.throwIfAborted();
-    return store(step, result);
+    return store(step, result, { started: true, tokens });
   }
 
   /**
@@ -54,17 +70,37 @@ export function createSteps<C extends AnyCatalog>(deps: { catalog: C; runs: RunS
     return store(step, await settled);
   }
 
-  async function store(step: LoadedStep<S>, result: unknown): Promise<StageOutcome<S>> {
+  /**
+   * Stores a step's result and records it in the run's events before the run moves on (its
+   * `started` first when it was not emitted at the start). A reply that was not streamed is
+   * sent as one token event, so that a run's tokens always add up to its reply.
+   */
+  async function store(
+    step: LoadedStep<S>,
+    result: unknown,
+    emitted: { started: boolean; tokens?: TokenSink | undefined } = { started: false },
+  ): Promise<StageOutcome<S>> {
     const { runId, stage } = step;
     const definition = catalog[stage]!;
     if (definition.reply) {
       const reply = definition.reply(result, stageInput(step));
+      if (!emitted.started) events.emit(runId, { type: 'step', stage, status: 'started', attempt: step.attempts });
+      const tokens = emitted.tokens ?? events.tokens(runId, stage, step.attempts);
+      if (!tokens.streamed) tokens.token(reply.content);
+      // The closing events are written with the reply: everything before them is stored first.
+      await events.flush();
       const stored = await runs.completeWithReply(runId, stage, reply.content, result, { guarded: reply.guarded });
       if (!stored) return { status: 'already_finished' };
       return { status: 'completed', settled: [stage], states: {}, runFinished: true, threadId: step.threadId, messageSeq: step.messageSeq };
     }
     const completions: StepCompletion<S>[] = [{ stage, result, loadedAt: step.loadedAt }, ...(await settleAtOnce(step, result))];
     const { written, settled, states } = await runs.completeSteps(runId, completions);
+    for (const completion of completions) {
+      if (!written.includes(completion.stage)) continue;
+      if (completion.stage !== stage || !emitted.started) events.emit(runId, { type: 'step', stage: completion.stage, status: 'started', attempt: 1 });
+      events.emit(runId, { type: 'step', stage: completion.stage, status: 'completed', result: completion.result });
+    }
+    if (written.length > 0) await events.flush();
     if (!written.includes(stage)) return { status: 'already_finished' };
     return { status: 'completed', settled, states, runFinished: false, threadId: step.threadId, messageSeq: step.messageSeq };
   }

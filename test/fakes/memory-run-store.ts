@@ -4,6 +4,8 @@ import { jobIdFor, parseJobId } from '../../src/engine/job-id.js';
 import type { RunStore, StepCompletion } from '../../src/engine/ports/run-store.js';
 import type { AcceptOutcome, LoadedStep, NewRun, OpenRun, Run, Step, StepError, StepStates, StepStatus } from '../../src/engine/run.js';
 import type { AnyCatalog, StageOf } from '../../src/engine/stage.js';
+import { closingEvents } from '../../src/engine/events/grammar.js';
+import type { MemoryRunEvents } from './memory-run-events.js';
 
 interface StoredRun<S extends string> {
   run: Run;
@@ -19,7 +21,8 @@ interface StoredRun<S extends string> {
  * The RunStore contract in memory, for engine tests that need no PostgreSQL: each call is one
  * atomic "statement", so the caller that writes a step is the one that settles it.
  */
-export function createMemoryRunStore<C extends AnyCatalog>(catalog: C) {
+export function createMemoryRunStore<C extends AnyCatalog>(catalog: C, options: { events?: MemoryRunEvents } = {}) {
+  const { events } = options;
   type S = StageOf<C>;
   const threads = new Map<string, string>();
   const stored = new Map<string, StoredRun<S>>();
@@ -85,6 +88,7 @@ export function createMemoryRunStore<C extends AnyCatalog>(catalog: C) {
       const states = Object.fromEntries(input.stages.map((stage) => [stage, 'pending'])) as StepStates<S>;
       const messageId = randomUUID();
       stored.set(input.id, { run, seq: ++seq, content: input.content, messageId, states, rows: new Map() });
+      events?.begin({ runId: input.id, orgId: input.orgId, threadId: input.threadId, runSeq: seq });
       return { kind: 'created', runId: input.id, createdAt: run.createdAt, messageId };
     },
     async get(orgId, runId) {
@@ -164,6 +168,10 @@ export function createMemoryRunStore<C extends AnyCatalog>(catalog: C) {
       r.states = { ...r.states, [stage]: 'completed' };
       r.reply = { id: randomUUID(), content, guarded: options.guarded === true };
       Object.assign(row(r, stage), { status: 'completed', error: null, finishedAt: new Date(), result: { ...(result as object), assistantMessageId: r.reply.id } });
+      events?.close(
+        runId,
+        closingEvents('completed', { reply: { stage, result } }).map((e) => (e.type === 'run' ? { ...e, messageId: r.reply!.id } : e)),
+      );
       return { messageId: r.reply.id };
     },
     async finish(runId, status, error) {
@@ -172,6 +180,7 @@ export function createMemoryRunStore<C extends AnyCatalog>(catalog: C) {
       end(r, status, error ?? null);
       r.states = Object.fromEntries(Object.entries(r.states).map(([k, v]) => [k, isTerminal(v as StepStatus) ? v : 'cancelled'])) as StepStates<S>;
       for (const step of r.rows.values()) if (!isTerminal(step.status)) Object.assign(step, { status: 'cancelled', finishedAt: new Date() });
+      events?.close(runId, closingEvents(status, { error: error ?? null }));
       return true;
     },
     hasEarlierOpenRun: async (threadId, messageSeq) => [...stored.values()].some((r) => r.run.threadId === threadId && open(r) && r.seq < messageSeq),

@@ -293,3 +293,50 @@ export const alertEvaluatorState = pgTable('alert_evaluator_state', {
   /** Remaining RocketReach lookup credits at the last check; null when unknown. */
   rocketreachCredits: doublePrecision('rocketreach_credits'),
 });
+
+/** A run's event-log head: the run's last event seq (its row lock orders the run's appends). */
+export const runEventHeads = pgTable(
+  'run_event_heads',
+  {
+    runId: uuid('run_id').primaryKey(),
+    orgId: uuid('org_id').notNull(),
+    threadId: uuid('thread_id').notNull(),
+    /** The run's message seq: its place in the thread. */
+    runSeq: bigint('run_seq', { mode: 'number' }).notNull(),
+    lastSeq: integer('last_seq').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('run_event_heads_created_idx').on(t.createdAt)],
+);
+
+/** The events of runs (src/engine/ports/run-events.ts): one gap-free seq per run. */
+export const runEvents = pgTable(
+  'run_events',
+  {
+    runId: uuid('run_id').notNull(),
+    seq: integer('seq').notNull(),
+    orgId: uuid('org_id').notNull(),
+    threadId: uuid('thread_id').notNull(),
+    runSeq: bigint('run_seq', { mode: 'number' }).notNull(),
+    type: text('type').notNull(),
+    data: jsonb('data').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.seq] }), index('run_events_thread_idx').on(t.threadId, t.runSeq, t.seq)],
+);
+
+/** Short-lived, single-use tickets that let a browser open an event stream without its API token in the URL. */
+export const streamTickets = pgTable(
+  'stream_tickets',
+  {
+    /** SHA-256 of the ticket; the ticket itself is shown once. */
+    tokenHash: text('token_hash').primaryKey(),
+    orgId: uuid('org_id').notNull(),
+    userId: uuid('user_id').notNull(),
+    runId: uuid('run_id'),
+    threadId: uuid('thread_id'),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+    usedAt: timestamp('used_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [index('stream_tickets_expires_idx').on(t.expiresAt)],
+);

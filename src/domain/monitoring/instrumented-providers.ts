@@ -16,10 +16,10 @@ export interface ProviderObserver {
 export function instrumentLlmProvider(provider: LlmProvider, observer: ProviderObserver): LlmProvider {
   return {
     name: provider.name,
-    async complete(request, signal) {
+    async complete(request, signal, onDelta) {
       const started = performance.now();
       try {
-        const result = await provider.complete(request, signal);
+        const result = await provider.complete(request, signal, onDelta);
         observer.call(provider.name, 'ok', performance.now() - started);
         observer.tokens(provider.name, result.usage?.prompt_tokens ?? 0, result.usage?.completion_tokens ?? 0);
         return result;

@@ -18,10 +18,10 @@ export const openai = defineStage<'openai', LlmResult, Deps>({
   limiter: { env: 'OPENAI', max: 500, durationMs: 60_000, onlyWith: 'OPENAI_API_KEY' },
   historyTurns: 20,
   waitsForTurn: true,
-  handle(input, { services, settings, signal }) {
+  handle(input, { services, settings, signal, onToken }) {
     const { intent, security, rag, rocketreach } = input.results;
     const history = gateHistory(input.history, { classify: services.classifyTurn, tokenBudget: settings.historyTokenBudget });
-    return services.llm.run({ rawContent: input.content, security, intent, rag, rocketreach, history }, signal);
+    return services.llm.run({ rawContent: input.content, security, intent, rag, rocketreach, history }, signal, onToken);
   },
   reply: (result, input) => ({
     content: result.choices[0]?.message.content ?? '',

@@ -11,6 +11,7 @@ import { createMemoryContactCache, createRocketReachStage } from '../../../src/d
 import { classifySecurity } from '../../../src/domain/stages/security/security.service.js';
 import { createMemoryRunStore } from '../../fakes/memory-run-store.js';
 import { createMemoryTransport } from '../../fakes/memory-transport.js';
+import { createMemoryRunEvents } from '../../fakes/memory-run-events.js';
 
 /** The real stage services that need no network: local intent model, detectors, offline LLM, no documents. */
 export function localServices(overrides: Partial<StageServices> = {}): StageServices {
@@ -29,7 +30,8 @@ export function localServices(overrides: Partial<StageServices> = {}): StageServ
 /** An engine on the memory run store and the memory queues, for the given catalog. */
 export function createHarness<C extends AnyCatalog>(catalog: C, services: StageServices = localServices()) {
   type S = StageOf<C>;
-  const runs = createMemoryRunStore(catalog);
+  const events = createMemoryRunEvents();
+  const runs = createMemoryRunStore(catalog, { events });
   const transport = createMemoryTransport<S>();
   const errors: unknown[] = [];
   const engine = createEngine({
@@ -40,6 +42,8 @@ export function createHarness<C extends AnyCatalog>(catalog: C, services: StageS
     settings: { historyTokenBudget: 3_000 },
     onError: (error) => errors.push(error),
     inline: { maxBackoffMs: 5 },
+    events,
+    eventFlushMs: 0,
   });
   transport.consumeWith(engine.queued);
   const orgId = randomUUID();
@@ -56,6 +60,7 @@ export function createHarness<C extends AnyCatalog>(catalog: C, services: StageS
 
   return {
     runs,
+    events,
     transport,
     engine,
     errors,

@@ -5,12 +5,14 @@ import { runs } from '../schema.js';
 import { createCoalescer } from '../../../lib/coalescer.js';
 import type { AcceptOutcome, NewRun, Run } from '../../../engine/run.js';
 import { answersByIdx } from './sql.js';
+import { acceptedEventSql } from '../run-events/sql.js';
 
 /*
  * Accepting a message writes two rows: the run (with every included step as `pending` in
  * step_states) and its user message, which share one seq. Step rows come later. Only for a thread
  * of the caller's organization, and only once per idempotency key. Several accepts (numbered by
  * `idx`) share the statement and its commit (see createCoalescer); each gets its own answer.
+ * The run's event log starts in the same statement: its head and its `accepted` event (seq 1).
  */
 const CREATE_RUN = `
 with t as (select id from threads where id = $2 and org_id = $3),
@@ -27,7 +29,8 @@ m as (
   overriding system value
   select r.message_id, r.seq, $3, $2, r.id, 'user', $9, r.created_at from r
   returning id
-)
+),
+${acceptedEventSql('$3::uuid', '$2::uuid')}
 select 1 as idx, exists (select 1 from t) as thread_found,
        (select id from r) as run_id,
        (select created_at from r) as created_at,
@@ -64,7 +67,8 @@ m as (
   overriding system value
   select r.message_id, r.seq, $3, $2, r.id, 'user', $9, r.created_at from r
   returning id
-)
+),
+${acceptedEventSql('$3::uuid', '$2::uuid')}
 select 1 as idx, true as thread_found,
        (select id from r) as run_id,
        (select created_at from r) as created_at,
@@ -98,7 +102,8 @@ m as (
   select r.message_id, r.seq, r.org_id, r.thread_id, r.id, 'user', q.content, r.created_at
     from r join q on q.id = r.id
   returning id, run_id
-)
+),
+${acceptedEventSql('r.org_id', 'r.thread_id')}
 select q.idx,
        exists (select 1 from t where t.idx = q.idx) as thread_found,
        r.id as run_id, r.created_at,

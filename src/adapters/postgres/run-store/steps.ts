@@ -7,6 +7,8 @@ import type { LoadedStep, StepError, StepStates } from '../../../engine/run.js';
 import type { AnyCatalog, StageOf } from '../../../engine/stage.js';
 import { RUN_FINISHED_CHANNEL } from '../run-finished.listener.js';
 import { historySql } from '../repositories/threads.repository.js';
+import { closingEventsSql } from '../run-events/sql.js';
+import { closingEvents } from '../../../engine/events/grammar.js';
 import { answersByIdx, dependencyResultsSql, mayRunSql, RELAXED_COMMIT, TERMINAL_SQL, WAITED_SOURCES_SQL } from './sql.js';
 import type { createCompletions } from './batching.js';
 
@@ -81,6 +83,7 @@ r as (
 )
 select (select count(*) from s)::int as written, (select step_states from r) as states`;
 
+/** The reply, the run's end and its closing events ($6: the reply step's completion, `run` completed, `end`). */
 const COMPLETE_WITH_REPLY = `
 with r as (
   update runs set status = 'completed', finished_at = now(), error = null,
@@ -106,11 +109,13 @@ s as (
    where run_id = $1 and stage = $2 and exists (select 1 from m)
   returning 1
 ),
+${closingEventsSql('$6::jsonb', '(select id from m)')},
 n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r where source in ${WAITED_SOURCES_SQL})
 select (select id from m) as message_id, (select count(*) from n)::int as notified`;
 
 /**
- * Ends an open run as failed or cancelled; its open steps (claimed or not) are cancelled with it.
+ * Ends an open run as failed or cancelled; its open steps (claimed or not) are cancelled with it,
+ * and its closing events ($4) are appended to its event log.
  * Like the reply statement, it notifies the run's waiters in every process at commit (for the
  * sources that can have any).
  */
@@ -128,6 +133,7 @@ s as (
    where run_id = (select id from r) and status not in ${TERMINAL_SQL}
   returning 1
 ),
+${closingEventsSql('$4::jsonb')},
 n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r where source in ${WAITED_SOURCES_SQL})
 select (select count(*) from r)::int as finished, (select count(*) from n)::int as notified`;
 
@@ -229,7 +235,14 @@ export function createStepWrites<C extends AnyCatalog>(pool: pg.Pool, catalog: C
       const { rows } = await pool.query({
         name: 'honeyjar-complete-with-reply',
         text: COMPLETE_WITH_REPLY,
-        values: [runId, stage, content, JSON.stringify(result), options.guarded === true],
+        values: [
+          runId,
+          stage,
+          content,
+          JSON.stringify(result),
+          options.guarded === true,
+          JSON.stringify(closingEvents('completed', { reply: { stage, result } })),
+        ],
       });
       const messageId: string | null = rows[0]?.message_id ?? null;
       return messageId ? { messageId } : undefined;
@@ -237,7 +250,11 @@ export function createStepWrites<C extends AnyCatalog>(pool: pg.Pool, catalog: C
 
     /** Ends an open run as failed or cancelled; its open steps are cancelled with it. */
     async finish(runId: string, status: 'failed' | 'cancelled', error?: StepError): Promise<boolean> {
-      const { rows } = await pool.query({ name: 'honeyjar-finish-run', text: FINISH_RUN, values: [runId, status, error ? JSON.stringify(error) : null] });
+      const { rows } = await pool.query({
+        name: 'honeyjar-finish-run',
+        text: FINISH_RUN,
+        values: [runId, status, error ? JSON.stringify(error) : null, JSON.stringify(closingEvents(status, { error: error ?? null }))],
+      });
       return rows[0]?.finished === 1;
     },
   };

@@ -16,7 +16,9 @@ export interface LlmProvider {
   readonly name: string;
   /**
    * Produces the assistant reply. Rejects with a StageError (see `permanent` / `retryAfterMs`) on
-   * provider failures, and with the abort error unchanged when `signal` fires.
+   * provider failures, and with the abort error unchanged when `signal` fires. With `onDelta`,
+   * the reply is streamed: each piece of text is given as it arrives, and the pieces add up to
+   * the reply's content.
    */
-  complete(request: LlmRequest, signal?: AbortSignal): Promise<LlmResult>;
+  complete(request: LlmRequest, signal?: AbortSignal, onDelta?: (text: string) => void): Promise<LlmResult>;
 }

@@ -20,7 +20,8 @@ export interface LlmStageInput {
 }
 
 export interface LlmStage {
-  run(input: LlmStageInput, signal?: AbortSignal): Promise<LlmResult>;
+  /** `onDelta`: the reply's text as the provider streams it (a guarded reply is not streamed). */
+  run(input: LlmStageInput, signal?: AbortSignal, onDelta?: (text: string) => void): Promise<LlmResult>;
 }
 
 export const LOCAL_GUARD = 'local-guard';
@@ -107,7 +108,7 @@ export function blockedReply(security: SecurityResult): string {
 export function createLlmStage(deps: { provider: LlmProvider; offline: LlmProvider }): LlmStage {
   const { provider } = deps;
   return {
-    async run(input: LlmStageInput, signal?: AbortSignal): Promise<LlmResult> {
+    async run(input: LlmStageInput, signal?: AbortSignal, onDelta?: (text: string) => void): Promise<LlmResult> {
       const base: Omit<LlmRequest, 'userContent'> = {
         history: input.history,
         documents: input.rag?.documents ?? [],
@@ -119,13 +120,13 @@ export function createLlmStage(deps: { provider: LlmProvider; offline: LlmProvid
 
       // In-process: the text never leaves the process, so it may answer even without a security result.
       if (provider.name === 'offline') {
-        return provider.complete({ ...base, userContent: security ? security.redactedContent : input.rawContent }, signal);
+        return provider.complete({ ...base, userContent: security ? security.redactedContent : input.rawContent }, signal, onDelta);
       }
 
       if (!security) return guardResult(failClosedReply());
       if (security.level === 'restricted' || !security.safe) return guardResult(blockedReply(security));
 
-      return provider.complete({ ...base, userContent: security.redactedContent }, signal);
+      return provider.complete({ ...base, userContent: security.redactedContent }, signal, onDelta);
     },
   };
 }

@@ -176,20 +176,40 @@ function promptChars(request: LlmRequest): number {
   return chars;
 }
 
+/** Words per streamed chunk of the offline reply. */
+const WORDS_PER_CHUNK = 4;
+
+/** The reply in chunks of a few words (whitespace kept), as a model would stream it. */
+export function chunksOf(content: string): string[] {
+  const words = content.match(/\S+\s*|\s+/g) ?? [];
+  const chunks: string[] = [];
+  for (let i = 0; i < words.length; i += WORDS_PER_CHUNK) chunks.push(words.slice(i, i + WORDS_PER_CHUNK).join(''));
+  return chunks;
+}
+
 export function createOfflineProvider(): LlmProvider {
   return {
     name: 'offline',
-    complete(request: LlmRequest, signal?: AbortSignal): Promise<LlmResult> {
-      if (signal?.aborted) return Promise.reject(signal.reason);
+    async complete(request: LlmRequest, signal?: AbortSignal, onDelta?: (text: string) => void): Promise<LlmResult> {
+      if (signal?.aborted) throw signal.reason;
       const content = `${OFFLINE_LABEL}\n${replyFor(request)}`;
       const promptTokens = Math.ceil(promptChars(request) / 4);
       const completionTokens = estimateTokens(content);
-      return Promise.resolve({
+      if (onDelta) {
+        // Streamed a few words at a time, yielding between chunks like a network stream would.
+        for (const chunk of chunksOf(content)) {
+          signal?.throwIfAborted();
+          onDelta(chunk);
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+        signal?.throwIfAborted();
+      }
+      return {
         choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
         model: OFFLINE_MODEL,
         usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
         provider: 'offline',
-      });
+      };
     },
   };
 }

@@ -14,7 +14,7 @@ import OpenAI, {
   AuthenticationError,
   PermissionDeniedError,
 } from 'openai';
-import type { ChatCompletion, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import { StageError, parseRetryAfter } from '../../errors.js';
 import type { Contact, LlmResult } from '../types.js';
 import type { LlmProvider, LlmRequest } from './llm.provider.js';
@@ -229,21 +229,65 @@ export function createOpenAiProvider(options: OpenAiProviderOptions): LlmProvide
 
   return {
     name: 'openai',
-    async complete(request: LlmRequest, signal?: AbortSignal): Promise<LlmResult> {
+    async complete(request: LlmRequest, signal?: AbortSignal, onDelta?: (text: string) => void): Promise<LlmResult> {
+      const body = { model, messages: buildMessages(request), ...(temperature === undefined ? {} : { temperature }) };
+      if (onDelta) return streamCompletion(client, body, signal, onDelta);
       let completion: ChatCompletion;
       try {
-        completion = await client.chat.completions.create(
-          {
-            model,
-            messages: buildMessages(request),
-            ...(temperature === undefined ? {} : { temperature }),
-          },
-          signal ? { signal } : undefined,
-        );
+        completion = await client.chat.completions.create(body, signal ? { signal } : undefined);
       } catch (err) {
         throw mapOpenAiError(err, signal);
       }
       return toLlmResult(completion);
     },
+  };
+}
+
+/**
+ * The reply streamed (`stream: true`, with the usage chunk at the end): each content delta goes
+ * to `onDelta` as it arrives, and the result is the whole reply, as the unstreamed call answers
+ * it. An abort (`signal`) ends the stream, and the connection with it.
+ */
+async function streamCompletion(
+  client: OpenAI,
+  body: { model: string; messages: ChatCompletionMessageParam[]; temperature?: number },
+  signal: AbortSignal | undefined,
+  onDelta: (text: string) => void,
+): Promise<LlmResult> {
+  let content = '';
+  let refusal = '';
+  let finishReason: string | null = null;
+  let sawChoice = false;
+  let modelName = body.model;
+  let usage: ChatCompletionChunk['usage'] | undefined;
+  try {
+    const stream = await client.chat.completions.create({ ...body, stream: true, stream_options: { include_usage: true } }, signal ? { signal } : undefined);
+    for await (const chunk of stream) {
+      if (chunk.model) modelName = chunk.model;
+      if (chunk.usage) usage = chunk.usage;
+      const choice = chunk.choices?.[0];
+      if (!choice) continue;
+      sawChoice = true;
+      const delta = choice.delta?.content;
+      if (delta) {
+        content += delta;
+        onDelta(delta);
+      }
+      if (choice.delta?.refusal) refusal += choice.delta.refusal;
+      if (choice.finish_reason) finishReason = choice.finish_reason;
+    }
+  } catch (err) {
+    throw mapOpenAiError(err, signal);
+  }
+  if (!sawChoice) throw new StageError('empty_response', 'OpenAI returned no choices', { permanent: false });
+  return {
+    choices: [{ index: 0, message: { role: 'assistant', content: content || refusal }, finish_reason: finishReason ?? 'stop' }],
+    model: modelName,
+    usage: {
+      prompt_tokens: usage?.prompt_tokens ?? 0,
+      completion_tokens: usage?.completion_tokens ?? 0,
+      total_tokens: usage?.total_tokens ?? (usage?.prompt_tokens ?? 0) + (usage?.completion_tokens ?? 0),
+    },
+    provider: 'openai',
   };
 }

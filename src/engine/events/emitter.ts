@@ -1,0 +1,87 @@
+import type { RunEventBody, RunEvents } from '../ports/run-events.js';
+
+export interface EventEmitterOptions {
+  /** The least time between two appends of this process; the first event after a pause goes at once. */
+  flushMs?: number;
+  onError?: (error: unknown) => void;
+}
+
+/** A step attempt's reply text as it is produced. */
+export interface TokenSink {
+  token(text: string): void;
+  /** Whether any text was given. */
+  readonly streamed: boolean;
+}
+
+/**
+ * Where the engine's events go: buffered, and appended at most every `flushMs` (each run's events
+ * of that period in one append; consecutive tokens of a step merged into one event), with the
+ * appends of every run of the process sharing one statement (the store's coalescer). `flush`
+ * resolves once everything emitted before it is stored — the engine waits for it before it
+ * moves a run on, so that a run's events are in causal order across processes.
+ */
+export function createEventEmitter(port: RunEvents | undefined, options: EventEmitterOptions = {}) {
+  const flushMs = options.flushMs ?? 25;
+  let buffers = new Map<string, RunEventBody[]>();
+  let chain: Promise<void> = Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  let lastSentAt = 0;
+
+  function emit(runId: string, event: RunEventBody): void {
+    if (!port) return;
+    const list = buffers.get(runId);
+    if (!list) buffers.set(runId, [event]);
+    else {
+      const last = list[list.length - 1];
+      if (event.type === 'token' && last?.type === 'token' && last.stage === event.stage && last.attempt === event.attempt) {
+        list[list.length - 1] = { ...last, text: last.text + event.text };
+      } else list.push(event);
+    }
+    if (!timer) timer = setTimeout(send, Math.max(0, lastSentAt + flushMs - Date.now()));
+  }
+
+  function send(): Promise<void> {
+    clearTimeout(timer);
+    timer = undefined;
+    if (!port || buffers.size === 0) return chain;
+    const batch = buffers;
+    buffers = new Map();
+    lastSentAt = Date.now();
+    chain = chain.then(async () => {
+      await Promise.all(
+        [...batch].map(([runId, events]) =>
+          port.append(runId, events).catch((error: unknown) => {
+            // Live progress only: the run goes on, and what it stores is unaffected.
+            options.onError?.(error);
+          }),
+        ),
+      );
+    });
+    return chain;
+  }
+
+  return {
+    emit,
+    flush: send,
+    /** A sink for a step attempt's text: a retry's first text is preceded by `reset`. */
+    tokens(runId: string, stage: string, attempt: number): TokenSink {
+      let streamed = false;
+      return {
+        token(text: string) {
+          if (text.length === 0) return;
+          if (!streamed && attempt > 1) emit(runId, { type: 'reset', stage, attempt });
+          streamed = true;
+          emit(runId, { type: 'token', stage, attempt, text });
+        },
+        get streamed() {
+          return streamed;
+        },
+      };
+    },
+    announce(runId: string): void {
+      port?.announce(runId).catch((error: unknown) => options.onError?.(error));
+    },
+  };
+}
+
+export type EventEmitter = ReturnType<typeof createEventEmitter>;
