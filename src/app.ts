@@ -207,6 +207,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   // GET /v1/models, POST /v1/chat/completions: the OpenAI-compatible door onto the same pipeline.
   await registerOpenAiDoor(app, {
     chat: services.chat,
+    events: services.events,
     tenancy: repositories.tenancy,
     redis: container.redis,
     rateLimit: { ...config.rateLimit, prefix: config.queue.prefix },

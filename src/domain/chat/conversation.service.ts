@@ -86,16 +86,6 @@ export class ConversationChatService extends HybridChatService {
     return this.deps.waits.reserve(actor.orgId, timeoutMs);
   }
 
-  /** The batch once it has finished, or as it is when `timeoutMs` passes or `signal` aborts. */
-  waitForFinish(actor: Actor, batchId: string, timeoutMs: number, signal?: AbortSignal): Promise<BatchDocument> {
-    return this.deps.waits.waitFor(batchId, {
-      timeoutMs,
-      signal,
-      read: () => this.getBatchResults(actor, batchId),
-      isFinished: (document) => document.finishedAt !== null,
-    });
-  }
-
   /** The stored reply of a finished batch, with the LLM's token counts; undefined when it has none. */
   async replyOf(actor: Actor, batch: BatchDocument): Promise<ConversationReply | undefined> {
     const reply = await this.deps.conversations.reply(actor.orgId, batch.batchId);

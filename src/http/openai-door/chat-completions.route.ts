@@ -4,6 +4,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ConversationChatService, ConversationReply } from '../../domain/chat/conversation.service.js';
 import type { BatchDocument } from '../../domain/chat/batch-view.js';
 import type { Actor, Idempotency } from '../../domain/chat/chat.service.js';
+import type { EventsService } from '../../domain/chat/events.service.js';
+import type { RunEvent } from '../../engine/ports/run-events.js';
 import type { App } from '../types.js';
 import { actorOf } from '../plugins/auth.js';
 import { disconnectSignal } from '../disconnect-signal.js';
@@ -11,9 +13,12 @@ import { canonicalJson, idempotencyOf } from '../schemas/accepted.js';
 import { requireId } from '../schemas/common.js';
 import { openAiError } from './errors.js';
 import { chunkOf, completionOf, conversationOf, finishReason } from './mapping.js';
+import { ReplyText } from './reply-text.js';
 import { ChatCompletion, ChatCompletionRequest, DoorHeaders, openAiErrorResponses } from './schemas.js';
 
 export interface ChatCompletionsOptions {
+  /** The batches' event logs: a request follows its batch's events to their end. */
+  events: Pick<EventsService, 'followBatch'>;
   maxContentBytes: number;
   /** How long a request waits for its batch to finish before answering 504 (the batch goes on). */
   waitMs: number;
@@ -30,6 +35,7 @@ const HEARTBEAT_MS = 15_000;
  * the batch or its events instead of asking (and paying) again.
  */
 export function registerChatCompletions(app: App, chat: ConversationChatService, options: ChatCompletionsOptions): void {
+  const { events } = options;
   app.post(
     '/chat/completions',
     {
@@ -62,8 +68,9 @@ export function registerChatCompletions(app: App, chat: ConversationChatService,
         reply.header('x-honeyjar-batch-id', accepted.batchId).header('x-honeyjar-thread-id', accepted.threadId);
         const created = Math.floor(accepted.createdAt.getTime() / 1000);
         if (!sent.stream) {
-          const batch = await chat.waitForFinish(actor, accepted.batchId, options.waitMs, disconnectSignal(reply));
-          const outcome = await outcomeOf(chat, actor, batch);
+          const signal = disconnectSignal(reply);
+          await followToEnd(events, actor, accepted.batchId, () => undefined, options.waitMs, signal);
+          const outcome = await outcomeOf(chat, actor, await chat.getBatchResults(actor, accepted.batchId));
           if ('error' in outcome) return reply.status(outcome.status).send(outcome.error);
           return reply.send(completionOf(accepted.batchId, created, outcome.reply));
         }
@@ -112,6 +119,55 @@ async function outcomeOf(chat: ConversationChatService, actor: Actor, batch: Bat
   };
 }
 
+/**
+ * Follows the batch's events from its first until its closing `end` event, the timeout or the
+ * abort, whichever comes first (every event is handed to `onEvent`, in order, once).
+ */
+function followToEnd(
+  events: ChatCompletionsOptions['events'],
+  actor: Actor,
+  batchId: string,
+  onEvent: (event: RunEvent) => void,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<'ended' | 'timeout' | 'aborted'> {
+  return new Promise((resolve, reject) => {
+    let unsubscribe: (() => void) | undefined;
+    let settled = false;
+    const settle = (outcome: 'ended' | 'timeout' | 'aborted') => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      unsubscribe?.();
+      resolve(outcome);
+    };
+    const onAbort = () => settle('aborted');
+    const timer = setTimeout(() => settle('timeout'), timeoutMs);
+    signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) return settle('aborted');
+    events
+      .followBatch(actor, batchId, 0, (event) => {
+        if (settled) return;
+        onEvent(event);
+        if (event.type === 'end') settle('ended');
+      })
+      .then(
+        (stop) => {
+          unsubscribe = stop;
+          if (settled) stop();
+        },
+        (error: unknown) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          signal.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      );
+  });
+}
+
 interface StreamContext extends ChatCompletionsOptions {
   chat: ConversationChatService;
   actor: Actor;
@@ -121,9 +177,11 @@ interface StreamContext extends ChatCompletionsOptions {
 }
 
 /**
- * Writes the answer as Server-Sent Events: the role chunk at once, the reply's text, the finish
- * chunk, the usage chunk when asked, `data: [DONE]`. A failed batch ends with an `error` event,
- * which the SDKs raise as an API error. A client that goes away stops only this stream.
+ * Writes the answer as Server-Sent Events from the batch's event log: the role chunk at once, each
+ * `token` event's text as a content chunk as it arrives (see ReplyText for a retried attempt), then
+ * at the batch's end whatever of the stored reply the tokens did not carry, the finish chunk, the
+ * usage chunk when asked and `data: [DONE]`. A failed batch ends with an `error` event, which the
+ * SDKs raise as an API error. A client that goes away stops only this stream, not the batch.
  */
 async function streamCompletion(stream: PassThrough, reply: FastifyReply, context: StreamContext): Promise<void> {
   const { chat, actor, batchId, created } = context;
@@ -135,16 +193,35 @@ async function streamCompletion(stream: PassThrough, reply: FastifyReply, contex
     if (!stream.writableEnded) stream.write(': keep-alive\n\n');
   }, context.heartbeatMs ?? HEARTBEAT_MS);
   heartbeat.unref();
+  const text = new ReplyText();
   try {
     write(chunkOf(batchId, created, { role: 'assistant', content: '' }));
-    const batch = await chat.waitForFinish(actor, batchId, context.waitMs, signal);
-    if (signal.aborted) return;
-    const outcome = await outcomeOf(chat, actor, batch);
+    const ended = await followToEnd(
+      context.events,
+      actor,
+      batchId,
+      (event) => {
+        if (event.type === 'reset') text.reset();
+        else if (event.type === 'token') {
+          const delta = text.token(event.text);
+          if (delta !== '') write(chunkOf(batchId, created, { content: delta }));
+        }
+      },
+      context.waitMs,
+      signal,
+    );
+    if (ended === 'aborted') return;
+    const outcome = await outcomeOf(chat, actor, await chat.getBatchResults(actor, batchId));
     if ('error' in outcome) {
       write(outcome.error);
       return;
     }
-    if (outcome.reply.content !== '') write(chunkOf(batchId, created, { content: outcome.reply.content }));
+    const rest = text.rest(outcome.reply.content);
+    if (rest === undefined) {
+      write(openAiError(502, 'reply_restarted', `The reply was restarted after part of it was sent; the whole reply is in GET /api/v1/chat/batch/${batchId}/results`));
+      return;
+    }
+    if (rest !== '') write(chunkOf(batchId, created, { content: rest }));
     write(chunkOf(batchId, created, {}, finishReason(outcome.reply)));
     if (context.includeUsage) write(chunkOf(batchId, created, null, null, outcome.reply.usage));
     stream.write('data: [DONE]\n\n');

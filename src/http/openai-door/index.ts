@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { ConversationChatService } from '../../domain/chat/conversation.service.js';
+import type { EventsService } from '../../domain/chat/events.service.js';
 import { registerAuth } from '../plugins/auth.js';
 import { registerRateLimit } from '../plugins/rate-limit.js';
 import type { App } from '../types.js';
@@ -9,6 +10,7 @@ import { registerListModels } from './models.route.js';
 
 export interface OpenAiDoorDeps {
   chat: ConversationChatService;
+  events: Pick<EventsService, 'followBatch'>;
   tenancy: Parameters<typeof registerAuth>[1];
   redis: Redis;
   rateLimit: { max: number; windowMs: number; prefix: string };
@@ -30,7 +32,7 @@ export async function registerOpenAiDoor(app: App, deps: OpenAiDoorDeps): Promis
       registerAuth(scoped, deps.tenancy, { onlyOrganizationByDefault: true });
       registerRateLimit(scoped, deps.redis, deps.rateLimit);
       registerListModels(scoped);
-      registerChatCompletions(scoped, deps.chat, { maxContentBytes: deps.maxContentBytes, waitMs: deps.waitMs });
+      registerChatCompletions(scoped, deps.chat, { events: deps.events, maxContentBytes: deps.maxContentBytes, waitMs: deps.waitMs });
     },
     { prefix: '/v1' },
   );

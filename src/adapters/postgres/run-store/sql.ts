@@ -7,11 +7,10 @@
 export const TERMINAL_SQL = `('completed', 'failed', 'cancelled')`;
 
 /**
- * The sources of runs a client can wait on from another request (`wait` on /comprehensive, the
- * OpenAI-compatible /v1/chat/completions): only their finish is notified, since PostgreSQL
- * serializes the commits that carry a NOTIFY.
+ * The sources of runs a client can wait on from another request (`wait` on /comprehensive): only
+ * their finish is notified, since PostgreSQL serializes the commits that carry a NOTIFY.
  */
-export const WAITED_SOURCES_SQL = `('comprehensive', 'chat-completions')`;
+export const WAITED_SOURCES_SQL = `('comprehensive')`;
 
 /** Makes the statement's own transaction commit without waiting for its WAL flush. */
 export const RELAXED_COMMIT = `select set_config('synchronous_commit', 'off', true) as relaxed`;
