@@ -94,7 +94,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     queue: producer,
     estimateMs: config.openai.apiKey ? 3_000 : 500,
     waits,
-    conversations: createConversationsRepository(database.db),
+    conversations: createConversationsRepository(database.db, database.pool),
   });
   const services = {
     chat,

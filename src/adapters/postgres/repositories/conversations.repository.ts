@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
+import type pg from 'pg';
 import type { Db } from '../client.js';
 import { messages, threads } from '../schema.js';
 import type { ConversationStore, SentTurn } from '../../../domain/chat/conversation.service.js';
@@ -11,24 +12,36 @@ import type { ConversationStore, SentTurn } from '../../../domain/chat/conversat
  * id in `run_id`, which is how the history query pairs them; it names no run (no batch), since
  * nothing of this server produced those turns.
  */
-export function createConversationsRepository(db: Db): ConversationStore {
+const CREATE_THREAD = `
+with t as (
+  insert into threads (org_id, created_by, title) values ($1::uuid, $2::uuid, $3) returning id
+),
+m as (
+  insert into messages (org_id, thread_id, run_id, role, content)
+  select $1::uuid, t.id, x.exchange, x.role::message_role, x.content
+    from t, rows from (jsonb_to_recordset($4::jsonb) as (exchange uuid, role text, content text)) with ordinality as x(exchange, role, content, ord)
+   order by x.ord
+)
+select id from t`;
+
+export function createConversationsRepository(db: Db, pool: pg.Pool): ConversationStore {
   return {
-    /** The thread and its earlier turns, in one transaction; turns alternate, starting with a question. */
+    /** The thread and its earlier turns, in one statement; turns alternate, starting with a question. */
     async createThread(orgId: string, userId: string, title: string, turns: readonly SentTurn[]): Promise<{ id: string }> {
-      return db.transaction(async (tx) => {
-        const [thread] = await tx.insert(threads).values({ orgId, createdBy: userId, title }).returning({ id: threads.id });
-        const rows: Array<typeof messages.$inferInsert> = [];
-        let exchange: string | undefined;
-        for (const turn of turns) {
-          if (turn.role === 'user') exchange = randomUUID();
-          // A reply without a question cannot be paired; the caller leaves it out, this keeps it so.
-          if (!exchange) continue;
-          rows.push({ orgId, threadId: thread!.id, runId: exchange, role: turn.role, content: turn.content });
-        }
-        // One statement: identity values follow the order of the rows, so the history keeps its order.
-        if (rows.length > 0) await tx.insert(messages).values(rows);
-        return thread!;
+      const rows: Array<{ exchange: string; role: SentTurn['role']; content: string }> = [];
+      let exchange: string | undefined;
+      for (const turn of turns) {
+        if (turn.role === 'user') exchange = randomUUID();
+        // A reply without a question cannot be paired; the caller leaves it out, this keeps it so.
+        if (exchange) rows.push({ exchange, role: turn.role, content: turn.content });
+      }
+      // Identity values are drawn in the order the rows come, so the history keeps its order.
+      const { rows: created } = await pool.query<{ id: string }>({
+        name: 'honeyjar-create-conversation-thread',
+        text: CREATE_THREAD,
+        values: [orgId, userId, title, JSON.stringify(rows)],
       });
+      return { id: created[0]!.id };
     },
 
     /**
