@@ -208,6 +208,38 @@ describe('POST /v1/chat/completions', () => {
     expect(fake.chatRequests()).toHaveLength(0);
   });
 
+  it('refuses more than 100 messages and a turn over 32 KiB', async () => {
+    const many = Array.from({ length: 101 }, (_, i) => ({ role: 'user' as const, content: `message ${i}` }));
+    const tooMany = await client().chat.completions.create({ model: 'honeyjar', messages: many }).catch((e: unknown) => e);
+    expect(tooMany).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((tooMany as APIError).error).toMatchObject({ code: 'invalid_request', param: 'messages' });
+    const large = await client()
+      .chat.completions.create({ model: 'honeyjar', messages: [{ role: 'assistant', content: 'x'.repeat(33 * 1024) }, { role: 'user', content: 'hi' }] })
+      .catch((e: unknown) => e);
+    expect((large as APIError).error).toMatchObject({ code: 'content_too_large', param: 'messages[0].content' });
+    expect(fake.chatRequests()).toHaveLength(0);
+  });
+
+  it('a batch whose reply failed: 502 without a stream, an error event the SDK raises in one', async () => {
+    fake.failNext(400, { error: { message: 'Invalid request.', code: 'invalid_value' } });
+    const failed = await client()
+      .chat.completions.create({ model: 'honeyjar', messages: [{ role: 'user', content: 'Outline the keynote' }] })
+      .catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(OpenAI.APIError);
+    expect((failed as APIError).status).toBe(502);
+    expect((failed as APIError).error).toMatchObject({ type: 'server_error', code: 'batch_failed' });
+
+    fake.failNext(400, { error: { message: 'Invalid request.', code: 'invalid_value' } });
+    const stream = await client().chat.completions.create({ model: 'honeyjar', stream: true, messages: [{ role: 'user', content: 'Outline the keynote again' }] });
+    const raised = await (async () => {
+      for await (const _chunk of stream) {
+        // the role chunk, then the error event
+      }
+    })().catch((e: unknown) => e);
+    expect(raised).toBeInstanceOf(OpenAI.APIError);
+    expect((raised as APIError).error).toMatchObject({ code: 'batch_failed' });
+  });
+
   it('takes the organization from the token when the user has only one; several need the header', async () => {
     const noHeader = new OpenAI({ baseURL, apiKey: acme.token, maxRetries: 0 });
     const data = await noHeader.chat.completions.create({ model: 'honeyjar', messages: [{ role: 'user', content: 'Name a colour for the logo' }] });
