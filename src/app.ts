@@ -44,6 +44,10 @@ import { registerListMessages } from './http/routes/threads/list-messages.js';
 import { registerListThreads } from './http/routes/threads/list-threads.js';
 import { registerPostMessage } from './http/routes/threads/post-message.js';
 import { doorWaitMs, registerOpenAiDoor } from './http/openai-door/index.js';
+import { registerBatchEvents } from './http/routes/chat/batch-events.js';
+import { registerThreadEvents } from './http/routes/chat/thread-events.js';
+import { registerCreateStreamTicket } from './http/routes/chat/create-stream-ticket.js';
+import { createSseHub } from './http/sse.js';
 
 /**
  * Node's http server timeouts: slow headers and slow bodies are cut off (408), idle sockets closed.
@@ -164,7 +168,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   await app.register(
     async (api) => {
       const scoped = api as unknown as App;
-      registerAuth(scoped, repositories.tenancy);
+      registerAuth(scoped, repositories.tenancy, { redeemTicket: services.events.redeemTicket });
       registerRateLimit(scoped, container.redis, { ...config.rateLimit, prefix: config.queue.prefix });
       registerGetMe(scoped);
       await scoped.register(
@@ -179,7 +183,11 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
           registerListMessages(c, services.chat);
           registerPostMessage(c, services.chat, config.limits);
           registerPostQueuedMessage(c, services.chat, config.limits);
-          registerGetBatchResults(c, services.chat);
+          registerGetBatchResults(c, services.chat, services.events);
+          const streams = createSseHub(c, { heartbeatMs: config.events.heartbeatMs });
+          registerBatchEvents(c, services.events, streams);
+          registerThreadEvents(c, services.events, streams);
+          registerCreateStreamTicket(c, services.events);
           registerComprehensive(c, services.chat, config.limits);
           registerJobStatus(c, services.chat);
           registerCancelJobs(c, services.chat);

@@ -3,6 +3,8 @@
  * official `openai` SDK talks to, so the SDK is used unchanged against it (pass `url` as `baseURL`):
  *
  *   POST /v1/chat/completions   JSON `chat.completion`, or SSE `chat.completion.chunk` events + `data: [DONE]`
+ *                               (streamed like the real API: the role chunk at once, the first content
+ *                               chunk after `firstTokenMs`, one more every `tokenIntervalMs`, see `setStreaming`)
  *   GET  /v1/models             `{object:'list', data:[{id, object:'model', created, owned_by}]}`
  *
  * Every request needs `Authorization: Bearer <apiKey>`; otherwise a 401 with OpenAI's error shape
@@ -68,6 +70,24 @@ export interface FakeOpenAiOptions {
   created?: number;
 }
 
+export interface StreamingSpec {
+  /** From the response's headers to the first content chunk (default 0). */
+  firstTokenMs?: number;
+  /** Between content chunks (default 0: all at once). */
+  tokenIntervalMs?: number;
+  /** Content words per chunk (default 1). */
+  wordsPerChunk?: number;
+}
+
+/** When a streamed answer's chunks went out: for figures that subtract the fake's own time to first token. */
+export interface StreamTiming {
+  receivedAt: number;
+  /** When the first content chunk was written (performance.timeOrigin-based ms, like `performance.now()` + origin). */
+  firstTokenAt: number;
+  /** Its text. */
+  firstToken: string;
+}
+
 export interface FakeOpenAiServer {
   /** Base URL ending with `/v1`, for the SDK's `baseURL`. */
   readonly url: string;
@@ -88,6 +108,12 @@ export interface FakeOpenAiServer {
   failNext(status: number, spec?: FailureSpec): void;
   setLatency(ms: number): void;
   setReply(reply: (body: FakeChatBody) => string): void;
+  /** How streamed answers are paced. */
+  setStreaming(spec: StreamingSpec): void;
+  /** The next streamed answer stops after `chunks` content chunks: the connection is cut (a partial stream). */
+  cutNextStreamAfter(chunks: number): void;
+  /** Each streamed answer's timing, in order. */
+  readonly streams: StreamTiming[];
   /** Clears recorded requests, counters and queued failures (not latency or reply). */
   reset(): void;
   /** Resolves once `predicate` holds (checked after every state change); rejects after `timeoutMs`. */
@@ -167,6 +193,9 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
   const created = options.created ?? DEFAULT_CREATED;
   let latencyMs = options.latencyMs ?? 0;
   let reply = options.reply ?? defaultFakeReply;
+  let streaming: Required<StreamingSpec> = { firstTokenMs: 0, tokenIntervalMs: 0, wordsPerChunk: 1 };
+  const cuts: number[] = [];
+  const streams: StreamTiming[] = [];
 
   const requests: RecordedRequest[] = [];
   const failures: Array<{ status: number; spec: FailureSpec; remaining: number }> = [];
@@ -237,18 +266,7 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
     const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
 
     if (body.stream === true) {
-      if (res.destroyed) return;
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...headers });
-      const base = { id, object: 'chat.completion.chunk', created, model: body.model, system_fingerprint: 'fp_fake' };
-      const event = (data: unknown): string => `data: ${JSON.stringify(data)}\n\n`;
-      let out = event({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] });
-      for (const piece of content.match(/\S+\s*|\s+/g) ?? []) {
-        out += event({ ...base, choices: [{ index: 0, delta: { content: piece }, logprobs: null, finish_reason: null }] });
-      }
-      out += event({ ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }] });
-      if (body.stream_options?.include_usage) out += event({ ...base, choices: [], usage });
-      out += 'data: [DONE]\n\n';
-      res.end(out);
+      void streamChat(res, body, content, { id, usage, headers });
       return;
     }
 
@@ -266,6 +284,42 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
       },
       headers,
     );
+  };
+
+  /** The answer as SSE chunks, paced by `streaming`; a cut ends the connection part-way. */
+  const streamChat = async (
+    res: ServerResponse,
+    body: FakeChatBody,
+    content: string,
+    meta: { id: string; usage: Record<string, number>; headers: Record<string, string> },
+  ): Promise<void> => {
+    if (res.destroyed) return;
+    const receivedAt = requests.at(-1)?.receivedAt ?? Date.now();
+    const pacing = streaming;
+    const cutAfter = cuts.shift();
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...meta.headers });
+    const base = { id: meta.id, object: 'chat.completion.chunk', created, model: body.model, system_fingerprint: 'fp_fake' };
+    const event = (data: unknown): string => `data: ${JSON.stringify(data)}\n\n`;
+    res.write(event({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] }));
+    const words = content.match(/\S+\s*|\s+/g) ?? [];
+    const pieces: string[] = [];
+    for (let i = 0; i < words.length; i += pacing.wordsPerChunk) pieces.push(words.slice(i, i + pacing.wordsPerChunk).join(''));
+    const closed = () => res.destroyed || res.writableEnded;
+    for (const [i, piece] of pieces.entries()) {
+      const wait = i === 0 ? pacing.firstTokenMs : pacing.tokenIntervalMs;
+      if (wait > 0 && !(await delay(wait, res, closed))) return;
+      if (closed()) return;
+      if (cutAfter !== undefined && i >= cutAfter) {
+        res.destroy();
+        return;
+      }
+      res.write(event({ ...base, choices: [{ index: 0, delta: { content: piece }, logprobs: null, finish_reason: null }] }));
+      if (i === 0) streams.push({ receivedAt, firstTokenAt: performance.timeOrigin + performance.now(), firstToken: piece });
+    }
+    let out = event({ ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }] });
+    if (body.stream_options?.include_usage) out += event({ ...base, choices: [], usage: meta.usage });
+    out += 'data: [DONE]\n\n';
+    res.end(out);
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -383,8 +437,17 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
     setReply(fn) {
       reply = fn;
     },
+    setStreaming(spec) {
+      streaming = { firstTokenMs: spec.firstTokenMs ?? 0, tokenIntervalMs: spec.tokenIntervalMs ?? 0, wordsPerChunk: Math.max(1, spec.wordsPerChunk ?? 1) };
+    },
+    cutNextStreamAfter(chunks) {
+      cuts.push(chunks);
+    },
+    streams,
     reset() {
       requests.length = 0;
+      streams.length = 0;
+      cuts.length = 0;
       failures.length = 0;
       maxConcurrent = inFlight;
       aborted = 0;

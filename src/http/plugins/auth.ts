@@ -14,12 +14,19 @@ export interface RequestActor {
 declare module 'fastify' {
   interface FastifyRequest {
     actor: RequestActor | null;
+    /** Set when the request was authorised by a stream ticket: the one batch or thread it opens. */
+    streamGrant: { runId: string | null; threadId: string | null } | null;
   }
   interface FastifyContextConfig {
     /** Routes that answer without credentials (health checks). */
     public?: boolean;
+    /** Event streams: a `?ticket=` (see POST /chat/stream-tickets) may stand in for the token. */
+    streamTicket?: boolean;
   }
 }
+
+/** Redeems a stream ticket (once); undefined when it is unknown, used or expired. */
+export type RedeemTicket = (ticket: string) => Promise<{ orgId: string; userId: string; runId: string | null; threadId: string | null } | undefined>;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TOUCH_EVERY_MS = 60_000;
@@ -30,6 +37,8 @@ export interface AuthOptions {
    * several is refused (403 `organization_required`). For clients that cannot add a header.
    */
   onlyOrganizationByDefault?: boolean;
+  /** Event streams: redeems a `?ticket=` that stands in for the token (routes with `streamTicket`). */
+  redeemTicket?: RedeemTicket;
 }
 
 /**
@@ -39,8 +48,18 @@ export interface AuthOptions {
 export function registerAuth(app: FastifyInstance, tenancy: TenancyRepository, options: AuthOptions = {}): void {
   const lastTouched = new Map<string, number>();
   app.decorateRequest('actor', null);
+  app.decorateRequest('streamGrant', null);
   app.addHook('onRequest', async (request) => {
     if (request.routeOptions.config.public) return;
+    const ticket = (request.query as { ticket?: unknown } | undefined)?.ticket;
+    if (request.routeOptions.config.streamTicket && options.redeemTicket && typeof ticket === 'string' && request.headers.authorization === undefined) {
+      const grant = await options.redeemTicket(ticket);
+      if (!grant) throw new AppError('unauthorized', 401, 'The stream ticket is not valid (unknown, used or expired)');
+      // A ticket reads one stream: the least a member may do.
+      request.actor = { orgId: grant.orgId, userId: grant.userId, role: 'member', tokenId: 'stream-ticket', operator: false };
+      request.streamGrant = { runId: grant.runId, threadId: grant.threadId };
+      return;
+    }
     const token = bearerToken(request);
     const orgHeader = request.headers['x-organization-id'];
     const orgId = typeof orgHeader === 'string' && UUID.test(orgHeader.trim()) ? orgHeader.trim().toLowerCase() : undefined;

@@ -31,6 +31,12 @@ export const BatchDocumentSchema = Type.Object(
     errors: Type.Optional(Type.Array(Type.Object({ stage: Type.String(), jobId: Type.Optional(Type.String()), code: Type.String(), message: Type.String(), attempts: Type.Optional(Type.Integer()) }))),
     createdAt: Type.String(),
     finishedAt: Type.Union([Type.String(), Type.Null()]),
+    events: Type.Optional(
+      Type.Array(Type.Object({ runId: Type.String(), seq: Type.Integer(), type: Type.String(), at: Type.String() }, { additionalProperties: true }), {
+        description: 'With `?after=`: the run\'s events after that seq (see GET /batch/:batchId/events for their grammar)',
+      }),
+    ),
+    eventCursor: Type.Optional(Type.Integer({ description: 'With `?after=`: the seq of the last event listed, to give as `after` next time' })),
   },
   { additionalProperties: true },
 );
