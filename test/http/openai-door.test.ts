@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { defaultFakeReply, startFakeOpenAi, type FakeChatBody, type FakeChatMessage, type FakeOpenAiServer } from '../fakes/openai.fake.js';
 import { createTestApp, type Tenant, type TestApp } from '../support/app.js';
+import { openSse } from '../support/sse-client.js';
 
 const CARD = '4111 1111 1111 1111';
 
@@ -33,7 +34,30 @@ afterAll(async () => {
 });
 afterEach(() => {
   fake.reset();
+  fake.setStreaming({ firstTokenMs: 0, tokenIntervalMs: 0, wordsPerChunk: 1 });
 });
+
+/** SSE messages of a streamed completion read from the raw response, until `enough` says stop (then the connection is dropped). */
+async function readUntil(response: Response, enough: (messages: Array<{ id?: string; data: string }>) => boolean) {
+  const messages: Array<{ id?: string; data: string }> = [];
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  while (!enough(messages)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const id = /^id: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      if (data !== undefined) messages.push({ ...(id ? { id } : {}), data });
+    }
+  }
+  await reader.cancel();
+  return messages;
+}
 
 /** The SDK as a chat front end would configure it: base URL, key, one default header. */
 function client(tenant: Tenant = acme, headers: Record<string, string> = { 'x-organization-id': tenant.orgId }): OpenAI {
@@ -114,6 +138,7 @@ describe('POST /v1/chat/completions', () => {
   });
 
   it('streams chunks that assemble to the stored reply, with the usage chunk when asked', async () => {
+    fake.setStreaming({ firstTokenMs: 0, tokenIntervalMs: 30, wordsPerChunk: 1 });
     const { data: stream, response } = await client()
       .chat.completions.create({ model: 'honeyjar', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'Suggest a title for the spring newsletter' }] })
       .withResponse();
@@ -123,6 +148,7 @@ describe('POST /v1/chat/completions', () => {
     const finishes: Array<string | null> = [];
     let usage: OpenAI.CompletionUsage | undefined;
     let roles = 0;
+    let contentChunks = 0;
     for await (const chunk of stream) {
       expect(chunk.object).toBe('chat.completion.chunk');
       expect(chunk.id).toBe(`chatcmpl-${batchId}`);
@@ -130,13 +156,48 @@ describe('POST /v1/chat/completions', () => {
       for (const choice of chunk.choices) {
         if (choice.delta.role) roles++;
         text += choice.delta.content ?? '';
+        if (choice.delta.content) contentChunks++;
         if (choice.finish_reason) finishes.push(choice.finish_reason);
       }
     }
     expect(roles).toBe(1);
+    // The model's deltas arrive as they come, not as one piece at the end.
+    expect(contentChunks).toBeGreaterThan(1);
     expect(finishes).toEqual(['stop']);
     expect(text).toBe(await storedReply(threadId));
     expect(usage!.total_tokens).toBeGreaterThan(0);
+  });
+
+  it('a client that dropped the stream mid-reply resumes from the batch\'s event stream and gets exactly the rest', async () => {
+    const words = Array.from({ length: 30 }, (_, i) => `word${i}`).join(' ');
+    fake.setReply(() => words);
+    fake.setStreaming({ firstTokenMs: 0, tokenIntervalMs: 30, wordsPerChunk: 1 });
+    try {
+      const response = await client()
+        .chat.completions.create({ model: 'honeyjar', stream: true, messages: [{ role: 'user', content: 'Count to thirty in words' }] })
+        .asResponse();
+      const batchId = response.headers.get('x-honeyjar-batch-id')!;
+      const threadId = response.headers.get('x-honeyjar-thread-id')!;
+      // Two content chunks, then the connection is dropped.
+      const contentOf = (m: { data: string }) => (m.data === '[DONE]' ? '' : (JSON.parse(m.data).choices[0]?.delta.content ?? ''));
+      const received = await readUntil(response, (messages) => messages.filter((m) => contentOf(m) !== '').length >= 2);
+      const withText = received.filter((m) => contentOf(m) !== '');
+      expect(withText.every((m) => m.id !== undefined)).toBe(true);
+      const textSoFar = received.map(contentOf).join('');
+      expect(textSoFar.length).toBeLessThan(words.length);
+
+      const resumed = await openSse(`${baseURL.replace(/\/v1$/, '')}/api/v1/chat/batch/${batchId}/events`, { ...acme.headers, 'last-event-id': withText.at(-1)!.id! });
+      expect(resumed.status).toBe(200);
+      await resumed.closed;
+      const rest = resumed.messages.filter((m) => m.event === 'token').map((m) => m.json.text as string).join('');
+      expect(resumed.messages.some((m) => m.event === 'reset')).toBe(false);
+      expect(textSoFar + rest).toBe(await storedReply(threadId));
+      expect(textSoFar + rest).toBe(words);
+      // The reply was paid for once.
+      expect(fake.chatRequests()).toHaveLength(1);
+    } finally {
+      fake.setReply(defaultFakeReply);
+    }
   });
 
   it('answers a guarded message like any completion, with the guard reply and finish_reason content_filter', async () => {

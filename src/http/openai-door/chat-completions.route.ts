@@ -186,9 +186,12 @@ interface StreamContext extends ChatCompletionsOptions {
 async function streamCompletion(stream: PassThrough, reply: FastifyReply, context: StreamContext): Promise<void> {
   const { chat, actor, batchId, created } = context;
   const signal = disconnectSignal(reply);
-  const write = (data: unknown) => {
-    if (!stream.writableEnded) stream.write(`data: ${JSON.stringify(data)}\n\n`);
+  // A chunk made from an event carries the event's seq as its SSE id: a client that loses the
+  // connection resumes the batch's event stream from it (Last-Event-ID) and misses nothing.
+  const write = (data: unknown, id?: number) => {
+    if (!stream.writableEnded) stream.write(`${id === undefined ? '' : `id: ${id}\n`}data: ${JSON.stringify(data)}\n\n`);
   };
+  let lastSeq: number | undefined;
   const heartbeat = setInterval(() => {
     if (!stream.writableEnded) stream.write(': keep-alive\n\n');
   }, context.heartbeatMs ?? HEARTBEAT_MS);
@@ -201,10 +204,11 @@ async function streamCompletion(stream: PassThrough, reply: FastifyReply, contex
       actor,
       batchId,
       (event) => {
+        lastSeq = event.seq;
         if (event.type === 'reset') text.reset();
         else if (event.type === 'token') {
           const delta = text.token(event.text);
-          if (delta !== '') write(chunkOf(batchId, created, { content: delta }));
+          if (delta !== '') write(chunkOf(batchId, created, { content: delta }), event.seq);
         }
       },
       context.waitMs,
@@ -221,9 +225,9 @@ async function streamCompletion(stream: PassThrough, reply: FastifyReply, contex
       write(openAiError(502, 'reply_restarted', `The reply was restarted after part of it was sent; the whole reply is in GET /api/v1/chat/batch/${batchId}/results`));
       return;
     }
-    if (rest !== '') write(chunkOf(batchId, created, { content: rest }));
-    write(chunkOf(batchId, created, {}, finishReason(outcome.reply)));
-    if (context.includeUsage) write(chunkOf(batchId, created, null, null, outcome.reply.usage));
+    if (rest !== '') write(chunkOf(batchId, created, { content: rest }), lastSeq);
+    write(chunkOf(batchId, created, {}, finishReason(outcome.reply)), lastSeq);
+    if (context.includeUsage) write(chunkOf(batchId, created, null, null, outcome.reply.usage), lastSeq);
     stream.write('data: [DONE]\n\n');
   } catch (error) {
     reply.log.error({ err: error }, 'streamed completion failed');
