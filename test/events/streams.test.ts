@@ -114,6 +114,23 @@ describe('GET /batch/:batchId/events', () => {
     expect((await t.container.repositories.runs.assistantMessage(batchId))?.content).toBe(LONG_REPLY);
   });
 
+  it('a cancel aborts the LLM stream and the batch stream ends with cancelled', async () => {
+    fake.setReply(() => LONG_REPLY);
+    fake.setStreaming({ firstTokenMs: 5, tokenIntervalMs: 200 });
+    const batchId = await sendQueued(await thread(), 'Draft a long statement');
+    const stream = await openSse(`${base}/batch/${batchId}/events`, acme.headers);
+    await stream.waitFor((messages) => messages.some((m) => m.event === 'token'));
+    const cancelled = await t.as(acme, { method: 'POST', url: '/api/v1/chat/jobs/cancel', payload: { jobIds: [`${batchId}.openai`], reason: 'enough' } });
+    expect(cancelled.statusCode).toBe(200);
+    await stream.closed;
+    expect(stream.messages.slice(-2).map((m) => [m.event, m.json.status])).toEqual([
+      ['run', 'cancelled'],
+      ['end', 'cancelled'],
+    ]);
+    await fake.waitFor((f) => f.aborted >= 1, 10_000);
+    expect(await t.container.repositories.runs.assistantMessage(batchId)).toBeUndefined();
+  });
+
   it('answers 404 for another organization’s batch, and 400 for a Last-Event-ID that is not one', async () => {
     const batchId = await sendQueued(await thread(), 'Hello there');
     const foreign = await openSse(`${base}/batch/${batchId}/events`, globex.headers);
