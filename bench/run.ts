@@ -1166,12 +1166,13 @@ async function main(): Promise<number> {
   // Server 3: API and workers in one process, the fake LLM streaming after 300 ms, for scenario 6.
   if (ONLY.has('door')) {
     const doorFake = await startFakeOpenAi({ apiKey: 'test', latencyMs: S.doorLlmLatencyMs });
+    doorFake.setStreaming({ firstTokenMs: 0, tokenIntervalMs: 20, wordsPerChunk: 1 });
     try {
       const doorPool = await createDatabase(DOOR);
       const server = await startServer('server-door', DOOR, { OPENAI_API_KEY: 'test', OPENAI_BASE_URL: doorFake.url });
       const tenant = await bootstrapTenant(DOOR);
       await attempt('doorTtft', () =>
-        measureDoorTtft({ port: server.port, headers: authHeaders(tenant), fake: doorFake, latencyMs: S.doorLlmLatencyMs, requests: S.doorRequests, warmup: S.doorWarmup }),
+        measureDoorTtft({ port: server.port, headers: authHeaders(tenant), fake: doorFake, requests: S.doorRequests, warmup: S.doorWarmup }),
       );
       database['server-door'] = await databaseFindings(doorPool);
       await stopServer(server);
@@ -1294,7 +1295,7 @@ async function main(): Promise<number> {
     },
     { scenario: '6 door TTFT', figure: 'p90 / p99 of that', value: `${num(door?.overheadMs.p90)} / ${num(door?.overheadMs.p99)}`, unit: 'ms' },
     { scenario: '6 door TTFT', figure: 'p50 before LLM / after LLM', value: `${num(door?.beforeLlmMs.p50)} / ${num(door?.afterLlmMs.p50)}`, unit: 'ms' },
-    { scenario: '6 door TTFT', figure: 'p50 client TTFT (fake LLM waits)', value: `${num(door?.clientTtftMs.p50)} (${S.doorLlmLatencyMs})`, unit: 'ms' },
+    { scenario: '6 door TTFT', figure: 'p50 client TTFT / fake LLM TTFT', value: `${num(door?.clientTtftMs.p50)} / ${num(door?.fakeTtftMs.p50)}`, unit: 'ms' },
     { scenario: '6 door TTFT', figure: 'requests / failed / streamed in pieces', value: `${num(door?.requests)} / ${num(door?.failed)} / ${num(door?.streamedInPieces)}`, unit: '' },
   ];
 

@@ -1,13 +1,14 @@
 /**
  * Time to first token at a streaming `/v1/chat/completions` client, less the fake LLM's own time
  * to first token. One client, one request at a time (low load), each a new conversation; the
- * fake LLM (in this process) waits `latencyMs` after a request arrives and then writes its first
- * chunk, so its own time to first token is that wait. For each request:
+ * fake LLM (in this process) records when each streamed answer's request arrived and when its
+ * first content chunk went out (`fake.streams`). For each request:
  *
  *   client TTFT   request sent → first chunk with content text read by the client
- *   overhead      client TTFT − the fake's wait
+ *   fake TTFT     the pipeline's LLM request arrived at the fake → the fake wrote its first content chunk
+ *   overhead      client TTFT − fake TTFT
  *   before LLM    request sent → the fake received the pipeline's LLM request
- *   after LLM     the fake's first chunk → the client's first content chunk
+ *   after LLM     the fake's first content chunk → the client's first content chunk
  */
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -18,7 +19,7 @@ export interface DoorTtftResult {
   requests: number;
   failed: number;
   failures: string[];
-  fakeTtftMs: number;
+  fakeTtftMs: Summary;
   clientTtftMs: Summary;
   overheadMs: Summary;
   beforeLlmMs: Summary;
@@ -57,8 +58,9 @@ function streamOnce(agent: http.Agent, port: number, headers: Record<string, str
           for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
             const event = buffer.slice(0, end);
             buffer = buffer.slice(end + 2);
-            if (!event.startsWith('data: ')) continue;
-            const data = event.slice(6);
+            // Chunks made from the batch's events carry an `id:` line before their data.
+            const data = /^data: (.*)$/m.exec(event)?.[1];
+            if (data === undefined) continue;
             if (data === '[DONE]') {
               done = true;
               continue;
@@ -86,13 +88,13 @@ export async function measureDoorTtft(options: {
   port: number;
   headers: Record<string, string>;
   fake: FakeOpenAiServer;
-  latencyMs: number;
   requests: number;
   warmup: number;
 }): Promise<DoorTtftResult> {
   const { fake } = options;
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const client: number[] = [];
+  const fakeTtft: number[] = [];
   const overhead: number[] = [];
   const before: number[] = [];
   const after: number[] = [];
@@ -103,14 +105,19 @@ export async function measureDoorTtft(options: {
       const marker = `door-ttft-${i}-${Date.now()}`;
       try {
         const timing = await streamOnce(agent, options.port, options.headers, `Draft a two-line teaser for the autumn launch (${marker})`);
-        const llm = fake.chatRequests().find((r) => JSON.stringify(r.body).includes(marker));
-        if (!timing.done || !timing.firstContentAt || !llm) throw new Error(`incomplete: done ${timing.done}, content ${timing.firstContentAt > 0}, llm request ${!!llm}`);
+        // The fake's streamed answers are recorded in order, one per streamed request.
+        const streamed = fake.chatRequests().filter((r) => (r.body as { stream?: unknown } | undefined)?.stream === true);
+        const at = streamed.findIndex((r) => JSON.stringify(r.body).includes(marker));
+        const llm = fake.streams[at];
+        if (!timing.done || !timing.firstContentAt || !llm) throw new Error(`incomplete: done ${timing.done}, content ${timing.firstContentAt > 0}, llm stream ${!!llm}`);
         if (i < options.warmup) continue;
         const ttft = timing.firstContentAt - timing.sentAt;
+        const own = llm.firstTokenAt - llm.receivedAt;
         client.push(ttft);
-        overhead.push(ttft - options.latencyMs);
+        fakeTtft.push(own);
+        overhead.push(ttft - own);
         before.push(llm.receivedAt - timing.sentAt);
-        after.push(timing.firstContentAt - (llm.receivedAt + options.latencyMs));
+        after.push(timing.firstContentAt - llm.firstTokenAt);
         if (timing.contentChunks > 1) pieces++;
       } catch (error) {
         if (failures.length < 5) failures.push((error as Error).message);
@@ -125,7 +132,7 @@ export async function measureDoorTtft(options: {
     requests: options.requests,
     failed: client.filter((v) => !Number.isFinite(v)).length,
     failures,
-    fakeTtftMs: options.latencyMs,
+    fakeTtftMs: summarize(ok(fakeTtft)),
     clientTtftMs: summarize(ok(client)),
     overheadMs: summarize(ok(overhead)),
     beforeLlmMs: summarize(ok(before)),
