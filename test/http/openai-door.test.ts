@@ -76,6 +76,15 @@ function lastModelMessages(): FakeChatMessage[] {
   return body?.messages ?? [];
 }
 
+describe('the OpenAPI document', () => {
+  it('describes both routes of the door', async () => {
+    const paths = (await t.app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json().paths;
+    expect(Object.keys(paths['/v1/models'])).toEqual(['get']);
+    expect(paths['/v1/chat/completions'].post.responses['200']).toBeDefined();
+    expect(paths['/v1/chat/completions'].post.parameters.map((p: { name: string }) => p.name)).toEqual(expect.arrayContaining(['x-honeyjar-thread-id', 'idempotency-key']));
+  });
+});
+
 describe('GET /v1/models', () => {
   it('lists the pipeline as one model', async () => {
     const models = [];
