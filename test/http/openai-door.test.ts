@@ -337,6 +337,21 @@ describe('POST /v1/chat/completions', () => {
     const threads = await t.database.pool.query('select count(*)::int as n from threads where org_id = $1 and id = $2', [acme.orgId, first.response.headers.get('x-honeyjar-thread-id')]);
     expect(threads.rows[0].n).toBe(1);
 
+    // A streamed request retried after a drop: the first batch's text again, from its event log.
+    const streaming = client(acme, { 'x-organization-id': acme.orgId, 'idempotency-key': 'door-retry-stream' });
+    const streamBody = { model: 'honeyjar', stream: true as const, messages: [{ role: 'user' as const, content: 'Write a tagline for the winter fair' }] };
+    const assemble = async () => {
+      const { data, response } = await streaming.chat.completions.create(streamBody).withResponse();
+      let text = '';
+      for await (const chunk of data) text += chunk.choices[0]?.delta.content ?? '';
+      return { text, batchId: response.headers.get('x-honeyjar-batch-id') };
+    };
+    const firstStream = await assemble();
+    const replayed = await assemble();
+    expect(replayed).toEqual(firstStream);
+    expect(replayed.text).not.toBe('');
+    expect(fake.chatRequests()).toHaveLength(2);
+
     const reused = await sdk.chat.completions.create({ ...body, messages: [{ role: 'user', content: 'Something else' }] }).catch((e: unknown) => e);
     expect(reused).toBeInstanceOf(OpenAI.UnprocessableEntityError);
     expect((reused as APIError).error).toMatchObject({ code: 'idempotency_key_reused' });
