@@ -57,7 +57,8 @@ describe('conversationOf', () => {
     expect(refusal({ response_format: { type: 'json_object' } })).toMatchObject({ param: 'response_format' });
     expect(refusal({ messages: [{ role: 'tool', content: 'x' }] })).toMatchObject({ param: 'messages[0].role' });
     expect(refusal({ messages: [{ role: 'user', content: [{ type: 'image_url' }] }] })).toMatchObject({ param: 'messages[0].content[0]' });
-    expect(refusal({ messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b', tool_calls: [{ id: 'c' }] }, { role: 'user', content: 'c' }] })).toMatchObject({
+    const withToolCalls = [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b', tool_calls: [{ id: 'c' }] }, { role: 'user', content: 'c' }];
+    expect(refusal({ messages: withToolCalls as ChatCompletionRequest['messages'] })).toMatchObject({
       param: 'messages[1].tool_calls',
     });
   });
