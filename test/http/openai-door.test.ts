@@ -357,3 +357,4 @@ describe('POST /v1/chat/completions', () => {
     expect((reused as APIError).error).toMatchObject({ code: 'idempotency_key_reused' });
   });
 });
+

@@ -36,6 +36,10 @@ const HEARTBEAT_MS = 15_000;
  */
 export function registerChatCompletions(app: App, chat: ConversationChatService, options: ChatCompletionsOptions): void {
   const { events } = options;
+  // A closing server answers its waiting requests at once, naming their batches, instead of
+  // holding the close up until each batch ends.
+  const closing = new AbortController();
+  app.addHook('preClose', async () => closing.abort());
   app.post(
     '/chat/completions',
     {
@@ -68,15 +72,15 @@ export function registerChatCompletions(app: App, chat: ConversationChatService,
         reply.header('x-honeyjar-batch-id', accepted.batchId).header('x-honeyjar-thread-id', accepted.threadId);
         const created = Math.floor(accepted.createdAt.getTime() / 1000);
         if (!sent.stream) {
-          const signal = disconnectSignal(reply);
-          await followToEnd(events, actor, accepted.batchId, () => undefined, options.waitMs, signal);
+          const ended = await followToEnd(events, actor, accepted.batchId, () => undefined, options.waitMs, AbortSignal.any([disconnectSignal(reply), closing.signal]));
+          if (ended === 'aborted' && closing.signal.aborted) return reply.status(503).header('retry-after', '5').send(closingError(accepted.batchId));
           const outcome = await outcomeOf(chat, actor, await chat.getBatchResults(actor, accepted.batchId));
           if ('error' in outcome) return reply.status(outcome.status).send(outcome.error);
           return reply.send(completionOf(accepted.batchId, created, outcome.reply));
         }
         const stream = new PassThrough();
         streaming = true;
-        void streamCompletion(stream, reply, { chat, actor, batchId: accepted.batchId, created, includeUsage: sent.includeUsage, ...options }).finally(() => slot.release());
+        void streamCompletion(stream, reply, { chat, actor, batchId: accepted.batchId, created, includeUsage: sent.includeUsage, closing: closing.signal, ...options }).finally(() => slot.release());
         reply.header('content-type', 'text/event-stream; charset=utf-8').header('cache-control', 'no-cache').header('x-accel-buffering', 'no');
         // Server-Sent Events: a stream, which the 200 schema (the JSON answer) does not describe.
         return reply.send(stream as unknown as never);
@@ -168,7 +172,13 @@ function followToEnd(
   });
 }
 
+/** The answer of a request the closing server stops waiting for: its batch goes on elsewhere. */
+function closingError(batchId: string) {
+  return openAiError(503, 'server_closing', `The server is restarting; the batch ${batchId} goes on: read GET /api/v1/chat/batch/${batchId}/events or its results`);
+}
+
 interface StreamContext extends ChatCompletionsOptions {
+  closing: AbortSignal;
   chat: ConversationChatService;
   actor: Actor;
   batchId: string;
@@ -185,7 +195,7 @@ interface StreamContext extends ChatCompletionsOptions {
  */
 async function streamCompletion(stream: PassThrough, reply: FastifyReply, context: StreamContext): Promise<void> {
   const { chat, actor, batchId, created } = context;
-  const signal = disconnectSignal(reply);
+  const signal = AbortSignal.any([disconnectSignal(reply), context.closing]);
   // A chunk made from an event carries the event's seq as its SSE id: a client that loses the
   // connection resumes the batch's event stream from it (Last-Event-ID) and misses nothing.
   const write = (data: unknown, id?: number) => {
@@ -214,7 +224,10 @@ async function streamCompletion(stream: PassThrough, reply: FastifyReply, contex
       context.waitMs,
       signal,
     );
-    if (ended === 'aborted') return;
+    if (ended === 'aborted') {
+      if (context.closing.aborted) write(closingError(batchId));
+      return;
+    }
     const outcome = await outcomeOf(chat, actor, await chat.getBatchResults(actor, batchId));
     if ('error' in outcome) {
       write(outcome.error);

@@ -20,7 +20,7 @@ export const OpenAiError = Type.Object(
   { description: "OpenAI's error shape, on /v1 only" },
 );
 
-export const openAiErrorResponses = { 400: OpenAiError, 401: OpenAiError, 403: OpenAiError, 404: OpenAiError, 422: OpenAiError, 429: OpenAiError, 502: OpenAiError, 504: OpenAiError };
+export const openAiErrorResponses = { 400: OpenAiError, 401: OpenAiError, 403: OpenAiError, 404: OpenAiError, 422: OpenAiError, 429: OpenAiError, 502: OpenAiError, 503: OpenAiError, 504: OpenAiError };
 
 const ContentPart = Type.Object(
   { type: Type.String({ maxLength: 50 }), text: Type.Optional(Type.String()) },
