@@ -44,7 +44,7 @@ const schema = z.object({
   RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(600),
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(100).default(60_000),
   COMPREHENSIVE_MAX_WAITS_PER_ORG: z.coerce.number().int().min(1).max(10_000).default(20),
-  EVENTS_FLUSH_MS: z.coerce.number().int().min(0).max(1_000).default(25),
+  EVENTS_FLUSH_MS: z.coerce.number().int().min(0).max(1_000).default(50),
   EVENTS_RETENTION_MS: z.coerce.number().int().min(60_000).max(30 * 86_400_000).default(86_400_000),
   EVENTS_HEARTBEAT_MS: z.coerce.number().int().min(1_000).max(300_000).default(15_000),
   STREAM_TICKET_TTL_MS: z.coerce.number().int().min(1_000).max(600_000).default(60_000),

@@ -24,7 +24,7 @@ export interface EngineDeps<C extends AnyCatalog> {
   inline?: InlineDriverOptions;
   /** The runs' event log: steps, tokens and each run's end are recorded in it (none: nothing is). */
   events?: RunEvents;
-  /** The least time between two event appends of this process (default 25 ms). */
+  /** The least time between two event appends of this process (default 50 ms). */
   eventFlushMs?: number;
 }
 

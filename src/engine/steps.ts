@@ -47,7 +47,8 @@ export function createSteps<C extends AnyCatalog>(deps: {
       : await runs.loadStep(runId, stage);
     if (!step) return { status: 'already_finished' };
     signal?.throwIfAborted();
-    events.emit(runId, { type: 'step', stage, status: 'started', attempt: step.attempts });
+    // A local stage ends within milliseconds: its start goes out with its completion.
+    events.emit(runId, { type: 'step', stage, status: 'started', attempt: step.attempts }, { defer: !definition.callsOut });
     const tokens = definition.reply ? events.tokens(runId, stage, step.attempts) : undefined;
     const result = await definition.handle(stageInput(step), context(signal, tokens));
     signal?.throwIfAborted();

@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeOpenAi, type FakeOpenAiServer } from '../fakes/openai.fake.js';
+import { defaultFakeReply, startFakeOpenAi, type FakeOpenAiServer } from '../fakes/openai.fake.js';
 import { createTestApp, eventually, type Tenant, type TestApp } from '../support/app.js';
 
 /**
@@ -168,6 +168,38 @@ describe('the dashboard in a browser', () => {
     await queueCard(page, 'openai-processing')
       .locator('.throughput svg[aria-label*="1 completed, 1 failed"]')
       .waitFor({ timeout: 15_000 });
+  });
+
+  it('streams the stages and the reply into the chat panel as they arrive, without the token in any URL', async () => {
+    const { page } = admin;
+    const reply = Array.from({ length: 24 }, (_, i) => `streamed${i}`).join(' ');
+    fake!.setReply(() => reply);
+    fake!.setStreaming({ firstTokenMs: 50, tokenIntervalMs: 60 });
+    const urls: string[] = [];
+    page.on('request', (request) => urls.push(request.url()));
+    try {
+      await page.getByLabel(/^Message/).fill('Draft a statement, streamed');
+      await page.getByRole('button', { name: 'Send queued message' }).click();
+      // Part of the reply is shown while the LLM stage is still running.
+      await expect
+        .poll(
+          async () => {
+            const text = (await page.locator('#chat-reply').textContent()) ?? '';
+            const llm = await page.locator('#chat-stages li[data-stage="openai"]').getAttribute('data-status');
+            return text.startsWith('streamed0') && text.includes('streamed2') && !text.includes('streamed23') && llm === 'active';
+          },
+          { timeout: 20_000, interval: 20 },
+        )
+        .toBe(true);
+      await expect(page.locator('#chat-stages li[data-stage="intent"]').getAttribute('data-status')).resolves.toBe('completed');
+      await page.locator('#chat-batch').filter({ hasText: /: completed, 5 of 5 stages completed/ }).waitFor({ timeout: 20_000 });
+      await expect(page.locator('#chat-reply').textContent()).resolves.toBe(reply);
+      expect(urls.some((url) => url.includes('/events?ticket=hjst_'))).toBe(true);
+      expect(urls.filter((url) => url.includes(acme.token))).toEqual([]);
+    } finally {
+      fake!.setStreaming({});
+      fake!.setReply(defaultFakeReply);
+    }
   });
 
   it('shows an alert raised by the test and acknowledges it with a click', async () => {

@@ -250,3 +250,31 @@ describe('stream tickets', () => {
     expect(after.rows.some((row) => row.token_hash === issued)).toBe(false);
   });
 });
+
+describe('the OpenAPI document', () => {
+  it('describes the event streams, the ticket route and the results cursor', async () => {
+    const doc = (await t.app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json();
+    expect(doc.paths['/api/v1/chat/batch/{batchId}/events'].get.description).toContain('Last-Event-ID');
+    expect(doc.paths['/api/v1/chat/threads/{threadId}/events'].get.summary).toMatch(/stays open/);
+    expect(doc.paths['/api/v1/chat/stream-tickets'].post.responses['201']).toBeDefined();
+    const params = doc.paths['/api/v1/chat/batch/{batchId}/results'].get.parameters.map((p: { name: string }) => p.name);
+    expect(params).toContain('after');
+  });
+});
+
+describe('retention', () => {
+  it('prunes the events of runs past it, after which a finished batch’s stream is 410 and its results remain', async () => {
+    const batchId = await sendQueued(await thread(), 'Hello, briefly');
+    const done = await openSse(`${base}/batch/${batchId}/events`, acme.headers);
+    await done.closed;
+    const pruned = await t.container.runEvents.prune(0);
+    expect(pruned.runs).toBeGreaterThan(0);
+    expect(await t.container.runEvents.read({ orgId: acme.orgId, runId: batchId }, 0)).toEqual([]);
+    const gone = await openSse(`${base}/batch/${batchId}/events`, acme.headers);
+    await gone.closed;
+    expect(gone.status).toBe(410);
+    expect(JSON.parse(gone.body).error.code).toBe('events_expired');
+    const results = await t.as(acme, { method: 'GET', url: `/api/v1/chat/batch/${batchId}/results` });
+    expect(results.json().status).toBe('completed');
+  });
+});

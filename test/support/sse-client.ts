@@ -6,6 +6,8 @@ export interface SseMessage {
   data: string;
   /** `data` parsed as JSON. */
   json: any;
+  /** When it was parsed, in epoch milliseconds with sub-millisecond precision. */
+  receivedAt: number;
 }
 
 export interface SseConnection {
@@ -106,7 +108,7 @@ export function openSse(url: string, headers: Record<string, string> = {}): Prom
           } catch {
             json = undefined;
           }
-          connection.messages.push({ id, event, data: text, json });
+          connection.messages.push({ id, event, data: text, json, receivedAt: performance.timeOrigin + performance.now() });
         }
         for (const check of [...checks]) check();
       });

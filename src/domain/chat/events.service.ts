@@ -1,4 +1,4 @@
-import { notFound } from '../errors.js';
+import { AppError, notFound } from '../errors.js';
 import type { RunStore } from '../../engine/ports/run-store.js';
 import type { RunEvent, RunEvents, ThreadCursor, ThreadRunEvent, Unsubscribe } from '../../engine/ports/run-events.js';
 import type { Actor } from './chat.service.js';
@@ -46,10 +46,19 @@ export function createEventsService(deps: {
     requireBatch,
     requireThread,
 
-    /** The batch's events after `afterSeq` as they are appended; the batch must be the organization's. */
+    /**
+     * The batch's events after `afterSeq` as they are appended; the batch must be the
+     * organization's. A finished run whose events are past their retention is 410 `events_expired`
+     * (its stream would have nothing to send, ever).
+     */
     async followBatch(actor: Actor, batchId: string, afterSeq: number, onEvent: (event: RunEvent) => void, onError?: (error: unknown) => void): Promise<Unsubscribe> {
-      await requireBatch(actor, batchId);
-      return events.subscribe({ orgId: actor.orgId, runId: batchId }, afterSeq, onEvent, onError);
+      const run = await deps.runs.get(actor.orgId, batchId);
+      if (!run) throw notFound('Batch');
+      const target = { orgId: actor.orgId, runId: batchId };
+      if (run.finishedAt && (await events.read(target, 0, 1)).length === 0) {
+        throw new AppError('events_expired', 410, "The batch's events are no longer kept; its results are at GET /batch/:batchId/results");
+      }
+      return events.subscribe(target, afterSeq, onEvent, onError);
     },
 
     /** Every run's events of the thread after the cursor (none: from its open runs on), as they come. */

@@ -21,13 +21,14 @@ export interface TokenSink {
  * moves a run on, so that a run's events are in causal order across processes.
  */
 export function createEventEmitter(port: RunEvents | undefined, options: EventEmitterOptions = {}) {
-  const flushMs = options.flushMs ?? 25;
+  const flushMs = options.flushMs ?? 50;
   let buffers = new Map<string, RunEventBody[]>();
   let chain: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
   let lastSentAt = 0;
 
-  function emit(runId: string, event: RunEventBody): void {
+  /** `defer`: no append of its own; it goes with the next one (a local step's start, with its completion a moment later). */
+  function emit(runId: string, event: RunEventBody, options: { defer?: boolean } = {}): void {
     if (!port) return;
     const list = buffers.get(runId);
     if (!list) buffers.set(runId, [event]);
@@ -37,7 +38,7 @@ export function createEventEmitter(port: RunEvents | undefined, options: EventEm
         list[list.length - 1] = { ...last, text: last.text + event.text };
       } else list.push(event);
     }
-    if (!timer) timer = setTimeout(send, Math.max(0, lastSentAt + flushMs - Date.now()));
+    if (!timer && !options.defer) timer = setTimeout(send, Math.max(0, lastSentAt + flushMs - Date.now()));
   }
 
   function send(): Promise<void> {

@@ -670,30 +670,102 @@
       }
       const batchId = accepted.data.tracking.batchId;
       $('#chat-batch').textContent = `Batch ${batchId}${accepted.degraded ? ' (processed in-process: the queues are unreachable)' : ''}`;
-      renderStages(Object.fromEntries(Object.keys(accepted.data.jobs).map((stage) => [stage, { status: 'pending' }])));
-      const started = Date.now();
-      for (;;) {
-        if (generation !== state.generation) return;
-        const doc = await api('GET', `batch/${encodeURIComponent(batchId)}/results`);
-        renderStages(doc.jobs);
-        if (doc.finishedAt) {
-          $('#chat-batch').textContent = `Batch ${batchId}: ${doc.status}, ${doc.completedJobs} of ${doc.totalJobs} stages completed in ${duration(Date.parse(doc.finishedAt) - Date.parse(doc.createdAt))}`;
-          const reply = doc.results.openai?.choices?.[0]?.message?.content;
-          if (reply) {
-            $('#chat-reply').textContent = reply;
-            $('#chat-reply').hidden = false;
-          }
-          if (doc.errors?.length) showError('chat', new ApiError(200, doc.errors[0].code, `${doc.errors.map((e) => `${e.stage}: ${e.code} — ${e.message}`).join('; ')}`, 'The run'));
-          break;
-        }
-        if (Date.now() - started > 120_000) throw new ApiError(0, 'timeout', 'No result after 2 minutes; the batch keeps running', `GET /batch/${batchId}/results`);
-        await new Promise((resolve) => setTimeout(resolve, 500));
-      }
+      const jobs = Object.fromEntries(Object.keys(accepted.data.jobs).map((stage) => [stage, { status: 'pending', attempts: 0 }]));
+      renderStages(jobs);
+      // Live: the batch's event stream (stages and the reply's tokens as they come); polling if it cannot be had.
+      const streamed = await followBatch(batchId, jobs, generation).catch(() => false);
+      if (generation !== state.generation) return;
+      const doc = streamed ? await api('GET', `batch/${encodeURIComponent(batchId)}/results`) : await pollUntilFinished(batchId, generation);
+      if (!doc) return;
+      showFinished(batchId, doc);
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 401)) showError('chat', error);
     } finally {
       button.disabled = false;
     }
+  }
+
+  /** How often a dropped event stream is opened again (each time with a new ticket) before polling takes over. */
+  const STREAM_RECONNECTS = 3;
+
+  /**
+   * Follows the batch's event stream until its `end`: each stage's state and the reply's text as
+   * they arrive. The stream is opened with a single-use stream ticket (an EventSource cannot send
+   * the token, and a token must not go into a URL); after a drop it resumes after the last event
+   * seen. Resolves true at the end, false when the stream could not be kept.
+   */
+  async function followBatch(batchId, jobs, generation) {
+    const reply = $('#chat-reply');
+    let text = '';
+    let lastId = '';
+    for (let attempt = 0; attempt <= STREAM_RECONNECTS; attempt++) {
+      if (generation !== state.generation) return false;
+      const { url } = await api('POST', 'stream-tickets', { body: { batchId } });
+      const ended = await new Promise((resolve) => {
+        const source = new EventSource(lastId ? `${url}&lastEventId=${encodeURIComponent(lastId)}` : url);
+        const data = (event) => {
+          lastId = event.lastEventId || lastId;
+          try {
+            return JSON.parse(event.data);
+          } catch {
+            return {};
+          }
+        };
+        source.addEventListener('step', (event) => {
+          const step = data(event);
+          const status = step.status === 'started' ? 'active' : step.status;
+          jobs[step.stage] = { status, attempts: step.attempt ?? jobs[step.stage]?.attempts ?? 1 };
+          renderStages(jobs);
+        });
+        source.addEventListener('token', (event) => {
+          text += data(event).text ?? '';
+          reply.textContent = text;
+          reply.hidden = false;
+        });
+        source.addEventListener('reset', (event) => {
+          data(event);
+          text = '';
+          reply.textContent = '';
+        });
+        source.addEventListener('run', (event) => data(event));
+        source.addEventListener('end', (event) => {
+          data(event);
+          source.close();
+          resolve(true);
+        });
+        // A ticket is good for one connection: the browser's own reconnect would be refused, so it is done here.
+        source.onerror = () => {
+          source.close();
+          resolve(false);
+        };
+      });
+      if (ended) return true;
+    }
+    return false;
+  }
+
+  /** The batch document, read every 500 ms until the run has finished (no event stream). */
+  async function pollUntilFinished(batchId, generation) {
+    const started = Date.now();
+    for (;;) {
+      if (generation !== state.generation) return null;
+      const doc = await api('GET', `batch/${encodeURIComponent(batchId)}/results`);
+      renderStages(doc.jobs);
+      if (doc.finishedAt) return doc;
+      if (Date.now() - started > 120_000) throw new ApiError(0, 'timeout', 'No result after 2 minutes; the batch keeps running', `GET /batch/${batchId}/results`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+
+  function showFinished(batchId, doc) {
+    renderStages(doc.jobs);
+    $('#chat-batch').textContent = `Batch ${batchId}: ${doc.status}, ${doc.completedJobs} of ${doc.totalJobs} stages completed in ${duration(Date.parse(doc.finishedAt) - Date.parse(doc.createdAt))}`;
+    const reply = doc.results.openai?.choices?.[0]?.message?.content;
+    if (reply) {
+      $('#chat-reply').textContent = reply;
+      $('#chat-reply').hidden = false;
+    }
+    if (doc.errors?.length) showError('chat', new ApiError(200, doc.errors[0].code, `${doc.errors.map((e) => `${e.stage}: ${e.code} — ${e.message}`).join('; ')}`, 'The run'));
   }
 
   function renderStages(jobs) {

@@ -1,3 +1,4 @@
+import { Type } from '@sinclair/typebox';
 import type { App } from '../../types.js';
 import type { EventsService } from '../../../domain/chat/events.service.js';
 import { AppError, notFound } from '../../../domain/errors.js';
@@ -26,7 +27,7 @@ export function registerBatchEvents(app: App, events: EventsService, hub: SseHub
         params: IdParams('batchId'),
         querystring: EventStreamQuery,
         headers: EventStreamHeaders,
-        response: { 200: { description: 'text/event-stream', type: 'string' }, ...errorResponses },
+        response: { 200: { description: 'text/event-stream', type: 'string' }, ...errorResponses, 410: Type.Ref('ErrorResponse') },
       },
     },
     async (request, reply) => {

@@ -18,4 +18,6 @@ export const EVENT_STREAM_DESCRIPTION = [
   '`step` (`stage`, `status` started | retrying | completed | failed, with `attempt`, `delayMs`, `result` or `error`),',
   '`token` (`stage`, `attempt`, `text`: the reply as it is produced), `reset` (a retried attempt begins: drop the text received so far), `end` (`status`).',
   'A comment line is sent every EVENTS_HEARTBEAT_MS when nothing else is.',
+  'Reconnect with the last id received as Last-Event-ID (header, or `?lastEventId=`) to get exactly the events after it.',
+  'A browser opens it with `?ticket=` (POST /chat/stream-tickets) instead of the Authorization header.',
 ].join(' ');
