@@ -29,6 +29,9 @@
  *   9 bare start        `npm start` → healthy on a bare machine (loopback-only network namespace, no
  *                       DATABASE_URL: the embedded PostgreSQL), first start ≤ 10 s, restart ≤ 5 s
  *                       (bench/bare-start.ts)
+ *  10 door TTFT         one streaming /v1/chat/completions client, one request at a time, API and
+ *                       workers in one process: time to first token at the client minus the fake
+ *                       LLM's own (as it recorded it), p50 ≤ 30 ms (bench/lib/door.ts)
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -62,6 +65,7 @@ import {
   type TreeMemory,
 } from './lib/procs.js';
 import { ratePerSecond, ReplyWatcher, type ReplyAudit } from './lib/replies.js';
+import { measureDoorTtft, type DoorTtftResult } from './lib/door.js';
 import { percentile, round, sleep, summarize } from './lib/stats.js';
 import { scenarioStreams, scenarioTtft, streamChecks, type StreamBenchDeps } from './streams.bench.js';
 import { BARE_TARGETS, scenarioBareStart } from './bare-start.js';
@@ -94,6 +98,9 @@ const S = {
   sustainedDeadlineMs: QUICK ? 60_000 : 180_000,
   drainStallMs: 15_000,
   pacedRatePerSec: Number(process.env.BENCH_PACED_RATE || 300),
+  doorRequests: QUICK ? 20 : 60,
+  doorWarmup: 5,
+  doorLlmLatencyMs: 300,
   pacedWarmupMs: 3_000 / SHRINK,
   pacedUsers: 100,
   pacedSendMs: 30_000 / SHRINK,
@@ -132,6 +139,8 @@ const TARGETS = {
   fairBP50Ms: 300,
   fairBP99Ms: 1_000,
   fairThroughputRatio: 0.9,
+  /** Time to first token at a streaming /v1/chat/completions client beyond the fake LLM's own, p50. */
+  doorOverheadP50Ms: 30,
 };
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -169,12 +178,13 @@ const SUSTAINED_PG = instance('sustainedpg', 'postgres');
 const PACED = instance('paced');
 const FAIR_OFF = instance('fair-off');
 const FAIR_ON = instance('fair-on');
+const DOOR = instance('door');
 /** BENCH_REDIS_URL: a Redis of the bench's own (its command counts and CPU are then the servers' alone). */
 const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
 const FLOOR_PREFIX = `bench-${RID}-floor`;
 const STAGES = 5;
-/** BENCH_ONLY=floor,queued,ack,sustained,sustained-pg,paced,e2e,fairness,ttft,streams,bare runs a subset (default: all). */
-const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,sustained-pg,paced,e2e,fairness,ttft,streams,bare').split(',').map((s) => s.trim()));
+/** BENCH_ONLY=floor,queued,ack,sustained,sustained-pg,paced,e2e,fairness,ttft,streams,bare,door runs a subset (default: all). */
+const ONLY = new Set((process.env.BENCH_ONLY || 'floor,queued,ack,sustained,sustained-pg,paced,e2e,fairness,ttft,streams,bare,door').split(',').map((s) => s.trim()));
 const TTFT = instance('ttft');
 const STREAMS = instance('streams');
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
@@ -1551,6 +1561,25 @@ async function main(): Promise<number> {
   // Scenario 9: a bare machine, on its own (no shared PostgreSQL or Redis inside its namespace).
   if (ONLY.has('bare')) await attempt('bareStart', () => scenarioBareStart(log));
 
+  // Server 3: API and workers in one process, the fake LLM streaming after 300 ms, for scenario 8.
+  if (ONLY.has('door')) {
+    const doorFake = await startFakeOpenAi({ apiKey: 'test', latencyMs: S.doorLlmLatencyMs });
+    doorFake.setStreaming({ firstTokenMs: 0, tokenIntervalMs: 20, wordsPerChunk: 1 });
+    try {
+      const doorPool = await createDatabase(DOOR);
+      const server = await startServer('server-door', DOOR, { OPENAI_API_KEY: 'test', OPENAI_BASE_URL: doorFake.url });
+      const tenant = await bootstrapTenant(DOOR);
+      await attempt('doorTtft', () =>
+        measureDoorTtft({ port: server.port, headers: authHeaders(tenant), fake: doorFake, requests: S.doorRequests, warmup: S.doorWarmup }),
+      );
+      database['server-door'] = await databaseFindings(doorPool);
+      await stopServer(server);
+      serverLogs['server-door'] = logFindings('server-door');
+    } finally {
+      await doorFake.close();
+    }
+  }
+
   // Redis keys under the prefix of a server that ran tell whether it honoured QUEUE_PREFIX.
   let serverKeys: number | undefined;
   const checkedPrefix = ONLY.has('e2e') ? E2E.prefix : ONLY.has('queued') || ONLY.has('ack') ? MAIN.prefix : ONLY.has('sustained') ? SUSTAINED.prefix : ONLY.has('paced') ? PACED.prefix : undefined;
@@ -1609,6 +1638,7 @@ async function main(): Promise<number> {
     return c ? [c.api, c.workers, c.postgres, c.redis].map((v) => (v === null || v === undefined ? 'n/a' : v)).join(' / ') : 'n/a';
   };
   const bare = scenarios.bareStart as Record<string, unknown> | undefined;
+  const door = scenarios.doorTtft as DoorTtftResult | undefined;
 
   const checks: Check[] = [
     { scenario: '1 floor', figure: 'req/s (100 conns)', value: num(floor?.reqPerSec), unit: 'req/s' },
@@ -1720,6 +1750,7 @@ async function main(): Promise<number> {
         ['peak server-fake-llm (API + workers)', 'server-fake-llm'],
         ['peak server-fair-off / its worker', 'server-fair-off', 'server-fair-off-worker'],
         ['peak server-fair-on / its worker', 'server-fair-on', 'server-fair-on-worker'],
+        ['peak server-door (API + workers)', 'server-door'],
         ['peak floor-server', 'floor-server'],
       ] as const
     )
@@ -1760,6 +1791,18 @@ async function main(): Promise<number> {
             pass: bare?.leftRunning === 0 && bare?.incompleteShutdowns === 0,
           },
         ]),
+    {
+      scenario: '10 door TTFT',
+      figure: 'p50 first token − fake LLM first token',
+      value: num(door?.overheadMs.p50),
+      unit: 'ms',
+      target: `≤ ${TARGETS.doorOverheadP50Ms} ms`,
+      pass: num(door?.overheadMs.p50) <= TARGETS.doorOverheadP50Ms && door?.failed === 0,
+    },
+    { scenario: '10 door TTFT', figure: 'p90 / p99 of that', value: `${num(door?.overheadMs.p90)} / ${num(door?.overheadMs.p99)}`, unit: 'ms' },
+    { scenario: '10 door TTFT', figure: 'p50 before LLM / after LLM', value: `${num(door?.beforeLlmMs.p50)} / ${num(door?.afterLlmMs.p50)}`, unit: 'ms' },
+    { scenario: '10 door TTFT', figure: 'p50 client TTFT / fake LLM TTFT', value: `${num(door?.clientTtftMs.p50)} / ${num(door?.fakeTtftMs.p50)}`, unit: 'ms' },
+    { scenario: '10 door TTFT', figure: 'requests / failed / streamed in pieces', value: `${num(door?.requests)} / ${num(door?.failed)} / ${num(door?.streamedInPieces)}`, unit: '' },
   ];
 
   // With BENCH_ONLY, leave out the rows of scenarios that did not run.
@@ -1776,7 +1819,8 @@ async function main(): Promise<number> {
     (c.scenario.startsWith('6') && ONLY.has('fairness')) ||
     (c.scenario.startsWith('7') && ONLY.has('ttft')) ||
     (c.scenario.startsWith('8') && ONLY.has('streams')) ||
-    (c.scenario.startsWith('9') && ONLY.has('bare'));
+    (c.scenario.startsWith('9') && ONLY.has('bare')) ||
+    (c.scenario.startsWith('10') && ONLY.has('door'));
   checks.splice(0, checks.length, ...checks.filter(ran));
 
   const cpus = os.cpus();

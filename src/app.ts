@@ -47,6 +47,7 @@ import { registerListThreads } from './http/routes/threads/list-threads.js';
 import { readQueueStatus } from './queue/queue-status.js';
 import { createFleetState } from './queue/fleet-state.js';
 import { registerPostMessage } from './http/routes/threads/post-message.js';
+import { doorWaitMs, registerOpenAiDoor } from './http/openai-door/index.js';
 import { registerBatchEvents } from './http/routes/chat/batch-events.js';
 import { registerThreadEvents } from './http/routes/chat/thread-events.js';
 import { registerCreateStreamTicket } from './http/routes/chat/create-stream-ticket.js';
@@ -220,5 +221,15 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
     },
     { prefix: '/api/v1' },
   );
+  // GET /v1/models, POST /v1/chat/completions: the OpenAI-compatible door onto the same pipeline.
+  await registerOpenAiDoor(app, {
+    chat: services.chat,
+    events: services.events,
+    tenancy: repositories.tenancy,
+    coordination: container.coordination,
+    rateLimit: { ...config.rateLimit, prefix: config.queue.prefix },
+    maxContentBytes: config.limits.maxContentBytes,
+    waitMs: doorWaitMs(config.http.timeouts.idleMs),
+  });
   return app;
 }

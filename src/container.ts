@@ -8,8 +8,9 @@ import { createDocumentsRepository } from './adapters/postgres/repositories/docu
 import { createRunsRepository } from './adapters/postgres/run-store/index.js';
 import { createTenancyRepository } from './adapters/postgres/repositories/tenancy.repository.js';
 import { createThreadsRepository } from './adapters/postgres/repositories/threads.repository.js';
-import { HybridChatService } from './domain/chat/hybrid-chat.service.js';
 import { JobsService } from './domain/chat/jobs.service.js';
+import { ConversationChatService } from './domain/chat/conversation.service.js';
+import { createConversationsRepository } from './adapters/postgres/repositories/conversations.repository.js';
 import { createRunWaits } from './domain/chat/run-waits.js';
 import { createBacklog } from './domain/chat/backlog.js';
 import { createOrganizationSettings } from './domain/chat/multitask.js';
@@ -124,7 +125,8 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
   const metrics = createMetricsReporter({ stages: stageOrder(config.catalog), stageStats: repositories.monitoring.stageStats, http: monitoring.http, providers: monitoring.providers });
   const waits = createRunWaits({ feed: runFinished, maxPerOrg: config.maxWaitsPerOrg });
   const organizationSettings = createOrganizationSettings(createOrganizationSettingsRepository(database.db), { ttlMs: ORGANIZATION_SETTINGS_TTL_MS });
-  const chat = new HybridChatService({
+  // The queued, blocking and comprehensive flows, and conversations sent whole (/v1/chat/completions).
+  const chat = new ConversationChatService({
     catalog: config.catalog,
     threads: repositories.threads,
     runs: repositories.runs,
@@ -134,6 +136,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     waits,
     backlog,
     multitask: { settings: organizationSettings, exclusive: createExclusiveAccept(database.pool) },
+    conversations: createConversationsRepository(database.db, database.pool),
   });
   monitoring.prometheus.observeBacklog(() => backlog.status());
   const services = {

@@ -162,6 +162,18 @@ const EXPECTED: Record<string, RouteCase> = {
     expect: authed(404, 403, 204, 404),
     request: async (_c, f) => ({ url: `/api/v1/documents/${await ownerDocument(f)}` }),
   },
+  // The OpenAI-compatible door: the same tokens, the organization from x-organization-id.
+  'GET /v1/models': { expect: authed(200, 200, 200, 200) },
+  'POST /v1/chat/completions': {
+    // A thread of the owner's own, named by the header: another organization's is 404. No workers
+    // run here, so the owner's callers stream and are read up to the role chunk; the batch goes on.
+    expect: authed(404, 200, 200, 404),
+    request: async (_c, f) => ({
+      headers: { 'x-honeyjar-thread-id': await ownerThread(f) },
+      payloadAsStream: true,
+      ...json({ model: 'honeyjar', stream: true, messages: [{ role: 'user', content: 'Who approves statements?' }] }),
+    }),
+  },
 };
 
 let t: TestApp;

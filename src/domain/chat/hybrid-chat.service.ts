@@ -97,7 +97,7 @@ export class HybridChatService extends ChatService {
     });
   }
 
-  private async accept(
+  protected async accept(
     actor: Actor,
     threadId: string,
     content: string,
@@ -194,7 +194,7 @@ export class HybridChatService extends ChatService {
  * points). Titles are listed everywhere, so secrets and personal data are redacted first — on
  * the whole message, so that a number cut at the 80th character is still recognised.
  */
-function titleFrom(message: string): string {
+export function titleFrom(message: string): string {
   const redacted = classifySecurity(message).redactedContent;
   return Array.from(redacted.replace(/\s+/g, ' ').trim()).slice(0, 80).join('') || 'New conversation';
 }

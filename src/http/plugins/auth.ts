@@ -31,11 +31,21 @@ export type RedeemTicket = (ticket: string) => Promise<{ orgId: string; userId: 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TOUCH_EVERY_MS = 60_000;
 
+export interface AuthOptions {
+  /**
+   * Without `x-organization-id`, act in the user's only organization (one more query); a user of
+   * several is refused (403 `organization_required`). For clients that cannot add a header.
+   */
+  onlyOrganizationByDefault?: boolean;
+  /** Event streams: redeems a `?ticket=` that stands in for the token (routes with `streamTicket`). */
+  redeemTicket?: RedeemTicket;
+}
+
 /**
  * Every request in the scope needs `Authorization: Bearer <token>` (401 otherwise) and an
  * `x-organization-id` the token's user belongs to (403 otherwise). One query per request.
  */
-export function registerAuth(app: FastifyInstance, tenancy: TenancyRepository, options: { redeemTicket?: RedeemTicket } = {}): void {
+export function registerAuth(app: FastifyInstance, tenancy: TenancyRepository, options: AuthOptions = {}): void {
   const lastTouched = new Map<string, number>();
   app.decorateRequest('actor', null);
   app.decorateRequest('streamGrant', null);
@@ -55,15 +65,28 @@ export function registerAuth(app: FastifyInstance, tenancy: TenancyRepository, o
     const orgId = typeof orgHeader === 'string' && UUID.test(orgHeader.trim()) ? orgHeader.trim().toLowerCase() : undefined;
     const identity = await tenancy.identify(token, orgId);
     if (!identity || identity.revoked) throw new AppError('unauthorized', 401, 'The token is not valid');
-    if (orgHeader === undefined) throw new AppError('organization_required', 403, 'The x-organization-id header is required');
-    if (!orgId || !identity.role) throw new AppError('forbidden', 403, 'You are not a member of this organization');
-    request.actor = { orgId, userId: identity.userId, role: identity.role, tokenId: identity.tokenId, operator: identity.operator };
+    const member = orgHeader === undefined && options.onlyOrganizationByDefault ? await onlyOrganization(tenancy, identity.userId) : membership(orgHeader, orgId, identity.role);
+    request.actor = { orgId: member.orgId, userId: identity.userId, role: member.role, tokenId: identity.tokenId, operator: identity.operator };
     const now = Date.now();
     if ((lastTouched.get(identity.tokenId) ?? 0) + TOUCH_EVERY_MS < now) {
       lastTouched.set(identity.tokenId, now);
       tenancy.touchToken(identity.tokenId).catch((err: unknown) => request.log.warn({ err }, 'could not record token use'));
     }
   });
+}
+
+function membership(orgHeader: unknown, orgId: string | undefined, role: MembershipRole | null): { orgId: string; role: MembershipRole } {
+  if (orgHeader === undefined) throw new AppError('organization_required', 403, 'The x-organization-id header is required');
+  if (!orgId || !role) throw new AppError('forbidden', 403, 'You are not a member of this organization');
+  return { orgId, role };
+}
+
+async function onlyOrganization(tenancy: TenancyRepository, userId: string): Promise<{ orgId: string; role: MembershipRole }> {
+  const [only, another] = await tenancy.organizationsOf(userId, 2);
+  if (!only || another) {
+    throw new AppError('organization_required', 403, 'The x-organization-id header is required: this user does not belong to exactly one organization');
+  }
+  return only;
 }
 
 function bearerToken(request: FastifyRequest): string {

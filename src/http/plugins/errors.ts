@@ -26,44 +26,56 @@ export const DATABASE_RETRY_AFTER_SECONDS = 5;
  */
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | AppError | Error, request, reply) => {
-    if (error instanceof AppError) {
-      // Errors that know when to come back (a cap, a quota window) say so.
-      const retryAfter = (error as AppError & { retryAfterSeconds?: unknown }).retryAfterSeconds;
-      if (typeof retryAfter === 'number') reply.header('retry-after', Math.max(1, Math.ceil(retryAfter)));
-      return reply.status(error.statusCode).send(body(error.code, error.message));
-    }
-    if (error instanceof InvalidCursorError) {
-      return reply.status(400).send(body('invalid_cursor', 'The cursor is not valid'));
-    }
-    const fastifyError = error as FastifyError;
-    if (fastifyError.validation) {
-      return reply.status(400).send(body('invalid_request', validationMessage(fastifyError)));
-    }
-    if (error instanceof SyntaxError || fastifyError.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
-      return reply.status(400).send(body('invalid_json', 'The request body is not valid JSON'));
-    }
-    const status = fastifyError.statusCode ?? 500;
-    if (status >= 400 && status < 500) {
-      const code = (fastifyError.code && FASTIFY_CODES[fastifyError.code]) ?? (status === 413 ? 'payload_too_large' : 'bad_request');
-      return reply.status(status).send(body(code, fastifyError.message));
-    }
-    if (isDatabaseUnavailable(error)) {
-      request.log.warn({ err: error }, 'request failed: database unavailable');
-      // Not the route's own 503 schema (the detailed health check has one): this is the error shape.
-      return reply
-        .status(503)
-        .header('retry-after', String(DATABASE_RETRY_AFTER_SECONDS))
-        .serializer(JSON.stringify)
-        .send(body('database_unavailable', 'The database is unreachable; try again shortly'));
-    }
-    request.log.error({ err: error }, 'request failed');
-    return reply.status(500).send(body('internal_error', 'An internal error occurred'));
+    const answer = errorAnswer(error, request);
+    if (answer.retryAfterSeconds !== undefined) reply.header('retry-after', String(answer.retryAfterSeconds));
+    // Not a route's own 503 schema (the detailed health check has one): this is the error shape.
+    if (answer.code === 'database_unavailable') reply.serializer(JSON.stringify);
+    return reply.status(answer.status).send(body(answer.code, answer.message));
   });
 
   // The path is not repeated: it may carry whatever a client put there (a key, a card number).
   app.setNotFoundHandler((request, reply) => {
     reply.status(404).send(body('route_not_found', `No route matches ${request.method} on this path`));
   });
+}
+
+/** What an error is answered with, whatever the shape it is rendered in. */
+export interface ErrorAnswer {
+  status: number;
+  code: string;
+  message: string;
+  retryAfterSeconds?: number;
+  /** The field at fault, for a validation error. */
+  field?: { where: string; path: string };
+}
+
+/**
+ * Client errors keep their message; server errors are logged (through the logger's error
+ * serializer, which strips values) and answered with a generic message.
+ */
+export function errorAnswer(error: FastifyError | AppError | Error, request: FastifyRequest): ErrorAnswer {
+  if (error instanceof AppError) {
+    // Errors that know when to come back (a cap, a quota window) say so.
+    const retryAfter = (error as AppError & { retryAfterSeconds?: unknown }).retryAfterSeconds;
+    return { status: error.statusCode, code: error.code, message: error.message, ...(typeof retryAfter === 'number' ? { retryAfterSeconds: Math.max(1, Math.ceil(retryAfter)) } : {}) };
+  }
+  if (error instanceof InvalidCursorError) return { status: 400, code: 'invalid_cursor', message: 'The cursor is not valid' };
+  const fastifyError = error as FastifyError;
+  if (fastifyError.validation) return { status: 400, code: 'invalid_request', message: validationMessage(fastifyError), field: validationField(fastifyError) };
+  if (error instanceof SyntaxError || fastifyError.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
+    return { status: 400, code: 'invalid_json', message: 'The request body is not valid JSON' };
+  }
+  const status = fastifyError.statusCode ?? 500;
+  if (status >= 400 && status < 500) {
+    const code = (fastifyError.code && FASTIFY_CODES[fastifyError.code]) ?? (status === 413 ? 'payload_too_large' : 'bad_request');
+    return { status, code, message: fastifyError.message };
+  }
+  if (isDatabaseUnavailable(error)) {
+    request.log.warn({ err: error }, 'request failed: database unavailable');
+    return { status: 503, code: 'database_unavailable', message: 'The database is unreachable; try again shortly', retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS };
+  }
+  request.log.error({ err: error }, 'request failed');
+  return { status: 500, code: 'internal_error', message: 'An internal error occurred' };
 }
 
 /**
@@ -91,9 +103,15 @@ export function body(code: string, message: string): ErrorBody {
 function validationMessage(error: FastifyError): string {
   const first = error.validation?.[0];
   if (!first) return error.message;
+  const { where, path } = validationField(error);
+  return `${where}${path ? `.${path}` : ''} ${first.message ?? 'is invalid'}`;
+}
+
+/** Where the first validation error is: `body` and `messages.2.content`. */
+function validationField(error: FastifyError): { where: string; path: string } {
+  const first = error.validation?.[0];
   const where = error.validationContext ?? 'body';
-  const path = first.instancePath ? first.instancePath.replace(/^\//, '').replace(/\//g, '.') : '';
-  const missing = (first.params as { missingProperty?: string } | undefined)?.missingProperty;
-  const field = missing ?? path;
-  return `${where}${field ? `.${field}` : ''} ${first.message ?? 'is invalid'}`;
+  const path = first?.instancePath ? first.instancePath.replace(/^\//, '').replace(/\//g, '.') : '';
+  const missing = (first?.params as { missingProperty?: string } | undefined)?.missingProperty;
+  return { where, path: missing ?? path };
 }

@@ -154,6 +154,16 @@ export function createTenancyRepository(db: Db, options: { identityTtlMs?: numbe
       return { tokenId: row.tokenId, userId: row.userId, revoked: row.revokedAt !== null, role: row.role, operator: row.operator };
     },
 
+    /** Up to `limit` organizations the user belongs to (for a caller that names none and has only one). */
+    async organizationsOf(userId: string, limit: number): Promise<Array<{ orgId: string; role: MembershipRole }>> {
+      return db
+        .select({ orgId: memberships.orgId, role: memberships.role })
+        .from(memberships)
+        .where(eq(memberships.userId, userId))
+        .orderBy(memberships.orgId)
+        .limit(limit);
+    },
+
     async touchToken(tokenId: string): Promise<void> {
       await db.update(apiTokens).set({ lastUsedAt: new Date() }).where(eq(apiTokens.id, tokenId));
     },
