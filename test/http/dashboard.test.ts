@@ -189,12 +189,13 @@ describe('Bull Board sessions', () => {
     expect(queues.json().queues.map((q: { name: string }) => q.name).sort()).toEqual(
       ['intent-classification', 'openai-processing', 'rag-processing', 'rocketreach-api', 'security-classification'],
     );
-    // Bull Board reads the queues on either transport: a waiting job, and the store it runs on.
+    // Bull Board reads the queues on either transport: a waiting job (in its fair place, BullMQ's
+    // prioritized set), and the store it runs on.
     const runId = randomUUID();
     await t.container.producer.enqueue(runId, ops.orgId, ['rag']);
-    const waiting = await t.app.inject({ method: 'GET', url: '/admin/queues/api/queues?activeQueue=rag-processing&status=waiting&page=1&jobsPerPage=10', headers: { cookie } });
+    const waiting = await t.app.inject({ method: 'GET', url: '/admin/queues/api/queues?activeQueue=rag-processing&status=prioritized&page=1&jobsPerPage=10', headers: { cookie } });
     const rag = waiting.json().queues.find((q: { name: string }) => q.name === 'rag-processing');
-    expect(rag.counts.waiting).toBe(1);
+    expect(rag.counts.prioritized).toBe(1);
     expect(rag.jobs.map((job: { id: string }) => job.id)).toEqual([`${runId}.rag`]);
     const stats = await t.app.inject({ method: 'GET', url: '/admin/queues/api/redis/stats', headers: { cookie } });
     expect(stats.json()).toMatchObject({ backend: testTransport });
