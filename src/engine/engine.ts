@@ -133,17 +133,18 @@ export function pendingStates<S extends string>(stages: readonly S[]): StepState
  * their commits), so it is sent afterwards by the event log's own relaxed statement.
  */
 function announcingEnds<S extends string>(runs: RunStore<S>, events: EventEmitter): RunStore<S> {
-  return {
-    ...runs,
-    async completeWithReply(...args) {
+  // Every other method is the store's own, looked up on each call (the store is the prototype).
+  const wrapped: RunStore<S> = Object.create(runs);
+  return Object.assign(wrapped, {
+    async completeWithReply(...args: Parameters<RunStore<S>['completeWithReply']>) {
       const stored = await runs.completeWithReply(...args);
       if (stored) events.announce(args[0]);
       return stored;
     },
-    async finish(...args) {
+    async finish(...args: Parameters<RunStore<S>['finish']>) {
       const finished = await runs.finish(...args);
       if (finished) events.announce(args[0]);
       return finished;
     },
-  };
+  });
 }

@@ -43,7 +43,7 @@ afterAll(async () => {
 
 const messageOf = (proc: ServerProcess, prefix: string) => proc.logs.find((line) => typeof line.msg === 'string' && line.msg.startsWith(prefix))?.msg;
 
-function logLines(stdout: string): { level: number; msg: string; err?: unknown }[] {
+function logLines(stdout: string): { level: number; time: number; msg: string; err?: unknown }[] {
   return stdout
     .split('\n')
     .filter((line) => line.startsWith('{'))
@@ -200,7 +200,8 @@ describe('an expected start failure', () => {
     const url = 'postgres://postgres@127.0.0.1:1/honeyjar';
     const result = await runCli(['start'], { DATABASE_URL: url, PORT: '0', LOG_LEVEL: 'info', HONEYJAR_DATA_DIR: join(tmpdir(), 'honeyjar-unused') }, 15_000);
     expect(result.code).toBe(1);
-    const lines = logLines(result.stdout);
+    // In the order they were logged (the fatal line is written synchronously, so it may come out first).
+    const lines = logLines(result.stdout).sort((x, y) => x.time - y.time);
     expect(lines.map((line) => line.msg)).toEqual([
       'database: PostgreSQL at 127.0.0.1:1/honeyjar (DATABASE_URL)',
       'could not start: PostgreSQL at 127.0.0.1:1/honeyjar (DATABASE_URL) refused the connection (ECONNREFUSED)',
