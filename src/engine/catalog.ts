@@ -1,24 +1,12 @@
-import type { IntentResult, LlmResult, RagResult, RocketReachResult, SecurityResult } from '../domain/stages/types.js';
 import type { StageDefinition } from './stage.js';
+import type { StageName, StageResults } from './stage-names.js';
 import { intent } from './stages/intent.stage.js';
 import { openai } from './stages/openai.stage.js';
 import { rag } from './stages/rag.stage.js';
 import { rocketreach } from './stages/rocketreach.stage.js';
 import { security } from './stages/security.stage.js';
 
-/**
- * The one list of stage names, with what each produces. A new stage adds a line here and an
- * entry in CATALOG; everything else (order, queues, workers, settings, SQL) is derived.
- */
-export interface StageResults {
-  intent: IntentResult;
-  security: SecurityResult;
-  rag: RagResult;
-  rocketreach: RocketReachResult;
-  openai: LlmResult;
-}
-
-export type StageName = keyof StageResults;
+export type { StageName, StageResults };
 
 /** Every name of StageResults with its stage, each handling its own result. */
 export type Catalog = { readonly [K in StageName]: StageDefinition<K, StageResults[K], never> };

@@ -3,7 +3,7 @@
  * (ports/run-store.ts) speaks it; the PostgreSQL adapter maps its rows onto it. `S` is the set of
  * stage names of the catalog the run was accepted under (catalog.ts).
  */
-import type { StageName } from './catalog.js';
+import type { StageName } from './stage-names.js';
 
 export type RunStatus = 'processing' | 'partial' | 'completed' | 'failed' | 'cancelled';
 

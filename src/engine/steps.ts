@@ -1,4 +1,4 @@
-import type { StageName } from './catalog.js';
+import type { StageName } from './stage-names.js';
 import { describeError } from './errors.js';
 import type { RunStore, StepCompletion } from './ports/run-store.js';
 import type { LoadedStep, StepStates } from './run.js';

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Coordination } from '../../engine/ports/coordination.js';
 import type { Logger } from 'pino';
 import type { AlertsConfig } from '../../config.js';
-import type { AlertRecord, AlertsRepository, OutageRecord } from '../../adapters/postgres/repositories/alerts.repository.js';
+import type { AlertRecord, AlertsStore, OutageRecord } from './alerts-store.js';
 import { alertKey, evaluateRules, type AlertCondition, type AlertRule, type AlertSamples, type BacklogSample, type QueueSample } from './alert-rules.js';
 import { queueSamplesFromHealth, type QueueHealthDetail } from './queue-samples.js';
 import type { StalledJobs } from './stalled-jobs.js';
@@ -30,7 +30,7 @@ export interface EvaluationResult {
 }
 
 export interface AlertsServiceDeps {
-  repository: AlertsRepository;
+  repository: AlertsStore;
   /** The pipeline's queue names (the catalog's), whose stalled jobs are counted. */
   queues: readonly string[];
   /**

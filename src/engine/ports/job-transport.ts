@@ -1,4 +1,4 @@
-import type { StageName } from '../catalog.js';
+import type { StageName } from '../stage-names.js';
 
 export type JobState = 'waiting' | 'delayed' | 'active' | 'completed' | 'failed' | 'prioritized' | 'waiting-children' | 'unknown';
 

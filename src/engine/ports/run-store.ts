@@ -1,4 +1,4 @@
-import type { StageName } from '../catalog.js';
+import type { StageName } from '../stage-names.js';
 import type { AcceptOutcome, LoadedStep, NewRun, OpenRun, Run, Step, StepError, StepStates } from '../run.js';
 
 /** A step's result to store; `loadedAt`: when a loaded (unclaimed) attempt started, counted with it. */

@@ -2,7 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { Coordination } from '../../engine/ports/coordination.js';
 import { AppError } from '../../domain/errors.js';
-import { hashToken, type TenancyRepository } from '../../adapters/postgres/repositories/tenancy.repository.js';
+import { hashToken, type TenancyStore } from '../../domain/tenancy/tenancy-store.js';
 
 /**
  * Browser sessions for the pages a browser navigates to (Bull Board), which cannot send the
@@ -54,7 +54,7 @@ export interface DashboardSessions {
   destroy(request: FastifyRequest): Promise<void>;
 }
 
-export function createDashboardSessions(deps: { coordination: Coordination; prefix: string; tenancy: TenancyRepository; ttlMs?: number }): DashboardSessions {
+export function createDashboardSessions(deps: { coordination: Coordination; prefix: string; tenancy: TenancyStore; ttlMs?: number }): DashboardSessions {
   const ttlMs = deps.ttlMs ?? SESSION_TTL_MS;
   const keyOf = (id: string) => `${deps.prefix}:dashboard:session:${createHash('sha256').update(id).digest('hex')}`;
   const unavailable = () => new AppError('session_store_unavailable', 503, `Sessions are kept in ${deps.coordination.kind === 'redis' ? 'Redis' : 'PostgreSQL'}, which is unreachable`);

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppError } from '../../domain/errors.js';
-import type { MembershipRole, TenancyRepository } from '../../adapters/postgres/repositories/tenancy.repository.js';
+import type { MembershipRole, TenancyStore } from '../../domain/tenancy/tenancy-store.js';
 
 export interface RequestActor {
   orgId: string;
@@ -45,7 +45,7 @@ export interface AuthOptions {
  * Every request in the scope needs `Authorization: Bearer <token>` (401 otherwise) and an
  * `x-organization-id` the token's user belongs to (403 otherwise). One query per request.
  */
-export function registerAuth(app: FastifyInstance, tenancy: TenancyRepository, options: AuthOptions = {}): void {
+export function registerAuth(app: FastifyInstance, tenancy: TenancyStore, options: AuthOptions = {}): void {
   const lastTouched = new Map<string, number>();
   app.decorateRequest('actor', null);
   app.decorateRequest('streamGrant', null);
@@ -81,7 +81,7 @@ function membership(orgHeader: unknown, orgId: string | undefined, role: Members
   return { orgId, role };
 }
 
-async function onlyOrganization(tenancy: TenancyRepository, userId: string): Promise<{ orgId: string; role: MembershipRole }> {
+async function onlyOrganization(tenancy: TenancyStore, userId: string): Promise<{ orgId: string; role: MembershipRole }> {
   const [only, another] = await tenancy.organizationsOf(userId, 2);
   if (!only || another) {
     throw new AppError('organization_required', 403, 'The x-organization-id header is required: this user does not belong to exactly one organization');

@@ -1,7 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError } from '../../domain/errors.js';
-import { InvalidCursorError } from '../../adapters/postgres/repositories/cursor.js';
-import { isDatabaseUnavailable } from '../../adapters/postgres/errors.js';
+import { AppError, InvalidCursorError, isDatabaseUnavailable } from '../../domain/errors.js';
 
 export interface ErrorBody {
   error: { code: string; message: string };

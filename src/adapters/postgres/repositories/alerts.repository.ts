@@ -3,54 +3,9 @@ import type pg from 'pg';
 import type { Db } from '../client.js';
 import { alerts } from '../schema.js';
 import type { AlertCondition, AlertSeverity, ProviderSample, StageSample } from '../../../domain/monitoring/alert-rules.js';
+import type { AlertAcknowledgement, AlertRecord, AlertStatus, AlertSummary, OutageRecord } from '../../../domain/monitoring/alerts-store.js';
 
-export type AlertStatus = 'open' | 'resolved';
-
-export interface AlertRecord {
-  id: string;
-  rule: string;
-  subject: string;
-  severity: AlertSeverity;
-  status: AlertStatus;
-  message: string;
-  value: number;
-  threshold: number;
-  firstSeenAt: Date;
-  lastSeenAt: Date;
-  resolvedAt: Date | null;
-  acknowledgedAt: Date | null;
-  acknowledgedBy: string | null;
-  acknowledgedOrg: string | null;
-}
-
-/** One acknowledgement of an alert. */
-export interface AlertAcknowledgement {
-  alertId: string;
-  userId: string | null;
-  orgId: string | null;
-  at: Date;
-}
-
-export interface AlertSummary {
-  /** Open alerts, and how many of them are acknowledged, unacknowledged, critical, warning. */
-  open: number;
-  acknowledged: number;
-  unacknowledged: number;
-  critical: number;
-  warning: number;
-  /** Resolved alerts kept. */
-  resolved: number;
-}
-
-/** A PostgreSQL outage observed while PostgreSQL was down, written once it is back. */
-export interface OutageRecord {
-  id: string;
-  rule: string;
-  subject: string;
-  message: string;
-  firstSeenAt: Date;
-  lastSeenAt: Date;
-}
+export type { AlertAcknowledgement, AlertRecord, AlertStatus, AlertSummary, OutageRecord };
 
 const columns = {
   id: alerts.id,

@@ -1,11 +1,10 @@
 import { and, eq, lt, or, type SQL } from 'drizzle-orm';
 import type { PgColumn } from 'drizzle-orm/pg-core';
 
+import { InvalidCursorError } from '../../../domain/errors.js';
 import type { Page } from '../../../domain/page.js';
 
-export type { Page };
-
-export class InvalidCursorError extends Error {}
+export { InvalidCursorError, type Page };
 
 /**
  * Opaque page cursors: base64url JSON, validated on the way back in — shape and range, so that a

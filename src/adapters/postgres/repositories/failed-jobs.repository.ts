@@ -1,18 +1,7 @@
 import type pg from 'pg';
+import type { FailedJobRecord } from '../../../domain/monitoring/failed-jobs-store.js';
 
-/** A pipeline step that failed for good (its attempts used up, or a permanent error). */
-export interface FailedJobRecord {
-  jobId: string;
-  batchId: string;
-  threadId: string;
-  stage: string;
-  queue: string;
-  error: { code: string; message: string } | null;
-  attempts: number;
-  maxAttempts: number;
-  startedAt: Date | null;
-  finishedAt: Date | null;
-}
+export type { FailedJobRecord };
 
 /*
  * Newest first. `finished_at` is set when a step fails; a failed step without it (should not

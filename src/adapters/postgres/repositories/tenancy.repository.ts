@@ -1,25 +1,12 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { and, count, eq, isNull, sql } from 'drizzle-orm';
 import type { Db } from '../client.js';
 import { apiTokens, memberships, organizations, users } from '../schema.js';
+import { hashToken, type MembershipRole, type TokenIdentity } from '../../../domain/tenancy/tenancy-store.js';
 
-export type MembershipRole = 'admin' | 'member';
-
-export interface TokenIdentity {
-  tokenId: string;
-  userId: string;
-  revoked: boolean;
-  /** The user's role in the organization asked for, or null when not a member. */
-  role: MembershipRole | null;
-  /** A system operator (Bull Board, process details, system alerts), whatever the organization. */
-  operator: boolean;
-}
+export { hashToken, type MembershipRole, type TokenIdentity };
 
 const TOKEN_PREFIX = 'hj_';
-
-export function hashToken(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
-}
 
 /**
  * Every request identifies its token, so the answer is kept for a moment: at hundreds of requests

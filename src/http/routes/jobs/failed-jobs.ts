@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { App } from '../../types.js';
-import type { FailedJobsRepository } from '../../../adapters/postgres/repositories/failed-jobs.repository.js';
+import type { FailedJobsStore } from '../../../domain/monitoring/failed-jobs-store.js';
 import { actorOf } from '../../plugins/auth.js';
 import { errorResponses } from '../../schemas/common.js';
 
@@ -25,7 +25,7 @@ const FailedJob = Type.Object({
 });
 
 /** The organization's recently failed pipeline steps, newest first, from PostgreSQL. */
-export function registerFailedJobs(app: App, failedJobs: FailedJobsRepository): void {
+export function registerFailedJobs(app: App, failedJobs: FailedJobsStore): void {
   app.get(
     '/jobs/failed',
     {

@@ -1,5 +1,5 @@
 import type { App } from '../../types.js';
-import type { AlertsRepository } from '../../../adapters/postgres/repositories/alerts.repository.js';
+import type { AlertsStore } from '../../../domain/monitoring/alerts-store.js';
 import { notFound } from '../../../domain/errors.js';
 import { requireOperator } from '../../plugins/auth.js';
 import { errorResponses, IdParams, requireId } from '../../schemas/common.js';
@@ -9,7 +9,7 @@ import { AlertSchema, toAlert } from './alert.schema.js';
  * System operators acknowledge alerts (they are system-wide). Each acknowledgement is recorded;
  * the alert keeps the first as `acknowledgedBy`/`acknowledgedAt` and lists them all.
  */
-export function registerAcknowledgeAlert(app: App, alerts: AlertsRepository): void {
+export function registerAcknowledgeAlert(app: App, alerts: AlertsStore): void {
   app.post(
     '/system/alerts/:alertId/acknowledge',
     {

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import type { AlertAcknowledgement, AlertRecord } from '../../../adapters/postgres/repositories/alerts.repository.js';
+import type { AlertAcknowledgement, AlertRecord } from '../../../domain/monitoring/alerts-store.js';
 import type { RequestActor } from '../../plugins/auth.js';
 import { ALERT_RULES } from '../../../domain/monitoring/alert-rules.js';
 

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { App } from '../../types.js';
-import type { AlertsRepository } from '../../../adapters/postgres/repositories/alerts.repository.js';
+import type { AlertsStore } from '../../../domain/monitoring/alerts-store.js';
 import { requireAdminOrOperator } from '../../plugins/auth.js';
 import { errorResponses } from '../../schemas/common.js';
 import { AlertSchema, toAlert } from './alert.schema.js';
@@ -18,7 +18,7 @@ const Summary = Type.Object({
  * Operational alerts, system-wide (no tenant content): organization admins and operators may list
  * them (they tell an admin why the service is slow); only operators acknowledge them.
  */
-export function registerListAlerts(app: App, alerts: AlertsRepository): void {
+export function registerListAlerts(app: App, alerts: AlertsStore): void {
   app.get(
     '/system/alerts',
     {
