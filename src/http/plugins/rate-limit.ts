@@ -6,6 +6,8 @@ interface WindowCount {
   window: number;
   /** Requests counted here and not yet added to the shared counter. */
   pending: number;
+  /** Requests being added to the shared counter right now (still counted until it answers). */
+  sending: number;
   /** The shared counter (all processes) as last read back from the coordination store. */
   shared: number;
 }
@@ -28,17 +30,22 @@ export function registerRateLimit(app: FastifyInstance, coordination: Coordinati
     const batch = [...counts.entries()].filter(([, count]) => count.pending > 0);
     if (batch.length === 0) return;
     const sent = batch.map(([, count]) => count.pending);
-    for (const [, count] of batch) count.pending = 0;
+    for (const [i, [, count]] of batch.entries()) {
+      count.sending = sent[i]!;
+      count.pending = 0;
+    }
     try {
       const totals = await coordination.addToCounters(
         batch.map(([orgId, count], i) => ({ key: keyOf(orgId, count.window), by: sent[i]!, ttlMs: options.windowMs + 1_000 })),
       );
       batch.forEach(([, count], i) => {
         count.shared = totals[i]!;
+        count.sending = 0;
       });
     } catch {
       batch.forEach(([, count], i) => {
         count.pending += sent[i]!;
+        count.sending = 0;
       });
     }
   }
@@ -48,7 +55,7 @@ export function registerRateLimit(app: FastifyInstance, coordination: Coordinati
     flushing ??= flush().finally(() => (flushing = undefined));
     // Forget the windows that are over.
     const current = Math.floor(Date.now() / options.windowMs);
-    for (const [orgId, count] of counts) if (count.window < current && count.pending === 0) counts.delete(orgId);
+    for (const [orgId, count] of counts) if (count.window < current && count.pending === 0 && count.sending === 0) counts.delete(orgId);
   }, FLUSH_EVERY_MS);
   timer.unref();
   app.addHook('onClose', async () => {
@@ -64,10 +71,10 @@ export function registerRateLimit(app: FastifyInstance, coordination: Coordinati
     const window = Math.floor(now / options.windowMs);
     let count = counts.get(orgId);
     if (!count || count.window !== window) {
-      count = { window, pending: 0, shared: 0 };
+      count = { window, pending: 0, sending: 0, shared: 0 };
       counts.set(orgId, count);
     }
-    const used = count.shared + count.pending;
+    const used = count.shared + count.sending + count.pending;
     reply.header('x-ratelimit-limit', options.max);
     reply.header('x-ratelimit-remaining', Math.max(0, options.max - used - 1));
     if (used >= options.max) {
