@@ -108,6 +108,8 @@ export async function measureDoorTtft(options: {
         // The fake's streamed answers are recorded in order, one per streamed request.
         const streamed = fake.chatRequests().filter((r) => (r.body as { stream?: unknown } | undefined)?.stream === true);
         const at = streamed.findIndex((r) => JSON.stringify(r.body).includes(marker));
+        // The fake records a stream when it has written its end, which the client may see first.
+        if (at >= 0 && !fake.streams[at]) await fake.waitFor((f) => f.streams.length > at, 2_000).catch(() => undefined);
         const llm = fake.streams[at];
         if (!timing.done || !timing.firstContentAt || !llm) throw new Error(`incomplete: done ${timing.done}, content ${timing.firstContentAt > 0}, llm stream ${!!llm}`);
         if (i < options.warmup) continue;
