@@ -167,7 +167,8 @@ describe('two api and two worker processes on a three-master Redis Cluster', () 
     // Every reply came from the workers' LLM calls, one call per message.
     expect(llm!.chatRequests()).toHaveLength(batchIds.length);
 
-    // Each queue's keys are on one node (its own hash tag); the queues are not all on one node.
+    // Each queue's keys are on one node: the one that serves its own hash tag's slot, and the
+    // queues' tags are five different slots (which nodes they fall on is up to the hash).
     const keys = await cluster!.keysByNode(`{${prefix}:*`);
     const nodeOfQueue = new Map<string, Set<number>>();
     for (const [port, list] of keys) {
@@ -178,7 +179,16 @@ describe('two api and two worker processes on a three-master Redis Cluster', () 
     }
     const queues = stageOrder(CATALOG).map((stage) => CATALOG[stage].queue);
     for (const queue of queues) expect([...(nodeOfQueue.get(queue) ?? [])], `queue ${queue}`).toHaveLength(1);
-    expect(new Set(queues.map((queue) => [...nodeOfQueue.get(queue)!][0])).size).toBeGreaterThan(1);
+    const client = cluster!.client();
+    const ranges = (await client.cluster('SLOTS')) as Array<[number, number, [string, number, ...unknown[]], ...unknown[]]>;
+    const slots: number[] = [];
+    for (const queue of queues) {
+      const slot = Number(await client.cluster('KEYSLOT', `{${prefix}:${queue}}`));
+      slots.push(slot);
+      const owner = ranges.find(([start, end]) => slot >= start && slot <= end)?.[2][1];
+      expect([...nodeOfQueue.get(queue)!][0], `queue ${queue} (slot ${slot})`).toBe(owner);
+    }
+    expect(new Set(slots).size).toBe(queues.length);
   }, 90_000);
 
   it('keeps the RocketReach global concurrency across both workers', async () => {
