@@ -12,7 +12,8 @@ import { leaseFenceSql, RELAXED_COMMIT, TERMINAL_SQL } from './sql.js';
  * statements completing steps of the same runs (several runs per statement, see createCoalescer)
  * wait for each other instead of deadlocking. Locking the run row serialises concurrent
  * completions of a run: the second waits for the first and then sees its step_states, so exactly
- * one completion finds the next stage ready, never none. A step's loaded_at (when a loaded,
+ * one completion finds the next stage ready, never none. Each run is locked by its id, one after
+ * the other (see sql.ts). A step's loaded_at (when a loaded,
  * unclaimed attempt started) counts that attempt. Relaxed commit: a step's result can be computed
  * again, and the reply's (synchronous) commit flushes every earlier one.
  */
@@ -24,10 +25,10 @@ x as (
 ),
 locked as (
   select r.id, r.org_id, r.created_at, r.lease_owner, r.lease_expires_at
-    from runs r, c
-   where r.id in (select run_id from x) and r.finished_at is null and c.relaxed is not null
-   order by r.id
-     for update of r
+    from (select distinct run_id from x order by run_id) ids, c,
+         lateral (select r.id, r.org_id, r.created_at, r.lease_owner, r.lease_expires_at, r.finished_at
+                    from runs r where r.id = ids.run_id limit 1 for update of r) r
+   where c.relaxed is not null and r.finished_at is null
 ),
 s as (
   insert into run_steps as st (run_id, org_id, stage, job_id, queue, max_attempts, status, attempts, result, created_at, started_at, finished_at)
@@ -45,7 +46,7 @@ u as (
   update runs
      set status = case when status = 'processing' then 'partial'::run_status else status end,
          step_states = step_states || (select jsonb_object_agg(s.stage, 'completed') from s where s.run_id = runs.id)
-   where id in (select run_id from s)
+   where runs.id = any($1::uuid[]) and exists (select 1 from s where s.run_id = runs.id)
   returning id, step_states
 )
 select x.run_id, x.stage,

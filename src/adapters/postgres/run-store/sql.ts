@@ -3,6 +3,13 @@
  * the reply) are single SQL statements with data-modifying CTEs: one round trip each, atomic, and
  * safe to repeat. They are named, so each connection parses and plans them once. The rest goes
  * through Drizzle's query builder.
+ *
+ * Runs named in a statement's parameters are read by id alone, through a lateral subquery, and
+ * tested (open, not fenced off) after the read: a join, or `finished_at is null` beside the id,
+ * lets the planner pick the partial index of open runs (or a scan of the table) and read every
+ * open run — thousands under load — where the primary key reads one row. A prepared statement
+ * keeps the plan it was given while the tables were small, so nothing can be left to the
+ * planner's estimates.
  */
 export const TERMINAL_SQL = `('completed', 'failed', 'cancelled')`;
 

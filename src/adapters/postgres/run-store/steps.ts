@@ -16,7 +16,7 @@ import type { createCompletions } from './batching.js';
  * What local stages need, read without writing (their step is written once, when it ends): for
  * each requested (run, stage) — numbered by `idx` — whose run is open, whose step is not finished
  * and whose dependencies ($3: stage → the stages it depends on) have finished. Several loads share
- * the statement (see createCoalescer).
+ * the statement (see createCoalescer). Each run is read by its id (see sql.ts).
  */
 const LOAD_STEPS = `
 with q as (
@@ -27,10 +27,11 @@ select q.idx, coalesce(st.attempts, 0) + 1 as attempts, r.org_id, r.thread_id, r
        m.id as message_id, r.seq as message_seq, m.content, null::jsonb as history,
        ${dependencyResultsSql('r.id', 'q.deps')} as results
   from q
-  join runs r on r.id = q.run_id and ${mayRunSql('r', 'q.stage', 'q.deps')} and ${leaseFenceSql('r', 'q.lease')}
+  cross join lateral (select r.* from runs r where r.id = q.run_id limit 1) r
   join messages m on m.id = r.message_id
   left join run_steps st on st.run_id = r.id and st.stage = q.stage
- where st.status is null or st.status not in ${TERMINAL_SQL}`;
+ where ${mayRunSql('r', 'q.stage', 'q.deps')} and ${leaseFenceSql('r', 'q.lease')}
+   and (st.status is null or st.status not in ${TERMINAL_SQL})`;
 
 /*
  * Claims an attempt of a step that calls out ($3: the stages it depends on): writes its row on the
