@@ -79,6 +79,15 @@ describe('adding jobs in batches', () => {
     expect((await queues.openai.getJobCounts('waiting')).waiting).toBe(1);
   });
 
+  it('adds each job on its own where a bulk add costs more than single ones (bulk: false)', async () => {
+    bulkCalls.length = 0;
+    const batcher = createAddBatcher(queues, { bulk: false });
+    const jobs = Array.from({ length: 5 }, () => job('intent'));
+    await Promise.all(jobs.map((j) => batcher.add(j.stage, j.data, j.opts)));
+    expect(bulkCalls).toEqual([]);
+    for (const j of jobs) expect((await queues.intent.getJob(j.opts.jobId!))?.data).toEqual(j.data);
+  });
+
   it('rejects the adds of a batch that failed, and only those', async () => {
     const failing = { ...queues, rocketreach: { addBulk: () => Promise.reject(new Error('redis is gone')) } as unknown as Queue<StageJobData> };
     const batcher = createAddBatcher(failing);

@@ -13,9 +13,15 @@ interface Add {
  * Adds jobs in batches (see createCoalescer): the adds made while a batch is in flight go out
  * together, one `addBulk` per queue (one round trip, all or nothing per queue). Under load —
  * many accepts, many workers finishing steps — dozens share a round trip. Each caller's promise
- * settles when its own job is in Redis, as with `queue.add`.
+ * settles when its own job is in the queue, as with `queue.add`. `bulk: false` (BullMQ's
+ * PostgreSQL backend, whose bulk add builds two temporary tables per call: ten times the cost
+ * of adding its jobs one by one) adds each job of a batch with its own `add`, concurrently.
  */
-export function createAddBatcher(queues: Record<StageName, Queue<StageJobData>>, options: { maxInFlight?: number; maxBatch?: number } = {}) {
+export function createAddBatcher(
+  queues: Record<StageName, Queue<StageJobData>>,
+  options: { maxInFlight?: number; maxBatch?: number; bulk?: boolean } = {},
+) {
+  const bulk = options.bulk ?? true;
   const add = createCoalescer<Add, void>(async (items) => {
     const byStage = new Map<StageName, number[]>();
     items.forEach((item, i) => {
@@ -28,7 +34,8 @@ export function createAddBatcher(queues: Record<StageName, Queue<StageJobData>>,
       [...byStage].map(async ([stage, indexes]) => {
         let outcome: PromiseSettledResult<void>;
         try {
-          await queues[stage].addBulk(indexes.map((i) => ({ name: stage, data: items[i]!.data, opts: items[i]!.opts })));
+          if (bulk) await queues[stage].addBulk(indexes.map((i) => ({ name: stage, data: items[i]!.data, opts: items[i]!.opts })));
+          else await Promise.all(indexes.map((i) => queues[stage].add(stage, items[i]!.data, items[i]!.opts)));
           outcome = { status: 'fulfilled', value: undefined };
         } catch (error) {
           outcome = { status: 'rejected', reason: error };

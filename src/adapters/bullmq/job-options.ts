@@ -53,11 +53,24 @@ export function selectStages(catalog: Catalog, names: readonly string[] | undefi
  * (`priority`) when fairness is on. Finished jobs are removed (results live in PostgreSQL); a
  * bounded number stay for inspection.
  */
+/**
+ * How long BullMQ keeps a completed job (PostgreSQL keeps each step's own record either way). In
+ * Redis the kept jobs are a sorted set, trimmed cheaply by count. BullMQ's PostgreSQL backend
+ * trims by count with a scan and sort of every kept job on each completion (a thousand rows per
+ * job at `count: 1000`), so there completed jobs are kept by age alone, for a minute: the
+ * trimming reads only the jobs that leave.
+ */
+export const COMPLETED_RETENTION = {
+  redis: { age: 3_600, count: 1_000 },
+  postgres: { age: 60 },
+} as const satisfies Record<'redis' | 'postgres', JobsOptions['removeOnComplete']>;
+
 export function jobOptions(
   catalog: Catalog,
   runId: string,
   stage: StageName,
   place: { priority?: number | undefined; retry?: { attemptsMade: number; delayMs: number } | undefined } = {},
+  completedRetention: JobsOptions['removeOnComplete'] = COMPLETED_RETENTION.redis,
 ): JobsOptions {
   const definition = catalog[stage];
   const { priority, retry } = place;
@@ -67,7 +80,7 @@ export function jobOptions(
     attempts: Math.max(1, definition.attempts - (retry?.attemptsMade ?? 0)),
     ...(retry && retry.delayMs > 0 ? { delay: retry.delayMs } : {}),
     backoff: { type: 'exponential', delay: definition.backoff.baseDelayMs },
-    removeOnComplete: { age: 3_600, count: 1_000 },
+    removeOnComplete: completedRetention,
     removeOnFail: { age: 24 * 3_600, count: 5_000 },
   };
 }

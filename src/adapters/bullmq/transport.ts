@@ -5,7 +5,7 @@ import type { JobTransport, JobState, LiveJob, QueueCounts } from '../../engine/
 import { stageOrder } from '../../engine/dag.js';
 import type { Catalog, StageName } from '../../engine/catalog.js';
 import { createAddBatcher } from './add-batcher.js';
-import { jobOptions, type StageJobData } from './job-options.js';
+import { COMPLETED_RETENTION, jobOptions, type StageJobData } from './job-options.js';
 import type { QueueBackend } from './backend.js';
 import { createFairOrder } from './fair-order.js';
 import type { FairnessConfig } from '../../fairness.config.js';
@@ -40,7 +40,7 @@ export function createProducer(options: {
     }),
   ) as Record<StageName, Queue<StageJobData>>;
   // Concurrent enqueues (accepts, finishing steps) share round trips.
-  const adds = createAddBatcher(queues);
+  const adds = createAddBatcher(queues, { bulk: backend.name === 'redis' });
   const fair = options.fairness?.enabled
     ? createFairOrder({ settings: options.fairness, queues, logger, ...(options.now ? { now: options.now } : {}) })
     : undefined;
@@ -61,7 +61,7 @@ export function createProducer(options: {
             ...(place ? { fairEpoch: place.fairEpoch } : {}),
             ...(opts.retry ? { attemptsBefore: opts.retry.attemptsMade } : {}),
           };
-          return adds.add(stage, data, jobOptions(catalog, runId, stage, { priority: place?.priority, retry: opts.retry }));
+          return adds.add(stage, data, jobOptions(catalog, runId, stage, { priority: place?.priority, retry: opts.retry }, COMPLETED_RETENTION[backend.name]));
         }),
       );
     },
