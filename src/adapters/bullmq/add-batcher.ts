@@ -17,10 +17,7 @@ interface Add {
  * PostgreSQL backend, whose bulk add builds two temporary tables per call: ten times the cost
  * of adding its jobs one by one) adds each job of a batch with its own `add`, concurrently.
  */
-export function createAddBatcher(
-  queues: Record<StageName, Queue<StageJobData>>,
-  options: { maxInFlight?: number; maxBatch?: number; bulk?: boolean } = {},
-) {
+export function createAddBatcher(queues: Record<StageName, Queue<StageJobData>>, options: { maxInFlight?: number; maxBatch?: number; bulk?: boolean } = {}) {
   const bulk = options.bulk ?? true;
   const add = createCoalescer<Add, void>(async (items) => {
     const byStage = new Map<StageName, number[]>();
