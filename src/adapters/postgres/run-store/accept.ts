@@ -13,9 +13,18 @@ import { acceptedEventSql } from '../run-events/sql.js';
  * of the caller's organization, and only once per idempotency key. Several accepts (numbered by
  * `idx`) share the statement and its commit (see createCoalescer); each gets its own answer.
  * The run's event log starts in the same statement: its head and its `accepted` event (seq 1).
+ *
+ * The thread's row is locked before the message takes its seq, and stays locked until the accept
+ * commits: accepts of one thread (from any process) commit in the order of their seqs, so nobody
+ * can see a later message of a thread without the earlier ones — neither the thread-order rule
+ * (a run waits for the open runs of its thread with a lower seq) nor a thread's event stream,
+ * whose cursor moves past a run seq for good. Threads are locked in id order. The shared
+ * statements skip a thread whose row another transaction holds (`thread_held`), so that one
+ * thread's wait holds up no other accept; such an accept is made again on its own, waiting for
+ * the row (`lock` = '').
  */
-export const CREATE_RUN = `
-with t as (select id from threads where id = $2 and org_id = $3),
+const createRunSql = (lock: 'skip locked' | '') => `
+with t as (select id from threads where id = $2 and org_id = $3 for no key update ${lock}),
 n as (select nextval('messages_seq_seq') as seq, gen_random_uuid() as message_id from t),
 r as (
   insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, idempotency_fingerprint, step_states, message_id, seq)
@@ -32,10 +41,16 @@ m as (
 ),
 ${acceptedEventSql('$3::uuid', '$2::uuid')}
 select 1 as idx, exists (select 1 from t) as thread_found,
+       not exists (select 1 from t) and exists (select 1 from threads where id = $2 and org_id = $3) as thread_held,
        (select id from r) as run_id,
        (select created_at from r) as created_at,
        (select id from m) as message_id,
        ${EXISTING_RUN_SQL('$3', '$8')}`;
+
+/** The accept of one message, skipping its thread while another transaction holds it. */
+export const CREATE_RUN = createRunSql('skip locked');
+/** The same, waiting for the thread's row. */
+const CREATE_RUN_WAITING = createRunSql('');
 
 /** The run holding an idempotency key already, and the fingerprint of the request that used it. */
 function EXISTING_RUN_SQL(orgId: string, key: string): string {
@@ -82,7 +97,7 @@ with q as (
   select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
     with ordinality as q(id, thread_id, org_id, user_id, source, driver, options, idempotency_key, content, step_states, idempotency_fingerprint, idx)
 ),
-t as (select q.idx from q join threads th on th.id = q.thread_id and th.org_id = q.org_id),
+t as (select q.idx from q join threads th on th.id = q.thread_id and th.org_id = q.org_id order by th.id for no key update of th skip locked),
 n as (
   select q.*, nextval('messages_seq_seq') as seq, gen_random_uuid() as message_id
     from q where q.idx in (select idx from t)
@@ -106,6 +121,8 @@ m as (
 ${acceptedEventSql('r.org_id', 'r.thread_id')}
 select q.idx,
        exists (select 1 from t where t.idx = q.idx) as thread_found,
+       not exists (select 1 from t where t.idx = q.idx)
+         and exists (select 1 from threads th where th.id = q.thread_id and th.org_id = q.org_id) as thread_held,
        r.id as run_id, r.created_at,
        (select m.id from m where m.run_id = q.id) as message_id,
        ${EXISTING_RUN_SQL('q.org_id', 'q.idempotency_key')}
@@ -161,7 +178,9 @@ export function createAccept<S extends string>(db: Db, pool: pg.Pool) {
               values: [...acceptColumns(input), input.newThread.title],
             })
           ).rows[0]
-        : await createRow(input);
+        : await createRow(input).then(async (row) =>
+            row?.thread_held ? (await pool.query({ name: 'honeyjar-create-run-waiting', text: CREATE_RUN_WAITING, values: acceptColumns(input) })).rows[0] : row,
+          );
       if (!row?.thread_found) return { kind: 'thread_not_found' };
       if (row.run_id) return { kind: 'created', runId: row.run_id, createdAt: row.created_at, messageId: row.message_id };
       if (row.existing_run_id) return replayOf(input, row.existing_run_id, row.existing_fingerprint);

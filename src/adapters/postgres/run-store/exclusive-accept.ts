@@ -7,8 +7,8 @@ import { acceptColumns, CREATE_RUN, replayOf } from './accept.js';
  * The accept of a message whose thread must be idle (`reject`) or made idle (`interrupt`). One
  * transaction: the thread's row is locked first, so that concurrent accepts of the thread take
  * turns; each statement after the lock sees what the one before it committed (read committed
- * takes a snapshot per statement). Only these accepts take the lock: `enqueue` accepts go through
- * the shared, batched statement and do not wait for it.
+ * takes a snapshot per statement). `enqueue` accepts go through the shared, batched statement,
+ * which holds the thread's row only while it runs (see CREATE_RUN).
  */
 const LOCK_THREAD = 'select id from threads where id = $1 and org_id = $2 for update';
 const BY_KEY = 'select id, idempotency_fingerprint from runs where org_id = $1 and idempotency_key = $2';
