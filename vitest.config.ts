@@ -20,7 +20,7 @@ const QUEUE_SUITES = [
  * Redis itself is what these test (Redis down, flushed; the batcher on a Redis queue), or they cover
  * both transports themselves (the choice of one): they run once.
  */
-const REDIS_ONLY = ['test/queue/degraded.test.ts', 'test/queue/add-batcher.test.ts', 'test/queue/transport-choice.test.ts'];
+const REDIS_ONLY = ['test/queue/degraded.test.ts', 'test/queue/add-batcher.test.ts', 'test/queue/transport-choice.test.ts', 'test/queue/redis-responsiveness.test.ts'];
 
 export default defineConfig({
   test: {

@@ -31,7 +31,7 @@ import { createRocketReachClient } from './domain/stages/rocketreach/rocketreach
 import { createRocketReachStage } from './domain/stages/rocketreach/rocketreach.stage.js';
 import { classifySecurity } from './domain/stages/security/security.service.js';
 import { rememberVerdicts } from './domain/stages/security/remembered-verdicts.js';
-import { createRedisConnection } from './adapters/redis/connections.js';
+import { createRedisConnection, watchResponsiveness } from './adapters/redis/connections.js';
 import { createShutdownSteps, settleBy, type ShutdownSteps } from './lib/shutdown.js';
 import type { RedisClient } from './adapters/redis/connections.js';
 import { cancelChannel } from './adapters/bullmq/cancellation.js';
@@ -81,12 +81,15 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
   const transport: QueueBackendName = config.queue.backend === 'auto' ? (config.redis.configured ? 'redis' : 'postgres') : config.queue.backend;
   // Producers fail fast: when Redis is down the API notices at once and serves in degraded mode.
   const redis: RedisClient | undefined = transport === 'redis' ? createRedisConnection(config.redis, 'producer', logger) : undefined;
+  // A Redis that keeps the connection but stops answering is unavailable too (the takeover acts on it).
+  const responsiveness = redis ? watchResponsiveness(redis) : undefined;
+  const responsive = () => responsiveness?.responsive() ?? true;
   // Limits, heartbeats, sessions, cancel signals, fleet state: on the same store as the queues.
   const coordination = redis
-    ? createRedisCoordination({ redis, target: config.redis, logger })
+    ? createRedisCoordination({ redis, target: config.redis, logger, responsive })
     : createPostgresCoordination({ pool: database.pool, url: config.database.url, logger });
   const queueBackend = redis
-    ? createRedisQueueBackend({ producer: redis, target: config.redis, prefix: config.queue.prefix, logger })
+    ? createRedisQueueBackend({ producer: redis, target: config.redis, prefix: config.queue.prefix, logger, responsive })
     : createPostgresQueueBackend({ url: config.database.url, poolMax: config.queue.postgresPoolMax, workers: stageOrder(config.catalog).length, logger });
   const producer = createProducer({
     catalog: config.catalog,
@@ -178,6 +181,7 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
       await steps.run('in-process runs', () => chat.drainBackground(), options.deadline ?? Date.now() + config.shutdownTimeoutMs);
       waits.close();
       monitoring.close();
+      responsiveness?.stop();
       await eventPruning.stop();
       await engine.events.flush();
       const closeBy = Date.now() + CLOSE_BUDGET_MS;

@@ -34,8 +34,16 @@ export interface QueueBackend {
  * On Redis: queues on the given fail-fast producer connection, workers on one connection of their
  * own that blocks and retries forever (BullMQ's production settings, see connections.ts).
  */
-export function createRedisQueueBackend(options: { producer: RedisClient; target: RedisTarget; prefix: string; logger: Logger }): QueueBackend {
+export function createRedisQueueBackend(options: {
+  producer: RedisClient;
+  target: RedisTarget;
+  prefix: string;
+  logger: Logger;
+  /** Whether the producer's Redis answers (see watchResponsiveness); a connected, silent Redis is unavailable. */
+  responsive?: () => boolean;
+}): QueueBackend {
   let workerConnection: RedisClient | undefined;
+  const responsive = options.responsive ?? (() => true);
   return {
     name: 'redis',
     queue: (name) => new Queue<StageJobData>(name, { connection: options.producer, prefix: queuePrefix(options.prefix, name) }),
@@ -43,7 +51,7 @@ export function createRedisQueueBackend(options: { producer: RedisClient; target
       workerConnection ??= createRedisConnection(options.target, 'worker', options.logger);
       return new Worker<StageJobData>(name, processor, { ...workerOptions, connection: workerConnection, prefix: queuePrefix(options.prefix, name) });
     },
-    available: () => options.producer.status === 'ready',
+    available: () => options.producer.status === 'ready' && responsive(),
     async close() {
       if (workerConnection) await closeRedis(workerConnection);
     },

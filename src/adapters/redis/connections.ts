@@ -50,6 +50,54 @@ export function createRedisConnection(target: string | RedisTarget, role: Connec
   return redis;
 }
 
+export interface Responsiveness {
+  /** False from a PING that failed or went unanswered for `timeoutMs` until the next one answered. */
+  responsive(): boolean;
+  stop(): void;
+}
+
+/**
+ * Whether a connection that looks connected answers. ioredis stays `ready` with a Redis that
+ * keeps the connection but stops answering (stopped, swapping, a partition that resets nothing):
+ * its commands time out one by one, and nothing that goes by the connection's status notices. A
+ * PING every `intervalMs` does: `responsive()` is false from the first PING that fails or is not
+ * answered within `timeoutMs`, until one is answered.
+ */
+export function watchResponsiveness(redis: RedisClient, options: { intervalMs?: number; timeoutMs?: number } = {}): Responsiveness {
+  const intervalMs = options.intervalMs ?? 500;
+  const timeoutMs = options.timeoutMs ?? 2_000;
+  let answering = true;
+  let pingSentAt: number | undefined;
+  const timer = setInterval(() => {
+    if (pingSentAt !== undefined) {
+      if (Date.now() - pingSentAt >= timeoutMs) answering = false;
+      return;
+    }
+    // A connection that is down or reconnecting says so itself.
+    if (redis.status !== 'ready') return;
+    const sentAt = Date.now();
+    pingSentAt = sentAt;
+    redis
+      .ping()
+      .then(
+        () => {
+          answering = true;
+        },
+        () => {
+          answering = false;
+        },
+      )
+      .finally(() => {
+        if (pingSentAt === sentAt) pingSentAt = undefined;
+      });
+  }, intervalMs);
+  timer.unref();
+  return {
+    responsive: () => answering,
+    stop: () => clearInterval(timer),
+  };
+}
+
 /** Names the Redis for the start-up lines: its address, or a cluster's seed nodes; never a password. */
 export function describeRedis(target: RedisTarget): string {
   if (target.clusterNodes && target.clusterNodes.length > 0) {

@@ -7,8 +7,9 @@ import { closeRedis, createRedisConnection, waitUntilReady, type RedisClient, ty
  * sorted sets scored by time, fields hashes, signals pub/sub on a subscriber connection of its own
  * (opened by the first subscribe). Commands go through the given fail-fast connection.
  */
-export function createRedisCoordination(options: { redis: RedisClient; target: RedisTarget; logger: Logger }): Coordination {
+export function createRedisCoordination(options: { redis: RedisClient; target: RedisTarget; logger: Logger; responsive?: () => boolean }): Coordination {
   const { redis, logger } = options;
+  const responsive = options.responsive ?? (() => true);
   let subscriber: RedisClient | undefined;
   const handlers = new Map<string, Set<(message: string) => void>>();
 
@@ -22,7 +23,7 @@ export function createRedisCoordination(options: { redis: RedisClient; target: R
 
   return {
     kind: 'redis',
-    available: () => redis.status === 'ready',
+    available: () => redis.status === 'ready' && responsive(),
     async ready(timeoutMs) {
       if (redis.status === 'ready') return true;
       if (redis.status !== 'connecting' && redis.status !== 'connect' && redis.status !== 'wait') return false;

@@ -6,6 +6,9 @@
  * one reply, the replies of each thread in message order, within TAKEOVER_BOUND_MS of the kill.
  * Then Redis comes back with the jobs it had: the workers deliver those leftovers, which must run
  * nothing again (no LLM call, no second reply), and new messages go to the queues again.
+ *
+ * The same once more with a Redis that hangs (SIGSTOP) instead: the connections stay up and
+ * answer nothing, which the processes notice by their PING going unanswered (2 s); then SIGCONT.
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -25,42 +28,8 @@ const LLM_LATENCY_MS = 400;
  * follow one another (at most MESSAGES_PER_THREAD LLM calls of 400 ms each), threads in parallel.
  */
 const TAKEOVER_BOUND_MS = 8_000;
-
-let database: TestDatabase | undefined;
-let fake: FakeOpenAiServer | undefined;
-let redis: RedisServer;
-let servers: ServerProcess[] = [];
-let tenant: ProcessTenant;
-const prefix = 'redis-loss';
-
-beforeAll(async () => {
-  [database, fake, redis] = await Promise.all([
-    createTestDatabase(),
-    startFakeOpenAi({ apiKey: 'test', latencyMs: LLM_LATENCY_MS }),
-    startRedisServer({ appendonly: true }),
-  ]);
-  const env = serverEnv(
-    { databaseUrl: database.url, prefix },
-    {
-      REDIS_URL: redis.url,
-      OPENAI_API_KEY: 'test',
-      OPENAI_BASE_URL: fake.url,
-      RATE_LIMIT_MAX: '100000',
-      // Jobs that were active when Redis died come back to the workers soon after it returns.
-      QUEUE_STALLED_INTERVAL_MS: '1000',
-      QUEUE_LOCK_DURATION_MS: '2000',
-    },
-  );
-  tenant = await bootstrapTenant(env, 'Redis Loss', 'admin@redis-loss.test');
-  servers = await Promise.all([startServerProcess('start', env, { name: 'start-1' }), startServerProcess('start', env, { name: 'start-2' })]);
-}, 90_000);
-
-afterAll(async () => {
-  await killAll();
-  await fake?.close();
-  await stopAllRedisServers();
-  await database?.drop();
-}, 30_000);
+/** The same for a hung Redis, noticed once a PING has gone unanswered for 2 s. */
+const HUNG_TAKEOVER_BOUND_MS = 10_000;
 
 async function openRuns(db: TestDatabase): Promise<number> {
   const { rows } = await db.pool.query<{ open: number }>('select count(*)::int as open from runs where finished_at is null');
@@ -85,7 +54,46 @@ async function checkReplies(db: TestDatabase, batchIds: readonly string[]) {
   expect(status.rows).toEqual([{ status: 'completed', n: batchIds.length }]);
 }
 
-describe('Redis killed with runs in flight', () => {
+describe.each([
+  { loss: 'killed' as const, bound: TAKEOVER_BOUND_MS },
+  { loss: 'hung' as const, bound: HUNG_TAKEOVER_BOUND_MS },
+])('Redis $loss with runs in flight', ({ loss, bound }) => {
+  let database: TestDatabase | undefined;
+  let fake: FakeOpenAiServer | undefined;
+  let redis: RedisServer;
+  let servers: ServerProcess[] = [];
+  let tenant: ProcessTenant;
+  const prefix = `redis-loss-${loss}`;
+
+  beforeAll(async () => {
+    [database, fake, redis] = await Promise.all([
+      createTestDatabase(),
+      startFakeOpenAi({ apiKey: 'test', latencyMs: LLM_LATENCY_MS }),
+      startRedisServer({ appendonly: true }),
+    ]);
+    const env = serverEnv(
+      { databaseUrl: database.url, prefix },
+      {
+        REDIS_URL: redis.url,
+        OPENAI_API_KEY: 'test',
+        OPENAI_BASE_URL: fake.url,
+        RATE_LIMIT_MAX: '100000',
+        // Jobs that were active when Redis died come back to the workers soon after it returns.
+        QUEUE_STALLED_INTERVAL_MS: '1000',
+        QUEUE_LOCK_DURATION_MS: '2000',
+      },
+    );
+    tenant = await bootstrapTenant(env, 'Redis Loss', 'admin@redis-loss.test');
+    servers = await Promise.all([startServerProcess('start', env, { name: 'start-1' }), startServerProcess('start', env, { name: 'start-2' })]);
+  }, 90_000);
+
+  afterAll(async () => {
+    await killAll();
+    await fake?.close();
+    await stopAllRedisServers();
+    await database?.drop();
+  }, 30_000);
+
   it('the processes take the open runs over: every run completes once, in thread order, within the bound; Redis back runs nothing twice', async () => {
     const db = database!;
     const llm = fake!;
@@ -115,25 +123,27 @@ describe('Redis killed with runs in flight', () => {
     expect(openAtKill).toBeGreaterThan(THREADS);
 
     const killedAt = Date.now();
-    await redis.kill();
+    if (loss === 'killed') await redis.kill();
+    else redis.hang();
     await waitUntil(async () => (await openRuns(db)) === 0, {
-      timeoutMs: TAKEOVER_BOUND_MS + 20_000,
+      timeoutMs: bound + 20_000,
       intervalMs: 50,
       what: 'every run finished after the kill',
       details: () => servers.map((s) => s.tail(20)).join('\n'),
     });
     const takeoverMs = Date.now() - killedAt;
     const took = servers.map((s) => s.logs.filter((l) => l.msg === 'queue transport unreachable: took over open runs in-process').reduce((n, l) => n + Number(l.taken ?? 0), 0));
-    console.info(`[redis-loss] ${openAtKill} runs open at the kill, all finished ${takeoverMs} ms after it; taken over per process: ${took.join(', ')}`);
+    console.info(`[redis-loss] Redis ${loss}: ${openAtKill} runs open, all finished ${takeoverMs} ms after; taken over per process: ${took.join(', ')}`);
     // Runs whose reply was already under way may finish by themselves; the rest were taken over, each by one process.
     expect(took.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
-    expect(takeoverMs).toBeLessThanOrEqual(TAKEOVER_BOUND_MS);
+    expect(takeoverMs).toBeLessThanOrEqual(bound);
     await checkReplies(db, batchIds);
 
     // Redis returns with the jobs it had: the leftovers of the runs taken over.
     const llmCallsBefore = llm.chatRequests().length;
     const backAt = Date.now();
-    await redis.restart();
+    if (loss === 'killed') await redis.restart();
+    else redis.resume();
     const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
     const queues = stageOrder(CATALOG).map((stage) => new Queue(CATALOG[stage].queue, { connection, prefix }));
     try {
@@ -148,10 +158,12 @@ describe('Redis killed with runs in flight', () => {
         },
         { timeoutMs: 30_000, intervalMs: 200, what: 'the leftover jobs to be delivered' },
       );
-      // Whatever a leftover job did, it ran no step: no LLM call, no second reply.
+      // Whatever a leftover job did, it ran no step: no LLM call, no second reply. (A hung Redis
+      // also holds the finishing calls of jobs whose step was stored before the hang: they
+      // complete as they were when it answers again.)
       const finishedAfter = (await Promise.all(queues.map((q) => q.getJobs(['completed'], 0, 10_000)))).flat().filter((job) => (job.finishedOn ?? 0) >= backAt);
       console.info(`[redis-loss] Redis back: ${leftovers} leftover jobs waiting or active, ${finishedAfter.length} jobs completed since, answers ${JSON.stringify([...new Set(finishedAfter.map((j) => j.returnvalue))])}`);
-      expect(finishedAfter.filter((job) => job.returnvalue !== 'already_finished')).toEqual([]);
+      if (loss === 'killed') expect(finishedAfter.filter((job) => job.returnvalue !== 'already_finished')).toEqual([]);
       expect(llm.chatRequests().length).toBe(llmCallsBefore);
       await checkReplies(db, batchIds);
 
