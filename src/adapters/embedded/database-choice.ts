@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createConnection, createServer } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
-import { clusterExists, clusterVersion, initialiseCluster, runningServer, serverUser, startCluster, stopCluster } from './cluster.js';
+import { clusterExists, clusterVersion, ensureServerCanReach, initialiseCluster, runningServer, serverUser, startCluster, stopCluster } from './cluster.js';
 import { createManifest, type DataDir, dataDirOf, type Manifest, readManifest } from './data-dir.js';
 import { claimOwnership, type Ownership } from './ownership.js';
 import { addressOf, StartupError } from './startup-error.js';
@@ -70,6 +70,8 @@ export async function chooseDatabase(config: Readonly<Config>, logger: Logger): 
     await createManifest(dir, { version: 1, kind: 'default-address' });
     return useDefaultAddress(config, logger, `DATABASE_URL is not set and the default address answers; recorded in ${dir.manifest}`);
   }
+  // Refused before anything is recorded: a start that cannot run the server leaves no trace.
+  await ensureServerCanReach(dir);
   const created = await createManifest(dir, {
     version: 1,
     kind: 'embedded',

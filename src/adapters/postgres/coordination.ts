@@ -1,13 +1,12 @@
-import pg from 'pg';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Coordination } from '../../engine/ports/coordination.js';
+import { createPostgresListener } from './listener.js';
 
 /** The one NOTIFY channel of the coordination signals; the payload names the logical channel. */
 export const SIGNALS_CHANNEL = 'honeyjar_signals';
 /** Expired rows are deleted this often by each process (reads never see them anyway). */
 const PURGE_EVERY_MS = 60_000;
-const RECONNECT_MIN_MS = 100;
-const RECONNECT_MAX_MS = 5_000;
 
 const expiry = 'now() + make_interval(secs => $ttl::double precision / 1000)';
 const withTtl = (text: string, ttlParam: number) => text.replaceAll('$ttl', `$${ttlParam}`);
@@ -22,10 +21,6 @@ export function createPostgresCoordination(options: { pool: pg.Pool; url: string
   const { pool, logger } = options;
   let reachable = true;
   const handlers = new Map<string, Set<(message: string) => void>>();
-  let listener: pg.Client | undefined;
-  let connecting: Promise<void> | undefined;
-  let retryTimer: NodeJS.Timeout | undefined;
-  let failures = 0;
   let closed = false;
 
   const query = async <R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<pg.QueryResult<R>> => {
@@ -50,67 +45,25 @@ export function createPostgresCoordination(options: { pool: pg.Pool; url: string
   }, PURGE_EVERY_MS);
   purge.unref();
 
-  function listen(): Promise<void> {
-    connecting ??= (async () => {
-      const next = new pg.Client({ connectionString: options.url, connectionTimeoutMillis: 5_000, application_name: 'honeyjar-signals', keepAlive: true });
-      next.on('notification', (message) => {
-        if (message.channel !== SIGNALS_CHANNEL || !message.payload) return;
-        let parsed: { c?: unknown; m?: unknown };
-        try {
-          parsed = JSON.parse(message.payload) as { c?: unknown; m?: unknown };
-        } catch {
-          return;
-        }
-        if (typeof parsed.c !== 'string' || typeof parsed.m !== 'string') return;
-        for (const handler of handlers.get(parsed.c) ?? []) handler(parsed.m);
-      });
-      next.on('error', () => dropped(next));
-      next.on('end', () => dropped(next));
+  const signals = createPostgresListener({
+    url: options.url,
+    applicationName: 'honeyjar-signals',
+    channels: [SIGNALS_CHANNEL],
+    onNotification(message) {
+      if (message.channel !== SIGNALS_CHANNEL || !message.payload) return;
+      let parsed: { c?: unknown; m?: unknown };
       try {
-        await next.connect();
-        await next.query(`listen ${SIGNALS_CHANNEL}`);
-      } catch (err) {
-        next.removeAllListeners('end');
-        await next.end().catch(() => undefined);
-        throw err;
-      }
-      if (closed) {
-        await next.end().catch(() => undefined);
+        parsed = JSON.parse(message.payload) as { c?: unknown; m?: unknown };
+      } catch {
         return;
       }
-      listener = next;
-      failures = 0;
-    })()
-      .catch((err: unknown) => {
-        failures++;
-        if (failures === 1) logger.warn({ err: { message: (err as Error)?.message } }, 'coordination signals: could not listen; retrying');
-        scheduleReconnect();
-        throw err;
-      })
-      .finally(() => (connecting = undefined));
-    return connecting;
-  }
-
-  function dropped(which: pg.Client): void {
-    if (listener !== which) return;
-    listener = undefined;
-    which.removeAllListeners('end');
-    which.end().catch(() => undefined);
-    if (!closed) {
-      logger.warn('coordination signals: connection lost; reconnecting');
-      scheduleReconnect();
-    }
-  }
-
-  function scheduleReconnect(): void {
-    if (closed || retryTimer) return;
-    const pause = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** Math.min(failures, 6));
-    retryTimer = setTimeout(() => {
-      retryTimer = undefined;
-      listen().catch(() => undefined);
-    }, pause);
-    retryTimer.unref();
-  }
+      if (typeof parsed.c !== 'string' || typeof parsed.m !== 'string') return;
+      for (const handler of handlers.get(parsed.c) ?? []) handler(parsed.m);
+    },
+    name: 'coordination signals',
+    logger,
+    keepAlive: true,
+  });
 
   return {
     kind: 'postgres',
@@ -235,7 +188,7 @@ export function createPostgresCoordination(options: { pool: pg.Pool; url: string
       const set = handlers.get(channel) ?? new Set();
       set.add(onMessage);
       handlers.set(channel, set);
-      if (!listener) await listen();
+      await signals.listening();
       return async () => {
         set.delete(onMessage);
       };
@@ -244,15 +197,8 @@ export function createPostgresCoordination(options: { pool: pg.Pool; url: string
     async close() {
       closed = true;
       clearInterval(purge);
-      clearTimeout(retryTimer);
-      await connecting?.catch(() => undefined);
       handlers.clear();
-      const current = listener;
-      listener = undefined;
-      if (current) {
-        current.removeAllListeners('end');
-        await current.end().catch(() => undefined);
-      }
+      await signals.close();
     },
   };
 }

@@ -1,12 +1,10 @@
-import pg from 'pg';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import { createCoalescer } from '../../../lib/coalescer.js';
 import { createSubscriptions, type EventNotice } from '../../../engine/events/subscriptions.js';
 import type { RunEvent, RunEventBody, RunEvents, ThreadCursor, ThreadRunEvent } from '../../../engine/ports/run-events.js';
+import { createPostgresListener } from '../listener.js';
 import { ANNOUNCE, APPEND_EVENTS, PRUNE_EVENTS, READ_EVENTS, READ_THREAD_EVENTS, RUN_EVENTS_CHANNEL, THREAD_START } from './sql.js';
-
-const RECONNECT_MIN_MS = 100;
-const RECONNECT_MAX_MS = 5_000;
 
 export interface PostgresRunEventsOptions {
   /** Connection string for this process's one LISTEN connection. */
@@ -36,7 +34,8 @@ function parseNotice(payload: string | undefined): EventNotice | undefined {
  * The event log in PostgreSQL (tables run_events and run_event_heads, migration 0005). Appends
  * from concurrent callers share one statement (see createCoalescer); its NOTIFY carries the new
  * events to every process's subscribers, which read the table only to catch up. One LISTEN
- * connection per process, opened by the first subscription, re-opened when it drops.
+ * connection per process (listener.ts), opened by the first subscription, re-opened when it
+ * drops; each time it listens again every subscription reads what it may have missed.
  */
 export function createPostgresRunEvents(
   pool: pg.Pool,
@@ -96,71 +95,19 @@ export function createPostgresRunEvents(
     { ...(options.resyncMs === undefined ? {} : { resyncMs: options.resyncMs }), onError: (err) => logger.warn({ err }, 'event subscription: read failed') },
   );
 
-  let client: pg.Client | undefined;
-  let connecting: Promise<void> | undefined;
-  let retryTimer: NodeJS.Timeout | undefined;
-  let failures = 0;
-  let closed = false;
-
-  function connect(): Promise<void> {
-    connecting ??= (async () => {
-      const next = new pg.Client({ connectionString: options.url, connectionTimeoutMillis: 5_000, application_name: 'honeyjar-events' });
-      next.on('notification', (message) => {
-        const notice = parseNotice(message.payload);
-        if (notice) subscriptions.notice(notice);
-      });
-      next.on('error', () => dropped(next));
-      next.on('end', () => dropped(next));
-      try {
-        await next.connect();
-        await next.query(`listen ${RUN_EVENTS_CHANNEL}`);
-      } catch (err) {
-        next.removeAllListeners('end');
-        await next.end().catch(() => undefined);
-        throw err;
-      }
-      if (closed) {
-        await next.end().catch(() => undefined);
-        return;
-      }
-      client = next;
-      failures = 0;
-      // Whatever was appended while nobody listened is read now.
-      subscriptions.resync();
-    })()
-      .catch((err: unknown) => {
-        failures++;
-        if (failures === 1) logger.warn({ err: { message: (err as Error)?.message } }, 'run events: could not listen; retrying');
-        scheduleReconnect();
-      })
-      .finally(() => (connecting = undefined));
-    return connecting;
-  }
-
-  function dropped(which: pg.Client): void {
-    if (client !== which) return;
-    client = undefined;
-    which.removeAllListeners('end');
-    which.end().catch(() => undefined);
-    if (!closed) {
-      logger.warn('run events: listen connection lost; reconnecting');
-      scheduleReconnect();
-    }
-  }
-
-  function scheduleReconnect(): void {
-    if (closed || retryTimer) return;
-    const pause = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** Math.min(failures, 6));
-    retryTimer = setTimeout(() => {
-      retryTimer = undefined;
-      void connect();
-    }, pause);
-    retryTimer.unref();
-  }
-
-  function listening(): void {
-    if (!client && !connecting && !retryTimer && !closed) void connect();
-  }
+  const listener = createPostgresListener({
+    url: options.url,
+    applicationName: 'honeyjar-events',
+    channels: [RUN_EVENTS_CHANNEL],
+    onNotification(message) {
+      const notice = parseNotice(message.payload);
+      if (notice) subscriptions.notice(notice);
+    },
+    // Whatever was appended while nobody listened is read now.
+    onListening: () => subscriptions.resync(),
+    name: 'run events',
+    logger,
+  });
 
   return {
     append(runId, events) {
@@ -175,7 +122,7 @@ export function createPostgresRunEvents(
       onEvent: never,
       onError?: (error: unknown) => void,
     ) {
-      listening();
+      listener.start();
       if ('runId' in target) return subscriptions.subscribeRun(target, cursor as number, onEvent as (event: RunEvent) => void, onError);
       return subscriptions.subscribeThread(target, cursor as ThreadCursor, onEvent as (event: ThreadRunEvent, cursor: ThreadCursor) => void, onError);
     },
@@ -190,16 +137,8 @@ export function createPostgresRunEvents(
     },
     subscriptions: () => subscriptions.size(),
     async close() {
-      closed = true;
-      clearTimeout(retryTimer);
       subscriptions.close();
-      await connecting;
-      const current = client;
-      client = undefined;
-      if (current) {
-        current.removeAllListeners('end');
-        await current.end().catch(() => undefined);
-      }
+      await listener.close();
     },
   } as ReturnType<typeof createPostgresRunEvents>;
 }
