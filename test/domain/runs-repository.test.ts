@@ -290,6 +290,61 @@ describe('the runs repository', () => {
     }
   });
 
+  it('locks a run’s step rows before its event head in the statements that store steps and end runs, as a claim does, so that none waits for another in a cycle', async () => {
+    for (const end of ['complete', 'reply', 'finish'] as const) {
+      const runId = await accept();
+      const loadedAt = new Date();
+      await runs.completeSteps(runId, [
+        { stage: 'intent', result: {}, loadedAt },
+        { stage: 'security', result: {}, loadedAt },
+        { stage: 'rag', result: {}, loadedAt },
+        { stage: 'rocketreach', result: {}, loadedAt },
+      ]);
+      expect(await runs.claimStep(runId, 'openai', { started: true })).toBeDefined();
+      // Another claim of the step holds its row (and would take the head next).
+      const holder = await database.pool.connect();
+      let open = true;
+      try {
+        await holder.query('begin');
+        await holder.query(`select 1 from run_steps where run_id = $1 and stage = 'openai' for update`, [runId]);
+        const ending =
+          end === 'complete'
+            ? runs.completeSteps(runId, [{ stage: 'openai', result: {}, events: [completedEvent('openai', {})] }]).then((done) => done.written.length === 1)
+            : end === 'reply'
+              ? runs.completeWithReply(runId, 'openai', 'Done.', {})
+              : runs.finish(runId, 'cancelled');
+        await eventually(
+          async () =>
+            (
+              await database.pool.query(
+                `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
+              )
+            ).rows[0].n === 1,
+          5_000,
+          `the ${end} statement to wait for the step row`,
+        );
+        // Waiting for the step row, the statement holds no lock on the run's head.
+        const probe = await database.pool.connect();
+        try {
+          await probe.query('begin');
+          const { rowCount } = await probe.query('select 1 from run_event_heads where run_id = $1 for update nowait', [runId]);
+          expect(rowCount, end).toBe(1);
+          await probe.query('rollback');
+        } finally {
+          probe.release();
+        }
+        await holder.query('commit');
+        open = false;
+        expect(await ending, end).toBeTruthy();
+      } finally {
+        if (open) await holder.query('rollback');
+        holder.release();
+      }
+      const types = (await database.pool.query('select data ->> $2 as type from run_events where run_id = $1 order by seq', [runId, 'type'])).rows.map((row) => row.type);
+      expect(types.slice(-2), end).toEqual(end === 'complete' ? ['step', 'step'] : ['run', 'end']);
+    }
+  });
+
   it('loads several steps together, each only when it may run', async () => {
     const [a, b, c] = [await accept(), await accept(), await accept()];
     await runs.finish(c, 'cancelled');

@@ -167,15 +167,17 @@ sn as (
 /**
  * The CTEs a statement that ends a run adds (CTE `r`: the run it ended, with `id`): the closing
  * events ($events, a jsonb array of bodies), each with the run's next seq; `messageId` is added
- * to the final `run` event when given.
+ * to the final `run` event when given. `steps` is the CTE that writes the run's step rows: it is
+ * run to its end before the head is taken, so that the head is locked after them, as the claim
+ * and the completion of a step lock it.
  */
-export function closingEventsSql(events: string, messageId?: string): string {
+export function closingEventsSql(events: string, steps: string, messageId?: string): string {
   const body = messageId
     ? `(case when e.body ->> 'type' = 'run' and ${messageId} is not null then e.body || jsonb_build_object('messageId', ${messageId}) else e.body end)`
     : 'e.body';
   return `eh as (
   update run_event_heads h set last_seq = h.last_seq + jsonb_array_length(${events})
-    from r where h.run_id = r.id
+    from r where h.run_id = r.id and (select count(*) from ${steps}) >= 0
   returning h.run_id, h.org_id, h.thread_id, h.run_seq, h.last_seq
 ),
 ee as (

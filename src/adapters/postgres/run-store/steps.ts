@@ -128,7 +128,7 @@ s as (
    where run_id = $1 and stage = $2 and exists (select 1 from m)
   returning 1
 ),
-${closingEventsSql('$7::jsonb', '(select id from m)')},
+${closingEventsSql('$7::jsonb', 's', '(select id from m)')},
 n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r where source in ${WAITED_SOURCES_SQL}),
 t as (${threadMovedSql('r')})
 select (select id from m) as message_id, (select count(*) from n)::int as notified, (select count(*) from t)::int as moved`;
@@ -153,7 +153,7 @@ s as (
    where run_id = (select id from r) and status not in ${TERMINAL_SQL}
   returning 1
 ),
-${closingEventsSql('$4::jsonb')},
+${closingEventsSql('$4::jsonb', 's')},
 n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r where source in ${WAITED_SOURCES_SQL}),
 t as (${threadMovedSql('r')})
 select (select count(*) from r)::int as finished, (select count(*) from n)::int as notified, (select count(*) from t)::int as moved`;
