@@ -5,6 +5,7 @@ import type { LoadedStep, StepStates } from './run.js';
 import type { StageServices } from './services.js';
 import { stageInput, type AnyCatalog, type StageContext, type StageOf, type StageSettings } from './stage.js';
 import { createEventEmitter, type EventEmitter, type TokenSink } from './events/emitter.js';
+import { completedEvent, startedEvent } from './events/grammar.js';
 
 export type StageOutcome<S extends string = StageName> =
   /**
@@ -26,7 +27,7 @@ export function createSteps<C extends AnyCatalog>(deps: {
   runs: RunStore<StageOf<C>>;
   stages: StageServices;
   settings: StageSettings;
-  /** The run's event log (started, completed, tokens); none: no events. */
+  /** The emitter of the run's event log (tokens; whether the step statements write events); none: no events. */
   events?: EventEmitter;
 }) {
   type S = StageOf<C>;
@@ -41,18 +42,21 @@ export function createSteps<C extends AnyCatalog>(deps: {
 
   async function execute(runId: string, stage: S, signal?: AbortSignal, lease?: string): Promise<StageOutcome<S>> {
     const definition = catalog[stage]!;
-    // A stage that calls out records its attempt before the call; a local one is written once, at its end.
+    // A stage that calls out records its attempt (and its `started` event) before the call; a
+    // local one is written once, at its end, with both its events.
     const step = definition.callsOut
-      ? await runs.claimStep(runId, stage, { ...(definition.historyTurns ? { historyTurns: definition.historyTurns } : {}), ...(lease ? { lease } : {}) })
+      ? await runs.claimStep(runId, stage, {
+          ...(definition.historyTurns ? { historyTurns: definition.historyTurns } : {}),
+          ...(lease ? { lease } : {}),
+          ...(events.enabled ? { started: true } : {}),
+        })
       : await runs.loadStep(runId, stage, lease);
     if (!step) return { status: 'already_finished' };
     signal?.throwIfAborted();
-    // A local stage ends within milliseconds: its start goes out with its completion.
-    events.emit(runId, { type: 'step', stage, status: 'started', attempt: step.attempts }, { defer: !definition.callsOut });
     const tokens = definition.reply ? events.tokens(runId, stage, step.attempts) : undefined;
     const result = await definition.handle(stageInput(step), context(signal, tokens));
     signal?.throwIfAborted();
-    return store(step, result, lease, { started: true, tokens });
+    return store(step, result, lease, { started: definition.callsOut, tokens });
   }
 
   /**
@@ -72,9 +76,11 @@ export function createSteps<C extends AnyCatalog>(deps: {
   }
 
   /**
-   * Stores a step's result and records it in the run's events before the run moves on (its
-   * `started` first when it was not emitted at the start). A reply that was not streamed is
-   * sent as one token event, so that a run's tokens always add up to its reply.
+   * Stores a step's result with its events, in the same statement, before the run moves on:
+   * its `started` first when no claim wrote it, then `completed`. The reply statement writes,
+   * before its closing events, what the run still has buffered in the emitter (its `started`,
+   * its last tokens); a reply that was not streamed is one token event, so that a run's tokens
+   * always add up to its reply.
    */
   async function store(
     step: LoadedStep<S>,
@@ -86,25 +92,35 @@ export function createSteps<C extends AnyCatalog>(deps: {
     const definition = catalog[stage]!;
     if (definition.reply) {
       const reply = definition.reply(result, stageInput(step));
-      if (!emitted.started) events.emit(runId, { type: 'step', stage, status: 'started', attempt: step.attempts });
+      if (!emitted.started) events.emit(runId, startedEvent(stage, step.attempts), { defer: true });
       const tokens = emitted.tokens ?? events.tokens(runId, stage, step.attempts);
       if (!tokens.streamed) tokens.token(reply.content);
-      // The closing events are written with the reply: everything before them is stored first.
-      await events.flush();
-      const stored = await runs.completeWithReply(runId, stage, reply.content, result, { guarded: reply.guarded, ...(lease ? { lease } : {}) });
+      // Once the run's appends in flight are stored, what is left goes with the reply and its closing events.
+      const buffered = await events.take(runId);
+      const stored = await runs.completeWithReply(runId, stage, reply.content, result, {
+        guarded: reply.guarded,
+        ...(lease ? { lease } : {}),
+        ...(buffered.length > 0 ? { events: buffered } : {}),
+      });
       if (!stored) return { status: 'already_finished' };
       return { status: 'completed', settled: [stage], states: {}, runFinished: true, threadId: step.threadId, messageSeq: step.messageSeq };
     }
-    const completions: StepCompletion<S>[] = [{ stage, result, loadedAt: step.loadedAt }, ...(await settleAtOnce(step, result))];
+    const followUps = await settleAtOnce(step, result);
+    const completions: StepCompletion<S>[] = [
+      withEvents({ stage, result, loadedAt: step.loadedAt }, emitted.started ? undefined : step.attempts),
+      ...followUps.map((followUp) => withEvents(followUp, 1)),
+    ];
     const { written, settled, states } = await runs.completeSteps(runId, completions, lease);
-    for (const completion of completions) {
-      if (!written.includes(completion.stage)) continue;
-      if (completion.stage !== stage || !emitted.started) events.emit(runId, { type: 'step', stage: completion.stage, status: 'started', attempt: 1 });
-      events.emit(runId, { type: 'step', stage: completion.stage, status: 'completed', result: completion.result });
-    }
-    if (written.length > 0) await events.flush();
     if (!written.includes(stage)) return { status: 'already_finished' };
     return { status: 'completed', settled, states, runFinished: false, threadId: step.threadId, messageSeq: step.messageSeq };
+  }
+
+  /** A completion with its events when they are recorded: `started` (of attempt `startedAttempt`, if given), `completed`. */
+  function withEvents(completion: StepCompletion<S>, startedAttempt: number | undefined): StepCompletion<S> {
+    if (!events.enabled) return completion;
+    const { stage, result } = completion;
+    const completed = completedEvent(stage, result);
+    return { ...completion, events: startedAttempt === undefined ? [completed] : [startedEvent(stage, startedAttempt), completed] };
   }
 
   /**

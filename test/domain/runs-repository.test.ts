@@ -7,6 +7,9 @@ import { createTenancyRepository } from '../../src/adapters/postgres/repositorie
 import { createThreadsRepository } from '../../src/adapters/postgres/repositories/threads.repository.js';
 import { stageOrder } from '../../src/engine/dag.js';
 import { CATALOG } from '../../src/engine/catalog.js';
+import { RUN_EVENTS_CHANNEL } from '../../src/adapters/postgres/run-events/sql.js';
+import { completedEvent, startedEvent } from '../../src/engine/events/grammar.js';
+import { eventually } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
 /*
@@ -219,6 +222,127 @@ describe('the runs repository', () => {
     expect([aSecurity.settled, aRag.settled].filter((settled) => settled.length > 0)).toEqual([['security', 'rag']]);
     const rag = (await runs.steps(a)).find((step) => step.stage === 'rag');
     expect(rag).toMatchObject({ status: 'completed', attempts: 1, result: { documents: [] } });
+  });
+
+  it('writes each step’s events in the statement that stores or claims it, once, in one sequence with the run’s own, notifying with them', async () => {
+    const listener = new pg.Client({ connectionString: database.url });
+    await listener.connect();
+    type Notice = { r: string; s: number; e?: Array<{ seq: number; type: string }> };
+    const notices: Notice[] = [];
+    listener.on('notification', (message) => notices.push(JSON.parse(message.payload!)));
+    await listener.query(`listen ${RUN_EVENTS_CHANNEL}`);
+    try {
+      const [a, b] = [await accept(), await accept()];
+      const loadedAt = new Date();
+      const done = (stage: keyof typeof CATALOG, result: unknown, started: boolean) => ({
+        stage,
+        result,
+        loadedAt,
+        events: [...(started ? [startedEvent(stage, 1)] : []), completedEvent(stage, result)],
+      });
+      // Issued in one turn of the event loop, these share one statement.
+      await Promise.all([
+        runs.completeSteps(a, [done('intent', { category: 'content_creation' }, true), done('rocketreach', { status: 'skipped', contacts: [] }, true)]),
+        runs.completeSteps(a, [done('security', { level: 'public' }, true)]),
+        runs.completeSteps(b, [done('security', { level: 'public' }, true)]),
+      ]);
+      // A repeat is not written, and neither are its events.
+      expect((await runs.completeSteps(a, [done('intent', { category: 'other' }, true)])).written).toEqual([]);
+      await runs.completeSteps(a, [done('rag', { documents: [] }, true)]);
+      expect(await runs.claimStep(a, 'openai', { started: true })).toMatchObject({ attempts: 1 });
+      expect(await runs.claimStep(a, 'openai', { started: true })).toMatchObject({ attempts: 2 });
+      const token = { type: 'token' as const, stage: 'openai', attempt: 2, text: 'Here.' };
+      const reply = await runs.completeWithReply(a, 'openai', 'Here.', { provider: 'offline' }, { events: [token] });
+
+      const stored = async (runId: string) =>
+        (await database.pool.query('select seq, data from run_events where run_id = $1 order by seq', [runId])).rows.map((row) => ({ seq: row.seq, ...row.data }));
+      const events = await stored(a);
+      expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+      expect(events.map((e) => (e.type === 'step' ? `${e.stage}:${e.status}` : e.type === 'run' ? `run:${e.status}` : e.type))).toEqual([
+        'run:accepted',
+        'intent:started',
+        'intent:completed',
+        'rocketreach:started',
+        'rocketreach:completed',
+        'security:started',
+        'security:completed',
+        'rag:started',
+        'rag:completed',
+        'openai:started',
+        'openai:started',
+        'token',
+        'openai:completed',
+        'run:completed',
+        'end',
+      ]);
+      expect(events[2]).toMatchObject({ result: { category: 'content_creation' } });
+      expect(events.filter((e) => e.type === 'step' && e.stage === 'openai' && e.status === 'started').map((e) => e.attempt)).toEqual([1, 2]);
+      expect(events.at(-2)).toMatchObject({ messageId: reply?.messageId });
+      expect((await stored(b)).map((e) => e.seq)).toEqual([1, 2, 3]);
+
+      // Every step statement's notification carries its events; the reply's sends none (the engine announces it).
+      await eventually(async () => notices.some((n) => n.r === a && n.s === 11) && notices.some((n) => n.r === b && n.s === 3), 5_000, 'the notifications');
+      const notified = notices.filter((n) => n.r === a).flatMap((n) => n.e ?? []);
+      expect(notified.map((e) => e.seq)).toEqual([2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+      expect(notices.filter((n) => n.r === a).every((n) => n.e?.at(-1)?.seq === n.s)).toBe(true);
+    } finally {
+      await listener.end();
+    }
+  });
+
+  it('locks a run’s step rows before its event head in the statements that store steps and end runs, as a claim does, so that none waits for another in a cycle', async () => {
+    for (const end of ['complete', 'reply', 'finish'] as const) {
+      const runId = await accept();
+      const loadedAt = new Date();
+      await runs.completeSteps(runId, [
+        { stage: 'intent', result: {}, loadedAt },
+        { stage: 'security', result: {}, loadedAt },
+        { stage: 'rag', result: {}, loadedAt },
+        { stage: 'rocketreach', result: {}, loadedAt },
+      ]);
+      expect(await runs.claimStep(runId, 'openai', { started: true })).toBeDefined();
+      // Another claim of the step holds its row (and would take the head next).
+      const holder = await database.pool.connect();
+      let open = true;
+      try {
+        await holder.query('begin');
+        await holder.query(`select 1 from run_steps where run_id = $1 and stage = 'openai' for update`, [runId]);
+        const ending =
+          end === 'complete'
+            ? runs.completeSteps(runId, [{ stage: 'openai', result: {}, events: [completedEvent('openai', {})] }]).then((done) => done.written.length === 1)
+            : end === 'reply'
+              ? runs.completeWithReply(runId, 'openai', 'Done.', {})
+              : runs.finish(runId, 'cancelled');
+        await eventually(
+          async () =>
+            (
+              await database.pool.query(
+                `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
+              )
+            ).rows[0].n === 1,
+          5_000,
+          `the ${end} statement to wait for the step row`,
+        );
+        // Waiting for the step row, the statement holds no lock on the run's head.
+        const probe = await database.pool.connect();
+        try {
+          await probe.query('begin');
+          const { rowCount } = await probe.query('select 1 from run_event_heads where run_id = $1 for update nowait', [runId]);
+          expect(rowCount, end).toBe(1);
+          await probe.query('rollback');
+        } finally {
+          probe.release();
+        }
+        await holder.query('commit');
+        open = false;
+        expect(await ending, end).toBeTruthy();
+      } finally {
+        if (open) await holder.query('rollback');
+        holder.release();
+      }
+      const types = (await database.pool.query('select data ->> $2 as type from run_events where run_id = $1 order by seq', [runId, 'type'])).rows.map((row) => row.type);
+      expect(types.slice(-2), end).toEqual(end === 'complete' ? ['step', 'step'] : ['run', 'end']);
+    }
   });
 
   it('loads several steps together, each only when it may run', async () => {

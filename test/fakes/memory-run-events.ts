@@ -81,6 +81,12 @@ export function createMemoryRunEvents() {
       logs.set(run.runId, { orgId: run.orgId, threadId: run.threadId, runSeq: run.runSeq, finished: false, events: [] });
       push(run.runId, [{ type: 'run', status: 'accepted' }]);
     },
+    /** Events a run store writes in a step statement, with a notification (as the statement's NOTIFY). */
+    write(runId: string, bodies: readonly RunEventBody[]): void {
+      const log = logs.get(runId);
+      if (!log || log.finished || bodies.length === 0) return;
+      notify(runId, push(runId, bodies));
+    },
     /** The closing events a run store writes with the run's end, without a notification (the engine announces them). */
     close(runId: string, bodies: readonly RunEventBody[]): void {
       const log = logs.get(runId);

@@ -4,7 +4,8 @@ import { jobIdFor, parseJobId } from '../../src/engine/job-id.js';
 import type { RunStore, StepCompletion, TakenRun } from '../../src/engine/ports/run-store.js';
 import type { AcceptOutcome, LoadedStep, NewRun, OpenRun, Run, Step, StepError, StepStates, StepStatus } from '../../src/engine/run.js';
 import type { AnyCatalog, StageOf } from '../../src/engine/stage.js';
-import { closingEvents } from '../../src/engine/events/grammar.js';
+import { closingEvents, startedEvent } from '../../src/engine/events/grammar.js';
+import type { RunEventBody } from '../../src/engine/ports/run-events.js';
 import type { MemoryRunEvents } from './memory-run-events.js';
 
 interface StoredRun<S extends string> {
@@ -146,21 +147,25 @@ export function createMemoryRunStore<C extends AnyCatalog>(catalog: C, options: 
       step.status = 'active';
       step.attempts += 1;
       step.startedAt ??= new Date();
+      if (options.started) events?.write(runId, [startedEvent(stage, step.attempts)]);
       return loaded(r, stage, step.attempts, options.historyTurns ?? 0);
     },
     async completeSteps(runId, completions: ReadonlyArray<StepCompletion<S>>, lease) {
       const r = stored.get(runId);
       const written: S[] = [];
+      const stepEvents: RunEventBody[] = [];
       if (open(r) && holds(r, lease)) {
-        for (const { stage, result, loadedAt } of completions) {
+        for (const { stage, result, loadedAt, events: bodies } of completions) {
           const step = row(r, stage);
           if (isTerminal(step.status) || written.includes(stage)) continue;
           Object.assign(step, { status: 'completed', result, error: null, finishedAt: new Date(), attempts: step.attempts + (loadedAt ? 1 : 0) });
           step.startedAt ??= loadedAt ?? new Date();
           r.states = { ...r.states, [stage]: 'completed' };
           written.push(stage);
+          stepEvents.push(...(bodies ?? []));
         }
         if (written.length > 0 && r.run.status === 'processing') r.run = { ...r.run, status: 'partial' };
+        events?.write(runId, stepEvents);
       }
       return { written, settled: [...written], states: r ? { ...r.states } : {} };
     },
@@ -182,10 +187,10 @@ export function createMemoryRunStore<C extends AnyCatalog>(catalog: C, options: 
       r.states = { ...r.states, [stage]: 'completed' };
       r.reply = { id: randomUUID(), content, guarded: options.guarded === true };
       Object.assign(row(r, stage), { status: 'completed', error: null, finishedAt: new Date(), result: { ...(result as object), assistantMessageId: r.reply.id } });
-      events?.close(
-        runId,
-        closingEvents('completed', { reply: { stage, result } }).map((e) => (e.type === 'run' ? { ...e, messageId: r.reply!.id } : e)),
-      );
+      events?.close(runId, [
+        ...(options.events ?? []),
+        ...closingEvents('completed', { reply: { stage, result } }).map((e) => (e.type === 'run' ? { ...e, messageId: r.reply!.id } : e)),
+      ]);
       return { messageId: r.reply.id };
     },
     async finish(runId, status, error) {

@@ -18,7 +18,9 @@ export interface TokenSink {
  * of that period in one append; consecutive tokens of a step merged into one event), with the
  * appends of every run of the process sharing one statement (the store's coalescer). `flush`
  * resolves once everything emitted before it is stored — the engine waits for it before it
- * moves a run on, so that a run's events are in causal order across processes.
+ * moves a run on, so that a run's events are in causal order across processes. The events of a
+ * step's start and completion are not emitted here: the run store writes them in the step
+ * statements themselves; `take` hands a run's buffered events to the reply statement.
  */
 export function createEventEmitter(port: RunEvents | undefined, options: EventEmitterOptions = {}) {
   const flushMs = options.flushMs ?? 50;
@@ -61,9 +63,22 @@ export function createEventEmitter(port: RunEvents | undefined, options: EventEm
     return chain;
   }
 
+  /**
+   * Takes a run's buffered events out of the emitter, for the caller to write in a statement of
+   * its own: answers them once every append sent before is stored, so that they follow it.
+   */
+  function take(runId: string): Promise<RunEventBody[]> {
+    const taken = buffers.get(runId) ?? [];
+    buffers.delete(runId);
+    return chain.then(() => taken);
+  }
+
   return {
+    /** Whether events are recorded at all (an event log was given). */
+    enabled: port !== undefined,
     emit,
     flush: send,
+    take,
     /** A sink for a step attempt's text: a retry's first text is preceded by `reset`. */
     tokens(runId: string, stage: string, attempt: number): TokenSink {
       let streamed = false;

@@ -1,11 +1,17 @@
 import type { StageName } from '../stage-names.js';
 import type { AcceptOutcome, LoadedStep, NewRun, OpenRun, Run, Step, StepError, StepStates } from '../run.js';
+import type { RunEventBody } from './run-events.js';
 
-/** A step's result to store; `loadedAt`: when a loaded (unclaimed) attempt started, counted with it. */
+/**
+ * A step's result to store; `loadedAt`: when a loaded (unclaimed) attempt started, counted with it;
+ * `events`: the step's events (its `started` when no claim wrote it, its `completed`), appended
+ * to the run's event log in the same statement when, and only when, the step is written.
+ */
 export interface StepCompletion<S extends string = StageName> {
   stage: S;
   result: unknown;
   loadedAt?: Date | undefined;
+  events?: readonly RunEventBody[] | undefined;
 }
 
 /**
@@ -33,23 +39,32 @@ export interface RunStore<S extends string = StageName> {
    * answered as if the step had finished, and writes nothing.
    */
   loadStep(runId: string, stage: S, lease?: string): Promise<LoadedStep<S> | undefined>;
-  /** Claims an attempt of a step that calls out, with the thread's last `historyTurns` turns. */
-  claimStep(runId: string, stage: S, options?: { historyTurns?: number; lease?: string | undefined }): Promise<LoadedStep<S> | undefined>;
   /**
-   * Stores the results of steps of one run, each once. `settled`: the finished steps whose
+   * Claims an attempt of a step that calls out, with the thread's last `historyTurns` turns.
+   * `started`: the claim also appends the step's `started` event (with the attempt it claimed)
+   * to the run's event log, and tells its subscribers.
+   */
+  claimStep(runId: string, stage: S, options?: { historyTurns?: number; lease?: string | undefined; started?: boolean }): Promise<LoadedStep<S> | undefined>;
+  /**
+   * Stores the results of steps of one run, each once, with the events of each step written
+   * (see StepCompletion), telling the log's subscribers. `settled`: the finished steps whose
    * dependents this caller moves along — each newly finished step is in exactly one concurrent
    * caller's `settled`.
    */
   completeSteps(runId: string, steps: ReadonlyArray<StepCompletion<S>>, lease?: string): Promise<{ written: S[]; settled: S[]; states: StepStates<S> }>;
   /** A failed attempt: `retrying` while attempts remain, else `failed` (with the run's step states). */
   failAttempt(runId: string, stage: S, error: StepError, final: boolean, lease?: string): Promise<{ written: boolean; states: StepStates<S> | null }>;
-  /** Finishes an open run with its reply; undefined when it was finished already. */
+  /**
+   * Finishes an open run with its reply and its closing events, after `events` (what the engine
+   * had not appended yet: the reply step's start, its last tokens); undefined when it was
+   * finished already. Subscribers are not told (see the engine's announce).
+   */
   completeWithReply(
     runId: string,
     stage: S,
     content: string,
     result: unknown,
-    options?: { guarded?: boolean; lease?: string | undefined },
+    options?: { guarded?: boolean; lease?: string | undefined; events?: readonly RunEventBody[] | undefined },
   ): Promise<{ messageId: string } | undefined>;
   /** Ends an open run as failed or cancelled, whoever holds it; false when it was finished already. */
   finish(runId: string, status: 'failed' | 'cancelled', error?: StepError): Promise<boolean>;

@@ -4,7 +4,7 @@ import { StageError } from '../../../src/domain/errors.js';
 import { createLlmStage } from '../../../src/domain/stages/llm/llm.stage.js';
 import type { LlmProvider } from '../../../src/domain/stages/llm/llm.provider.js';
 import { createOfflineProvider } from '../../../src/domain/stages/llm/offline.provider.js';
-import type { RunEvent, ThreadCursor, ThreadRunEvent } from '../../../src/engine/ports/run-events.js';
+import type { RunEvent, RunEventBody, ThreadCursor, ThreadRunEvent } from '../../../src/engine/ports/run-events.js';
 import { formatThreadCursor, parseThreadCursor } from '../../../src/engine/events/thread-cursor.js';
 import { createEventEmitter } from '../../../src/engine/events/emitter.js';
 import { createMemoryRunEvents } from '../../fakes/memory-run-events.js';
@@ -67,6 +67,23 @@ describe('the event grammar, on both drivers', () => {
       expect(events.at(-2)).toMatchObject({ type: 'run', status: 'completed', messageId: (await h.runs.assistantMessage(runId))?.id });
     });
   }
+
+  it('the step statements write the step events: a run whose reply is not streamed appends nothing of its own', async () => {
+    const h = createHarness(CATALOG);
+    const appended: string[] = [];
+    const append = h.events.append;
+    h.events.append = (runId, bodies) => {
+      appended.push(...bodies.map((e) => e.type));
+      return append(runId, bodies);
+    };
+    const runId = await h.sendQueued(h.thread(), 'Draft a press release about our results');
+    await until(() => ended(h.events.events(runId)), 'the run to end');
+    const names = shape(h.events.events(runId));
+    expect(appended).toEqual([]);
+    for (const stage of Object.keys(CATALOG)) expect(names.filter((n) => n === `${stage}:started`), stage).toHaveLength(1);
+    // The offline provider does not stream: its reply is one token event, written with the reply.
+    expect(names.slice(-5)).toEqual(['openai:started', 'token', 'openai:completed', 'run:completed', 'end']);
+  });
 
   it('a retry after a partial stream: retrying with its delay, then reset before the new text', async () => {
     const reply = 'One two three four five six seven.';
@@ -213,6 +230,36 @@ describe('the emitter', () => {
     await emitter.flush();
     expect(appends).toEqual([1, 1]);
     expect(text(events.events('r1'))).toBe('Hello world');
+  });
+
+  it('hands a run’s buffered events to the caller once the appends sent before are stored, and appends them no more', async () => {
+    const events = seeded();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const appends: number[] = [];
+    const port = {
+      ...events,
+      async append(runId: string, bodies: never[]) {
+        appends.push(bodies.length);
+        await held;
+        return events.append(runId, bodies);
+      },
+    };
+    const emitter = createEventEmitter(port, { flushMs: 10_000 });
+    const sink = emitter.tokens('r1', 'openai', 1);
+    sink.token('Hel');
+    await until(() => appends.length === 1, 'the first append');
+    sink.token('lo');
+    let taken: RunEventBody[] | undefined;
+    const taking = emitter.take('r1').then((bodies) => (taken = bodies));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(taken).toBeUndefined();
+    release();
+    await taking;
+    expect(taken).toEqual([{ type: 'token', stage: 'openai', attempt: 1, text: 'lo' }]);
+    expect(text(events.events('r1'))).toBe('Hel');
+    await emitter.flush();
+    expect(appends).toEqual([1]);
   });
 
   function seeded() {

@@ -1,9 +1,12 @@
 /*
  * The event log's SQL. A run's sequence lives in run_event_heads (one row per run, written with
  * the run): appending takes that row's lock, so a run's events commit in seq order and a reader
- * after seq n never finds n + 2 before n + 1. Statements that lock several heads lock them in
- * run id order, and nothing else locks a head and then a run, so appends cannot deadlock with
- * each other or with the run store's statements.
+ * after seq n never finds n + 2 before n + 1. Events are appended here (the engine's buffered
+ * tokens and failures) and by the run store's statements themselves: the accept (`accepted`),
+ * the claim of a step (`started`), the completion of steps (`started`, `completed`) and the
+ * statements that end a run (the closing events). Every statement takes the heads last, after
+ * any run and step rows it locks, and several heads in run id order; nothing locks a head and
+ * then a run, so appends cannot deadlock with each other or with the run store's statements.
  */
 import { ACCEPTED_EVENT } from '../../../engine/events/grammar.js';
 
@@ -111,17 +114,70 @@ ee as (
 }
 
 /**
+ * The CTEs a claim adds for its step's `started` event when `enabled`: `claim` is the CTE of the
+ * claimed step (one row at most, with `attempts`), `runId` and `stage` its run and stage. The
+ * run's head is the one row it locks after the step's; CTE `en` notifies with the event.
+ */
+export function startedEventSql(claim: string, runId: string, stage: string, enabled: string): string {
+  return `eh as (
+  update run_event_heads h set last_seq = h.last_seq + 1
+    from ${claim} where h.run_id = ${runId} and ${enabled}
+  returning h.run_id, h.org_id, h.thread_id, h.run_seq, h.last_seq, now() as at,
+            jsonb_build_object('type', 'step', 'stage', ${stage}, 'status', 'started', 'attempt', ${claim}.attempts) as body
+),
+ee as (
+  insert into run_events (run_id, seq, org_id, thread_id, run_seq, type, data, created_at)
+  select run_id, last_seq, org_id, thread_id, run_seq, 'step', body, at from eh
+),
+en as (
+  select ${noticeSql('eh', `jsonb_build_array(eh.body || jsonb_build_object('seq', eh.last_seq, 'at', eh.at))`)} from eh
+)`;
+}
+
+/**
+ * The CTEs a statement that stores steps adds for their events. `events` is a query of the new
+ * events, (run_id, body, i, n): each run's numbered i = 1..n in order; `runs` the CTE of the
+ * runs the statement locked (id, org_id, thread_id, seq). The heads are taken in run id order
+ * once every row of `events` is known (the sort reads them all first), so after the statement's
+ * run locks; CTE `sn` notifies with the events.
+ */
+export function stepEventsSql(events: string, runs: string): string {
+  return `se as (${events}),
+sh as (
+  insert into run_event_heads as h (run_id, org_id, thread_id, run_seq, last_seq)
+  select l.id, l.org_id, l.thread_id, l.seq, k.n
+    from (select distinct se.run_id, se.n from se) k join ${runs} l on l.id = k.run_id
+   order by l.id
+  on conflict (run_id) do update set last_seq = h.last_seq + excluded.last_seq
+  returning h.run_id, h.org_id, h.thread_id, h.run_seq, h.last_seq
+),
+sx as (
+  select sh.run_id, sh.org_id, sh.thread_id, sh.run_seq, sh.last_seq - se.n + se.i as seq, se.body, now() as at
+    from sh join se on se.run_id = sh.run_id
+),
+sw as (
+  insert into run_events (run_id, seq, org_id, thread_id, run_seq, type, data, created_at)
+  select run_id, seq, org_id, thread_id, run_seq, body ->> 'type', body, at from sx
+),
+sn as (
+  select ${noticeSql('sh', `(select jsonb_agg(sx.body || jsonb_build_object('seq', sx.seq, 'at', sx.at) order by sx.seq) from sx where sx.run_id = sh.run_id)`)} from sh
+)`;
+}
+
+/**
  * The CTEs a statement that ends a run adds (CTE `r`: the run it ended, with `id`): the closing
  * events ($events, a jsonb array of bodies), each with the run's next seq; `messageId` is added
- * to the final `run` event when given.
+ * to the final `run` event when given. `steps` is the CTE that writes the run's step rows: it is
+ * run to its end before the head is taken, so that the head is locked after them, as the claim
+ * and the completion of a step lock it.
  */
-export function closingEventsSql(events: string, messageId?: string): string {
+export function closingEventsSql(events: string, steps: string, messageId?: string): string {
   const body = messageId
     ? `(case when e.body ->> 'type' = 'run' and ${messageId} is not null then e.body || jsonb_build_object('messageId', ${messageId}) else e.body end)`
     : 'e.body';
   return `eh as (
   update run_event_heads h set last_seq = h.last_seq + jsonb_array_length(${events})
-    from r where h.run_id = r.id
+    from r where h.run_id = r.id and (select count(*) from ${steps}) >= 0
   returning h.run_id, h.org_id, h.thread_id, h.run_seq, h.last_seq
 ),
 ee as (

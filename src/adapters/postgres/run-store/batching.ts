@@ -4,6 +4,7 @@ import { jobIdFor } from '../../../engine/job-id.js';
 import type { StepCompletion } from '../../../engine/ports/run-store.js';
 import type { StepStates } from '../../../engine/run.js';
 import type { AnyCatalog, StageOf } from '../../../engine/stage.js';
+import { stepEventsSql } from '../run-events/sql.js';
 import { leaseFenceSql, RELAXED_COMMIT, TERMINAL_SQL } from './sql.js';
 
 /*
@@ -14,19 +15,22 @@ import { leaseFenceSql, RELAXED_COMMIT, TERMINAL_SQL } from './sql.js';
  * completions of a run: the second waits for the first and then sees its step_states, so exactly
  * one completion finds the next stage ready, never none. Each run is locked by its id, one after
  * the other (see sql.ts). A step's loaded_at (when a loaded,
- * unclaimed attempt started) counts that attempt. Relaxed commit: a step's result can be computed
- * again, and the reply's (synchronous) commit flushes every earlier one.
+ * unclaimed attempt started) counts that attempt. The events of each step written ($9, a jsonb
+ * array per step: its `started` unless a claim wrote it, its `completed`) are appended to its
+ * run's event log, under the run's head lock (taken after the runs', see run-events/sql.ts),
+ * and notified with. Relaxed commit: a step's result can be computed again, and the reply's
+ * (synchronous) commit flushes every earlier one.
  */
 const COMPLETE_STEPS = `
 with c as (${RELAXED_COMMIT}),
 x as (
-  select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::timestamptz[], $8::text[])
-    as x(run_id, stage, result, job_id, queue, max_attempts, loaded_at, lease)
+  select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::timestamptz[], $8::text[], $9::jsonb[])
+    with ordinality as x(run_id, stage, result, job_id, queue, max_attempts, loaded_at, lease, events, idx)
 ),
 locked as (
-  select r.id, r.org_id, r.created_at, r.lease_owner, r.lease_expires_at
+  select r.id, r.org_id, r.thread_id, r.seq, r.created_at, r.lease_owner, r.lease_expires_at
     from (select distinct run_id from x order by run_id) ids, c,
-         lateral (select r.id, r.org_id, r.created_at, r.lease_owner, r.lease_expires_at, r.finished_at
+         lateral (select r.id, r.org_id, r.thread_id, r.seq, r.created_at, r.lease_owner, r.lease_expires_at, r.finished_at
                     from runs r where r.id = ids.run_id limit 1 for update of r) r
    where c.relaxed is not null and r.finished_at is null
 ),
@@ -48,10 +52,17 @@ u as (
          step_states = step_states || (select jsonb_object_agg(s.stage, 'completed') from s where s.run_id = runs.id)
    where runs.id = any($1::uuid[]) and exists (select 1 from s where s.run_id = runs.id)
   returning id, step_states
-)
+),
+${stepEventsSql(
+  `select x.run_id, e.body, row_number() over (partition by x.run_id order by x.idx, e.i) as i, count(*) over (partition by x.run_id) as n
+     from x join s on s.run_id = x.run_id and s.stage = x.stage
+    cross join lateral jsonb_array_elements(x.events) with ordinality as e(body, i)`,
+  'locked',
+)}
 select x.run_id, x.stage,
        exists (select 1 from s where s.run_id = x.run_id and s.stage = x.stage) as written,
-       (select u.step_states from u where u.id = x.run_id) as states
+       (select u.step_states from u where u.id = x.run_id) as states,
+       (select count(*) from sn)::int as notified
   from x`;
 
 /**
@@ -88,6 +99,7 @@ export function createCompletions<C extends AnyCatalog>(pool: pg.Pool, catalog: 
         rows.map((r) => catalog[r.stage]!.attempts),
         rows.map((r) => r.loadedAt ?? null),
         rows.map((r) => r.lease ?? null),
+        rows.map((r) => (r.events && r.events.length > 0 ? JSON.stringify(r.events) : null)),
       ],
     });
     const written = new Set<string>();

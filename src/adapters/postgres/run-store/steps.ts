@@ -7,7 +7,8 @@ import type { LoadedStep, StepError, StepStates } from '../../../engine/run.js';
 import type { AnyCatalog, StageOf } from '../../../engine/stage.js';
 import { RUN_FINISHED_CHANNEL, RUN_ENDED_IN_THREAD_CHANNEL } from '../run-finished.listener.js';
 import { historySql } from '../repositories/threads.repository.js';
-import { closingEventsSql } from '../run-events/sql.js';
+import { closingEventsSql, startedEventSql } from '../run-events/sql.js';
+import type { RunEventBody } from '../../../engine/ports/run-events.js';
 import { closingEvents } from '../../../engine/events/grammar.js';
 import { answersByIdx, dependencyResultsSql, leaseFenceSql, mayRunSql, RELAXED_COMMIT, TERMINAL_SQL, WAITED_SOURCES_SQL } from './sql.js';
 import type { createCompletions } from './batching.js';
@@ -36,7 +37,9 @@ select q.idx, coalesce(st.attempts, 0) + 1 as attempts, r.org_id, r.thread_id, r
 /*
  * Claims an attempt of a step that calls out ($3: the stages it depends on): writes its row on the
  * first claim, counts the attempt on later ones. Loads what the stage needs in the same statement,
- * with the thread's history when $7 > 0. Relaxed commit: a lost claim is redone.
+ * with the thread's history when $7 > 0. With $9, appends the step's `started` event (the attempt
+ * it claimed) to the run's event log under its head's lock, and notifies with it (see
+ * run-events/sql.ts). It locks no run row. Relaxed commit: a lost claim is redone.
  */
 const CLAIM_STEP = `
 with c as (${RELAXED_COMMIT}),
@@ -52,8 +55,9 @@ s as (
      set status = 'active', attempts = st.attempts + 1, started_at = coalesce(st.started_at, now())
    where st.status not in ${TERMINAL_SQL}
   returning st.attempts
-)
-select s.attempts, run.org_id, run.thread_id, run.options, run.step_states,
+),
+${startedEventSql('s', '$1', '$2::text', '$9::boolean')}
+select s.attempts, run.org_id, run.thread_id, run.options, run.step_states, (select count(*) from en)::int as notified,
        m.id as message_id, run.seq as message_seq, m.content, ${dependencyResultsSql('$1', '$3::text[]')} as results,
        (case when $7::int > 0 then (
           select coalesce(jsonb_agg(jsonb_build_object('role', h.role, 'content', h.content, 'turn', h.turn) order by h.turn, (h.role = 'assistant')), '[]'::jsonb)
@@ -95,7 +99,10 @@ function threadMovedSql(r: string): string {
    where exists (select 1 from runs o where o.thread_id = ${r}.thread_id and o.finished_at is null and o.seq > ${r}.seq and o.driver = 'inline')`;
 }
 
-/** The reply, the run's end and its closing events ($7: the reply step's completion, `run` completed, `end`). */
+/**
+ * The reply, the run's end and its closing events ($7: what the engine still had buffered — the
+ * reply step's start, its last tokens — then the reply step's completion, `run` completed, `end`).
+ */
 const COMPLETE_WITH_REPLY = `
 with r as (
   update runs set status = 'completed', finished_at = now(), error = null,
@@ -121,7 +128,7 @@ s as (
    where run_id = $1 and stage = $2 and exists (select 1 from m)
   returning 1
 ),
-${closingEventsSql('$7::jsonb', '(select id from m)')},
+${closingEventsSql('$7::jsonb', 's', '(select id from m)')},
 n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r where source in ${WAITED_SOURCES_SQL}),
 t as (${threadMovedSql('r')})
 select (select id from m) as message_id, (select count(*) from n)::int as notified, (select count(*) from t)::int as moved`;
@@ -146,7 +153,7 @@ s as (
    where run_id = (select id from r) and status not in ${TERMINAL_SQL}
   returning 1
 ),
-${closingEventsSql('$4::jsonb')},
+${closingEventsSql('$4::jsonb', 's')},
 n as (select pg_notify('${RUN_FINISHED_CHANNEL}', id::text) from r where source in ${WAITED_SOURCES_SQL}),
 t as (${threadMovedSql('r')})
 select (select count(*) from r)::int as finished, (select count(*) from n)::int as notified, (select count(*) from t)::int as moved`;
@@ -197,9 +204,13 @@ export function createStepWrites<C extends AnyCatalog>(pool: pg.Pool, catalog: C
 
     /**
      * Claims an attempt of a step that calls out, and loads what it needs (with the thread's last
-     * `historyTurns` turns). Undefined as for loadStep.
+     * `historyTurns` turns); `started`: with the step's `started` event. Undefined as for loadStep.
      */
-    async claimStep(runId: string, stage: S, options: { historyTurns?: number; lease?: string | undefined } = {}): Promise<LoadedStep<S> | undefined> {
+    async claimStep(
+      runId: string,
+      stage: S,
+      options: { historyTurns?: number; lease?: string | undefined; started?: boolean } = {},
+    ): Promise<LoadedStep<S> | undefined> {
       const definition = catalog[stage]!;
       const { rows } = await pool.query({
         name: 'honeyjar-claim-step',
@@ -213,6 +224,7 @@ export function createStepWrites<C extends AnyCatalog>(pool: pg.Pool, catalog: C
           definition.attempts,
           options.historyTurns ?? 0,
           options.lease ?? null,
+          options.started === true,
         ],
       });
       return rows[0] ? toLoadedStep(catalog, runId, stage, rows[0]) : undefined;
@@ -260,14 +272,15 @@ export function createStepWrites<C extends AnyCatalog>(pool: pg.Pool, catalog: C
      * result in one statement, and only while the run is open. Whatever retries or re-runs happen,
      * a run stores at most one reply. Undefined when the run was already finished (cancelled).
      * `guarded`: the reply was made by the local guard, so both messages of the exchange are marked
-     * and stay out of the thread's history from then on.
+     * and stay out of the thread's history from then on. `events` are written before the closing
+     * ones.
      */
     async completeWithReply(
       runId: string,
       stage: S,
       content: string,
       result: unknown,
-      options: { guarded?: boolean; lease?: string | undefined } = {},
+      options: { guarded?: boolean; lease?: string | undefined; events?: readonly RunEventBody[] | undefined } = {},
     ): Promise<{ messageId: string } | undefined> {
       const { rows } = await pool.query({
         name: 'honeyjar-complete-with-reply',
@@ -279,7 +292,7 @@ export function createStepWrites<C extends AnyCatalog>(pool: pg.Pool, catalog: C
           JSON.stringify(result),
           options.guarded === true,
           options.lease ?? null,
-          JSON.stringify(closingEvents('completed', { reply: { stage, result } })),
+          JSON.stringify([...(options.events ?? []), ...closingEvents('completed', { reply: { stage, result } })]),
         ],
       });
       const messageId: string | null = rows[0]?.message_id ?? null;
