@@ -179,7 +179,9 @@ export function createAccept<S extends string>(db: Db, pool: pg.Pool) {
             })
           ).rows[0]
         : await createRow(input).then(async (row) =>
-            row?.thread_held ? (await pool.query({ name: 'honeyjar-create-run-waiting', text: CREATE_RUN_WAITING, values: acceptColumns(input) })).rows[0] : row,
+            row?.thread_held
+              ? (await pool.query({ name: 'honeyjar-create-run-waiting', text: CREATE_RUN_WAITING, values: acceptColumns(input) })).rows[0]
+              : row,
           );
       if (!row?.thread_found) return { kind: 'thread_not_found' };
       if (row.run_id) return { kind: 'created', runId: row.run_id, createdAt: row.created_at, messageId: row.message_id };

@@ -45,8 +45,8 @@ const CLAIM_STEP = `
 with c as (${RELAXED_COMMIT}),
 run as (
   select r.id, r.org_id, r.thread_id, r.options, r.message_id, r.seq, r.created_at, r.step_states
-    from runs r
-   where r.id = $1 and ${mayRunSql('r', '$2::text', '$3::text[]')} and ${leaseFenceSql('r', '$8::text')}
+    from (select * from runs where id = $1 limit 1) r
+   where ${mayRunSql('r', '$2::text', '$3::text[]')} and ${leaseFenceSql('r', '$8::text')}
 ),
 s as (
   insert into run_steps as st (run_id, org_id, stage, job_id, queue, max_attempts, status, attempts, created_at, started_at)
@@ -71,8 +71,8 @@ with s as (
   insert into run_steps as st (run_id, org_id, stage, job_id, queue, max_attempts, status, attempts, error, created_at, finished_at)
   select r.id, r.org_id, $2, $5, $6, $7, (case when $4 then 'failed' else 'retrying' end)::step_status, 1, $3::jsonb,
          r.created_at, case when $4 then now() end
-    from runs r
-   where r.id = $1 and r.finished_at is null and r.step_states ? $2::text and ${leaseFenceSql('r', '$9::text')}
+    from (select * from runs where id = $1 limit 1) r
+   where r.finished_at is null and r.step_states ? $2::text and ${leaseFenceSql('r', '$9::text')}
   on conflict (run_id, stage) do update
      set status = excluded.status, error = excluded.error,
          finished_at = case when $4 then now() else st.finished_at end,
