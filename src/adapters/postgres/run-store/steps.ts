@@ -65,13 +65,17 @@ select s.attempts, run.org_id, run.thread_id, run.options, run.step_states, (sel
   from s, run
   join messages m on m.id = run.message_id`;
 
-/** A failed attempt; the step's row is written if the attempt failed before its claim did. */
+/**
+ * A failed attempt; the step's row is written if the attempt failed before its claim did. The run
+ * row is locked first, as the step completions lock it (see batching.ts): a failure and a
+ * completion of one run take their locks in the same order.
+ */
 const FAIL_STEP = `
 with s as (
   insert into run_steps as st (run_id, org_id, stage, job_id, queue, max_attempts, status, attempts, error, created_at, finished_at)
   select r.id, r.org_id, $2, $5, $6, $7, (case when $4 then 'failed' else 'retrying' end)::step_status, 1, $3::jsonb,
          r.created_at, case when $4 then now() end
-    from (select * from runs where id = $1 limit 1) r
+    from (select * from runs where id = $1 limit 1 for update) r
    where r.finished_at is null and r.step_states ? $2::text and ${leaseFenceSql('r', '$9::text')}
   on conflict (run_id, stage) do update
      set status = excluded.status, error = excluded.error,
