@@ -99,8 +99,10 @@ select (select count(*) from s)::int as written, (select step_states from r) as 
  * queued path notifies nothing (notifying commits serialise).
  */
 function threadMovedSql(r: string): string {
+  // A subquery with a limit, run for the row with its thread and seq as keys of the index of open
+  // runs: as an EXISTS, the planner may join it to `r` by scanning every open run.
   return `select pg_notify('${RUN_ENDED_IN_THREAD_CHANNEL}', ${r}.thread_id::text) from ${r}
-   where exists (select 1 from runs o where o.thread_id = ${r}.thread_id and o.finished_at is null and o.seq > ${r}.seq and o.driver = 'inline')`;
+   where (select true from runs o where o.thread_id = ${r}.thread_id and o.finished_at is null and o.seq > ${r}.seq and o.driver = 'inline' limit 1)`;
 }
 
 /**

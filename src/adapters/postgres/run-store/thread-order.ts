@@ -3,9 +3,12 @@ import { createCoalescer } from '../../../lib/coalescer.js';
 import type { OpenRun, StepStates } from '../../../engine/run.js';
 import { answersByIdx } from './sql.js';
 
-/** For each (thread, seq): whether a run earlier in that thread (by message order) is still open. */
+/**
+ * For each (thread, seq): whether a run earlier in that thread (by message order) is still open. A
+ * subquery with a limit, so that each is an index lookup by thread and seq (see threadMovedSql in steps.ts).
+ */
 const EARLIER_OPEN_RUNS = `
-select q.idx, exists (select 1 from runs r where r.thread_id = q.thread_id and r.finished_at is null and r.seq < q.seq) as waiting
+select q.idx, coalesce((select true from runs r where r.thread_id = q.thread_id and r.finished_at is null and r.seq < q.seq limit 1), false) as waiting
   from unnest($1::uuid[], $2::bigint[]) with ordinality as q(thread_id, seq, idx)`;
 
 /** For each thread, its oldest open run: the one whose reply may be produced next. */
