@@ -22,6 +22,8 @@ export interface BacklogReading {
   recent: number;
   /** The shortest accept-to-finish time among them, in ms; null when none finished. */
   fastestMs: number | null;
+  /** The latest accept time among them; null when none finished. Absent: not reported by the source. */
+  newestAcceptedAt?: Date | null;
   /** The upper bound of the counted interval (the database's clock): the next reading's `since`. */
   until: Date;
   /**
@@ -289,7 +291,7 @@ export interface BacklogOptions {
   halfLifeMs: number;
   /** Service time assumed until one is measured. */
   priorServiceMs: number;
-  /** Finished runs whose ratio of actual to estimated wait weighs half of the correction (default 200). */
+  /** Finished runs whose ratio of actual to estimated wait weighs half of the correction (default 100). */
   calibrationHalfLifeRuns?: number;
   /** The queues' order: fair by organization weight (FAIRNESS=on), or first in, first out (absent or disabled). */
   fairness?: { enabled: boolean; weightOf(orgId: string): number };
@@ -310,15 +312,18 @@ export function createBacklog(options: BacklogOptions) {
   const recentMs = options.recentMs ?? 60_000;
   const rate = createDrainRate(options.halfLifeMs);
   const service = createServiceTime(options.halfLifeMs, options.priorServiceMs);
-  const calibration = createCalibration(options.calibrationHalfLifeRuns ?? 200);
+  const calibration = createCalibration(options.calibrationHalfLifeRuns ?? 100);
   const fair = options.fairness?.enabled ? options.fairness : undefined;
   let reading:
     | { openByOrg: ReadonlyMap<string, number>; total: number; until: Date; recent: number; takenAt: number; shares?: ReturnType<typeof createFairShares> }
     | undefined;
   /**
-   * When the current busy stretch began (database clock), and whether its runs started finishing.
-   * A backlog that just formed finishes nothing for a service time (its runs are still in the
-   * pipeline): those intervals say nothing about its drain rate and are not measured.
+   * When the current busy stretch began (database clock), and whether its own runs started
+   * finishing. A backlog that just formed finishes only what was accepted before it until its
+   * first runs are through the pipeline: those intervals say nothing about how fast it drains and
+   * are not measured. Its runs are through once a run accepted after the stretch began finished
+   * (or, from a source that does not say when its finished runs were accepted, once something
+   * finished a service time after the stretch began).
    */
   let busy: { since: number; delivering: boolean } | undefined;
   /** Accepted by this process since the reading in use was started. */
@@ -348,7 +353,12 @@ export function createBacklog(options: BacklogOptions) {
           // Busy: the runs open at the start were not all finished by the end.
           if (previous.total > finished) {
             busy ??= { since: previous.until.getTime(), delivering: false };
-            if (!busy.delivering && finished > 0 && previous.until.getTime() - busy.since >= service.ms()) busy.delivering = true;
+            if (!busy.delivering && finished > 0) {
+              busy.delivering =
+                next.newestAcceptedAt === undefined
+                  ? previous.until.getTime() - busy.since >= service.ms()
+                  : next.newestAcceptedAt !== null && next.newestAcceptedAt.getTime() >= busy.since;
+            }
             if (busy.delivering) rate.observe(finished, intervalMs);
           } else {
             busy = undefined;
