@@ -22,8 +22,6 @@ export interface BacklogReading {
   recent: number;
   /** The shortest accept-to-finish time among them, in ms; null when none finished. */
   fastestMs: number | null;
-  /** The latest accept time among them; null when none finished. Absent: not reported by the source. */
-  newestAcceptedAt?: Date | null;
   /** The upper bound of the counted interval (the database's clock): the next reading's `since`. */
   until: Date;
   /**
@@ -130,11 +128,12 @@ export interface QueuePosition {
  *
  *   estimate = model × correction
  *
- * (service time alone when nothing is ahead; the model alone while no rate is measured, a guess
- * that is neither stored nor learned from). The correction learns only from runs that finished: a
+ * (service time alone when nothing is ahead; the model alone while no drain rate is measured — with
+ * the provisional rate of the stretch, or one run per service time if that is faster, a guess that
+ * is neither stored nor learned from). The correction learns only from runs that finished: a
  * change of regime after an estimate was given (the flood it was accepted in stops, or another
  * organization starts sending) is not foreseen, and shows up in estimates given after those runs
- * finished. An estimate given during the first flood a process sees is the model's alone.
+ * finished. Early in a flood unlike the last one, nothing of it has finished yet to learn from.
  */
 export function estimateWaitMs(ahead: number, rate: number | null, serviceMs: number): number {
   if (ahead <= 0) return Math.round(serviceMs);
@@ -318,14 +317,14 @@ export function createBacklog(options: BacklogOptions) {
     | { openByOrg: ReadonlyMap<string, number>; total: number; until: Date; recent: number; takenAt: number; shares?: ReturnType<typeof createFairShares> }
     | undefined;
   /**
-   * When the current busy stretch began (database clock), and whether its own runs started
-   * finishing. A backlog that just formed finishes only what was accepted before it until its
-   * first runs are through the pipeline: those intervals say nothing about how fast it drains and
-   * are not measured. Its runs are through once a run accepted after the stretch began finished
-   * (or, from a source that does not say when its finished runs were accepted, once something
-   * finished a service time after the stretch began).
+   * When the current busy stretch began (database clock), and whether it started delivering. A
+   * backlog that just formed finishes nothing until its first runs are through the pipeline: the
+   * intervals before something finished at least a service time after the stretch began understate
+   * how fast it drains and are not part of the drain rate. They give a provisional rate, used only
+   * while no drain rate was ever measured, and not learned from (estimates made with it are not
+   * stored for the correction).
    */
-  let busy: { since: number; delivering: boolean } | undefined;
+  let busy: { since: number; delivering: boolean; provisional: ReturnType<typeof createDrainRate> } | undefined;
   /** Accepted by this process since the reading in use was started. */
   let localByOrg = new Map<string, number>();
   let localTotal = 0;
@@ -352,14 +351,10 @@ export function createBacklog(options: BacklogOptions) {
           const finished = Math.max(0, next.finished - previous.recent);
           // Busy: the runs open at the start were not all finished by the end.
           if (previous.total > finished) {
-            busy ??= { since: previous.until.getTime(), delivering: false };
-            if (!busy.delivering && finished > 0) {
-              busy.delivering =
-                next.newestAcceptedAt === undefined
-                  ? previous.until.getTime() - busy.since >= service.ms()
-                  : next.newestAcceptedAt !== null && next.newestAcceptedAt.getTime() >= busy.since;
-            }
+            busy ??= { since: previous.until.getTime(), delivering: false, provisional: createDrainRate(options.halfLifeMs) };
+            if (!busy.delivering && finished > 0 && previous.until.getTime() - busy.since >= service.ms()) busy.delivering = true;
             if (busy.delivering) rate.observe(finished, intervalMs);
+            else busy.provisional.observe(finished, intervalMs);
           } else {
             busy = undefined;
             if (next.fastestMs !== null) service.observe(next.fastestMs, intervalMs);
@@ -402,7 +397,9 @@ export function createBacklog(options: BacklogOptions) {
     const shares = fair ? reading?.shares : undefined;
     const ahead = fair ? Math.min(at.overall, shares ? shares.aheadOf(orgId, at.organization) : at.organization) : at.overall;
     const measured = rate.perSecond();
-    const model = estimateWaitMs(ahead, measured, service.ms());
+    // Provisional: no slower than one run per service time, the guess without any rate.
+    const provisional = Math.max(busy?.provisional.perSecond() ?? 0, 1000 / Math.max(service.ms(), 1));
+    const model = estimateWaitMs(ahead, measured ?? provisional, service.ms());
     if (ahead <= 0 || !measured || measured <= 0) return { position: at, estimatedWaitMs: model, modelWaitMs: null };
     return { position: at, estimatedWaitMs: Math.round(model * calibration.factor()), modelWaitMs: model };
   }
@@ -416,7 +413,7 @@ export function createBacklog(options: BacklogOptions) {
       if (!reading) await refresh();
       else if (now() - reading.takenAt >= options.refreshMs) void refresh();
       const at = position(orgId);
-      const admission = judgeAdmission(at, options.limits, rate.perSecond());
+      const admission = judgeAdmission(at, options.limits, rate.perSecond() ?? busy?.provisional.perSecond() ?? null);
       if (admission.kind === 'shed') {
         shed[admission.scope]++;
         lastShedAt = now();

@@ -262,22 +262,27 @@ describe('the backlog of a process', () => {
     expect(backlog.status().drainRatePerSecond).toBeCloseTo(300 - 100 * (1 - 2 ** -0.1), 1);
   });
 
-  it('does not measure a backlog that just formed: it finishes only older runs until its own are through the pipeline', async () => {
+  it('does not measure a backlog that just formed: nothing finishes until its runs are through the pipeline', async () => {
     const { source, readings, at } = scriptedSource();
     let clock = 0;
     const backlog = createBacklog({ source, limits: { maxPerOrg: 1_000_000, maxTotal: 1_000_000 }, refreshMs: 1, halfLifeMs: 10_000, priorServiceMs: 500, now: () => clock });
-    readings.push({ openByOrg: new Map([['a', 2]]), finished: 0, fastestMs: null, newestAcceptedAt: null, recent: 0, until: at(0) });
-    // A flood from 0 on: 300 open after 250 ms, none finished; then the two runs accepted before it.
-    readings.push({ openByOrg: new Map([['a', 300]]), finished: 0, fastestMs: null, newestAcceptedAt: null, recent: 0, until: at(250) });
-    readings.push({ openByOrg: new Map([['a', 600]]), finished: 0, fastestMs: null, newestAcceptedAt: null, recent: 0, until: at(500) });
-    readings.push({ openByOrg: new Map([['a', 850]]), finished: 2, fastestMs: null, newestAcceptedAt: at(-50), recent: 0, until: at(750) });
-    // Its own first runs come out, at 200/s.
-    readings.push({ openByOrg: new Map([['a', 1_100]]), finished: 50, fastestMs: null, newestAcceptedAt: at(120), recent: 0, until: at(1_000) });
+    readings.push({ openByOrg: new Map([['a', 2]]), finished: 0, fastestMs: null, recent: 0, until: at(0) });
+    // A flood from 0 on: 300 open after 250 ms, none finished; then the two runs accepted before it,
+    // less than a service time into it.
+    readings.push({ openByOrg: new Map([['a', 300]]), finished: 0, fastestMs: null, recent: 0, until: at(250) });
+    readings.push({ openByOrg: new Map([['a', 600]]), finished: 2, fastestMs: null, recent: 0, until: at(500) });
+    readings.push({ openByOrg: new Map([['a', 850]]), finished: 0, fastestMs: null, recent: 0, until: at(750) });
+    // Then they come out at 200/s.
+    readings.push({ openByOrg: new Map([['a', 1_100]]), finished: 50, fastestMs: null, recent: 0, until: at(1_000) });
     for (let i = 0; i < 4; i++) {
       await backlog.refresh();
       clock += 250;
     }
     expect(backlog.status().drainRatePerSecond).toBeNull();
+    // Meanwhile the stretch's intervals give a provisional rate (here slower than one run per
+    // service time, so that guess: 850 × 0.5 s), not learned from.
+    const guessed = await backlog.admit('a');
+    expect(guessed).toEqual({ position: { organization: 850, overall: 850 }, estimatedWaitMs: 500 + 850 * 500, modelWaitMs: null });
     await backlog.refresh();
     expect(backlog.status().drainRatePerSecond).toBe(200);
   });

@@ -25,7 +25,6 @@ done as (
   select count(*)::int as finished,
          count(*) filter (where st.finished_at > bound.until - make_interval(secs => ${OVERLAP_MS / 1000}))::int as recent,
          min(extract(epoch from st.finished_at - r.created_at) * 1000) as fastest_ms,
-         max(r.created_at) as newest_accepted_at,
          count(*) filter (where r.model_wait_ms > 0 and st.finished_at > $1::timestamptz)::int as calibrated,
          avg(ln(greatest(extract(epoch from st.finished_at - r.created_at) * 1000, 1) / r.model_wait_ms))
            filter (where r.model_wait_ms > 0 and st.finished_at > $1::timestamptz) as mean_log_ratio
@@ -38,7 +37,6 @@ select (select until from bound) as until,
        (select finished from done) as finished,
        (select recent from done) as recent,
        (select fastest_ms from done) as fastest_ms,
-       (select newest_accepted_at from done) as newest_accepted_at,
        (select calibrated from done) as calibrated,
        (select mean_log_ratio from done) as mean_log_ratio,
        coalesce((select json_agg(json_build_array(org_id, n)) from open), '[]'::json) as open`;
@@ -62,7 +60,6 @@ export function createBacklogRepository(pool: pg.Pool, replyStage: string): Back
         finished: since ? Number(row.finished ?? 0) : 0,
         recent: Number(row.recent ?? 0),
         fastestMs: row.fastest_ms === null || row.fastest_ms === undefined ? null : Number(row.fastest_ms),
-        newestAcceptedAt: (row.newest_accepted_at as Date | null) ?? null,
         until: row.until as Date,
         calibration: {
           runs: since ? Number(row.calibrated ?? 0) : 0,
