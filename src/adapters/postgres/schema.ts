@@ -127,7 +127,8 @@ export const runs = pgTable(
     idempotencyFingerprint: text('idempotency_fingerprint'),
     /**
      * The backlog model's estimate of the run's wait at accept, before its measured correction
-     * (src/domain/chat/backlog.ts); null when there was nothing to learn from. The backlog reading
+     * (src/domain/chat/backlog.ts); null when there was nothing to learn from (nothing ahead, no
+     * measured rate, or a run driven at once rather than queued). The backlog reading
      * compares it with the actual wait of the runs that finished, to correct the next estimates.
      */
     modelWaitMs: integer('model_wait_ms'),

@@ -135,7 +135,8 @@ export class ChatService {
         : {}),
       ...(how.newThread ? { newThread: how.newThread } : {}),
       stages: stagesFor(this.deps.catalog, options),
-      ...(typeof placement?.modelWaitMs === 'number' ? { modelWaitMs: placement.modelWaitMs } : {}),
+      // Learned from only where it held: a queued run waits its turn; one driven inline does not.
+      ...(how.driver === 'queue' && typeof placement?.modelWaitMs === 'number' ? { modelWaitMs: placement.modelWaitMs } : {}),
     };
     const { multitask } = this.deps;
     // A new thread has nothing running: every strategy is the plain accept.
