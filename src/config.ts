@@ -62,7 +62,7 @@ const schema = z.object({
   BACKLOG_MAX_TOTAL: z.coerce.number().int().min(1).default(50_000),
   BACKLOG_REFRESH_MS: z.coerce.number().int().min(10).max(10_000).default(250),
   BACKLOG_RATE_HALF_LIFE_MS: z.coerce.number().int().min(100).max(600_000).default(5_000),
-  BACKLOG_CALIBRATION_HALF_LIFE_RUNS: z.coerce.number().int().min(1).max(1_000_000).default(100),
+  BACKLOG_CALIBRATION_HALF_LIFE_RUNS: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
   EVENTS_FLUSH_MS: z.coerce.number().int().min(0).max(1_000).default(50),
   EVENTS_RETENTION_MS: z.coerce.number().int().min(60_000).max(30 * 86_400_000).default(86_400_000),
   EVENTS_HEARTBEAT_MS: z.coerce.number().int().min(1_000).max(300_000).default(15_000),

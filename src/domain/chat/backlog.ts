@@ -290,7 +290,12 @@ export interface BacklogOptions {
   halfLifeMs: number;
   /** Service time assumed until one is measured. */
   priorServiceMs: number;
-  /** Finished runs whose ratio of actual to estimated wait weighs half of the correction (default 100). */
+  /**
+   * Finished runs whose ratio of actual to estimated wait weighs half of the correction (default
+   * 1,000). The correction is for what the model gets wrong systematically, which changes slowly
+   * (the drain rate follows changes of speed): it should average over more than one flood, or it
+   * follows each flood's phases a flood late.
+   */
   calibrationHalfLifeRuns?: number;
   /** The queues' order: fair by organization weight (FAIRNESS=on), or first in, first out (absent or disabled). */
   fairness?: { enabled: boolean; weightOf(orgId: string): number };
@@ -311,7 +316,7 @@ export function createBacklog(options: BacklogOptions) {
   const recentMs = options.recentMs ?? 60_000;
   const rate = createDrainRate(options.halfLifeMs);
   const service = createServiceTime(options.halfLifeMs, options.priorServiceMs);
-  const calibration = createCalibration(options.calibrationHalfLifeRuns ?? 100);
+  const calibration = createCalibration(options.calibrationHalfLifeRuns ?? 1_000);
   const fair = options.fairness?.enabled ? options.fairness : undefined;
   let reading:
     | { openByOrg: ReadonlyMap<string, number>; total: number; until: Date; recent: number; takenAt: number; shares?: ReturnType<typeof createFairShares> }

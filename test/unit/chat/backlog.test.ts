@@ -368,6 +368,68 @@ describe('the backlog of a process', () => {
     expect(backlog.status().calibratedRuns).toBe(200);
   });
 
+  it('in repeated floods, learns that a backlog drains faster once the flood stops: the median error shrinks after the first', async () => {
+    // A simulated system: 400 accepts/s for 3 s, drained first in, first out at 50 runs/s while a
+    // flood is accepted and at 100/s once it stops, then idle; four floods. Every estimate given
+    // during a flood is judged by the slower drain, while most of its wait falls after the flood.
+    const stepMs = 250;
+    let clock = 0;
+    const queue: Array<{ acceptedAt: number; model: number | null; estimate: number }> = [];
+    let finishedSinceRead = 0;
+    let learned: number[] = [];
+    const source: BacklogSource = {
+      async read(since) {
+        const reading: BacklogReading = {
+          openByOrg: new Map(queue.length ? [['a', queue.length]] : []),
+          finished: since ? finishedSinceRead : 0,
+          recent: 0,
+          fastestMs: null,
+          until: new Date(1_800_000_000_000 + clock),
+          calibration: { runs: learned.length, meanLogRatio: learned.length ? learned.reduce((a, b) => a + b, 0) / learned.length : null },
+        };
+        finishedSinceRead = 0;
+        learned = [];
+        return reading;
+      },
+    };
+    const backlog = createBacklog({ source, limits: { maxPerOrg: 1_000_000, maxTotal: 1_000_000 }, refreshMs: stepMs, halfLifeMs: 1_000, priorServiceMs: 100, now: () => clock });
+    const medianLogError: number[] = [];
+    let credit = 0;
+    for (let flood = 0; flood < 4; flood++) {
+      const errors: number[] = [];
+      const start = clock;
+      // The flood, its drain, then idle until 20 s after it began.
+      while (clock - start < 20_000 || queue.length > 0) {
+        await backlog.refresh();
+        const flooding = clock - start < 3_000;
+        if (flooding) {
+          for (let i = 0; i < 100; i++) {
+            const placed = await backlog.admit('a');
+            backlog.accepted('a');
+            queue.push({ acceptedAt: clock, model: placed.modelWaitMs, estimate: placed.estimatedWaitMs });
+          }
+        }
+        clock += stepMs;
+        credit += ((flooding ? 50 : 100) * stepMs) / 1_000;
+        for (; credit >= 1 && queue.length > 0; credit--) {
+          const run = queue.shift()!;
+          const actual = clock - run.acceptedAt;
+          finishedSinceRead++;
+          if (run.model !== null) learned.push(Math.log(actual / run.model));
+          errors.push(Math.log(run.estimate / actual));
+        }
+        if (queue.length === 0) credit = 0;
+      }
+      errors.sort((a, b) => a - b);
+      medianLogError.push(errors[Math.floor(errors.length / 2)]!);
+    }
+    // The first flood is told about 1.9 times its wait at the median; the next ones (by the
+    // default half-life of 1,000 runs, about one flood) within 15 %, and the correction says so.
+    expect(medianLogError[0]).toBeGreaterThan(Math.log(1.8));
+    for (const error of medianLogError.slice(1)) expect(Math.abs(error)).toBeLessThan(Math.log(1.15));
+    expect(backlog.status().estimateCorrection).toBeLessThan(0.95);
+  });
+
   it('keeps the old reading when the source fails, with what was accepted meanwhile', async () => {
     const { source, readings, at } = scriptedSource();
     const errors: unknown[] = [];
