@@ -256,13 +256,14 @@ function batchIdOf(body: string): string | undefined {
   return typeof id === 'string' ? id : undefined;
 }
 
-/** What a 202 promised: the wait until `estimatedCompletion` (server clock on both ends) and the runs ahead. */
+/** What a 202 promised: the wait until `estimatedCompletion` (server clock on both ends), the runs ahead, and when it was answered (performance.now()). */
 interface Promised {
   estimateMs: number;
   aheadOverall: number;
+  answeredAt: number;
 }
 
-function promisedOf(body: string): Promised | undefined {
+function promisedOf(body: string, answeredAt: number): Promised | undefined {
   const json = parseJson(body) as
     | { data?: { immediate?: { timestamp?: unknown }; tracking?: { estimatedCompletion?: unknown; queuePosition?: { overall?: unknown } } } }
     | undefined;
@@ -270,18 +271,22 @@ function promisedOf(body: string): Promised | undefined {
   const due = Date.parse(String(json?.data?.tracking?.estimatedCompletion));
   const ahead = json?.data?.tracking?.queuePosition?.overall;
   if (!Number.isFinite(at) || !Number.isFinite(due)) return undefined;
-  return { estimateMs: due - at, aheadOverall: typeof ahead === 'number' ? ahead : Number.NaN };
+  return { estimateMs: due - at, aheadOverall: typeof ahead === 'number' ? ahead : Number.NaN, answeredAt };
 }
 
 /**
  * How honest the 202's `estimatedCompletion` was: for each answered message, the time until a
  * poller saw its reply minus the time the server estimated. Positive: later than promised.
+ * `sendEnd` (performance.now()) splits the messages by regime: replies seen while the load was
+ * still being offered (the drain the estimate measured held for the whole wait) and replies seen
+ * after it stopped (the backlog drained faster than anything measured before the estimate).
  */
-function estimateAccuracy(promised: ReadonlyMap<string, Promised>, watcher: ReplyWatcher): Record<string, unknown> {
+function estimateAccuracy(promised: ReadonlyMap<string, Promised>, watcher: ReplyWatcher, sendEnd: number): Record<string, unknown> {
   const signed: number[] = [];
   const absolute: number[] = [];
   const ratios: number[] = [];
   const ahead: number[] = [];
+  const byRegime = { duringLoad: { ratios: [] as number[], absolute: [] as number[] }, afterLoad: { ratios: [] as number[], absolute: [] as number[] } };
   let within25 = 0;
   for (const [id, p] of promised) {
     const actual = watcher.lagOf(id);
@@ -289,10 +294,20 @@ function estimateAccuracy(promised: ReadonlyMap<string, Promised>, watcher: Repl
     const error = actual - p.estimateMs;
     signed.push(error);
     absolute.push(Math.abs(error));
-    if (p.estimateMs > 0) ratios.push(actual / p.estimateMs);
+    const regime = p.answeredAt + actual <= sendEnd ? byRegime.duringLoad : byRegime.afterLoad;
+    regime.absolute.push(Math.abs(error));
+    if (p.estimateMs > 0) {
+      ratios.push(actual / p.estimateMs);
+      regime.ratios.push(actual / p.estimateMs);
+    }
     if (Number.isFinite(p.aheadOverall)) ahead.push(p.aheadOverall);
     if (Math.abs(error) <= Math.max(250, 0.25 * actual)) within25++;
   }
+  const regimeSummary = (r: { ratios: number[]; absolute: number[] }) => ({
+    messages: r.absolute.length,
+    actualOverEstimate: { ...summarize(r.ratios), p10: round(percentile([...r.ratios].sort((a, b) => a - b), 10), 3) },
+    absoluteErrorMs: summarize(r.absolute),
+  });
   return {
     messages: signed.length,
     errorMs: summarize(signed),
@@ -301,6 +316,8 @@ function estimateAccuracy(promised: ReadonlyMap<string, Promised>, watcher: Repl
     // Within 25 % of the actual wait, or 250 ms (a poller sees a reply up to its poll interval late).
     shareWithin25Percent: signed.length ? round(within25 / signed.length, 3) : null,
     aheadAtAccept: summarize(ahead),
+    replySeenDuringLoad: regimeSummary(byRegime.duringLoad),
+    replySeenAfterLoad: regimeSummary(byRegime.afterLoad),
   };
 }
 
@@ -877,7 +894,7 @@ async function scenarioSustained(server: Server, tenant: Tenant, threads: string
           return;
         }
         accepted.push(id);
-        const promise = promisedOf(res.body);
+        const promise = promisedOf(res.body, endedAt);
         if (promise) promised.set(id, promise);
         watcher.expect(id, threads[worker % threads.length]!, endedAt);
       },
@@ -939,7 +956,7 @@ async function scenarioSustained(server: Server, tenant: Tenant, threads: string
       pollRequestsPerSecDuringSends: round(pollRequestsBySendEnd / (sendMs / 1000), 1),
       pollOutcomes: watcher.outcomes.toJSON(),
       acceptToReplySeenMs: summarize(watcher.lags()),
-      estimatedCompletion: estimateAccuracy(promised, watcher),
+      estimatedCompletion: estimateAccuracy(promised, watcher, sendEnd),
       database: fromDb,
       // Every run the pipeline finished between the first send and the end of the wait (earlier phases' backlog included).
       pipelineFinishedPerSec: finishedInWindow === undefined ? null : round(finishedInWindow / ((waitEndEpoch - firstSendEpoch) / 1000), 1),
@@ -989,7 +1006,7 @@ async function scenarioPaced(server: Server, tenant: Tenant, threads: string[]):
           missingBatchId++;
           return;
         }
-        const promise = promisedOf(res.body);
+        const promise = promisedOf(res.body, answeredAt);
         if (promise) promised.set(id, promise);
         watcher.expect(id, threads[user % threads.length]!, answeredAt);
       },
@@ -1038,7 +1055,7 @@ async function scenarioPaced(server: Server, tenant: Tenant, threads: string[]):
       allReplied,
       keptUp,
       acceptToReplySeenMs: lags,
-      estimatedCompletion: estimateAccuracy(promised, watcher),
+      estimatedCompletion: estimateAccuracy(promised, watcher, sendEnd),
       replyAudit: audit,
       duplicatesSeenWhilePolling: watcher.duplicatesSeen,
       pollRequests: watcher.requests,
@@ -1405,6 +1422,15 @@ function estimateRatios(accuracy: unknown): string {
   return `${num(r?.p10)} / ${num(r?.p50)} / ${num(r?.p90)}`;
 }
 
+type RegimeAccuracy = { messages?: number; actualOverEstimate?: { p50?: number }; absoluteErrorMs?: { p90?: number } };
+
+/** `n: ratio p50, |error| p90` for the replies seen while the load was offered, then after it stopped. */
+function estimateByRegime(accuracy: unknown): string {
+  const a = accuracy as { replySeenDuringLoad?: RegimeAccuracy; replySeenAfterLoad?: RegimeAccuracy } | undefined;
+  const one = (r: RegimeAccuracy | undefined) => `${num(r?.messages)}: ${num(r?.actualOverEstimate?.p50)}, ${num(r?.absoluteErrorMs?.p90)} ms`;
+  return `${one(a?.replySeenDuringLoad)} | ${one(a?.replySeenAfterLoad)}`;
+}
+
 function megabytes(m: TreeMemory | undefined): number {
   return m ? (m.peakTreeRssKb * 1024) / 1e6 : Number.NaN;
 }
@@ -1672,6 +1698,7 @@ async function main(): Promise<number> {
     { scenario: '4 sustained', figure: 'per msg: Redis commands / PostgreSQL commits', value: `${num(costOf(sustained)?.redis?.commandsPerMessage)} / ${num((sustained?.postgresPerAcceptedMessage as { commits?: number } | undefined)?.commits)}`, unit: '' },
     { scenario: '4 sustained', figure: 'estimatedCompletion error p50 / p90 (actual − estimate)', value: estimateErrors(sustained?.estimatedCompletion), unit: 'ms' },
     { scenario: '4 sustained', figure: 'actual / estimate p10 / p50 / p90', value: estimateRatios(sustained?.estimatedCompletion), unit: '' },
+    { scenario: '4 sustained', figure: 'estimate, reply during | after load: n: ratio p50, |error| p90', value: estimateByRegime(sustained?.estimatedCompletion), unit: '' },
     {
       scenario: '4c sustained, PostgreSQL transport',
       figure: 'replies/s seen after warm-up (queues on PostgreSQL)',
@@ -1702,6 +1729,8 @@ async function main(): Promise<number> {
     { scenario: '4b paced', figure: 'replies: one / none / duplicate or stray', value: replyCounts(paced?.replyAudit), unit: '' },
     { scenario: '4b paced', figure: 'CPU ms/msg: api / workers / postgres / redis', value: costRow(paced), unit: 'ms' },
     { scenario: '4b paced', figure: 'estimatedCompletion error p50 / p90 (actual − estimate)', value: estimateErrors(paced?.estimatedCompletion), unit: 'ms' },
+    { scenario: '4b paced', figure: 'actual / estimate p10 / p50 / p90', value: estimateRatios(paced?.estimatedCompletion), unit: '' },
+    { scenario: '4b paced', figure: 'estimate, reply during | after load: n: ratio p50, |error| p90', value: estimateByRegime(paced?.estimatedCompletion), unit: '' },
     { scenario: '6 fairness', figure: "off: B's p50 / p99 send→completed", value: `${num(fairOff?.steadySendToCompletedMs?.p50)} / ${num(fairOff?.steadySendToCompletedMs?.p99)}`, unit: 'ms' },
     {
       scenario: '6 fairness',

@@ -62,6 +62,7 @@ const schema = z.object({
   BACKLOG_MAX_TOTAL: z.coerce.number().int().min(1).default(50_000),
   BACKLOG_REFRESH_MS: z.coerce.number().int().min(10).max(10_000).default(250),
   BACKLOG_RATE_HALF_LIFE_MS: z.coerce.number().int().min(100).max(600_000).default(5_000),
+  BACKLOG_CALIBRATION_HALF_LIFE_RUNS: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
   EVENTS_FLUSH_MS: z.coerce.number().int().min(0).max(1_000).default(50),
   EVENTS_RETENTION_MS: z.coerce.number().int().min(60_000).max(30 * 86_400_000).default(86_400_000),
   EVENTS_HEARTBEAT_MS: z.coerce.number().int().min(1_000).max(300_000).default(15_000),
@@ -208,7 +209,7 @@ export interface Config {
   /** Concurrent `wait`s on /comprehensive per organization, in this process. */
   maxWaitsPerOrg: number;
   /** Backpressure (src/domain/chat/backlog.ts): open runs per organization and overall, and how they are counted. */
-  backlog: { maxPerOrg: number; maxTotal: number; refreshMs: number; halfLifeMs: number };
+  backlog: { maxPerOrg: number; maxTotal: number; refreshMs: number; halfLifeMs: number; calibrationHalfLifeRuns: number };
   /** Live event streams (README "Event streams"). */
   events: { flushMs: number; retentionMs: number; heartbeatMs: number; ticketTtlMs: number };
   documentQuota: { count: number; bytes: number };
@@ -285,7 +286,13 @@ export function loadConfig(env: Record<string, string | undefined>, catalog: Cat
     rateLimit: { max: e.RATE_LIMIT_MAX, windowMs: e.RATE_LIMIT_WINDOW_MS },
     authFailureLimit: { max: e.AUTH_FAILURE_RATE_LIMIT_MAX, windowMs: e.AUTH_FAILURE_RATE_LIMIT_WINDOW_MS },
     maxWaitsPerOrg: e.COMPREHENSIVE_MAX_WAITS_PER_ORG,
-    backlog: { maxPerOrg: e.BACKLOG_MAX_PER_ORG, maxTotal: e.BACKLOG_MAX_TOTAL, refreshMs: e.BACKLOG_REFRESH_MS, halfLifeMs: e.BACKLOG_RATE_HALF_LIFE_MS },
+    backlog: {
+      maxPerOrg: e.BACKLOG_MAX_PER_ORG,
+      maxTotal: e.BACKLOG_MAX_TOTAL,
+      refreshMs: e.BACKLOG_REFRESH_MS,
+      halfLifeMs: e.BACKLOG_RATE_HALF_LIFE_MS,
+      calibrationHalfLifeRuns: e.BACKLOG_CALIBRATION_HALF_LIFE_RUNS,
+    },
     events: { flushMs: e.EVENTS_FLUSH_MS, retentionMs: e.EVENTS_RETENTION_MS, heartbeatMs: e.EVENTS_HEARTBEAT_MS, ticketTtlMs: e.STREAM_TICKET_TTL_MS },
     documentQuota: { count: e.DOCUMENT_QUOTA_COUNT, bytes: e.DOCUMENT_QUOTA_BYTES },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

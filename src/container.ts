@@ -114,13 +114,16 @@ export function createContainer(config: Readonly<Config>, logger: Logger) {
     eventFlushMs: config.events.flushMs,
   });
   const estimateMs = config.openai.apiKey ? 3_000 : 500;
-  // The open runs and the drain rate, shared by every process through PostgreSQL; counted at most every refreshMs.
+  // The open runs, the drain rate and the estimate's correction, shared by every process through PostgreSQL; counted at most every refreshMs.
   const backlog = createBacklog({
     source: createBacklogRepository(database.pool, replyStageOf(config.catalog)),
     limits: { maxPerOrg: config.backlog.maxPerOrg, maxTotal: config.backlog.maxTotal },
     refreshMs: config.backlog.refreshMs,
     halfLifeMs: config.backlog.halfLifeMs,
+    calibrationHalfLifeRuns: config.backlog.calibrationHalfLifeRuns,
     priorServiceMs: estimateMs,
+    // The order the queues take runs in (src/adapters/bullmq/fair-order.ts), for each message's place in it.
+    fairness: { enabled: config.fairness.enabled, weightOf: (orgId) => config.fairness.weights[orgId.toLowerCase()] ?? 1 },
     onError: (err) => logger.warn({ err }, 'backlog: could not count open runs'),
   });
   const heartbeat = createHeartbeat({ coordination, prefix: config.queue.prefix });

@@ -77,6 +77,8 @@ export interface NewRun<S extends string = StageName> {
   newThread?: { title: string };
   /** The stages the run includes; their steps start pending. */
   stages: S[];
+  /** The backlog model's estimate of the run's wait at accept (ms), kept to correct later estimates by how it turned out. */
+  modelWaitMs?: number;
 }
 
 export type AcceptOutcome =

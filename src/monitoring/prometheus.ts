@@ -155,6 +155,14 @@ export function createPrometheus(options: { localWorkers: ReadonlyMap<string, { 
           if (rate !== null) this.set(rate);
         },
       });
+      new Gauge({
+        name: 'honeyjar_backlog_estimate_correction',
+        help: "Measured ratio of finished runs' actual to estimated wait that estimatedCompletion is multiplied by (1 until measured)",
+        registers,
+        collect() {
+          this.set(status().estimateCorrection);
+        },
+      });
     },
 
     /** The exposition text. Queue depths are read first through `queueCounts`, within the timeout. */

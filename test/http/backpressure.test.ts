@@ -2,6 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type Tenant, type TestApp } from '../support/app.js';
 import { startQueueSystem } from '../../src/queue/queue-system.js';
 import { createLogger } from '../../src/logger.js';
+import { createBacklogRepository } from '../../src/adapters/postgres/repositories/backlog.repository.js';
+import { stageOrder } from '../../src/engine/dag.js';
+import { stagesFor } from '../../src/domain/chat/chat.service.js';
+import { randomUUID } from 'node:crypto';
 
 /*
  * No workers run here: every accepted message stays open, so the backlog is exactly what the test
@@ -68,11 +72,14 @@ describe('backpressure', () => {
     const messages = (await t.as(acme, { method: 'GET', url: `/api/v1/chat/threads/${acmeThread}/messages` })).json().messages;
     expect(messages).toHaveLength(3);
 
-    // Another organization is still accepted, behind everyone's open runs.
+    // Another organization is still accepted, behind everyone's open runs; under fairness (the
+    // default) it is served next, so its estimate is Acme's first one's: nothing of its own ahead.
     const globexThread = await thread(globex);
     const first = await queued(globex, globexThread, 'Globex question');
     expect(first.statusCode).toBe(202);
     expect(first.json().data.tracking.queuePosition).toEqual({ organization: 0, overall: 3 });
+    const globexEstimate = Date.parse(first.json().data.tracking.estimatedCompletion) - Date.parse(first.json().data.immediate.timestamp);
+    expect(globexEstimate).toBe(estimates[0]);
     expect((await queued(globex, globexThread, 'Globex follow-up')).statusCode).toBe(202);
 
     // Five open across the system: every organization is refused with 503, Initech included.
@@ -141,5 +148,62 @@ describe('backpressure, replays', () => {
     expect(again.json().data.tracking.batchId).toBe(first.json().data.tracking.batchId);
     const other = await send('Another request');
     expect(other.statusCode).toBe(422);
+  });
+});
+
+describe('the estimate\'s calibration, read from PostgreSQL', () => {
+  let c: TestApp;
+  afterAll(async () => {
+    await c?.close();
+  });
+
+  it('stores the model\'s estimate with the run and reads back how the finished runs compare with it', async () => {
+    c = await createTestApp({ BACKLOG_REFRESH_MS: '10000' });
+    const tenant = await c.tenant('Calibration Backlog');
+    const threadId = (await c.as(tenant, { method: 'POST', url: '/api/v1/chat/threads', payload: { title: 'c' } })).json().id;
+    const { catalog } = c.container.config;
+    const replyStage = stageOrder(catalog).find((stage) => catalog[stage].reply)!;
+    const source = createBacklogRepository(c.database.pool, replyStage);
+    const first = await source.read(undefined);
+    expect(first.calibration).toEqual({ runs: 0, meanLogRatio: null });
+
+    // Two runs estimated at 1 s that took 0.5 s and 4 s, and one with no estimate.
+    const runs: Array<{ id: string; estimate?: number; tookMs: number }> = [
+      { id: randomUUID(), estimate: 1_000, tookMs: 500 },
+      { id: randomUUID(), estimate: 1_000, tookMs: 4_000 },
+      { id: randomUUID(), tookMs: 100 },
+    ];
+    for (const run of runs) {
+      const created = await c.container.repositories.runs.create({
+        id: run.id,
+        orgId: tenant.orgId,
+        threadId,
+        userId: tenant.userId,
+        source: 'queued',
+        driver: 'queue',
+        content: 'calibrate',
+        stages: stagesFor(catalog, {}),
+        ...(run.estimate === undefined ? {} : { modelWaitMs: run.estimate }),
+      });
+      expect(created.kind).toBe('created');
+    }
+    const stored = await c.database.pool.query('select id, model_wait_ms from runs where id = any($1::uuid[])', [runs.map((r) => r.id)]);
+    expect(Object.fromEntries(stored.rows.map((row) => [row.id, row.model_wait_ms]))).toEqual(Object.fromEntries(runs.map((r) => [r.id, r.estimate ?? null])));
+
+    // Their replies are stored now, each `tookMs` after its accept.
+    for (const run of runs) {
+      await c.database.pool.query(
+        `with accepted as (update runs set created_at = now() - make_interval(secs => $4::float8 / 1000) where id = $1 returning id)
+         insert into run_steps (run_id, stage, org_id, job_id, queue, status, max_attempts, finished_at)
+         select id, $2, $3, id::text || '.' || $2, 'q', 'completed', 1, now() from accepted`,
+        [run.id, replyStage, tenant.orgId, run.tookMs],
+      );
+    }
+    const next = await source.read(first.until);
+    expect(next.calibration?.runs).toBe(2);
+    // ln(0.5) and ln(4): their mean is ln(√2).
+    expect(next.calibration?.meanLogRatio).toBeCloseTo(Math.log(Math.SQRT2), 2);
+    // The next reading's interval starts where this one ended: they are not counted again.
+    expect((await source.read(next.until)).calibration).toEqual({ runs: 0, meanLogRatio: null });
   });
 });

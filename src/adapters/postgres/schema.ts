@@ -126,6 +126,13 @@ export const runs = pgTable(
     /** A digest of the request that used the idempotency key: the same key with another request is refused. */
     idempotencyFingerprint: text('idempotency_fingerprint'),
     /**
+     * The backlog model's estimate of the run's wait at accept, before its measured correction
+     * (src/domain/chat/backlog.ts); null when there was nothing to learn from (nothing ahead, no
+     * measured rate, or a run driven at once rather than queued). The backlog reading
+     * compares it with the actual wait of the runs that finished, to correct the next estimates.
+     */
+    modelWaitMs: integer('model_wait_ms'),
+    /**
      * Each included stage's progress as the DAG sees it (pending, completed, failed). Kept on the
      * run row so that concurrent step completions serialise on it and the last one sees all.
      */

@@ -32,6 +32,8 @@ export interface ChatServiceDeps {
 export interface Placement {
   position: QueuePosition;
   estimatedWaitMs: number;
+  /** The model's estimate before its measured correction, stored with the run (see backlog.ts). */
+  modelWaitMs?: number | null;
 }
 
 /** A created run, with its placement and the runs its `interrupt` cancelled. */
@@ -115,6 +117,8 @@ export class ChatService {
       strategy?: MultitaskStrategy;
     },
   ): Promise<CreatedRun> {
+    const placement = await this.place(actor, how.source, how.idempotency);
+    if (placement && 'replay' in placement) return placement.replay;
     const id = randomUUID();
     const options = how.options ?? {};
     const run: NewRun = {
@@ -131,9 +135,9 @@ export class ChatService {
         : {}),
       ...(how.newThread ? { newThread: how.newThread } : {}),
       stages: stagesFor(this.deps.catalog, options),
+      // Learned from only where it held: a queued run waits its turn; one driven inline does not.
+      ...(how.driver === 'queue' && typeof placement?.modelWaitMs === 'number' ? { modelWaitMs: placement.modelWaitMs } : {}),
     };
-    const placement = await this.place(actor, how.source, how.idempotency);
-    if (placement && 'replay' in placement) return placement.replay;
     const { multitask } = this.deps;
     // A new thread has nothing running: every strategy is the plain accept.
     const strategy = multitask && !how.newThread ? await multitask.settings.resolve(actor.orgId, how.strategy) : 'enqueue';

@@ -22,7 +22,7 @@ export interface AcceptedDocument {
     tracking: {
       batchId: string;
       threadId: string;
-      /** When the reply is expected: the message's service time plus the runs ahead of it at the measured drain rate. */
+      /** When the reply is expected: the backlog's estimate (src/domain/chat/backlog.ts, estimateWaitMs) from the acceptance. */
       estimatedCompletion: string;
       /** Runs accepted before this message and not finished yet (being processed or waiting). */
       queuePosition: QueuePosition;

@@ -19,7 +19,8 @@ export const AcceptedSchema = Type.Object(
         batchId: Type.String(),
         threadId: Type.String(),
         estimatedCompletion: Type.String({
-          description: 'When the reply is expected: the measured service time plus the runs ahead at the measured drain rate (see queuePosition)',
+          description:
+            "When the reply is expected: the measured service time plus the runs served before it (its organization's turn among the organizations with open runs, by weight, under fairness; every run ahead without it) at the measured drain rate, times the measured ratio of actual to estimated wait of recently finished runs",
         }),
         queuePosition: Type.Object(
           {

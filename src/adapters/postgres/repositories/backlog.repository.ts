@@ -10,6 +10,11 @@ import type { BacklogReading, BacklogSource } from '../../../domain/chat/backlog
  * therefore counts OVERLAP_MS before its `since` again, and says how many of its own finishes lie
  * in its last OVERLAP_MS (`recent`), which the next reading subtracts: a finish committed up to
  * OVERLAP_MS late is counted once, by the reading that first sees it.
+ *
+ * The same rows give the estimate's calibration: for the runs that finished in (`since`, `until`]
+ * and carry the model's estimate of their wait (runs.model_wait_ms, written with the run), their
+ * number and the mean of ln(accept-to-finish ÷ estimate). A finish committed late is left out of
+ * it rather than counted twice: one sample less.
  */
 const OVERLAP_MS = 2_000;
 
@@ -19,7 +24,10 @@ open as (select org_id, count(*)::int as n from runs where finished_at is null g
 done as (
   select count(*)::int as finished,
          count(*) filter (where st.finished_at > bound.until - make_interval(secs => ${OVERLAP_MS / 1000}))::int as recent,
-         min(extract(epoch from st.finished_at - r.created_at) * 1000) as fastest_ms
+         min(extract(epoch from st.finished_at - r.created_at) * 1000) as fastest_ms,
+         count(*) filter (where r.model_wait_ms > 0 and st.finished_at > $1::timestamptz)::int as calibrated,
+         avg(ln(greatest(extract(epoch from st.finished_at - r.created_at) * 1000, 1) / r.model_wait_ms))
+           filter (where r.model_wait_ms > 0 and st.finished_at > $1::timestamptz) as mean_log_ratio
     from run_steps st join runs r on r.id = st.run_id, bound
    where st.finished_at > coalesce($1::timestamptz, bound.until) - make_interval(secs => ${OVERLAP_MS / 1000})
      and st.finished_at <= bound.until
@@ -29,6 +37,8 @@ select (select until from bound) as until,
        (select finished from done) as finished,
        (select recent from done) as recent,
        (select fastest_ms from done) as fastest_ms,
+       (select calibrated from done) as calibrated,
+       (select mean_log_ratio from done) as mean_log_ratio,
        coalesce((select json_agg(json_build_array(org_id, n)) from open), '[]'::json) as open`;
 
 /** The open runs accepted before a message (its seq), of its organization and of all. */
@@ -51,6 +61,10 @@ export function createBacklogRepository(pool: pg.Pool, replyStage: string): Back
         recent: Number(row.recent ?? 0),
         fastestMs: row.fastest_ms === null || row.fastest_ms === undefined ? null : Number(row.fastest_ms),
         until: row.until as Date,
+        calibration: {
+          runs: since ? Number(row.calibrated ?? 0) : 0,
+          meanLogRatio: row.mean_log_ratio === null || row.mean_log_ratio === undefined ? null : Number(row.mean_log_ratio),
+        },
       };
       return reading;
     },

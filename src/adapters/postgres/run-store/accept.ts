@@ -27,8 +27,8 @@ const createRunSql = (lock: 'skip locked' | '') => `
 with t as (select id from threads where id = $2 and org_id = $3 for no key update ${lock}),
 n as (select nextval('messages_seq_seq') as seq, gen_random_uuid() as message_id from t),
 r as (
-  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, idempotency_fingerprint, step_states, message_id, seq)
-  select $1, $3, t.id, $4, $5, $6, $7::jsonb, $8, $11, $10::jsonb, n.message_id, n.seq
+  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, idempotency_fingerprint, step_states, model_wait_ms, message_id, seq)
+  select $1, $3, t.id, $4, $5, $6, $7::jsonb, $8, $11, $10::jsonb, $12::int, n.message_id, n.seq
     from t, n
   on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
   returning id, created_at, message_id, seq
@@ -61,20 +61,20 @@ function EXISTING_RUN_SQL(orgId: string, key: string): string {
 }
 
 /*
- * CREATE_RUN for a message that starts a new thread ($2, chosen by the caller; $12 its title):
+ * CREATE_RUN for a message that starts a new thread ($2, chosen by the caller; $13 its title):
  * the thread is written only together with its run, so a refused key or a failed statement
  * leaves no thread behind. (Runs have no foreign keys; the thread's row may come second.)
  */
 const CREATE_RUN_IN_NEW_THREAD = `
 with r as (
-  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, idempotency_fingerprint, step_states, message_id, seq)
-  values ($1, $3, $2, $4, $5, $6, $7::jsonb, $8, $11, $10::jsonb, gen_random_uuid(), nextval('messages_seq_seq'))
+  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, idempotency_fingerprint, step_states, model_wait_ms, message_id, seq)
+  values ($1, $3, $2, $4, $5, $6, $7::jsonb, $8, $11, $10::jsonb, $12::int, gen_random_uuid(), nextval('messages_seq_seq'))
   on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
   returning id, created_at, message_id, seq
 ),
 t as (
   insert into threads (id, org_id, created_by, title, created_at)
-  select $2, $3, $4, $12, r.created_at from r
+  select $2, $3, $4, $13, r.created_at from r
   returning id
 ),
 m as (
@@ -94,8 +94,8 @@ select 1 as idx, true as thread_found,
 /** The same for several accepts: CREATE_RUN costs less for one alone. */
 const CREATE_RUNS = `
 with q as (
-  select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
-    with ordinality as q(id, thread_id, org_id, user_id, source, driver, options, idempotency_key, content, step_states, idempotency_fingerprint, idx)
+  select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[])
+    with ordinality as q(id, thread_id, org_id, user_id, source, driver, options, idempotency_key, content, step_states, idempotency_fingerprint, model_wait_ms, idx)
 ),
 t as (select q.idx from q join threads th on th.id = q.thread_id and th.org_id = q.org_id order by th.id for no key update of th skip locked),
 n as (
@@ -104,9 +104,9 @@ n as (
    order by q.idx
 ),
 r as (
-  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, idempotency_fingerprint, step_states, message_id, seq)
+  insert into runs (id, org_id, thread_id, user_id, source, driver, options, idempotency_key, idempotency_fingerprint, step_states, model_wait_ms, message_id, seq)
   select n.id, n.org_id, n.thread_id, n.user_id, n.source, n.driver, n.options::jsonb, n.idempotency_key, n.idempotency_fingerprint,
-         n.step_states::jsonb, n.message_id, n.seq
+         n.step_states::jsonb, n.model_wait_ms, n.message_id, n.seq
     from n
   on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
   returning id, org_id, thread_id, created_at, message_id, seq
@@ -143,6 +143,7 @@ export function acceptColumns(input: NewRun<string>): unknown[] {
     input.content,
     JSON.stringify(Object.fromEntries(input.stages.map((stage) => [stage, 'pending']))),
     input.idempotencyFingerprint ?? null,
+    input.modelWaitMs === undefined ? null : Math.min(Math.round(input.modelWaitMs), 2_147_483_647),
   ];
 }
 
