@@ -58,12 +58,29 @@ export function createRedisQueueBackend(options: {
   };
 }
 
+/** On PostgreSQL, completed jobs are kept this long (see COMPLETED_RETENTION), trimmed every TRIM_EVERY_MS. */
+export const POSTGRES_COMPLETED_KEEP_MS = 60_000;
+const TRIM_EVERY_MS = 5_000;
+const TRIM_LIMIT = 10_000;
+
 /**
  * On PostgreSQL: every queue and worker of the process shares one pool whose connections look in
- * BullMQ's schema first. Each worker also holds one of its connections for LISTEN, so the pool has
- * room for `workers` of those on top of `poolMax` for queries.
+ * BullMQ's schema first and commit without waiting for the WAL flush. Each worker also holds one
+ * of its connections for LISTEN, so the pool has room for `workers` of those on top of `poolMax`
+ * for queries. The process trims its queues' completed jobs older than POSTGRES_COMPLETED_KEEP_MS
+ * every few seconds, one statement a queue (BullMQ's own trimming would read every kept job on
+ * every completion); several processes trimming the same queues delete each job once.
  */
-export function createPostgresQueueBackend(options: { url: string; poolMax: number; workers: number; logger: Logger }): QueueBackend {
+export function createPostgresQueueBackend(options: {
+  url: string;
+  poolMax: number;
+  workers: number;
+  logger: Logger;
+  /** For tests: POSTGRES_COMPLETED_KEEP_MS and TRIM_EVERY_MS. */
+  completedKeepMs?: number;
+  trimEveryMs?: number;
+}): QueueBackend {
+  const keepMs = options.completedKeepMs ?? POSTGRES_COMPLETED_KEEP_MS;
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.poolMax + options.workers,
@@ -71,7 +88,11 @@ export function createPostgresQueueBackend(options: { url: string; poolMax: numb
     idleTimeoutMillis: 30_000,
     application_name: 'honeyjar-queues',
     keepAlive: true,
-    options: `-c search_path=${QUEUE_SCHEMA}`,
+    // The queues carry ids; the runs in our schema are the truth. A job operation lost with the
+    // last moments of a crash is made good like any lost job: the restart watch re-drives the runs
+    // that were open (a lost add), and a job done again finds its step stored (a lost
+    // completion). So their commits do not wait for the WAL flush.
+    options: `-c search_path=${QUEUE_SCHEMA} -c synchronous_commit=off`,
   });
   // Each queue and worker of the process listens for the pool's errors.
   pool.setMaxListeners(0);
@@ -82,15 +103,36 @@ export function createPostgresQueueBackend(options: { url: string; poolMax: numb
   pool.on('connect', () => {
     reachable = true;
   });
+  const trimmed = new Map<string, StageQueue>();
+  let trimming: Promise<void> | undefined;
+  const trimTimer = setInterval(() => {
+    if (trimming || !reachable) return;
+    trimming = (async () => {
+      for (const queue of trimmed.values()) {
+        await queue.clean(keepMs, TRIM_LIMIT, 'completed').catch((error: Error) => {
+          options.logger.debug({ queue: queue.name, err: { message: error.message } }, 'could not trim completed jobs');
+        });
+      }
+    })().finally(() => {
+      trimming = undefined;
+    });
+  }, options.trimEveryMs ?? TRIM_EVERY_MS);
+  trimTimer.unref();
   // The PostgreSQL flavour of the classes has the same methods; the rest of the code is written
   // against one type, so the instances are seen as that.
   return {
     name: 'postgres',
-    queue: (name) => new Queue(name, { connection: pool }, createPostgresBackend) as unknown as StageQueue,
+    queue(name) {
+      const queue = new Queue(name, { connection: pool }, createPostgresBackend) as unknown as StageQueue;
+      if (!trimmed.has(name)) trimmed.set(name, queue);
+      return queue;
+    },
     worker: (name, processor, workerOptions) =>
       new Worker(name, processor, { ...workerOptions, connection: pool }, createPostgresBackend) as unknown as StageWorker,
     available: () => reachable,
     async close() {
+      clearInterval(trimTimer);
+      await trimming;
       await pool.end().catch(() => undefined);
     },
   };

@@ -56,13 +56,14 @@ export function selectStages(catalog: Catalog, names: readonly string[] | undefi
 /**
  * How long BullMQ keeps a completed job (PostgreSQL keeps each step's own record either way). In
  * Redis the kept jobs are a sorted set, trimmed cheaply by count. BullMQ's PostgreSQL backend
- * trims by count with a scan and sort of every kept job on each completion (a thousand rows per
- * job at `count: 1000`), so there completed jobs are kept by age alone, for a minute: the
- * trimming reads only the jobs that leave.
+ * trims on each completion with a statement that reads the queue's kept jobs — by count a scan
+ * and sort of all of them, by age one its partial index cannot serve (4–5 ms and ~600 buffers a
+ * completion with a few thousand jobs) — so there BullMQ keeps them all, and each process trims
+ * them by age, every few seconds, in one statement a queue (backend.ts).
  */
 export const COMPLETED_RETENTION = {
   redis: { age: 3_600, count: 1_000 },
-  postgres: { age: 60 },
+  postgres: false,
 } as const satisfies Record<'redis' | 'postgres', JobsOptions['removeOnComplete']>;
 
 export function jobOptions(
