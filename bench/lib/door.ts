@@ -102,7 +102,9 @@ export async function measureDoorTtft(options: {
   let pieces = 0;
   try {
     for (let i = 0; i < options.warmup + options.requests; i++) {
-      const marker = `door-ttft-${i}-${Date.now()}`;
+      // Letters only: a run of digits can pass as a card or phone number, which the security
+      // stage redacts before the text reaches the LLM, and the marker would not be found there.
+      const marker = `door-ttft-${letters(i)}-${letters(Date.now())}`;
       try {
         const timing = await streamOnce(agent, options.port, options.headers, `Draft a two-line teaser for the autumn launch (${marker})`);
         // The fake's streamed answers are recorded in order, one per streamed request.
@@ -141,4 +143,15 @@ export async function measureDoorTtft(options: {
     afterLlmMs: summarize(ok(after)),
     streamedInPieces: pieces,
   };
+}
+
+/** `n` written in the letters a–z (base 26). */
+function letters(n: number): string {
+  let out = '';
+  let rest = Math.floor(n);
+  do {
+    out = String.fromCharCode(97 + (rest % 26)) + out;
+    rest = Math.floor(rest / 26);
+  } while (rest > 0);
+  return out;
 }
