@@ -50,5 +50,8 @@ function codeOf(error: unknown): string | undefined {
 /** `host:port/database` of a PostgreSQL URL: never its user or password. */
 export function addressOf(url: string): string {
   const parsed = new URL(url);
-  return `${parsed.hostname}:${parsed.port || '5432'}${parsed.pathname}`;
+  const port = parsed.searchParams.get('port') || parsed.port || '5432';
+  // A `host` parameter wins over the URL's host, as it does for the driver: a directory is a Unix socket's.
+  const host = parsed.searchParams.get('host') || parsed.hostname;
+  return `${host.startsWith('/') ? `unix:${host}` : host}:${port}${parsed.pathname}`;
 }

@@ -62,5 +62,8 @@ describe('expected start failures', () => {
   it('name a database by address, never by its credentials', () => {
     expect(addressOf('postgres://postgres:s3cret@127.0.0.1:41000/honeyjar?application_name=honeyjar%3A1')).toBe('127.0.0.1:41000/honeyjar');
     expect(addressOf('postgres://db.internal/app')).toBe('db.internal:5432/app');
+    // The driver's own override: a socket directory (or another host) in the query.
+    expect(addressOf('postgres://postgres@127.0.0.1:5432/app?host=%2Fvar%2Frun%2Fpostgresql')).toBe('unix:/var/run/postgresql:5432/app');
+    expect(addressOf('postgres://postgres@localhost/app?host=db.internal&port=6432')).toBe('db.internal:6432/app');
   });
 });
