@@ -1,6 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
-import { drizzle } from 'drizzle-orm/node-postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acceptColumns, CREATE_RUN } from '../../src/adapters/postgres/run-store/accept.js';
 import { createRunsRepository, type RunsRepository } from '../../src/adapters/postgres/run-store/index.js';
@@ -18,7 +16,6 @@ import { createTestDatabase, type TestDatabase } from '../support/database.js';
  */
 
 let database: TestDatabase;
-let pool: pg.Pool;
 let runs: RunsRepository;
 let orgId: string;
 let userId: string;
@@ -27,8 +24,7 @@ let otherThreadId: string;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  pool = new pg.Pool({ connectionString: database.url, max: 4 });
-  runs = createRunsRepository(drizzle(pool) as never, pool, CATALOG);
+  runs = createRunsRepository(database.db as never, database.pool, CATALOG);
   const tenancy = createTenancyRepository(database.db);
   orgId = (await tenancy.createOrganization('Order org')).id;
   userId = (await tenancy.upsertUser('order@example.com')).id;
@@ -38,7 +34,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await pool.end();
   await database.drop();
 });
 
