@@ -2,6 +2,7 @@ import { createPostgresBackend, Queue, Worker, type Processor, type WorkerOption
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { closeRedis, createRedisConnection, type RedisClient, type RedisTarget } from '../redis/connections.js';
+import { createPeriodicTask } from '../../lib/periodic.js';
 import { queuePrefix, type StageJobData } from './job-options.js';
 
 export type QueueBackendName = 'redis' | 'postgres';
@@ -104,20 +105,18 @@ export function createPostgresQueueBackend(options: {
     reachable = true;
   });
   const trimmed = new Map<string, StageQueue>();
-  let trimming: Promise<void> | undefined;
-  const trimTimer = setInterval(() => {
-    if (trimming || !reachable) return;
-    trimming = (async () => {
+  const trimming = createPeriodicTask(
+    async () => {
+      if (!reachable) return;
       for (const queue of trimmed.values()) {
         await queue.clean(keepMs, TRIM_LIMIT, 'completed').catch((error: Error) => {
           options.logger.debug({ queue: queue.name, err: { message: error.message } }, 'could not trim completed jobs');
         });
       }
-    })().finally(() => {
-      trimming = undefined;
-    });
-  }, options.trimEveryMs ?? TRIM_EVERY_MS);
-  trimTimer.unref();
+    },
+    () => undefined,
+  );
+  trimming.start(options.trimEveryMs ?? TRIM_EVERY_MS);
   // The PostgreSQL flavour of the classes has the same methods; the rest of the code is written
   // against one type, so the instances are seen as that.
   return {
@@ -131,8 +130,7 @@ export function createPostgresQueueBackend(options: {
       new Worker(name, processor, { ...workerOptions, connection: pool }, createPostgresBackend) as unknown as StageWorker,
     available: () => reachable,
     async close() {
-      clearInterval(trimTimer);
-      await trimming;
+      await trimming.stop();
       await pool.end().catch(() => undefined);
     },
   };
